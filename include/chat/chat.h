@@ -1,0 +1,11 @@
+/* libchat umbrella header. */
+#ifndef CHAT_CHAT_H
+#define CHAT_CHAT_H
+
+#include "version.h"
+#include "common.h"
+#include "frame.h"
+#include "snowflake.h"
+#include "backoff.h"
+
+#endif /* CHAT_CHAT_H */

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int chat__placeholder_t;
