@@ -26,15 +26,19 @@ typedef struct chat_backoff {
 CHAT_API chat_backoff chat_backoff_default(void);
 
 /** Delay before retry number @p attempt (0-based), given 32 random bits
- * @p rand32. A NULL @p b, or a zero base or cap, uses the defaults. Pure:
- * the same arguments always give the same delay. */
+ * @p rand32. A NULL @p b uses every default; otherwise a zero base_ms or
+ * cap_ms is replaced by its own default, field by field, and the other
+ * fields are kept (a floor of 0 stays 0; a floor above the ceiling is
+ * clamped to it). `version` is not read. Pure: the same arguments always
+ * give the same delay. */
 CHAT_API uint32_t chat_backoff_delay(const chat_backoff *b, uint32_t attempt,
                                      uint32_t rand32);
 
 /** The ceiling min(cap_ms, base_ms * 2^attempt) for @p attempt. */
 CHAT_API uint32_t chat_backoff_ceiling(const chat_backoff *b, uint32_t attempt);
 
-/** chat_backoff_delay() with 32 bits drawn from @p env->random.
+/** chat_backoff_delay() with 32 bits drawn from @p env->random (4 bytes,
+ * read little-endian, so a seeded env gives the same delays everywhere).
  * @retval CHAT_OK *delay_ms set
  * @retval CHAT_ERR_INVAL env, env->random or delay_ms is NULL */
 CHAT_API chat_err chat_backoff_next(const chat_backoff *b, uint32_t attempt,

@@ -6,6 +6,9 @@
 #include "common.h"
 #include "frame.h"
 #include "snowflake.h"
+#include "modules.h"
+#include "memory.h"
+#include "server.h"
 #include "backoff.h"
 
 #endif /* CHAT_CHAT_H */

@@ -43,6 +43,10 @@ extern "C" {
   XX(ERR_TOO_LARGE, -4, "value over its size limit")                           \
   XX(ERR_NOT_FOUND, -5, "not found")                                           \
   XX(ERR_MODULE, -6, "a host module reported failure")                         \
+  XX(ERR_AUTH, -7, "authentication failed")                                    \
+  XX(ERR_DENIED, -8, "not allowed for this user")                              \
+  XX(ERR_CONFLICT, -9, "conflicts with existing state")                        \
+  XX(ERR_RATE_LIMITED, -10, "rate limit exceeded")                             \
   XX(ERR_JSON, -20, "malformed JSON")                                          \
   XX(ERR_NOT_OBJECT, -21, "frame is not a JSON object")                        \
   XX(ERR_NO_TYPE, -22, "missing or non-string \"type\"")                       \
@@ -125,7 +129,8 @@ typedef struct chat_env {
 
 /** Fill @p out with the process's real environment: CLOCK_REALTIME for
  * wall_ms, libsodium's randombytes_buf() for random, log and wake NULL.
- * Available when libchat is built with libsodium (the default).
+ * Available when libchat is built with libsodium (the default). On failure
+ * *out is zeroed.
  * @retval CHAT_OK
  * @retval CHAT_ERR_INVAL @p out is NULL
  * @retval CHAT_ERR_FATAL libsodium failed to initialise

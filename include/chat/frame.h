@@ -323,7 +323,7 @@ typedef struct chat_frame {
 #define CHAT_CODEC_SETTINGS_V1 1
 typedef struct chat_codec_settings {
   uint32_t version;             /* CHAT_CODEC_SETTINGS_V1 */
-  uint32_t max_frame_bytes;     /* whole frame; default 131072 (128 KiB) */
+  uint32_t max_frame_bytes;     /* a frame to the server; default 131072 */
   uint32_t max_body_bytes;      /* decoded body; default 65536 (64 KiB) */
   uint32_t max_presence_ids;    /* presence_subscribe; default 100 */
   uint32_t max_resume_entries;  /* resume.last_seen; default 4096 */
@@ -331,6 +331,10 @@ typedef struct chat_codec_settings {
   uint32_t max_members;         /* conversation.members; default 1024 */
   uint32_t max_history;         /* messages in one history frame; default 1000 */
   uint32_t max_depth;           /* JSON nesting; default 16 */
+  /* A frame to the client: larger, since a 64 KiB body of control
+   * characters escapes to six times its size and history frames batch
+   * messages. Default 1048576 (1 MiB). */
+  uint32_t max_frame_bytes_to_client;
 } chat_codec_settings;
 
 typedef struct chat_codec chat_codec;
@@ -369,7 +373,7 @@ CHAT_API void chat_codec_free(chat_codec *codec);
  * Unknown extra fields are ignored.
  * @retval CHAT_OK
  * @retval CHAT_ERR_INVAL codec, json (with len > 0) or out is NULL
- * @retval CHAT_ERR_FRAME_TOO_LARGE len over max_frame_bytes
+ * @retval CHAT_ERR_FRAME_TOO_LARGE len over the limit for @p dir
  * @retval CHAT_ERR_BAD_UTF8 bytes that are not UTF-8
  * @retval CHAT_ERR_JSON, CHAT_ERR_TOO_DEEP, CHAT_ERR_DUPLICATE_KEY
  * @retval CHAT_ERR_NOT_OBJECT, CHAT_ERR_NO_TYPE, CHAT_ERR_UNKNOWN_TYPE
@@ -392,7 +396,10 @@ CHAT_API chat_err chat_codec_decode(chat_codec *codec, chat_direction dir,
  * @retval CHAT_ERR_INVAL NULL argument, unknown frame version or type, the
  *         payload pointer for the type is NULL, or a required field is NULL
  * @retval CHAT_ERR_BAD_ID, CHAT_ERR_BAD_MESSAGE_ID, CHAT_ERR_BAD_UTF8,
- *         CHAT_ERR_BAD_VALUE a field that would not decode
+ *         CHAT_ERR_BAD_VALUE, CHAT_ERR_TOO_LARGE, CHAT_ERR_TOO_MANY a field
+ *         that this codec would refuse to decode
+ * @retval CHAT_ERR_FRAME_TOO_LARGE the encoded frame is over the limit for
+ *         its direction (a server splits history into smaller frames)
  * @retval CHAT_ERR_NOMEM
  * @since 0.1 */
 CHAT_API chat_err chat_codec_encode(chat_codec *codec, const chat_frame *frame,

@@ -8,7 +8,8 @@
  * core never sleeps), and its clock catches up with the wall clock later.
  *
  * Threads: chat_snowflake_next() may be called from any number of threads
- * at once on one generator (it is lock-free). new/free are not concurrent
+ * at once on one generator (one C11 atomic compare-and-swap per id; it is
+ * lock-free where the platform's 64-bit atomics are). new/free are not concurrent
  * with anything else on the same generator. */
 #ifndef CHAT_SNOWFLAKE_H
 #define CHAT_SNOWFLAKE_H
@@ -40,17 +41,21 @@ CHAT_API chat_err chat_snowflake_new(chat_snowflake **out, uint32_t machine_id,
 CHAT_API void chat_snowflake_free(chat_snowflake *g);
 
 /** Mint the next id, given the wall clock @p wall_ms (Unix ms; a time
- * before the epoch counts as the epoch).
+ * before the epoch counts as the epoch). Id 0 is never issued. On error
+ * *out is left unchanged.
  * @retval CHAT_OK
  * @retval CHAT_ERR_INVAL g or out is NULL
- * @retval CHAT_ERR_STATE the 41-bit millisecond space is exhausted
+ * @retval CHAT_ERR_STATE the wall clock is past the 41-bit millisecond range
+ *         (year 2095), or the generator has no millisecond left
  * @since 0.1 */
 CHAT_API chat_err chat_snowflake_next(chat_snowflake *g, int64_t wall_ms,
                                       uint64_t *out);
 
 /** Raise the generator's floor so that every later id is greater than
  * @p id (for example the largest id found in storage at start-up, in case
- * the clock is behind it). Thread-safe like chat_snowflake_next(). */
+ * the clock is behind it). An id with the top bit set is ignored: no
+ * Snowflake has it, and taking it would exhaust the generator. Thread-safe
+ * like chat_snowflake_next(). */
 CHAT_API void chat_snowflake_observe(chat_snowflake *g, uint64_t id);
 
 /** Pack the three fields; ms_since_epoch is masked to 41 bits, machine to 10

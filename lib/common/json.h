@@ -53,8 +53,10 @@ struct chat__json {
  * byte offset where the problem was found.
  * Returns CHAT_OK, CHAT_ERR_JSON (syntax, lone surrogate escape, bad number
  * literal, trailing data, empty input), CHAT_ERR_BAD_UTF8 (raw bytes that are
- * not UTF-8, anywhere), CHAT_ERR_TOO_DEEP, CHAT_ERR_DUPLICATE_KEY (two
- * members of one object with equal unescaped keys), CHAT_ERR_NOMEM. */
+ * not UTF-8, anywhere: it wins over every other error but NOMEM),
+ * CHAT_ERR_TOO_DEEP, CHAT_ERR_DUPLICATE_KEY (two members of one object with
+ * equal unescaped keys; the offset is the later key's), CHAT_ERR_NOMEM, and
+ * CHAT_ERR_INVAL for a NULL ar or out, or NULL in with len > 0. */
 chat_err chat__json_parse(chat__arena *ar, const char *in, size_t len,
                           uint32_t max_depth, chat__json **out,
                           size_t *err_offset);
@@ -90,6 +92,8 @@ void chat__jw_obj_end(chat__jw *w);
 void chat__jw_arr_begin(chat__jw *w);
 void chat__jw_arr_end(chat__jw *w);
 void chat__jw_key(chat__jw *w, const char *key);
+/* A key that may contain U+0000 (or is not NUL-terminated). */
+void chat__jw_key_len(chat__jw *w, const char *key, size_t len);
 void chat__jw_str(chat__jw *w, const char *s, size_t len);
 void chat__jw_int(chat__jw *w, int64_t v);
 void chat__jw_uint(chat__jw *w, uint64_t v);

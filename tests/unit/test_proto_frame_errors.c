@@ -1,2 +1,439 @@
+/* Frame codec: malformed input. Each row is one way a peer can get a frame
+ * wrong, with the exact chat_err, the wire code it maps to (PROTOCOL.md
+ * section 7), the field named, and error.ref. */
 #include <criterion/criterion.h>
-Test(placeholder, pending) { cr_assert(1); }
+#include <criterion/parameterized.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <chat/frame.h>
+
+typedef struct bad_case {
+  const char *name;
+  chat_direction dir;
+  const char *json; /* NUL-terminated unless len is set */
+  size_t len;
+  chat_err err;
+  chat_wire_error wire;
+  const char *field; /* NULL: no particular field */
+  const char *ref;   /* expected error.ref; NULL: none */
+} bad_case;
+
+#define TS CHAT_DIR_TO_SERVER
+#define TC CHAT_DIR_TO_CLIENT
+#define BF CHAT_WIRE_BAD_FRAME
+#define SEND_HEAD "{\"type\":\"send\",\"client_msg_id\":\"m1\","
+
+static const bad_case cases[] = {
+  /* Not JSON, not an object, no type. */
+  {"empty input", TS, "", 0, CHAT_ERR_JSON, BF, NULL, NULL},
+  {"whitespace only", TS, "  \n", 0, CHAT_ERR_JSON, BF, NULL, NULL},
+  {"truncated object", TS, "{\"type\":\"ping\"", 0, CHAT_ERR_JSON, BF, NULL,
+   NULL},
+  {"trailing garbage", TS, "{\"type\":\"ping\"} x", 0, CHAT_ERR_JSON, BF, NULL,
+   NULL},
+  {"two objects", TS, "{\"type\":\"ping\"}{\"type\":\"ping\"}", 0,
+   CHAT_ERR_JSON, BF, NULL, NULL},
+  {"single quotes", TS, "{'type':'ping'}", 0, CHAT_ERR_JSON, BF, NULL, NULL},
+  {"trailing comma", TS, "{\"type\":\"ping\",}", 0, CHAT_ERR_JSON, BF, NULL,
+   NULL},
+  {"comment", TS, "{\"type\":\"ping\"/*x*/}", 0, CHAT_ERR_JSON, BF, NULL,
+   NULL},
+  {"raw control char in string", TS, "{\"type\":\"pi\tng\"}", 0,
+   CHAT_ERR_JSON, BF, NULL, NULL},
+  {"bad escape", TS, "{\"type\":\"p\\xing\"}", 0, CHAT_ERR_JSON, BF, NULL,
+   NULL},
+  {"lone high surrogate", TS, "{\"type\":\"ping\",\"nonce\":\"\\ud800\"}", 0,
+   CHAT_ERR_JSON, BF, NULL, NULL},
+  {"lone low surrogate", TS, "{\"type\":\"ping\",\"nonce\":\"\\udc00x\"}", 0,
+   CHAT_ERR_JSON, BF, NULL, NULL},
+  {"NaN literal", TS, "{\"type\":\"ping\",\"nonce\":NaN}", 0, CHAT_ERR_JSON,
+   BF, NULL, NULL},
+  {"leading zero number", TS, "{\"type\":\"ping\",\"nonce\":012}", 0,
+   CHAT_ERR_JSON, BF, NULL, NULL},
+  {"invalid UTF-8 in string", TS, "{\"type\":\"ping\",\"nonce\":\"\xff\"}", 0,
+   CHAT_ERR_BAD_UTF8, BF, NULL, NULL},
+  {"overlong UTF-8", TS, "{\"type\":\"ping\",\"nonce\":\"\xc0\xaf\"}", 0,
+   CHAT_ERR_BAD_UTF8, BF, NULL, NULL},
+  {"UTF-8 surrogate", TS, "{\"type\":\"ping\",\"nonce\":\"\xed\xa0\x80\"}", 0,
+   CHAT_ERR_BAD_UTF8, BF, NULL, NULL},
+  {"too deep", TS,
+   "{\"type\":\"ping\",\"x\":[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]}", 0,
+   CHAT_ERR_TOO_DEEP, BF, NULL, NULL},
+  {"duplicate key", TS, "{\"type\":\"ping\",\"type\":\"ping\"}", 0,
+   CHAT_ERR_DUPLICATE_KEY, BF, NULL, NULL},
+  {"duplicate key after unescape", TS,
+   "{\"type\":\"ping\",\"nonce\":1,\"non\\u0063e\":2}", 0,
+   CHAT_ERR_DUPLICATE_KEY, BF, NULL, NULL},
+  {"array at top", TS, "[{\"type\":\"ping\"}]", 0, CHAT_ERR_NOT_OBJECT, BF,
+   NULL, NULL},
+  {"string at top", TS, "\"ping\"", 0, CHAT_ERR_NOT_OBJECT, BF, NULL, NULL},
+  {"number at top", TS, "42", 0, CHAT_ERR_NOT_OBJECT, BF, NULL, NULL},
+  {"no type", TS, "{\"conversation_id\":\"c\"}", 0, CHAT_ERR_NO_TYPE, BF,
+   "type", NULL},
+  {"type is a number", TS, "{\"type\":7}", 0, CHAT_ERR_NO_TYPE, BF, "type",
+   NULL},
+  {"type is null", TS, "{\"type\":null}", 0, CHAT_ERR_NO_TYPE, BF, "type",
+   NULL},
+  /* Types. */
+  {"unknown type", TS, "{\"type\":\"sned\"}", 0, CHAT_ERR_UNKNOWN_TYPE,
+   CHAT_WIRE_UNKNOWN_TYPE, "type", "sned"},
+  {"server type from client", TS,
+   "{\"type\":\"ack\",\"client_msg_id\":\"a\",\"message_id\":\"1\","
+   "\"server_ts\":1}",
+   0, CHAT_ERR_UNKNOWN_TYPE, CHAT_WIRE_UNKNOWN_TYPE, "type", "ack"},
+  {"client type to client", TC, "{\"type\":\"ping\"}", 0,
+   CHAT_ERR_UNKNOWN_TYPE, CHAT_WIRE_UNKNOWN_TYPE, "type", "ping"},
+  {"type case matters", TS, "{\"type\":\"Send\"}", 0, CHAT_ERR_UNKNOWN_TYPE,
+   CHAT_WIRE_UNKNOWN_TYPE, "type", "Send"},
+  /* send: missing and mistyped fields. */
+  {"send without body", TS, SEND_HEAD "\"conversation_id\":\"c\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "body", "m1"},
+  {"send without conversation", TS, SEND_HEAD "\"body\":\"b\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "conversation_id", "m1"},
+  {"send without client_msg_id", TS,
+   "{\"type\":\"send\",\"conversation_id\":\"c\",\"body\":\"b\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "client_msg_id", "send"},
+  {"send body is a number", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":5}", 0, CHAT_ERR_FIELD_TYPE,
+   BF, "body", "m1"},
+  {"send body is null", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":null}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "body", "m1"},
+  {"send conversation_id is an array", TS,
+   SEND_HEAD "\"conversation_id\":[\"c\"],\"body\":\"b\"}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "conversation_id", "m1"},
+  {"send media_refs not an array", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"b\",\"media_refs\":\"m\"}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "media_refs", "m1"},
+  {"send reply_to as a number", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"b\",\"reply_to\":12}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "reply_to", "m1"},
+  /* Ids. */
+  {"conversation_id with a space", TS,
+   SEND_HEAD "\"conversation_id\":\"a b\",\"body\":\"b\"}", 0,
+   CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "conversation_id", "m1"},
+  {"empty conversation_id", TS,
+   SEND_HEAD "\"conversation_id\":\"\",\"body\":\"b\"}", 0, CHAT_ERR_BAD_ID,
+   CHAT_WIRE_BAD_ID, "conversation_id", "m1"},
+  {"65-byte conversation_id", TS,
+   SEND_HEAD "\"conversation_id\":\"0123456789012345678901234567890123456789"
+             "012345678901234567890123x\",\"body\":\"b\"}",
+   0, CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "conversation_id", "m1"},
+  {"non-ASCII id", TS,
+   SEND_HEAD "\"conversation_id\":\"caf\xc3\xa9\",\"body\":\"b\"}", 0,
+   CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "conversation_id", "m1"},
+  {"bad client_msg_id is not the ref", TS,
+   "{\"type\":\"send\",\"client_msg_id\":\"no/slash\",\"conversation_id\":"
+   "\"c\",\"body\":\"b\"}",
+   0, CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "client_msg_id", "send"},
+  {"message id with leading zero", TS,
+   "{\"type\":\"read\",\"conversation_id\":\"c\",\"up_to_message_id\":\"01\"}",
+   0, CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "up_to_message_id", "read"},
+  {"negative message id", TS,
+   "{\"type\":\"read\",\"conversation_id\":\"c\",\"up_to_message_id\":\"-1\"}",
+   0, CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "up_to_message_id", "read"},
+  {"message id over int64", TS,
+   "{\"type\":\"delivered\",\"conversation_id\":\"c\",\"up_to_message_id\":"
+   "\"9223372036854775808\"}",
+   0, CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "up_to_message_id",
+   "delivered"},
+  {"message id with space", TS,
+   "{\"type\":\"read\",\"conversation_id\":\"c\",\"up_to_message_id\":\" 1\"}",
+   0, CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "up_to_message_id", "read"},
+  {"empty message id", TS,
+   "{\"type\":\"read\",\"conversation_id\":\"c\",\"up_to_message_id\":\"\"}",
+   0, CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "up_to_message_id", "read"},
+  {"message id as number", TS,
+   "{\"type\":\"read\",\"conversation_id\":\"c\",\"up_to_message_id\":5}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "up_to_message_id", "read"},
+  /* Values. */
+  {"client sends system body_type", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"b\",\"body_type\":"
+             "\"system\"}",
+   0, CHAT_ERR_BAD_VALUE, BF, "body_type", "m1"},
+  {"unknown body_type", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"b\",\"body_type\":\"gif\"}",
+   0, CHAT_ERR_BAD_VALUE, BF, "body_type", "m1"},
+  {"media without refs", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"\",\"body_type\":"
+             "\"media\"}",
+   0, CHAT_ERR_BAD_VALUE, BF, "media_refs", "m1"},
+  {"typing is_typing as string", TS,
+   "{\"type\":\"typing\",\"conversation_id\":\"c\",\"is_typing\":\"yes\"}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "is_typing", "typing"},
+  {"typing without is_typing", TS,
+   "{\"type\":\"typing\",\"conversation_id\":\"c\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "is_typing", "typing"},
+  /* resume and presence_subscribe. */
+  {"resume last_seen an array", TS,
+   "{\"type\":\"resume\",\"last_seen\":[\"c\"]}", 0, CHAT_ERR_FIELD_TYPE, BF,
+   "last_seen", "resume"},
+  {"resume without last_seen", TS, "{\"type\":\"resume\",\"since\":\"1\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "last_seen", "resume"},
+  {"resume bad conversation key", TS,
+   "{\"type\":\"resume\",\"last_seen\":{\"a b\":\"1\"}}", 0, CHAT_ERR_BAD_ID,
+   CHAT_WIRE_BAD_ID, "last_seen", "resume"},
+  {"resume value a number", TS,
+   "{\"type\":\"resume\",\"last_seen\":{\"c\":1}}", 0, CHAT_ERR_FIELD_TYPE,
+   BF, "last_seen", "resume"},
+  {"resume duplicate conversation", TS,
+   "{\"type\":\"resume\",\"last_seen\":{\"c\":\"1\",\"c\":\"2\"}}", 0,
+   CHAT_ERR_DUPLICATE_KEY, BF, NULL, NULL /* no tree, so no type */},
+  {"resume bad since", TS,
+   "{\"type\":\"resume\",\"last_seen\":{},\"since\":\"x\"}", 0,
+   CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "since", "resume"},
+  {"presence_subscribe not an array", TS,
+   "{\"type\":\"presence_subscribe\",\"user_ids\":\"bob\"}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "user_ids", "presence_subscribe"},
+  {"presence_subscribe element a number", TS,
+   "{\"type\":\"presence_subscribe\",\"user_ids\":[\"bob\",3]}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "user_ids", "presence_subscribe"},
+  {"ping nonce an object", TS, "{\"type\":\"ping\",\"nonce\":{}}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "nonce", "ping"},
+  {"ping nonce a boolean", TS, "{\"type\":\"ping\",\"nonce\":true}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "nonce", "ping"},
+  /* Server frames read by the client. */
+  {"hello without limits", TC,
+   "{\"type\":\"hello\",\"user_id\":\"u\",\"device_id\":\"d\","
+   "\"session_id\":\"s\",\"server_ts\":1,\"heartbeat_ms\":1}",
+   0, CHAT_ERR_MISSING_FIELD, BF, "limits", "hello"},
+  {"hello negative heartbeat", TC,
+   "{\"type\":\"hello\",\"user_id\":\"u\",\"device_id\":\"d\","
+   "\"session_id\":\"s\",\"server_ts\":1,\"heartbeat_ms\":-5,\"limits\":{}}",
+   0, CHAT_ERR_BAD_NUMBER, BF, "heartbeat_ms", "hello"},
+  {"ack server_ts fractional", TC,
+   "{\"type\":\"ack\",\"client_msg_id\":\"a\",\"message_id\":\"1\","
+   "\"server_ts\":1.5}",
+   0, CHAT_ERR_BAD_NUMBER, BF, "server_ts", "ack"},
+  {"ack server_ts with exponent", TC,
+   "{\"type\":\"ack\",\"client_msg_id\":\"a\",\"message_id\":\"1\","
+   "\"server_ts\":1e3}",
+   0, CHAT_ERR_BAD_NUMBER, BF, "server_ts", "ack"},
+  {"ack server_ts over int64", TC,
+   "{\"type\":\"ack\",\"client_msg_id\":\"a\",\"message_id\":\"1\","
+   "\"server_ts\":9223372036854775808}",
+   0, CHAT_ERR_BAD_NUMBER, BF, "server_ts", "ack"},
+  {"receipt bad state", TC,
+   "{\"type\":\"receipt\",\"conversation_id\":\"c\",\"message_id\":\"1\","
+   "\"state\":\"seen\",\"member_id\":\"m\"}",
+   0, CHAT_ERR_BAD_VALUE, BF, "state", "receipt"},
+  {"receipt counts incomplete", TC,
+   "{\"type\":\"receipt\",\"conversation_id\":\"c\",\"message_id\":\"1\","
+   "\"state\":\"read\",\"member_id\":\"m\",\"counts\":{\"read\":1}}",
+   0, CHAT_ERR_MISSING_FIELD, BF, "delivered", "receipt"},
+  {"presence bad state", TC,
+   "{\"type\":\"presence\",\"user_id\":\"u\",\"state\":\"away\"}", 0,
+   CHAT_ERR_BAD_VALUE, BF, "state", "presence"},
+  {"history message of another conversation", TC,
+   "{\"type\":\"history\",\"conversation_id\":\"c\",\"complete\":true,"
+   "\"messages\":[{\"message_id\":\"1\",\"conversation_id\":\"d\","
+   "\"sender_id\":\"s\",\"body\":\"b\",\"server_ts\":1}]}",
+   0, CHAT_ERR_BAD_VALUE, BF, "messages", "history"},
+  {"history element not an object", TC,
+   "{\"type\":\"history\",\"conversation_id\":\"c\",\"complete\":true,"
+   "\"messages\":[1]}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "messages", "history"},
+  {"conversation bad kind", TC,
+   "{\"type\":\"conversation\",\"conversation\":{\"conversation_id\":\"c\","
+   "\"type\":\"channel\",\"members\":[]}}",
+   0, CHAT_ERR_BAD_VALUE, BF, "type", "conversation"},
+  {"error without message", TC, "{\"type\":\"error\",\"code\":\"internal\"}",
+   0, CHAT_ERR_MISSING_FIELD, BF, "message", "error"},
+  {"resumed negative count", TC,
+   "{\"type\":\"resumed\",\"conversations\":-1,\"messages\":0}", 0,
+   CHAT_ERR_BAD_NUMBER, BF, "conversations", "resumed"},
+  {"resumed count over 32 bits", TC,
+   "{\"type\":\"resumed\",\"conversations\":4294967296,\"messages\":0}", 0,
+   CHAT_ERR_BAD_NUMBER, BF, "conversations", "resumed"},
+};
+
+static void check_case(const bad_case *c) {
+  chat_codec *codec;
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  size_t len = c->len ? c->len : strlen(c->json);
+  const chat_frame *f = (const chat_frame *)1;
+  chat_decode_error e;
+  chat_err rc = chat_codec_decode(codec, c->dir, c->json, len, &f, &e);
+  cr_assert_eq(rc, c->err, "[%s] got %s, want %s (%s)", c->name,
+               chat_err_name(rc), chat_err_name(c->err),
+               e.message ? e.message : "-");
+  cr_assert_null(f, "[%s] frame must be NULL on failure", c->name);
+  cr_assert_eq(e.err, c->err, "[%s]", c->name);
+  cr_assert_eq(e.wire, c->wire, "[%s] wire %s", c->name,
+               chat_wire_error_str(e.wire));
+  cr_assert_eq(chat_wire_error_from_err(rc), c->wire, "[%s]", c->name);
+  cr_assert(e.message && e.message[0], "[%s] needs a message", c->name);
+  cr_assert_lt(strlen(e.message), 192);
+  if (c->field)
+    cr_assert(e.field && strcmp(e.field, c->field) == 0,
+              "[%s] field %s, want %s", c->name, e.field ? e.field : "NULL",
+              c->field);
+  if (c->ref)
+    cr_assert(e.ref && strcmp(e.ref, c->ref) == 0, "[%s] ref %s, want %s",
+              c->name, e.ref ? e.ref : "NULL", c->ref);
+  else
+    cr_assert_null(e.ref, "[%s] ref %s, want none", c->name, e.ref);
+  chat_codec_free(codec);
+}
+
+Test(frame_errors, table_has_at_least_40_cases) {
+  cr_assert_geq(sizeof cases / sizeof cases[0], 40);
+}
+
+Test(frame_errors, every_case) {
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    check_case(&cases[i]);
+}
+
+/* Each refusal leaves the codec usable: the next good frame decodes. */
+Test(frame_errors, codec_recovers_after_each_refusal) {
+  chat_codec *codec;
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  const char *good = "{\"type\":\"ping\",\"nonce\":\"n\"}";
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const chat_frame *f;
+    const bad_case *c = &cases[i];
+    size_t len = c->len ? c->len : strlen(c->json);
+    cr_assert_neq(chat_codec_decode(codec, c->dir, c->json, len, &f, NULL),
+                  CHAT_OK);
+    cr_assert_eq(chat_codec_decode(codec, TS, good, strlen(good), &f, NULL),
+                 CHAT_OK, "after [%s]", c->name);
+    cr_assert_str_eq(f->ping->nonce_json.ptr, "\"n\"");
+  }
+  chat_codec_free(codec);
+}
+
+Test(frame_errors, size_limits) {
+  chat_codec *codec;
+  chat_codec_settings s = {.version = CHAT_CODEC_SETTINGS_V1,
+                           .max_frame_bytes = 4096, .max_body_bytes = 16,
+                           .max_presence_ids = 3, .max_resume_entries = 2,
+                           .max_media_refs = 1};
+  cr_assert_eq(chat_codec_new(&codec, &s, NULL), CHAT_OK);
+  const chat_frame *f;
+  chat_decode_error e;
+  char big[5000];
+  memset(big, ' ', sizeof big);
+  memcpy(big, "{\"type\":\"ping\"}", 15);
+  cr_assert_eq(chat_codec_decode(codec, TS, big, 4096, &f, &e), CHAT_OK);
+  cr_assert_eq(chat_codec_decode(codec, TS, big, 4097, &f, &e),
+               CHAT_ERR_FRAME_TOO_LARGE);
+  cr_assert_eq(e.wire, CHAT_WIRE_TOO_LARGE);
+  /* Frames to the client have their own, larger limit (1 MiB default). */
+  cr_assert_neq(chat_codec_decode(codec, TC, big, 4097, &f, &e),
+                CHAT_ERR_FRAME_TOO_LARGE);
+
+  const char *body16 = SEND_HEAD "\"conversation_id\":\"c\","
+                                 "\"body\":\"0123456789abcdef\"}";
+  cr_assert_eq(chat_codec_decode(codec, TS, body16, strlen(body16), &f, &e),
+               CHAT_OK);
+  /* The body limit counts decoded bytes: 16 escaped characters fit. */
+  const char *esc16 = SEND_HEAD "\"conversation_id\":\"c\",\"body\":"
+                                "\"\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041"
+                                "\\u0041\\u0041\\u0041\\u0041\\u0041\\u0041"
+                                "\\u0041\\u0041\\u0041\\u0041\"}";
+  cr_assert_eq(chat_codec_decode(codec, TS, esc16, strlen(esc16), &f, &e),
+               CHAT_OK);
+  const char *body17 = SEND_HEAD "\"conversation_id\":\"c\","
+                                 "\"body\":\"0123456789abcdefg\"}";
+  cr_assert_eq(chat_codec_decode(codec, TS, body17, strlen(body17), &f, &e),
+               CHAT_ERR_TOO_LARGE);
+  cr_assert_eq(e.wire, CHAT_WIRE_TOO_LARGE);
+  cr_assert_str_eq(e.field, "body");
+  cr_assert_str_eq(e.ref, "m1");
+
+  const char *ids4 = "{\"type\":\"presence_subscribe\",\"user_ids\":"
+                     "[\"a\",\"b\",\"c\",\"d\"]}";
+  cr_assert_eq(chat_codec_decode(codec, TS, ids4, strlen(ids4), &f, &e),
+               CHAT_ERR_TOO_MANY);
+  cr_assert_eq(e.wire, CHAT_WIRE_TOO_LARGE);
+  const char *res3 = "{\"type\":\"resume\",\"last_seen\":{\"a\":\"1\","
+                     "\"b\":\"1\",\"c\":\"1\"}}";
+  cr_assert_eq(chat_codec_decode(codec, TS, res3, strlen(res3), &f, &e),
+               CHAT_ERR_TOO_MANY);
+  const char *refs2 = SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"b\","
+                                "\"media_refs\":[\"x\",\"y\"]}";
+  cr_assert_eq(chat_codec_decode(codec, TS, refs2, strlen(refs2), &f, &e),
+               CHAT_ERR_TOO_MANY);
+  chat_codec_free(codec);
+}
+
+Test(frame_errors, default_limits_match_the_contract) {
+  chat_codec *codec;
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  const chat_frame *f;
+  /* 100 presence ids are fine, 101 are too many (PROTOCOL.md section 2). */
+  char buf[2048];
+  for (int n = 100; n <= 101; n++) {
+    int k = snprintf(buf, sizeof buf,
+                     "{\"type\":\"presence_subscribe\",\"user_ids\":[");
+    for (int i = 0; i < n; i++)
+      k += snprintf(buf + k, sizeof buf - (size_t)k, "%s\"u%d\"",
+                    i ? "," : "", i);
+    k += snprintf(buf + k, sizeof buf - (size_t)k, "]}");
+    cr_assert_eq(chat_codec_decode(codec, TS, buf, (size_t)k, &f, NULL),
+                 n == 100 ? CHAT_OK : CHAT_ERR_TOO_MANY);
+  }
+  /* A 64 KiB body is fine, one byte more is too large. */
+  size_t cap = 65536 + 200;
+  char *big = malloc(cap);
+  for (int extra = 0; extra <= 1; extra++) {
+    int k = snprintf(big, cap, SEND_HEAD "\"conversation_id\":\"c\","
+                               "\"body\":\"");
+    memset(big + k, 'a', 65536 + (size_t)extra);
+    k += 65536 + extra;
+    k += snprintf(big + k, cap - (size_t)k, "\"}");
+    cr_assert_eq(chat_codec_decode(codec, TS, big, (size_t)k, &f, NULL),
+                 extra ? CHAT_ERR_TOO_LARGE : CHAT_OK);
+  }
+  free(big);
+  chat_codec_free(codec);
+}
+
+Test(frame_errors, invalid_arguments) {
+  chat_codec *codec;
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  const chat_frame *f;
+  cr_assert_eq(chat_codec_decode(NULL, TS, "{}", 2, &f, NULL),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_codec_decode(codec, TS, NULL, 2, &f, NULL),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_codec_decode(codec, TS, "{}", 2, NULL, NULL),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_codec_decode(codec, (chat_direction)7, "{}", 2, &f, NULL),
+               CHAT_ERR_INVAL);
+  /* NULL with length 0 is simply empty input. */
+  cr_assert_eq(chat_codec_decode(codec, TS, NULL, 0, &f, NULL),
+               CHAT_ERR_JSON);
+  chat_codec_free(codec);
+}
+
+Test(frame_errors, long_unknown_type_ref_is_cut_on_a_character) {
+  chat_codec *codec;
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  char json[256];
+  char type[128];
+  /* 63 ASCII bytes then a 2-byte character straddling byte 64. */
+  memset(type, 'x', 63);
+  memcpy(type + 63, "\xc3\xa9" "tail", 6);
+  type[69] = 0;
+  int k = snprintf(json, sizeof json, "{\"type\":\"%s\"}", type);
+  const chat_frame *f;
+  chat_decode_error e;
+  cr_assert_eq(chat_codec_decode(codec, TS, json, (size_t)k, &f, &e),
+               CHAT_ERR_UNKNOWN_TYPE);
+  cr_assert_eq(strlen(e.ref), 63);
+  chat_codec_free(codec);
+}
+
+Test(frame_errors, wire_error_names) {
+  cr_assert_str_eq(chat_wire_error_str(CHAT_WIRE_BAD_FRAME), "bad_frame");
+  cr_assert_str_eq(chat_wire_error_str(CHAT_WIRE_NO_SUCH_CONVERSATION),
+                   "no_such_conversation");
+  cr_assert_str_eq(chat_wire_error_str(CHAT_WIRE_INTERNAL), "internal");
+  cr_assert_null(chat_wire_error_str(CHAT_WIRE_OTHER));
+  cr_assert_null(chat_wire_error_str((chat_wire_error)42));
+  cr_assert_eq(chat_wire_error_from_err(CHAT_ERR_NOMEM), CHAT_WIRE_INTERNAL);
+  cr_assert_eq(chat_wire_error_from_err(CHAT_OK), CHAT_WIRE_INTERNAL);
+}

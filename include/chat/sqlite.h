@@ -1,0 +1,47 @@
+/* The embedded default store: chat_storage_ops on SQLite (WAL mode, every
+ * append committed before it returns, versioned schema migrations).
+ * Installed only when libchat is built with SQLite. */
+#ifndef CHAT_SQLITE_H
+#define CHAT_SQLITE_H
+
+#include "modules.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** How hard a commit waits for the disk. FULL (the default) fsyncs every
+ * commit, so an acked message survives power loss; NORMAL survives a
+ * process crash (SIGKILL) but may lose the last commits on power loss. */
+typedef enum chat_sqlite_sync {
+  CHAT_SQLITE_SYNC_FULL = 0,
+  CHAT_SQLITE_SYNC_NORMAL = 1
+} chat_sqlite_sync;
+
+#define CHAT_SQLITE_OPTIONS_V1 1
+typedef struct chat_sqlite_options {
+  uint32_t version;      /* CHAT_SQLITE_OPTIONS_V1 */
+  chat_sqlite_sync sync; /* default FULL */
+  uint32_t busy_timeout_ms; /* default 5000 */
+} chat_sqlite_options;
+
+/** Open (creating and migrating as needed) the database at @p path
+ * (":memory:" for a private in-memory database) and fill @p out with its
+ * storage ops. The store is released by out->destroy(out->self), which
+ * chat_server_free() calls once the ops are installed. @p options and
+ * @p alloc are copied (NULL: defaults and libc).
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL out or path is NULL, or an unknown options version
+ * @retval CHAT_ERR_MODULE SQLite could not open or migrate the database
+ *         (including a schema newer than this library knows)
+ * @retval CHAT_ERR_NOMEM
+ * @since 0.1 */
+CHAT_API chat_err chat_sqlite_storage_open(chat_storage_ops *out,
+                                           const char *path,
+                                           const chat_sqlite_options *options,
+                                           const chat_allocator *alloc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CHAT_SQLITE_H */

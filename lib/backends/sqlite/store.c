@@ -1,0 +1,1463 @@
+/* chat_storage_ops on SQLite: the embedded default store.
+ *
+ * One connection per store, WAL journal, every write method one
+ * transaction (BEGIN IMMEDIATE ... COMMIT), so a crash at any point leaves
+ * either all or none of a call's changes. Statements are prepared on first
+ * use and kept for the life of the store.
+ *
+ * Re-entrancy: every method finishes all of its SQL (statements reset,
+ * transaction ended) before it calls an emit callback, and hands the
+ * callback copies made in a scratch arena. A callback may therefore call
+ * back into the store, and the copies stay put while it does: the arena is
+ * only reset when the outermost call returns.
+ *
+ * SQLite's own allocations go through its process-global allocator, which
+ * libchat never reconfigures (STYLE 2.7); everything this file allocates
+ * goes through the store's copied chat_allocator. */
+#include <chat/sqlite.h>
+
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/arena.h"
+
+#define SCHEMA_VERSION 1
+#define DEFAULT_BUSY_MS 5000
+/* Scratch memory above this is returned to the allocator after a call, so
+ * one large page does not pin its memory for the life of the store. */
+#define SCRATCH_KEEP (1u << 20)
+
+/* Schema v1. messages is clustered on (conversation_id, message_id), so
+ * "the latest 50" and every receipt range is one index range scan. meta
+ * holds the largest id ever stored, so max_message_id() needs no scan. */
+static const char schema_v1[] =
+  "CREATE TABLE conversations("
+  " conversation_id TEXT PRIMARY KEY,"
+  " type INTEGER NOT NULL,"
+  " name TEXT,"
+  " created_by TEXT NOT NULL,"
+  " created_at INTEGER NOT NULL,"
+  " direct_key TEXT UNIQUE,"
+  " last_message_id INTEGER,"
+  " last_message_ts INTEGER,"
+  " last_activity INTEGER NOT NULL);"
+  "CREATE TABLE members("
+  " conversation_id TEXT NOT NULL,"
+  " user_id TEXT NOT NULL,"
+  " joined_at INTEGER NOT NULL,"
+  " last_read_message_id INTEGER,"
+  " delivered_up_to INTEGER NOT NULL DEFAULT 0,"
+  " read_up_to INTEGER NOT NULL DEFAULT 0,"
+  " PRIMARY KEY(conversation_id, user_id)) WITHOUT ROWID;"
+  "CREATE INDEX members_by_user ON members(user_id);"
+  "CREATE INDEX members_by_join ON members(conversation_id, joined_at,"
+  " user_id);"
+  "CREATE TABLE messages("
+  " conversation_id TEXT NOT NULL,"
+  " message_id INTEGER NOT NULL,"
+  " sender_id TEXT NOT NULL,"
+  " client_msg_id TEXT,"
+  " body BLOB NOT NULL,"
+  " body_type INTEGER NOT NULL,"
+  " reply_to INTEGER,"
+  " server_ts INTEGER NOT NULL,"
+  " media_count INTEGER NOT NULL DEFAULT 0,"
+  " delivered_at INTEGER,"
+  " read_at INTEGER,"
+  " delivered_count INTEGER NOT NULL DEFAULT 0,"
+  " read_count INTEGER NOT NULL DEFAULT 0,"
+  " PRIMARY KEY(conversation_id, message_id)) WITHOUT ROWID;"
+  /* The dedup key of PROTOCOL.md 4.2; NULL client_msg_ids (system
+   * messages) never collide. */
+  "CREATE UNIQUE INDEX messages_dedup ON messages(sender_id,"
+  " client_msg_id);"
+  "CREATE TABLE message_media("
+  " conversation_id TEXT NOT NULL,"
+  " message_id INTEGER NOT NULL,"
+  " idx INTEGER NOT NULL,"
+  " media_id TEXT NOT NULL,"
+  " PRIMARY KEY(conversation_id, message_id, idx)) WITHOUT ROWID;"
+  "CREATE INDEX message_media_by_media ON message_media(media_id);"
+  "CREATE TABLE group_receipts("
+  " conversation_id TEXT NOT NULL,"
+  " message_id INTEGER NOT NULL,"
+  " member_id TEXT NOT NULL,"
+  " state INTEGER NOT NULL,"
+  " state_ts INTEGER NOT NULL,"
+  " PRIMARY KEY(conversation_id, message_id, member_id)) WITHOUT ROWID;"
+  "CREATE INDEX group_receipts_by_ts ON group_receipts(state_ts);"
+  "CREATE TABLE devices("
+  " user_id TEXT NOT NULL,"
+  " device_id TEXT NOT NULL,"
+  " platform TEXT,"
+  " push_token TEXT,"
+  " updated_at INTEGER NOT NULL,"
+  " PRIMARY KEY(user_id, device_id)) WITHOUT ROWID;"
+  "CREATE TABLE media("
+  " media_id TEXT PRIMARY KEY,"
+  " owner_id TEXT NOT NULL,"
+  " content_type TEXT,"
+  " data BLOB NOT NULL,"
+  " created_at INTEGER NOT NULL);"
+  "CREATE TABLE meta(max_message_id INTEGER NOT NULL);"
+  "INSERT INTO meta VALUES(0);";
+
+/* Columns of every message query, in the order row_message() reads them. */
+#define MSG_COLS                                                         \
+  "conversation_id, message_id, sender_id, client_msg_id, body,"         \
+  " body_type, reply_to, server_ts, media_count"
+
+/* The message range a receipt mark newly covers, minus the member's own
+ * messages: ?1 conversation, (?2, ?3] ids, ?4 member. */
+#define MARK_RANGE                                                       \
+  " WHERE conversation_id = ?1 AND message_id > ?2 AND message_id <= ?3" \
+  " AND sender_id <> ?4"
+
+#define STMTS(X)                                                          \
+  X(BEGIN_READ, "BEGIN")                                                  \
+  X(BEGIN_WRITE, "BEGIN IMMEDIATE")                                       \
+  X(COMMIT, "COMMIT")                                                     \
+  X(ROLLBACK, "ROLLBACK")                                                 \
+  X(CONV_ROW, "SELECT type, name, last_message_id FROM conversations"     \
+              " WHERE conversation_id = ?1")                              \
+  X(CONV_MEMBERS, "SELECT user_id FROM members WHERE conversation_id = ?1" \
+                  " ORDER BY joined_at, user_id")                         \
+  X(MEMBER_ROW, "SELECT last_read_message_id, delivered_up_to,"           \
+                " read_up_to FROM members"                                \
+                " WHERE conversation_id = ?1 AND user_id = ?2")           \
+  X(UNREAD, "SELECT count(*) FROM messages WHERE conversation_id = ?1"    \
+            " AND message_id > ?2 AND sender_id <> ?3")                   \
+  X(DIRECT_FIND, "SELECT conversation_id FROM conversations"              \
+                 " WHERE direct_key = ?1")                                \
+  X(CONV_INSERT, "INSERT INTO conversations(conversation_id, type, name," \
+                 " created_by, created_at, direct_key, last_activity)"    \
+                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?5)")                   \
+  X(CONV_EXISTS, "SELECT 1 FROM conversations WHERE conversation_id = ?1") \
+  X(MEMBER_INSERT, "INSERT OR IGNORE INTO members(conversation_id,"       \
+                   " user_id, joined_at) VALUES(?1, ?2, ?3)")             \
+  X(MEMBER_DELETE, "DELETE FROM members WHERE conversation_id = ?1"       \
+                   " AND user_id = ?2")                                   \
+  X(CONVS_FIRST, "SELECT c.conversation_id, c.last_activity"              \
+                 " FROM members m JOIN conversations c"                   \
+                 " ON c.conversation_id = m.conversation_id"              \
+                 " WHERE m.user_id = ?1"                                  \
+                 " ORDER BY c.last_activity DESC, c.conversation_id DESC" \
+                 " LIMIT ?2")                                             \
+  X(CONVS_AFTER, "SELECT c.conversation_id, c.last_activity"              \
+                 " FROM members m JOIN conversations c"                   \
+                 " ON c.conversation_id = m.conversation_id"              \
+                 " WHERE m.user_id = ?1"                                  \
+                 " AND (c.last_activity, c.conversation_id) < (?2, ?3)"   \
+                 " ORDER BY c.last_activity DESC, c.conversation_id DESC" \
+                 " LIMIT ?4")                                             \
+  X(DEDUP_FIND, "SELECT message_id, server_ts FROM messages"              \
+                " WHERE sender_id = ?1 AND client_msg_id = ?2")           \
+  /* A repeated (sender, client_msg_id) inserts nothing; any other       \
+   * conflict (a reused message id) is an error. */                       \
+  X(MSG_INSERT, "INSERT INTO messages(" MSG_COLS ")"                      \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"             \
+                " ON CONFLICT(sender_id, client_msg_id) DO NOTHING")      \
+  X(MEDIA_REF_INSERT, "INSERT INTO message_media(conversation_id,"        \
+                      " message_id, idx, media_id) VALUES(?1, ?2, ?3, ?4)") \
+  X(CONV_BUMP, "UPDATE conversations SET last_message_id = ?2,"           \
+               " last_message_ts = ?3, last_activity = ?3"                \
+               " WHERE conversation_id = ?1"                              \
+               " AND (last_message_id IS NULL OR last_message_id < ?2)")  \
+  X(MAX_BUMP, "UPDATE meta SET max_message_id = ?1"                       \
+              " WHERE max_message_id < ?1")                               \
+  X(MAX_GET, "SELECT max_message_id FROM meta")                           \
+  X(MSG_ONE, "SELECT " MSG_COLS " FROM messages"                          \
+             " WHERE conversation_id = ?1 AND message_id = ?2")           \
+  X(MSG_LATEST, "SELECT " MSG_COLS " FROM messages"                       \
+                " WHERE conversation_id = ?1"                             \
+                " ORDER BY message_id DESC LIMIT ?2")                     \
+  X(MSG_BEFORE, "SELECT " MSG_COLS " FROM messages"                       \
+                " WHERE conversation_id = ?1 AND message_id < ?2"         \
+                " ORDER BY message_id DESC LIMIT ?3")                     \
+  X(MSG_AFTER, "SELECT " MSG_COLS " FROM messages"                        \
+               " WHERE conversation_id = ?1 AND message_id > ?2"          \
+               " ORDER BY message_id ASC LIMIT ?3")                       \
+  X(MEDIA_REFS, "SELECT media_id FROM message_media"                      \
+                " WHERE conversation_id = ?1 AND message_id = ?2"         \
+                " ORDER BY idx")                                          \
+  X(LAST_ID, "SELECT last_message_id FROM conversations"                  \
+             " WHERE conversation_id = ?1")                               \
+  X(MARK_READ, "UPDATE members SET read_up_to = ?3,"                      \
+               " last_read_message_id = ?3,"                              \
+               " delivered_up_to = max(delivered_up_to, ?3)"              \
+               " WHERE conversation_id = ?1 AND user_id = ?2")            \
+  X(MARK_DELIVERED, "UPDATE members SET delivered_up_to = ?3"             \
+                    " WHERE conversation_id = ?1 AND user_id = ?2")       \
+  X(DIRECT_DELIVERED, "UPDATE messages SET delivered_at = ?5" MARK_RANGE  \
+                      " AND delivered_at IS NULL")                        \
+  X(DIRECT_READ, "UPDATE messages SET read_at = ?5" MARK_RANGE            \
+                 " AND read_at IS NULL")                                  \
+  X(GROUP_DELIVERED, "UPDATE messages"                                    \
+                     " SET delivered_count = delivered_count + 1"         \
+                     MARK_RANGE)                                          \
+  X(GROUP_READ, "UPDATE messages SET read_count = read_count + 1"         \
+                MARK_RANGE)                                               \
+  X(GROUP_RECEIPT, "INSERT OR REPLACE INTO group_receipts(conversation_id," \
+                   " message_id, member_id, state, state_ts)"             \
+                   " VALUES(?1, ?2, ?3, ?4, ?5)")                         \
+  /* SQLite takes the bare columns from the row that holds max(). */      \
+  X(MARK_UPDATES, "SELECT sender_id, max(message_id), delivered_count,"   \
+                  " read_count, delivered_at IS NOT NULL,"                \
+                  " read_at IS NOT NULL FROM messages" MARK_RANGE         \
+                  " GROUP BY sender_id ORDER BY sender_id")               \
+  X(RECEIPT_MSG, "SELECT m.sender_id, m.delivered_count, m.read_count,"   \
+                 " m.delivered_at IS NOT NULL, m.read_at IS NOT NULL,"    \
+                 " c.type FROM messages m LEFT JOIN conversations c"      \
+                 " ON c.conversation_id = m.conversation_id"              \
+                 " WHERE m.conversation_id = ?1 AND m.message_id = ?2")   \
+  X(RECEIPT_MEMBERS, "SELECT user_id, CASE WHEN read_up_to >= ?2 THEN 2"  \
+                     " WHEN delivered_up_to >= ?2 THEN 1 ELSE 0 END"      \
+                     " FROM members WHERE conversation_id = ?1"           \
+                     " AND user_id <> ?3 ORDER BY joined_at, user_id")    \
+  X(PURGE, "DELETE FROM group_receipts WHERE state_ts < ?1")              \
+  X(DEVICE_UPSERT, "INSERT INTO devices(user_id, device_id, platform,"    \
+                   " push_token, updated_at) VALUES(?1, ?2, ?3, ?4, ?5)"  \
+                   " ON CONFLICT(user_id, device_id) DO UPDATE SET"       \
+                   " platform = excluded.platform,"                       \
+                   " push_token = excluded.push_token,"                   \
+                   " updated_at = excluded.updated_at")                   \
+  X(PUSH_TARGETS, "SELECT device_id, platform, push_token FROM devices"   \
+                  " WHERE user_id = ?1 AND push_token IS NOT NULL"        \
+                  " AND push_token <> '' ORDER BY device_id")             \
+  X(MEDIA_PUT, "INSERT INTO media(media_id, owner_id, content_type, data," \
+               " created_at) VALUES(?1, ?2, ?3, ?4, ?5)")                 \
+  X(MEDIA_GET, "SELECT owner_id = ?2 OR EXISTS(SELECT 1"                  \
+               " FROM message_media r JOIN members m"                     \
+               " ON m.conversation_id = r.conversation_id"                \
+               " WHERE r.media_id = ?1 AND m.user_id = ?2),"              \
+               " content_type, data FROM media WHERE media_id = ?1")
+
+enum stmt_id {
+#define STMT_ENUM(name, sql) S_##name,
+  STMTS(STMT_ENUM)
+#undef STMT_ENUM
+  S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+#define STMT_SQL(name, sql) sql,
+  STMTS(STMT_SQL)
+#undef STMT_SQL
+};
+
+typedef struct store {
+  chat_allocator alloc;
+  sqlite3 *db;
+  sqlite3_stmt *stmt[S_COUNT];
+  chat__arena scratch;
+  size_t scratch_bytes; /* requested since the last reset */
+  unsigned depth;       /* nesting of method calls (see the file comment) */
+} store;
+
+/* ------------------------------------------------------------------------
+ * Errors, statements, transactions */
+
+static chat_err sqerr(int rc) {
+  switch (rc & 0xff) {
+  case SQLITE_OK:
+  case SQLITE_ROW:
+  case SQLITE_DONE:
+    return CHAT_OK;
+  case SQLITE_NOMEM:
+    return CHAT_ERR_NOMEM;
+  case SQLITE_CONSTRAINT:
+    return CHAT_ERR_CONFLICT;
+  default:
+    return CHAT_ERR_MODULE;
+  }
+}
+
+/* Forget a statement's row and bindings, so bound pointers borrowed from
+ * the caller are never looked at again. */
+static void finish(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+/* Bind ?1, ?2, ... from a format: 's' const char * (NULL binds NULL),
+ * 't' const char *, size_t (text of that length; NULL binds NULL),
+ * 'b' const void *, size_t (a blob, empty when NULL), 'i' int64_t,
+ * 'u' uint64_t (at most INT64_MAX, checked by the caller). Every pointer
+ * is SQLITE_STATIC: callers finish() the statement before returning. */
+static int vbind(sqlite3_stmt *st, const char *fmt, va_list ap) {
+  int rc = SQLITE_OK;
+  for (int i = 1; *fmt && rc == SQLITE_OK; fmt++, i++) {
+    switch (*fmt) {
+    case 's': {
+      const char *v = va_arg(ap, const char *);
+      rc = v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC)
+             : sqlite3_bind_null(st, i);
+      break;
+    }
+    case 't': {
+      const char *v = va_arg(ap, const char *);
+      size_t n = va_arg(ap, size_t);
+      rc = !v ? sqlite3_bind_null(st, i)
+              : sqlite3_bind_text64(st, i, v, n, SQLITE_STATIC, SQLITE_UTF8);
+      break;
+    }
+    case 'b': {
+      const void *v = va_arg(ap, const void *);
+      size_t n = va_arg(ap, size_t);
+      /* A NULL pointer would bind SQL NULL; an empty body is a blob. */
+      rc = sqlite3_bind_blob64(st, i, v ? v : "", v ? n : 0, SQLITE_STATIC);
+      break;
+    }
+    case 'i':
+      rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+      break;
+    case 'u':
+      rc = sqlite3_bind_int64(st, i, (sqlite3_int64)va_arg(ap, uint64_t));
+      break;
+    default:
+      rc = SQLITE_MISUSE;
+    }
+  }
+  return rc;
+}
+
+/* The statement for @p id, prepared on first use, bound from @p fmt. */
+static chat_err query(store *s, enum stmt_id id, sqlite3_stmt **out,
+                      const char *fmt, ...) {
+  if (!s->stmt[id]) {
+    int rc = sqlite3_prepare_v3(s->db, stmt_sql[id], -1,
+                                SQLITE_PREPARE_PERSISTENT, &s->stmt[id],
+                                NULL);
+    if (rc != SQLITE_OK) {
+      s->stmt[id] = NULL;
+      return sqerr(rc);
+    }
+  }
+  sqlite3_stmt *st = s->stmt[id];
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vbind(st, fmt, ap);
+  va_end(ap);
+  if (rc != SQLITE_OK) {
+    finish(st);
+    return sqerr(rc);
+  }
+  *out = st;
+  return CHAT_OK;
+}
+
+/* Step a statement that returns no rows (or whose rows do not matter) to
+ * its end and finish it. A constraint violation is CHAT_ERR_CONFLICT. */
+static chat_err run(sqlite3_stmt *st) {
+  int rc = SQLITE_DONE;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  }
+  finish(st);
+  return sqerr(rc);
+}
+
+/* The first row's column 0 as an integer; *found false when there is no
+ * row (or the value is NULL). Finishes the statement. */
+static chat_err one_int(sqlite3_stmt *st, bool *found, int64_t *v) {
+  int rc = sqlite3_step(st);
+  *found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+  *v = *found ? sqlite3_column_int64(st, 0) : 0;
+  finish(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
+}
+
+static chat_err exec_id(store *s, enum stmt_id id) {
+  sqlite3_stmt *st;
+  chat_err e = query(s, id, &st, "");
+  return e ? e : run(st);
+}
+
+static chat_err begin(store *s, bool write) {
+  return exec_id(s, write ? S_BEGIN_WRITE : S_BEGIN_READ);
+}
+
+/* End a transaction: COMMIT when @p e is CHAT_OK, otherwise (or when the
+ * commit fails) ROLLBACK. Returns the outcome. */
+static chat_err end(store *s, chat_err e) {
+  if (e == CHAT_OK) {
+    e = exec_id(s, S_COMMIT);
+    if (e == CHAT_OK)
+      return CHAT_OK;
+  }
+  /* Some errors (SQLITE_FULL, IOERR, NOMEM) roll back by themselves. */
+  if (!sqlite3_get_autocommit(s->db))
+    (void)exec_id(s, S_ROLLBACK);
+  return e;
+}
+
+/* ------------------------------------------------------------------------
+ * Scratch copies handed to emit callbacks */
+
+static void enter(store *s) {
+  s->depth++;
+}
+
+static void leave(store *s) {
+  if (--s->depth > 0)
+    return;
+  if (s->scratch_bytes > SCRATCH_KEEP)
+    chat__arena_free(&s->scratch);
+  else
+    chat__arena_reset(&s->scratch);
+  s->scratch_bytes = 0;
+}
+
+static void *salloc(store *s, size_t n) {
+  s->scratch_bytes += n;
+  return chat__arena_alloc(&s->scratch, n);
+}
+
+static const char *sdup(store *s, const void *p, size_t n) {
+  s->scratch_bytes += n + 1;
+  return chat__arena_strndup(&s->scratch, p ? p : "", p ? n : 0);
+}
+
+/* Grow an arena array of @p size-byte elements to hold one more. */
+static chat_err push(store *s, void **arr, size_t *n, size_t *cap,
+                     size_t size) {
+  if (*n < *cap)
+    return CHAT_OK;
+  size_t ncap = *cap ? *cap * 2 : 16;
+  if (ncap > SIZE_MAX / size)
+    return CHAT_ERR_NOMEM;
+  void *p = salloc(s, ncap * size);
+  if (!p)
+    return CHAT_ERR_NOMEM;
+  if (*n)
+    memcpy(p, *arr, *n * size);
+  *arr = p;
+  *cap = ncap;
+  return CHAT_OK;
+}
+
+/* Column @p i as a scratch copy; NULL for SQL NULL. */
+static chat_err col_str(store *s, sqlite3_stmt *st, int i, const char **out,
+                        size_t *len) {
+  *out = NULL;
+  if (len)
+    *len = 0;
+  if (sqlite3_column_type(st, i) == SQLITE_NULL)
+    return CHAT_OK;
+  const void *p = sqlite3_column_blob(st, i);
+  size_t n = (size_t)sqlite3_column_bytes(st, i);
+  if (!p && n)
+    return CHAT_ERR_NOMEM;
+  if (!(*out = sdup(s, p, n)))
+    return CHAT_ERR_NOMEM;
+  if (len)
+    *len = n;
+  return CHAT_OK;
+}
+
+static bool id_ok(uint64_t id) {
+  return id <= (uint64_t)INT64_MAX;
+}
+
+/* ------------------------------------------------------------------------
+ * Messages as chat_message */
+
+static chat_err load_media(store *s, chat_message *m, size_t count) {
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_MEDIA_REFS, &st, "su", m->conversation_id,
+                     m->message_id);
+  if (e)
+    return e;
+  const char **refs = salloc(s, count * sizeof *refs);
+  size_t n = 0;
+  int rc = SQLITE_DONE;
+  if (!refs)
+    e = CHAT_ERR_NOMEM;
+  while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW && n < count)
+    e = col_str(s, st, 0, &refs[n++], NULL);
+  if (!e && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  m->media_refs = refs;
+  m->n_media_refs = n;
+  return e;
+}
+
+/* A row of MSG_COLS (the statement stays on its row). */
+static chat_err row_message(store *s, sqlite3_stmt *st, chat_message *m) {
+  memset(m, 0, sizeof *m);
+  size_t body_len;
+  chat_err e = col_str(s, st, 0, &m->conversation_id, NULL);
+  if (!e)
+    e = col_str(s, st, 2, &m->sender_id, NULL);
+  if (!e)
+    e = col_str(s, st, 3, &m->client_msg_id, NULL);
+  if (!e)
+    e = col_str(s, st, 4, &m->body.ptr, &body_len);
+  if (e)
+    return e;
+  m->body.len = body_len;
+  if (!m->body.ptr && !(m->body.ptr = sdup(s, "", 0)))
+    return CHAT_ERR_NOMEM;
+  m->message_id = (uint64_t)sqlite3_column_int64(st, 1);
+  m->body_type = (chat_body_type)sqlite3_column_int(st, 5);
+  m->has_reply_to = sqlite3_column_type(st, 6) != SQLITE_NULL;
+  m->reply_to = (uint64_t)sqlite3_column_int64(st, 6);
+  m->server_ts = sqlite3_column_int64(st, 7);
+  int64_t count = sqlite3_column_int64(st, 8);
+  return count > 0 ? load_media(s, m, (size_t)count) : CHAT_OK;
+}
+
+/* Step a message query to its end, collecting every row. */
+static chat_err collect_messages(store *s, sqlite3_stmt *st,
+                                 chat_message **out, size_t *n) {
+  chat_message *arr = NULL;
+  size_t cap = 0;
+  chat_err e = CHAT_OK;
+  int rc = SQLITE_DONE;
+  *n = 0;
+  while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    e = push(s, (void **)&arr, n, &cap, sizeof *arr);
+    if (!e)
+      e = row_message(s, st, &arr[(*n)++]);
+  }
+  if (!e && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  *out = arr;
+  return e;
+}
+
+/* ------------------------------------------------------------------------
+ * Conversations as seen by a viewer */
+
+static chat_err load_view(store *s, const char *cid, const char *viewer,
+                          chat_conversation **out) {
+  chat_conversation *c = salloc(s, sizeof *c);
+  if (!c)
+    return CHAT_ERR_NOMEM;
+  memset(c, 0, sizeof *c);
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_CONV_ROW, &st, "s", cid);
+  if (e)
+    return e;
+  int rc = sqlite3_step(st);
+  int64_t last = 0;
+  bool has_last = false;
+  if (rc == SQLITE_ROW) {
+    c->type = (chat_conversation_type)sqlite3_column_int(st, 0);
+    e = col_str(s, st, 1, &c->name.ptr, &c->name.len);
+    has_last = sqlite3_column_type(st, 2) != SQLITE_NULL;
+    last = sqlite3_column_int64(st, 2);
+  } else {
+    e = rc == SQLITE_DONE ? CHAT_ERR_NOT_FOUND : sqerr(rc);
+  }
+  finish(st);
+  if (e || !(c->conversation_id = sdup(s, cid, strlen(cid))))
+    return e ? e : CHAT_ERR_NOMEM;
+
+  if ((e = query(s, S_CONV_MEMBERS, &st, "s", cid)))
+    return e;
+  const char **members = NULL;
+  size_t cap = 0;
+  while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    e = push(s, (void **)&members, &c->n_members, &cap, sizeof *members);
+    if (!e)
+      e = col_str(s, st, 0, &members[c->n_members++], NULL);
+  }
+  if (!e && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  if (e)
+    return e;
+  c->members = members;
+
+  if (has_last) {
+    if ((e = query(s, S_MSG_ONE, &st, "si", cid, last)))
+      return e;
+    chat_message *m;
+    size_t n;
+    if ((e = collect_messages(s, st, &m, &n)))
+      return e;
+    c->last_message = n ? m : NULL;
+  }
+
+  *out = c;
+  if (!viewer)
+    return CHAT_OK;
+  if ((e = query(s, S_MEMBER_ROW, &st, "ss", cid, viewer)))
+    return e;
+  rc = sqlite3_step(st);
+  bool member = rc == SQLITE_ROW;
+  int64_t read_mark = 0;
+  if (member) {
+    c->has_last_read = sqlite3_column_type(st, 0) != SQLITE_NULL;
+    read_mark = sqlite3_column_int64(st, 0);
+    c->last_read_message_id = (uint64_t)read_mark;
+  } else if (rc != SQLITE_DONE) {
+    e = sqerr(rc);
+  }
+  finish(st);
+  if (e || !member) /* a non-member viewer has no marks and no unread */
+    return e;
+  if ((e = query(s, S_UNREAD, &st, "sis", cid, read_mark, viewer)))
+    return e;
+  bool found;
+  int64_t unread;
+  if ((e = one_int(st, &found, &unread)))
+    return e;
+  c->unread_count = unread > UINT32_MAX ? UINT32_MAX : (uint32_t)unread;
+  return CHAT_OK;
+}
+
+static chat_err conversation_get(void *self, const char *conversation_id,
+                                 const char *viewer,
+                                 chat_conversation_sink emit, void *ctx) {
+  store *s = self;
+  if (!s || !conversation_id)
+    return CHAT_ERR_INVAL;
+  enter(s);
+  chat_conversation *c = NULL;
+  chat_err e = begin(s, false);
+  if (!e)
+    e = end(s, load_view(s, conversation_id, viewer, &c));
+  if (!e && emit)
+    emit(ctx, c);
+  leave(s);
+  return e;
+}
+
+/* The direct_key of a pair: both ids in byte order, joined by "\n" (which
+ * no id may contain). */
+static const char *direct_key(store *s, const char *a, const char *b) {
+  if (strcmp(a, b) > 0) {
+    const char *t = a;
+    a = b;
+    b = t;
+  }
+  size_t la = strlen(a), lb = strlen(b);
+  char *k = salloc(s, la + lb + 2);
+  if (!k)
+    return NULL;
+  memcpy(k, a, la);
+  k[la] = '\n';
+  memcpy(k + la + 1, b, lb + 1);
+  return k;
+}
+
+static chat_err create_tx(store *s, const chat_conversation_new *c,
+                          bool *existed, chat_conversation **view) {
+  const char *key = NULL;
+  const char *cid = c->conversation_id;
+  sqlite3_stmt *st;
+  chat_err e;
+  if (c->type == CHAT_CONVERSATION_DIRECT) {
+    if (!(key = direct_key(s, c->members[0], c->members[1])))
+      return CHAT_ERR_NOMEM;
+    if ((e = query(s, S_DIRECT_FIND, &st, "s", key)))
+      return e;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      *existed = true;
+      e = col_str(s, st, 0, &cid, NULL);
+    } else if (rc != SQLITE_DONE) {
+      e = sqerr(rc);
+    }
+    finish(st);
+    if (e)
+      return e;
+    if (*existed)
+      return load_view(s, cid, c->created_by, view);
+  }
+  /* A proposed id that is taken fails the primary key: CONFLICT. */
+  if ((e = query(s, S_CONV_INSERT, &st, "sitsis", cid, (int64_t)c->type,
+                 c->name.ptr, c->name.len, c->created_by, c->now_ms, key)) ||
+      (e = run(st)))
+    return e;
+  for (size_t i = 0; i < c->n_members; i++) {
+    if ((e = query(s, S_MEMBER_INSERT, &st, "ssi", cid, c->members[i],
+                   c->now_ms)) ||
+        (e = run(st)))
+      return e;
+  }
+  return load_view(s, cid, c->created_by, view);
+}
+
+static chat_err conversation_create(void *self, const chat_conversation_new *c,
+                                    bool *existed, chat_conversation_sink emit,
+                                    void *ctx) {
+  store *s = self;
+  if (!s || !c || !c->conversation_id || !c->created_by ||
+      (c->n_members && !c->members))
+    return CHAT_ERR_INVAL;
+  if (c->type != CHAT_CONVERSATION_DIRECT &&
+      c->type != CHAT_CONVERSATION_GROUP)
+    return CHAT_ERR_INVAL;
+  for (size_t i = 0; i < c->n_members; i++)
+    if (!c->members[i])
+      return CHAT_ERR_INVAL;
+  if (c->type == CHAT_CONVERSATION_DIRECT &&
+      (c->n_members != 2 || strcmp(c->members[0], c->members[1]) == 0))
+    return CHAT_ERR_INVAL;
+  bool dummy;
+  if (!existed)
+    existed = &dummy;
+  *existed = false;
+  enter(s);
+  chat_conversation *view = NULL;
+  /* The view is built before COMMIT, so a failure to build it (NOMEM)
+   * rolls the creation back instead of reporting a half-done call. */
+  chat_err e = begin(s, true);
+  if (!e)
+    e = end(s, create_tx(s, c, existed, &view));
+  if (e)
+    *existed = false;
+  else if (emit)
+    emit(ctx, view);
+  leave(s);
+  return e;
+}
+
+static chat_err member_add_tx(store *s, const char *cid, const char *uid,
+                              int64_t now_ms) {
+  sqlite3_stmt *st;
+  bool found;
+  int64_t v;
+  chat_err e = query(s, S_CONV_EXISTS, &st, "s", cid);
+  if (!e)
+    e = one_int(st, &found, &v);
+  if (!e && !found)
+    e = CHAT_ERR_NOT_FOUND;
+  if (!e)
+    e = query(s, S_MEMBER_INSERT, &st, "ssi", cid, uid, now_ms);
+  return e ? e : run(st);
+}
+
+static chat_err member_add(void *self, const char *conversation_id,
+                           const char *user_id, int64_t now_ms) {
+  store *s = self;
+  if (!s || !conversation_id || !user_id)
+    return CHAT_ERR_INVAL;
+  chat_err e = begin(s, true);
+  return e ? e : end(s, member_add_tx(s, conversation_id, user_id, now_ms));
+}
+
+static chat_err member_remove(void *self, const char *conversation_id,
+                              const char *user_id) {
+  store *s = self;
+  if (!s || !conversation_id || !user_id)
+    return CHAT_ERR_INVAL;
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_MEMBER_DELETE, &st, "ss", conversation_id, user_id);
+  if (!e && !(e = run(st)) && sqlite3_changes(s->db) == 0)
+    e = CHAT_ERR_NOT_FOUND;
+  return e;
+}
+
+/* A cursor is "<last_activity>:<conversation_id>" of the last conversation
+ * of the previous page, the keyset of the ORDER BY. */
+static bool parse_cursor(const char *cur, int64_t *activity,
+                         const char **cid) {
+  const char *p = cur;
+  bool neg = *p == '-';
+  p += neg;
+  if (*p < '0' || *p > '9' || (*p == '0' && p[1] != ':'))
+    return false;
+  uint64_t v = 0;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    if (v > ((uint64_t)INT64_MAX - (uint64_t)(*p - '0')) / 10)
+      return false;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  if (*p != ':' || (neg && v == 0) || !chat_id_valid(p + 1, strlen(p + 1)))
+    return false;
+  *activity = neg ? -(int64_t)v : (int64_t)v;
+  *cid = p + 1;
+  return true;
+}
+
+typedef struct page_row {
+  const char *cid;
+  int64_t activity;
+} page_row;
+
+static chat_err convs_tx(store *s, const char *uid, const char *cursor,
+                         uint32_t limit, chat_conversation ***views,
+                         size_t *n_views, char *next_cursor) {
+  int64_t activity = 0;
+  const char *after = NULL;
+  if (cursor && *cursor && !parse_cursor(cursor, &activity, &after))
+    return CHAT_ERR_INVAL;
+  /* One row past the page tells whether another page follows. */
+  int64_t want = (int64_t)limit + 1;
+  sqlite3_stmt *st;
+  chat_err e = after ? query(s, S_CONVS_AFTER, &st, "sisi", uid, activity,
+                             after, want)
+                     : query(s, S_CONVS_FIRST, &st, "si", uid, want);
+  if (e)
+    return e;
+  page_row *rows = NULL;
+  size_t n = 0, cap = 0;
+  int rc = SQLITE_DONE;
+  while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    e = push(s, (void **)&rows, &n, &cap, sizeof *rows);
+    if (!e) {
+      rows[n].activity = sqlite3_column_int64(st, 1);
+      e = col_str(s, st, 0, &rows[n++].cid, NULL);
+    }
+  }
+  if (!e && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  if (e)
+    return e;
+  size_t shown = n > limit ? limit : n;
+  chat_conversation **v = salloc(s, (shown ? shown : 1) * sizeof *v);
+  if (!v)
+    return CHAT_ERR_NOMEM;
+  for (size_t i = 0; i < shown; i++)
+    if ((e = load_view(s, rows[i].cid, uid, &v[i])))
+      return e;
+  if (n > limit) {
+    int len = snprintf(next_cursor, CHAT_CURSOR_BUF, "%lld:%s",
+                       (long long)rows[shown - 1].activity,
+                       rows[shown - 1].cid);
+    if (len < 0 || len >= CHAT_CURSOR_BUF)
+      return CHAT_ERR_MODULE; /* ids are at most 64 bytes: cannot happen */
+  }
+  *views = v;
+  *n_views = shown;
+  return CHAT_OK;
+}
+
+static chat_err conversations_of(void *self, const char *user_id,
+                                 const char *cursor, uint32_t limit,
+                                 chat_conversation_sink emit, void *ctx,
+                                 char *next_cursor) {
+  store *s = self;
+  if (next_cursor)
+    next_cursor[0] = '\0';
+  if (!s || !user_id || !next_cursor || limit == 0)
+    return CHAT_ERR_INVAL;
+  enter(s);
+  chat_conversation **views = NULL;
+  size_t n = 0;
+  chat_err e = begin(s, false);
+  if (!e)
+    e = end(s, convs_tx(s, user_id, cursor, limit, &views, &n, next_cursor));
+  if (e)
+    next_cursor[0] = '\0';
+  for (size_t i = 0; !e && emit && i < n; i++)
+    emit(ctx, views[i]);
+  leave(s);
+  return e;
+}
+
+/* ------------------------------------------------------------------------
+ * Messages */
+
+/* Where a conversation's last message moves to, for one run of a batch's
+ * messages in that conversation: one UPDATE per run, not per message. */
+typedef struct bump {
+  const char *cid;
+  uint64_t id;
+  int64_t ts;
+} bump;
+
+static chat_err flush_bump(store *s, bump *b) {
+  if (!b->cid)
+    return CHAT_OK;
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_CONV_BUMP, &st, "sui", b->cid, b->id, b->ts);
+  b->cid = NULL;
+  return e ? e : run(st);
+}
+
+static chat_err append_one(store *s, const chat_msg_in *m,
+                           chat_append_result *r, bump *b) {
+  sqlite3_stmt *st;
+  chat_err e;
+  if (m->has_reply_to)
+    e = query(s, S_MSG_INSERT, &st, "sussbiuii", m->conversation_id,
+              m->message_id, m->sender_id, m->client_msg_id, m->body.ptr,
+              m->body.len, (int64_t)m->body_type, m->reply_to, m->server_ts,
+              (int64_t)m->n_media_refs);
+  else
+    e = query(s, S_MSG_INSERT, &st, "sussbisii", m->conversation_id,
+              m->message_id, m->sender_id, m->client_msg_id, m->body.ptr,
+              m->body.len, (int64_t)m->body_type, (const char *)NULL,
+              m->server_ts, (int64_t)m->n_media_refs);
+  if (e || (e = run(st)))
+    return e;
+  if (sqlite3_changes(s->db) == 0) {
+    /* The original: an earlier commit, or an earlier message of this
+     * batch (visible inside the transaction). */
+    bool found = false;
+    if ((e = query(s, S_DEDUP_FIND, &st, "ss", m->sender_id,
+                   m->client_msg_id)))
+      return e;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      found = true;
+      r->message_id = (uint64_t)sqlite3_column_int64(st, 0);
+      r->server_ts = sqlite3_column_int64(st, 1);
+      r->duplicate = true;
+    }
+    finish(st);
+    return found ? CHAT_OK : rc == SQLITE_DONE ? CHAT_ERR_MODULE : sqerr(rc);
+  }
+  for (size_t i = 0; i < m->n_media_refs; i++) {
+    if ((e = query(s, S_MEDIA_REF_INSERT, &st, "suis", m->conversation_id,
+                   m->message_id, (int64_t)i, m->media_refs[i])) ||
+        (e = run(st)))
+      return e;
+  }
+  if (b->cid && strcmp(b->cid, m->conversation_id) != 0 &&
+      (e = flush_bump(s, b)))
+    return e;
+  if (!b->cid || m->message_id > b->id) {
+    b->cid = m->conversation_id;
+    b->id = m->message_id;
+    b->ts = m->server_ts;
+  }
+  r->message_id = m->message_id;
+  r->server_ts = m->server_ts;
+  r->duplicate = false;
+  return CHAT_OK;
+}
+
+static chat_err append_tx(store *s, const chat_msg_in *msgs, size_t n,
+                          chat_append_result *results) {
+  uint64_t max_id = 0;
+  bump b = {NULL, 0, 0};
+  for (size_t i = 0; i < n; i++) {
+    chat_err e = append_one(s, &msgs[i], &results[i], &b);
+    if (e)
+      return e;
+    if (!results[i].duplicate && msgs[i].message_id > max_id)
+      max_id = msgs[i].message_id;
+  }
+  chat_err e = flush_bump(s, &b);
+  if (e || max_id == 0)
+    return e;
+  sqlite3_stmt *st;
+  e = query(s, S_MAX_BUMP, &st, "u", max_id);
+  return e ? e : run(st);
+}
+
+static chat_err append(void *self, const chat_msg_in *msgs, size_t n,
+                       chat_append_result *results) {
+  store *s = self;
+  if (!s || (n && (!msgs || !results)))
+    return CHAT_ERR_INVAL;
+  for (size_t i = 0; i < n; i++) {
+    const chat_msg_in *m = &msgs[i];
+    if (!m->conversation_id || !m->sender_id || !id_ok(m->message_id) ||
+        (m->has_reply_to && !id_ok(m->reply_to)) ||
+        (m->body.len && !m->body.ptr) || (m->n_media_refs && !m->media_refs))
+      return CHAT_ERR_INVAL;
+    for (size_t j = 0; j < m->n_media_refs; j++)
+      if (!m->media_refs[j])
+        return CHAT_ERR_INVAL;
+  }
+  if (n == 0)
+    return CHAT_OK;
+  chat_err e = begin(s, true);
+  return e ? e : end(s, append_tx(s, msgs, n, results));
+}
+
+static chat_err messages(void *self, const char *conversation_id,
+                         chat_page_dir dir, uint64_t anchor, uint32_t limit,
+                         chat_message_sink emit, void *ctx) {
+  store *s = self;
+  if (!s || !conversation_id)
+    return CHAT_ERR_INVAL;
+  if (limit == 0)
+    return CHAT_OK;
+  sqlite3_stmt *st = NULL;
+  chat_err e;
+  if (dir == CHAT_PAGE_BEFORE && !id_ok(anchor))
+    dir = CHAT_PAGE_LATEST; /* every id is below it */
+  if (dir == CHAT_PAGE_AFTER && !id_ok(anchor))
+    return CHAT_OK; /* no id is above it */
+  enter(s);
+  chat_message *page = NULL;
+  size_t n = 0;
+  if (!(e = begin(s, false))) {
+    switch (dir) {
+    case CHAT_PAGE_LATEST:
+      e = query(s, S_MSG_LATEST, &st, "si", conversation_id, (int64_t)limit);
+      break;
+    case CHAT_PAGE_BEFORE:
+      e = query(s, S_MSG_BEFORE, &st, "sui", conversation_id, anchor,
+                (int64_t)limit);
+      break;
+    case CHAT_PAGE_AFTER:
+      e = query(s, S_MSG_AFTER, &st, "sui", conversation_id, anchor,
+                (int64_t)limit);
+      break;
+    default:
+      e = CHAT_ERR_INVAL;
+    }
+    if (!e)
+      e = collect_messages(s, st, &page, &n);
+    e = end(s, e);
+  }
+  for (size_t i = 0; !e && emit && i < n; i++)
+    emit(ctx, &page[i]);
+  leave(s);
+  return e;
+}
+
+static chat_err max_message_id(void *self, uint64_t *out) {
+  store *s = self;
+  if (!s || !out)
+    return CHAT_ERR_INVAL;
+  sqlite3_stmt *st;
+  bool found;
+  int64_t v = 0;
+  chat_err e = query(s, S_MAX_GET, &st, "");
+  if (!e)
+    e = one_int(st, &found, &v);
+  *out = e ? 0 : (uint64_t)v;
+  return e;
+}
+
+/* ------------------------------------------------------------------------
+ * Receipts */
+
+static chat_err mark_tx(store *s, const chat_mark_in *in, bool *advanced,
+                        chat_mark_update **ups, size_t *n_ups) {
+  const char *cid = in->conversation_id, *who = in->member_id;
+  sqlite3_stmt *st;
+  bool found;
+  int64_t last;
+  chat_err e = query(s, S_LAST_ID, &st, "s", cid);
+  if (e || (e = one_int(st, &found, &last)) || !found)
+    return e;
+  /* A client cannot mark messages that do not exist yet. */
+  int64_t up_to = in->up_to > (uint64_t)last ? last : (int64_t)in->up_to;
+
+  if ((e = query(s, S_MEMBER_ROW, &st, "ss", cid, who)))
+    return e;
+  int rc = sqlite3_step(st);
+  int64_t old_del = 0, old_read = 0;
+  if (rc == SQLITE_ROW) {
+    old_del = sqlite3_column_int64(st, 1);
+    old_read = sqlite3_column_int64(st, 2);
+  }
+  finish(st);
+  if (rc != SQLITE_ROW) /* not a member: nothing to mark */
+    return rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
+
+  bool read = in->state == CHAT_RECEIPT_READ;
+  int64_t old = read ? old_read : old_del;
+  if (up_to <= old || (!read && !in->track_delivered))
+    return CHAT_OK;
+  /* Reading implies delivery, even where delivered marks are dropped. */
+  int64_t new_del = up_to > old_del ? up_to : old_del;
+  if ((e = query(s, read ? S_MARK_READ : S_MARK_DELIVERED, &st, "ssi", cid,
+                 who, up_to)) ||
+      (e = run(st)))
+    return e;
+  if (new_del > old_del) {
+    e = in->group ? query(s, S_GROUP_DELIVERED, &st, "siis", cid, old_del,
+                          new_del, who)
+                  : query(s, S_DIRECT_DELIVERED, &st, "siisi", cid, old_del,
+                          new_del, who, in->now_ms);
+    if (e || (e = run(st)))
+      return e;
+  }
+  if (read) {
+    e = in->group ? query(s, S_GROUP_READ, &st, "siis", cid, old_read, up_to,
+                          who)
+                  : query(s, S_DIRECT_READ, &st, "siisi", cid, old_read,
+                          up_to, who, in->now_ms);
+    if (e || (e = run(st)))
+      return e;
+  }
+  if (in->group &&
+      ((e = query(s, S_GROUP_RECEIPT, &st, "sisii", cid, up_to, who,
+                  (int64_t)in->state, in->now_ms)) ||
+       (e = run(st))))
+    return e;
+
+  if ((e = query(s, S_MARK_UPDATES, &st, "siis", cid, old, up_to, who)))
+    return e;
+  chat_mark_update *arr = NULL;
+  size_t cap = 0;
+  while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    e = push(s, (void **)&arr, n_ups, &cap, sizeof *arr);
+    if (e)
+      break;
+    chat_mark_update *u = &arr[(*n_ups)++];
+    e = col_str(s, st, 0, &u->sender_id, NULL);
+    u->message_id = (uint64_t)sqlite3_column_int64(st, 1);
+    if (in->group) {
+      u->delivered = (uint32_t)sqlite3_column_int64(st, 2);
+      u->read = (uint32_t)sqlite3_column_int64(st, 3);
+    } else {
+      u->delivered = (uint32_t)sqlite3_column_int(st, 4);
+      u->read = (uint32_t)sqlite3_column_int(st, 5);
+    }
+  }
+  if (!e && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  *ups = arr;
+  *advanced = e == CHAT_OK;
+  return e;
+}
+
+static chat_err mark(void *self, const chat_mark_in *in, bool *advanced,
+                     chat_mark_sink emit, void *ctx) {
+  store *s = self;
+  bool dummy;
+  if (!advanced)
+    advanced = &dummy;
+  *advanced = false;
+  if (!s || !in || !in->conversation_id || !in->member_id ||
+      (in->state != CHAT_RECEIPT_DELIVERED && in->state != CHAT_RECEIPT_READ))
+    return CHAT_ERR_INVAL;
+  enter(s);
+  chat_mark_update *ups = NULL;
+  size_t n = 0;
+  chat_err e = begin(s, true);
+  if (!e)
+    e = end(s, mark_tx(s, in, advanced, &ups, &n));
+  if (e)
+    *advanced = false;
+  /* Updates are announced only once they are committed. */
+  for (size_t i = 0; !e && emit && i < n; i++)
+    emit(ctx, &ups[i]);
+  leave(s);
+  return e;
+}
+
+typedef struct member_state {
+  const char *id;
+  int state;
+} member_state;
+
+static chat_err receipts_tx(store *s, const char *cid, uint64_t id,
+                            uint32_t *delivered, uint32_t *read, bool want,
+                            member_state **states, size_t *n) {
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_RECEIPT_MSG, &st, "su", cid, id);
+  if (e)
+    return e;
+  int rc = sqlite3_step(st);
+  const char *sender = NULL;
+  if (rc == SQLITE_ROW) {
+    if (sqlite3_column_int(st, 5) == CHAT_CONVERSATION_GROUP) {
+      *delivered = (uint32_t)sqlite3_column_int64(st, 1);
+      *read = (uint32_t)sqlite3_column_int64(st, 2);
+    } else {
+      *delivered = (uint32_t)sqlite3_column_int(st, 3);
+      *read = (uint32_t)sqlite3_column_int(st, 4);
+    }
+    if (want)
+      e = col_str(s, st, 0, &sender, NULL);
+  } else {
+    e = rc == SQLITE_DONE ? CHAT_ERR_NOT_FOUND : sqerr(rc);
+  }
+  finish(st);
+  if (e || !want)
+    return e;
+  if ((e = query(s, S_RECEIPT_MEMBERS, &st, "sus", cid, id, sender)))
+    return e;
+  member_state *arr = NULL;
+  size_t cap = 0;
+  while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    e = push(s, (void **)&arr, n, &cap, sizeof *arr);
+    if (!e) {
+      arr[*n].state = sqlite3_column_int(st, 1);
+      e = col_str(s, st, 0, &arr[(*n)++].id, NULL);
+    }
+  }
+  if (!e && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  *states = arr;
+  return e;
+}
+
+static chat_err receipts(void *self, const char *conversation_id,
+                         uint64_t message_id, uint32_t *delivered,
+                         uint32_t *read, chat_member_state_sink emit,
+                         void *ctx) {
+  store *s = self;
+  uint32_t d = 0, r = 0;
+  if (!s || !conversation_id)
+    return CHAT_ERR_INVAL;
+  if (!id_ok(message_id))
+    return CHAT_ERR_NOT_FOUND;
+  enter(s);
+  member_state *states = NULL;
+  size_t n = 0;
+  chat_err e = begin(s, false);
+  if (!e)
+    e = end(s, receipts_tx(s, conversation_id, message_id, &d, &r,
+                           emit != NULL, &states, &n));
+  if (!e) {
+    if (delivered)
+      *delivered = d;
+    if (read)
+      *read = r;
+    for (size_t i = 0; emit && i < n; i++)
+      emit(ctx, states[i].id, states[i].state);
+  }
+  leave(s);
+  return e;
+}
+
+static chat_err purge_receipts(void *self, int64_t before_ms) {
+  store *s = self;
+  if (!s)
+    return CHAT_ERR_INVAL;
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_PURGE, &st, "i", before_ms);
+  return e ? e : run(st);
+}
+
+/* ------------------------------------------------------------------------
+ * Devices and media */
+
+static chat_err device_register(void *self, const char *user_id,
+                                const char *device_id, const char *platform,
+                                const char *push_token, int64_t now_ms) {
+  store *s = self;
+  if (!s || !user_id || !device_id)
+    return CHAT_ERR_INVAL;
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_DEVICE_UPSERT, &st, "ssssi", user_id, device_id,
+                     platform, push_token, now_ms);
+  return e ? e : run(st);
+}
+
+typedef struct push_row {
+  const char *device, *platform, *token;
+} push_row;
+
+static chat_err push_targets(void *self, const char *user_id,
+                             chat_push_target_sink emit, void *ctx) {
+  store *s = self;
+  if (!s || !user_id)
+    return CHAT_ERR_INVAL;
+  enter(s);
+  sqlite3_stmt *st;
+  push_row *rows = NULL;
+  size_t n = 0, cap = 0;
+  int rc = SQLITE_DONE;
+  chat_err e = query(s, S_PUSH_TARGETS, &st, "s", user_id);
+  if (!e) {
+    while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+      e = push(s, (void **)&rows, &n, &cap, sizeof *rows);
+      if (e)
+        break;
+      push_row *r = &rows[n++];
+      if (!(e = col_str(s, st, 0, &r->device, NULL)) &&
+          !(e = col_str(s, st, 1, &r->platform, NULL)))
+        e = col_str(s, st, 2, &r->token, NULL);
+    }
+    if (!e && rc != SQLITE_DONE)
+      e = sqerr(rc);
+    finish(st);
+  }
+  for (size_t i = 0; !e && emit && i < n; i++)
+    emit(ctx, rows[i].device, rows[i].platform, rows[i].token);
+  leave(s);
+  return e;
+}
+
+static chat_err media_put(void *self, const char *media_id,
+                          const char *owner_id, const char *content_type,
+                          const void *data, size_t len, int64_t now_ms) {
+  store *s = self;
+  if (!s || !media_id || !owner_id || (len && !data))
+    return CHAT_ERR_INVAL;
+  sqlite3_stmt *st;
+  /* The primary key turns an existing id into CHAT_ERR_CONFLICT. */
+  chat_err e = query(s, S_MEDIA_PUT, &st, "sssbi", media_id, owner_id,
+                     content_type, data, len, now_ms);
+  return e ? e : run(st);
+}
+
+static chat_err media_get(void *self, const char *media_id,
+                          const char *reader, chat_media_sink emit,
+                          void *ctx) {
+  store *s = self;
+  if (!s || !media_id)
+    return CHAT_ERR_INVAL;
+  enter(s);
+  sqlite3_stmt *st;
+  const char *type = NULL, *data = NULL;
+  size_t len = 0;
+  chat_err e = query(s, S_MEDIA_GET, &st, "ss", media_id, reader);
+  if (!e) {
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW && sqlite3_column_int(st, 0) == 0)
+      e = CHAT_ERR_DENIED;
+    else if (rc == SQLITE_ROW && !(e = col_str(s, st, 1, &type, NULL)))
+      e = col_str(s, st, 2, &data, &len);
+    else if (rc != SQLITE_ROW)
+      e = rc == SQLITE_DONE ? CHAT_ERR_NOT_FOUND : sqerr(rc);
+    finish(st);
+  }
+  if (!e && emit)
+    emit(ctx, type, data ? data : "", len);
+  leave(s);
+  return e;
+}
+
+/* ------------------------------------------------------------------------
+ * Open, migrate, destroy */
+
+static void destroy(void *self) {
+  store *s = self;
+  if (!s)
+    return;
+  for (int i = 0; i < S_COUNT; i++)
+    sqlite3_finalize(s->stmt[i]);
+  sqlite3_close_v2(s->db);
+  chat__arena_free(&s->scratch);
+  chat_allocator a = s->alloc;
+  chat__free(&a, s);
+}
+
+/* The single integer a one-row PRAGMA returns, or its text in @p text. */
+static chat_err pragma(sqlite3 *db, const char *sql, int64_t *num,
+                       char *text, size_t text_len) {
+  sqlite3_stmt *st;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return sqerr(rc);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    if (num)
+      *num = sqlite3_column_int64(st, 0);
+    if (text) {
+      const unsigned char *t = sqlite3_column_text(st, 0);
+      snprintf(text, text_len, "%s", t ? (const char *)t : "");
+    }
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
+}
+
+static chat_err exec(sqlite3 *db, const char *sql) {
+  return sqerr(sqlite3_exec(db, sql, NULL, NULL, NULL));
+}
+
+/* Bring the schema to SCHEMA_VERSION. The version is read again inside
+ * the write transaction, so two processes opening a new file at once do
+ * not both create it. */
+static chat_err migrate(sqlite3 *db, int64_t v) {
+  chat_err e;
+  if (v == SCHEMA_VERSION)
+    return CHAT_OK;
+  if ((e = exec(db, "BEGIN IMMEDIATE")))
+    return e;
+  e = pragma(db, "PRAGMA user_version", &v, NULL, 0);
+  if (!e && v > SCHEMA_VERSION)
+    e = CHAT_ERR_MODULE;
+  if (!e && v == 0)
+    e = exec(db, schema_v1);
+  /* Future versions: if (!e && v < 2) e = exec(db, migrate_1_to_2); */
+  if (!e && v < SCHEMA_VERSION)
+    e = exec(db, "PRAGMA user_version = 1");
+  if (!e)
+    e = exec(db, "COMMIT");
+  if (e && !sqlite3_get_autocommit(db))
+    (void)exec(db, "ROLLBACK");
+  return e;
+}
+
+static chat_err configure(sqlite3 *db, const chat_sqlite_options *o) {
+  sqlite3_extended_result_codes(db, 1);
+  int rc = sqlite3_busy_timeout(db, (int)(o->busy_timeout_ms > INT32_MAX
+                                              ? INT32_MAX
+                                              : o->busy_timeout_ms));
+  if (rc != SQLITE_OK)
+    return sqerr(rc);
+  /* A schema from a newer libchat is refused before anything, the
+   * journal mode included, is changed in the file. */
+  int64_t v = 0;
+  chat_err e = pragma(db, "PRAGMA user_version", &v, NULL, 0);
+  if (!e && (v > SCHEMA_VERSION || v < 0))
+    e = CHAT_ERR_MODULE;
+  if (e)
+    return e;
+  char mode[16];
+  e = pragma(db, "PRAGMA journal_mode = WAL", NULL, mode, sizeof mode);
+  /* A private in-memory database stays in "memory" mode. */
+  if (!e && strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0)
+    e = CHAT_ERR_MODULE;
+  if (!e)
+    e = exec(db, o->sync == CHAT_SQLITE_SYNC_NORMAL
+                     ? "PRAGMA synchronous = NORMAL"
+                     : "PRAGMA synchronous = FULL");
+  return e ? e : migrate(db, v);
+}
+
+chat_err chat_sqlite_storage_open(chat_storage_ops *out, const char *path,
+                                  const chat_sqlite_options *options,
+                                  const chat_allocator *alloc) {
+  if (!out || !path)
+    return CHAT_ERR_INVAL;
+  memset(out, 0, sizeof *out);
+  chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, CHAT_SQLITE_SYNC_FULL,
+                           DEFAULT_BUSY_MS};
+  if (options) {
+    if (options->version != CHAT_SQLITE_OPTIONS_V1 ||
+        (options->sync != CHAT_SQLITE_SYNC_FULL &&
+         options->sync != CHAT_SQLITE_SYNC_NORMAL))
+      return CHAT_ERR_INVAL;
+    o.sync = options->sync;
+    if (options->busy_timeout_ms)
+      o.busy_timeout_ms = options->busy_timeout_ms;
+  }
+  chat_allocator a;
+  chat_err e = chat__allocator_init(&a, alloc);
+  if (e)
+    return e;
+  store *s = chat__calloc(&a, 1, sizeof *s);
+  if (!s)
+    return CHAT_ERR_NOMEM;
+  s->alloc = a;
+  chat__arena_init(&s->scratch, &s->alloc);
+  /* One connection used by one thread at a time (docs/threading.md). */
+  int rc = sqlite3_open_v2(path, &s->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  e = rc == SQLITE_OK ? CHAT_OK : rc == SQLITE_NOMEM ? CHAT_ERR_NOMEM
+                                                     : CHAT_ERR_MODULE;
+  if (!e)
+    e = configure(s->db, &o);
+  if (e) {
+    destroy(s);
+    return e;
+  }
+  out->version = CHAT_STORAGE_OPS_V1;
+  out->self = s;
+  out->conversation_get = conversation_get;
+  out->conversation_create = conversation_create;
+  out->member_add = member_add;
+  out->member_remove = member_remove;
+  out->conversations_of = conversations_of;
+  out->append = append;
+  out->messages = messages;
+  out->max_message_id = max_message_id;
+  out->mark = mark;
+  out->receipts = receipts;
+  out->purge_receipts = purge_receipts;
+  out->device_register = device_register;
+  out->push_targets = push_targets;
+  out->media_put = media_put;
+  out->media_get = media_get;
+  out->destroy = destroy;
+  return CHAT_OK;
+}

@@ -1,0 +1,312 @@
+/* One connection: hello, inbound limits, the bounded outbound queue and
+ * close codes. */
+#include <stdio.h>
+#include <string.h>
+
+#include "server_internal.h"
+
+/* ---- shared frames ---- */
+
+chat__shared_frame *chat__frame_copy(chat_server *srv, const char *json,
+                                     size_t len) {
+  if (len > UINT32_MAX)
+    return NULL;
+  chat__shared_frame *f = chat__alloc(&srv->a, sizeof *f + len);
+  if (!f)
+    return NULL;
+  f->refs = 0;
+  f->len = (uint32_t)len;
+  memcpy(f->data, json, len);
+  return f;
+}
+
+chat__shared_frame *chat__frame_make(chat_server *srv, const chat_frame *fr) {
+  const char *json;
+  size_t len;
+  chat_err rc = chat_codec_encode(srv->enc, fr, &json, &len);
+  if (rc != CHAT_OK) {
+    /* Our own frames always encode; this is a bug or an oversized body
+     * that slipped past the limits, so say so instead of going quiet. */
+    chat__srv_log(srv, CHAT_LOG_ERROR, "encode %s: %s",
+                  chat_frame_type_name(fr->type), chat_err_name(rc));
+    return NULL;
+  }
+  return chat__frame_copy(srv, json, len);
+}
+
+void chat__frame_ref(chat__shared_frame *f) { f->refs++; }
+
+void chat__frame_unref(chat_server *srv, chat__shared_frame *f) {
+  if (f && --f->refs == 0)
+    chat__free(&srv->a, f);
+}
+
+void chat__frame_discard(chat_server *srv, chat__shared_frame *f) {
+  if (f && f->refs == 0)
+    chat__free(&srv->a, f);
+}
+
+/* ---- queue ---- */
+
+static void notify(chat_session *s) {
+  if (s->notified)
+    return;
+  s->notified = true;
+  chat_server *srv = s->srv;
+  if (srv->cbs.on_session_wants)
+    srv->cbs.on_session_wants(srv, s, s->user_data, srv->user_data);
+}
+
+bool chat__sess_closing(const chat_session *s) { return s->close_code != 0; }
+
+void chat__sess_close(chat_session *s, uint16_t code, const char *reason) {
+  if (s->close_code)
+    return;
+  s->close_code = code;
+  s->close_reason = reason;
+  notify(s);
+}
+
+static void queue_clear(chat_session *s) {
+  outq_item *it = s->q_head;
+  while (it) {
+    outq_item *next = it->next;
+    chat__frame_unref(s->srv, it->frame);
+    chat__free(&s->srv->a, it);
+    it = next;
+  }
+  s->q_head = s->q_tail = NULL;
+  s->q_frames = 0;
+  s->q_bytes = 0;
+}
+
+void chat__sess_queue(chat_session *s, chat__shared_frame *f) {
+  chat_server *srv = s->srv;
+  if (!f || chat__sess_closing(s))
+    return;
+  /* A reader that cannot keep up is cut loose rather than allowed to hold
+   * memory for everyone: it resumes from its own store later. */
+  if (s->q_frames >= srv->s.max_queued_frames ||
+      s->q_bytes + f->len > srv->s.max_queued_bytes) {
+    srv->st.slow_closes_total++;
+    queue_clear(s);
+    chat__sess_close(s, 1013, "outbound queue full");
+    return;
+  }
+  outq_item *it = chat__alloc(&srv->a, sizeof *it);
+  if (!it) {
+    queue_clear(s);
+    chat__sess_close(s, 1011, "out of memory");
+    return;
+  }
+  chat__frame_ref(f);
+  it->frame = f;
+  it->next = NULL;
+  if (s->q_tail)
+    s->q_tail->next = it;
+  else
+    s->q_head = it;
+  s->q_tail = it;
+  s->q_frames++;
+  s->q_bytes += f->len;
+  srv->st.frames_out_total++;
+  notify(s);
+}
+
+void chat__sess_send(chat_session *s, const chat_frame *f) {
+  chat__shared_frame *sf = chat__frame_make(s->srv, f);
+  chat__sess_queue(s, sf);
+  chat__frame_discard(s->srv, sf);
+}
+
+void chat__sess_error(chat_session *s, chat_wire_error code, const char *msg,
+                      const char *ref, uint64_t retry_after_ms) {
+  chat_error_frame e = {.wire = code,
+                        .message = {msg, strlen(msg)},
+                        .ref = {ref, ref ? strlen(ref) : 0},
+                        .has_retry_after = retry_after_ms > 0,
+                        .retry_after_ms = retry_after_ms};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_ERROR,
+                  .error = &e};
+  chat__sess_send(s, &f);
+}
+
+/* ---- public session API ---- */
+
+chat_err chat_server_open_session(chat_server *srv, chat_session **out,
+                                  const chat_identity *id, void *user_data,
+                                  chat_time_ms now) {
+  if (!out)
+    return CHAT_ERR_INVAL;
+  *out = NULL;
+  if (!srv || !id || !chat_id_valid(id->user_id, strnlen(id->user_id, 65)) ||
+      !chat_id_valid(id->device_id, strnlen(id->device_id, 65)))
+    return CHAT_ERR_INVAL;
+  if (srv->draining)
+    return CHAT_ERR_STATE;
+  chat_session *s = chat__calloc(&srv->a, 1, sizeof *s);
+  if (!s)
+    return CHAT_ERR_NOMEM;
+  s->srv = srv;
+  s->id = *id;
+  s->user_data = user_data;
+  s->garbage_window = now;
+  /* Session ids carry the gateway so they stay unique across the fleet;
+   * the counter goes first so that cutting a long gateway id to the 64-byte
+   * id limit keeps them unique. */
+  char sid[CHAT_ID_BUF + 24];
+  snprintf(sid, sizeof sid, "s%llu.%s",
+           (unsigned long long)++srv->session_counter, srv->gateway_id);
+  memcpy(s->session_id, sid, sizeof s->session_id - 1);
+  s->session_id[sizeof s->session_id - 1] = 0;
+  chat_err rc = chat__presence_attach(s, now);
+  if (rc != CHAT_OK) {
+    chat__free(&srv->a, s);
+    return rc;
+  }
+  s->all_next = srv->sessions;
+  if (srv->sessions)
+    srv->sessions->all_prev = s;
+  srv->sessions = s;
+  srv->st.sessions_open++;
+  srv->st.sessions_opened_total++;
+
+  chat_hello h = {.user_id = s->id.user_id,
+                  .device_id = s->id.device_id,
+                  .session_id = s->session_id,
+                  .server_ts = chat__srv_wall(srv),
+                  .heartbeat_ms = srv->s.heartbeat_ms,
+                  .limits = {.max_body_bytes = srv->s.max_body_bytes,
+                             .max_frame_bytes = srv->s.max_frame_bytes,
+                             .rate_per_minute = srv->s.rate_per_minute,
+                             .resume_max_messages =
+                                 srv->s.resume_max_messages,
+                             .resume_max_age_ms = srv->s.resume_max_age_ms}};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_HELLO,
+                  .hello = &h};
+  chat__sess_send(s, &f);
+  *out = s;
+  return CHAT_OK;
+}
+
+/* A refused frame: answer it, and close a peer that keeps sending garbage
+ * (PROTOCOL.md section 3). The window restarts each minute. */
+static void refused(chat_session *s, const chat_decode_error *e,
+                    chat_time_ms now) {
+  chat_server *srv = s->srv;
+  srv->st.frames_refused_total++;
+  if (now - s->garbage_window >= 60000 || now < s->garbage_window) {
+    s->garbage_window = now;
+    s->garbage = 0;
+  }
+  if (++s->garbage > srv->s.garbage_per_minute) {
+    chat__sess_close(s, 1008, "too many bad frames");
+    return;
+  }
+  chat__sess_error(s, e->wire, e->message, e->ref, 0);
+}
+
+chat_err chat_session_on_frame(chat_session *s, const char *json, size_t len,
+                               chat_time_ms now) {
+  if (!s || (!json && len))
+    return CHAT_ERR_INVAL;
+  if (chat__sess_closing(s))
+    return CHAT_ERR_STATE;
+  chat_server *srv = s->srv;
+  srv->st.frames_in_total++;
+  const chat_frame *f;
+  chat_decode_error e;
+  chat_err rc = chat_codec_decode(srv->codec, CHAT_DIR_TO_SERVER, json, len,
+                                  &f, &e);
+  switch (rc) {
+  case CHAT_OK:
+    break;
+  case CHAT_ERR_FRAME_TOO_LARGE:
+    srv->st.frames_refused_total++;
+    chat__sess_close(s, 1009, "frame too large");
+    return CHAT_OK;
+  case CHAT_ERR_BAD_UTF8:
+    srv->st.frames_refused_total++;
+    chat__sess_close(s, 1007, "invalid UTF-8");
+    return CHAT_OK;
+  case CHAT_ERR_NOMEM:
+    chat__sess_close(s, 1011, "out of memory");
+    return CHAT_ERR_NOMEM;
+  default:
+    refused(s, &e, now);
+    return CHAT_OK;
+  }
+  if (f->type != CHAT_FRAME_PING)
+    chat__presence_activity(s, now);
+  chat__dispatch(s, f, now);
+  return CHAT_OK;
+}
+
+chat_err chat_session_next_frame(chat_session *s, const char **json,
+                                 size_t *len) {
+  if (!s || !json || !len)
+    return CHAT_ERR_INVAL;
+  chat_server *srv = s->srv;
+  if (s->lent) {
+    chat__frame_unref(srv, s->lent);
+    s->lent = NULL;
+  }
+  outq_item *it = s->q_head;
+  if (!it) {
+    s->notified = false;
+    *json = NULL;
+    *len = 0;
+    return CHAT_ERR_AGAIN;
+  }
+  s->q_head = it->next;
+  if (!s->q_head)
+    s->q_tail = NULL;
+  s->q_frames--;
+  s->q_bytes -= it->frame->len;
+  s->lent = it->frame;
+  chat__free(&srv->a, it);
+  *json = s->lent->data;
+  *len = s->lent->len;
+  return CHAT_OK;
+}
+
+uint32_t chat_session_wants(const chat_session *s) {
+  if (!s)
+    return 0;
+  uint32_t w = s->q_head ? CHAT_WANT_WRITE : 0;
+  /* Queued frames go out first (an error frame explains the close). */
+  if (s->close_code && !s->q_head)
+    w |= CHAT_WANT_CLOSE;
+  return w;
+}
+
+uint16_t chat_session_close_code(const chat_session *s, const char **reason) {
+  if (reason)
+    *reason = s && s->close_code ? s->close_reason : "";
+  return s && s->close_code ? s->close_code : 1000;
+}
+
+void *chat_session_user_data(const chat_session *s) {
+  return s ? s->user_data : NULL;
+}
+
+void chat_server_close_session(chat_server *srv, chat_session *s,
+                               chat_time_ms now) {
+  if (!srv || !s)
+    return;
+  chat__sends_forget_session(srv, s);
+  chat__presence_detach(s, now);
+  if (s->all_prev)
+    s->all_prev->all_next = s->all_next;
+  else
+    srv->sessions = s->all_next;
+  if (s->all_next)
+    s->all_next->all_prev = s->all_prev;
+  queue_clear(s);
+  if (s->lent)
+    chat__frame_unref(srv, s->lent);
+  chat__free(&srv->a, s->subs);
+  chat__free(&srv->a, s);
+  srv->st.sessions_open--;
+  srv->st.sessions_closed_total++;
+}

@@ -1,0 +1,166 @@
+/* Shared state of the libwebsockets adapter (include/chat/lws.h).
+ *
+ *   server_lws.c  protocols, WebSocket sessions, timers, the own context
+ *   http_lws.c    REST, /healthz, /metrics, static files, upgrade checks
+ *   metrics.c     counters, histograms and the Prometheus text */
+#ifndef CHAT__LWS_INTERNAL_H
+#define CHAT__LWS_INTERNAL_H
+
+#include <chat/lws.h>
+
+#include <libwebsockets.h>
+
+#include "common/alloc.h"
+#include "common/buf.h"
+#include "common/map.h"
+
+/* ---- metrics ---- */
+
+#define CHAT__HIST_N 15
+typedef struct chat__hist {
+  uint64_t le[CHAT__HIST_N + 1]; /* per bucket, the last one is +Inf */
+  uint64_t count;
+  uint64_t sum_us;
+} chat__hist;
+
+void chat__hist_observe(chat__hist *h, uint64_t us);
+
+/* Close codes the adapter counts, by index (see chat__lws_close_index). */
+#define CHAT__N_CLOSE_CODES 9
+/* HTTP statuses the adapter counts, by index (last one: any other). */
+#define CHAT__N_STATUS 16
+
+typedef struct chat__lws_stats {
+  uint64_t ws_opened;
+  uint64_t ws_closed;
+  uint64_t ws_bytes_in;
+  uint64_t ws_bytes_out;
+  uint64_t ws_messages_in;
+  uint64_t ws_messages_out;
+  uint64_t ws_pings;
+  uint64_t ws_idle_closes;
+  uint64_t ws_stalled_closes;
+  uint64_t ws_closes[CHAT__N_CLOSE_CODES];
+  uint64_t auth_fail_upgrade;
+  uint64_t auth_fail_rest;
+  uint64_t upgrades_refused; /* 4xx/5xx other than 401 before upgrade */
+  uint64_t net_refused;      /* connections turned away while draining */
+  uint64_t http[CHAT__N_STATUS];
+  uint64_t rest_limited;
+  uint64_t http_bytes_out;
+  chat__hist dispatch;       /* chat_session_on_frame() */
+  chat__hist commit;         /* on_timer runs that committed, per commit */
+  chat__hist rest;           /* chat_server_http() */
+} chat__lws_stats;
+
+size_t chat__lws_close_index(uint16_t code);
+void chat__lws_count_status(chat__lws_stats *st, int status);
+
+/* ---- connections ---- */
+
+typedef struct chat__lws_conn chat__lws_conn;
+struct chat__lws_conn {
+  struct lws *wsi;
+  chat_session *sess;
+  chat__lws_conn *prev, *next; /* every open WebSocket, for the sweep */
+  char *rx;                    /* a fragmented message being reassembled */
+  uint32_t rx_len, rx_cap;
+  uint64_t last_rx_ms;         /* anything from the peer, pongs included */
+  uint64_t close_seen_ms;      /* when the session was first seen wanting
+                                  to close; 0: not yet */
+  const char *close_reason;    /* the adapter's own close (1003, 1009,
+                                  1011), sent from the next writable */
+  uint16_t close_code;         /* 0: none */
+  bool linked;
+  bool want_ping;              /* write a ping at the next writable */
+  bool ping_out;               /* a ping is unanswered */
+  bool killed;
+};
+
+/* A REST request waiting for its body. */
+typedef struct chat__lws_req {
+  char method[8];
+  char *path;
+  char *query;         /* NULL: none */
+  char *content_type;  /* NULL: none */
+  chat_identity id;
+  char *body;
+  size_t len, cap;
+} chat__lws_req;
+
+/* lws's per-session block: the same for both protocols, since a WebSocket
+ * without a subprotocol lands on protocols[0]. */
+typedef struct chat__lws_pss {
+  chat__lws_conn ws;
+  chat__lws_req *req;
+} chat__lws_pss;
+
+struct chat_lws {
+  chat_allocator a;
+  chat_server *srv;
+  chat_lws_settings s;
+  char *static_dir;       /* realpath of settings.static_dir, or NULL */
+  size_t static_dir_len;
+
+  struct lws_protocols protocols[3];
+  lws_retry_bo_t retry;   /* all zero: no validity timer */
+  struct lws_context *ctx; /* ours or the host's (seen at PROTOCOL_INIT) */
+  bool own_ctx;
+  uint16_t port;
+  bool draining;
+
+  lws_sorted_usec_list_t sul_core; /* chat_server_on_timer() */
+  lws_sorted_usec_list_t sul_tick; /* heartbeats, idle sweep, buckets */
+  bool core_armed, tick_armed;
+  uint64_t core_at_ms;
+  uint64_t next_sweep_ms, next_bucket_sweep_ms;
+
+  chat__lws_conn *conns;
+  size_t n_conns;
+
+  /* The identity checked at HTTP_CONFIRM_UPGRADE, picked up by the same
+   * connection a moment later: lws runs FILTER_PROTOCOL_CONNECTION and
+   * ESTABLISHED in the same call, so one slot is enough. */
+  struct lws *handoff_wsi;
+  chat_identity handoff_id;
+
+  unsigned char *tx;      /* LWS_PRE + payload scratch for lws_write */
+  size_t tx_cap;
+  chat__buf out;          /* /metrics text */
+  chat__map buckets;      /* user_id -> REST token bucket */
+
+  chat__lws_stats st;
+};
+
+/* ---- server_lws.c ---- */
+uint64_t chat__lws_mono_ms(void);
+uint64_t chat__lws_mono_us(void);
+void chat__lws_log(chat_lws *t, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Schedule chat_server_on_timer() for the server's next deadline. */
+void chat__lws_arm(chat_lws *t);
+/* LWS_PRE bytes plus n, or NULL when out of memory. */
+unsigned char *chat__lws_tx(chat_lws *t, size_t n);
+/* The bearer token of a request: Authorization header or access_token
+ * argument; 0 when there is none (or it is too long for buf). */
+size_t chat__lws_token(struct lws *wsi, char *buf, size_t cap);
+
+/* ---- http_lws.c ---- */
+int chat__lws_confirm_upgrade(chat_lws *t, struct lws *wsi, const char *up);
+int chat__lws_http(chat_lws *t, struct lws *wsi, chat__lws_pss *ps,
+                   const char *uri, size_t len);
+int chat__lws_http_body(chat_lws *t, struct lws *wsi, chat__lws_pss *ps,
+                        const void *in, size_t len);
+int chat__lws_http_body_done(chat_lws *t, struct lws *wsi,
+                             chat__lws_pss *ps);
+void chat__lws_req_free(chat_lws *t, chat__lws_pss *ps);
+void chat__lws_buckets_sweep(chat_lws *t, uint64_t now);
+void chat__lws_buckets_free(chat_lws *t);
+
+/* ---- metrics.c ---- */
+void chat__lws_metrics(chat_lws *t, chat__buf *out);
+
+#endif

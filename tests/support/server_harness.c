@@ -1,0 +1,399 @@
+#include "server_harness.h"
+
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void on_wants(chat_server *srv, chat_session *s, void *sud, void *ud) {
+  (void)srv;
+  (void)s;
+  (void)sud;
+  ((harness *)ud)->wants_calls++;
+}
+
+static chat_err push_notify(void *self, const chat_push_note *n) {
+  harness *h = self;
+  if (h->n_pushes >= sizeof h->pushes / sizeof h->pushes[0])
+    return CHAT_ERR_MODULE;
+  push_rec *r = &h->pushes[h->n_pushes++];
+  snprintf(r->user, sizeof r->user, "%s", n->user_id);
+  snprintf(r->device, sizeof r->device, "%s", n->device_id);
+  snprintf(r->conv, sizeof r->conv, "%s", n->conversation_id);
+  snprintf(r->sender, sizeof r->sender, "%s", n->sender_id);
+  snprintf(r->preview, sizeof r->preview, "%.*s", (int)n->preview.len,
+           n->preview.ptr);
+  return CHAT_OK;
+}
+
+/* The store as the server sees it: the real SQLite ops, with appends
+ * counted and failable, and purges recorded. */
+static chat_err w_append(void *self, const chat_msg_in *m, size_t n,
+                         chat_append_result *r) {
+  harness *h = self;
+  h->appends++;
+  h->last_batch = n;
+  if (h->fail_append)
+    return CHAT_ERR_MODULE;
+  return h->inner.append(h->inner.self, m, n, r);
+}
+
+static chat_err w_purge(void *self, int64_t before) {
+  harness *h = self;
+  h->purged_before = before;
+  return h->inner.purge_receipts(h->inner.self, before);
+}
+
+static void w_destroy(void *self) {
+  harness *h = self;
+  h->inner.destroy(h->inner.self);
+}
+
+#define FWD(name, ...)                                                         \
+  harness *h = self;                                                           \
+  return h->inner.name(h->inner.self, __VA_ARGS__)
+static chat_err w_conv_get(void *self, const char *c, const char *v,
+                           chat_conversation_sink e, void *x) {
+  FWD(conversation_get, c, v, e, x);
+}
+static chat_err w_conv_create(void *self, const chat_conversation_new *c,
+                              bool *ex, chat_conversation_sink e, void *x) {
+  FWD(conversation_create, c, ex, e, x);
+}
+static chat_err w_member_add(void *self, const char *c, const char *u,
+                             int64_t now) {
+  FWD(member_add, c, u, now);
+}
+static chat_err w_member_remove(void *self, const char *c, const char *u) {
+  FWD(member_remove, c, u);
+}
+static chat_err w_convs_of(void *self, const char *u, const char *cur,
+                           uint32_t lim, chat_conversation_sink e, void *x,
+                           char *next) {
+  FWD(conversations_of, u, cur, lim, e, x, next);
+}
+static chat_err w_messages(void *self, const char *c, chat_page_dir d,
+                           uint64_t a, uint32_t l, chat_message_sink e,
+                           void *x) {
+  FWD(messages, c, d, a, l, e, x);
+}
+static chat_err w_max_id(void *self, uint64_t *out) {
+  FWD(max_message_id, out);
+}
+static chat_err w_mark(void *self, const chat_mark_in *in, bool *adv,
+                       chat_mark_sink e, void *x) {
+  FWD(mark, in, adv, e, x);
+}
+static chat_err w_receipts(void *self, const char *c, uint64_t id,
+                           uint32_t *d, uint32_t *r,
+                           chat_member_state_sink e, void *x) {
+  FWD(receipts, c, id, d, r, e, x);
+}
+static chat_err w_dev_reg(void *self, const char *u, const char *d,
+                          const char *p, const char *t, int64_t now) {
+  FWD(device_register, u, d, p, t, now);
+}
+static chat_err w_targets(void *self, const char *u, chat_push_target_sink e,
+                          void *x) {
+  FWD(push_targets, u, e, x);
+}
+static chat_err w_media_put(void *self, const char *id, const char *o,
+                            const char *ct, const void *d, size_t n,
+                            int64_t now) {
+  FWD(media_put, id, o, ct, d, n, now);
+}
+static chat_err w_media_get(void *self, const char *id, const char *r,
+                            chat_media_sink e, void *x) {
+  FWD(media_get, id, r, e, x);
+}
+#undef FWD
+
+void harness_init_path(harness *h, const chat_server_settings *settings,
+                       const chat_presence_ops *presence,
+                       const chat_bus_ops *bus, const char *db_path) {
+  memset(h, 0, sizeof *h);
+  fake_env_init(&h->fe, INT64_C(1800000000000), 42);
+  h->now = 1000000;
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1};
+  if (settings)
+    s = *settings;
+  s.env = h->fe.env;
+  cr_assert_eq(chat_sqlite_storage_open(&h->inner, db_path, NULL, NULL),
+               CHAT_OK);
+  if (s.gateway_id)
+    snprintf(h->gw, sizeof h->gw, "%s", s.gateway_id);
+  else
+    snprintf(h->gw, sizeof h->gw, "gw%u", s.machine_id);
+  h->store = (chat_storage_ops){
+      .version = CHAT_STORAGE_OPS_V1, .self = h,
+      .conversation_get = w_conv_get, .conversation_create = w_conv_create,
+      .member_add = w_member_add, .member_remove = w_member_remove,
+      .conversations_of = w_convs_of, .append = w_append,
+      .messages = w_messages, .max_message_id = w_max_id, .mark = w_mark,
+      .receipts = w_receipts, .purge_receipts = w_purge,
+      .device_register = w_dev_reg, .push_targets = w_targets,
+      .media_put = w_media_put, .media_get = w_media_get,
+      .destroy = w_destroy};
+  chat_push_ops push = {.version = CHAT_PUSH_OPS_V1, .self = h,
+                        .notify = push_notify};
+  chat_server_callbacks cbs = {.version = CHAT_SERVER_CALLBACKS_V1,
+                               .on_session_wants = on_wants};
+  chat_err rc = chat_server_new(&h->srv, &s, &cbs, h, &h->store, presence,
+                                bus, &push, NULL, NULL);
+  cr_assert_eq(rc, CHAT_OK, "chat_server_new: %s", chat_err_name(rc));
+}
+
+void harness_init_full(harness *h, const chat_server_settings *settings,
+                       const chat_presence_ops *presence,
+                       const chat_bus_ops *bus) {
+  harness_init_path(h, settings, presence, bus, ":memory:");
+}
+
+void harness_init(harness *h, const chat_server_settings *settings) {
+  harness_init_full(h, settings, NULL, NULL);
+}
+
+void harness_fini(harness *h) {
+  for (size_t i = 0; i < h->n_devs; i++) {
+    dev *d = &h->devs[i];
+    for (size_t k = 0; k < d->n_frames; k++)
+      free(d->frames[k]);
+    free(d->frames);
+    chat_codec_free(d->codec);
+  }
+  chat_server_free(h->srv);
+}
+
+void harness_pump(harness *h) {
+  for (size_t i = 0; i < h->n_devs; i++) {
+    dev *d = &h->devs[i];
+    if (d->closed)
+      continue;
+    const char *json;
+    size_t len;
+    while (chat_session_next_frame(d->sess, &json, &len) == CHAT_OK) {
+      cr_assert_lt(d->n_frames, HARNESS_MAX_FRAMES, "too many frames");
+      if (d->n_frames == d->cap_frames) {
+        size_t cap = d->cap_frames ? d->cap_frames * 2 : 64;
+        char **n = realloc(d->frames, cap * sizeof *n);
+        cr_assert_not_null(n);
+        d->frames = n;
+        d->cap_frames = cap;
+      }
+      d->frames[d->n_frames++] = strndup(json, len);
+    }
+    if (chat_session_wants(d->sess) & CHAT_WANT_CLOSE) {
+      d->close_code = chat_session_close_code(d->sess, NULL);
+      dev_close(d);
+    }
+  }
+}
+
+void harness_tick(harness *h) {
+  harness_pump(h);
+  if (chat_server_next_deadline(h->srv) <= h->now)
+    cr_assert_eq(chat_server_on_timer(h->srv, h->now), CHAT_OK);
+  harness_pump(h);
+}
+
+void harness_advance(harness *h, uint64_t ms) {
+  /* Jump from deadline to deadline, as a real loop's single timer would. */
+  chat_time_ms target = h->now + ms;
+  for (long guard = 0; guard < 10000000; guard++) {
+    harness_tick(h);
+    chat_time_ms due = chat_server_next_deadline(h->srv);
+    if (due <= h->now)
+      due = h->now + 1; /* still due after a tick: never spin in place */
+    if (due > target)
+      due = target;
+    if (due <= h->now)
+      break;
+    h->fe.wall_ms += (int64_t)(due - h->now);
+    h->now = due;
+  }
+  harness_tick(h);
+}
+
+dev *dev_open(harness *h, const char *user, const char *device) {
+  cr_assert_lt(h->n_devs, HARNESS_MAX_DEVS);
+  dev *d = &h->devs[h->n_devs++];
+  memset(d, 0, sizeof *d);
+  d->h = h;
+  snprintf(d->id.user_id, sizeof d->id.user_id, "%s", user);
+  snprintf(d->id.device_id, sizeof d->id.device_id, "%s", device);
+  cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL), CHAT_OK);
+  chat_err rc = chat_server_open_session(h->srv, &d->sess, &d->id, d, h->now);
+  cr_assert_eq(rc, CHAT_OK, "open_session: %s", chat_err_name(rc));
+  harness_pump(h);
+  return d;
+}
+
+void dev_close(dev *d) {
+  if (d->closed)
+    return;
+  d->closed = true;
+  chat_server_close_session(d->h->srv, d->sess, d->h->now);
+  d->sess = NULL;
+}
+
+void dev_send(dev *d, const char *json) {
+  cr_assert_not(d->closed, "send on a closed device");
+  chat_err rc = chat_session_on_frame(d->sess, json, strlen(json), d->h->now);
+  cr_assert(rc == CHAT_OK || rc == CHAT_ERR_STATE, "on_frame: %s",
+            chat_err_name(rc));
+  harness_pump(d->h);
+}
+
+void dev_sendf(dev *d, const char *fmt, ...) {
+  char buf[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  dev_send(d, buf);
+}
+
+static const chat_frame *decode(dev *d, size_t i) {
+  const chat_frame *f;
+  chat_decode_error e;
+  chat_err rc = chat_codec_decode(d->codec, CHAT_DIR_TO_CLIENT, d->frames[i],
+                                  strlen(d->frames[i]), &f, &e);
+  cr_assert_eq(rc, CHAT_OK, "server sent an undecodable frame %s: %s",
+               d->frames[i], e.message ? e.message : "");
+  return f;
+}
+
+const chat_frame *dev_next(dev *d) {
+  harness_pump(d->h);
+  if (d->next >= d->n_frames)
+    return NULL;
+  return decode(d, d->next++);
+}
+
+const chat_frame *dev_expect(dev *d, chat_frame_type t) {
+  harness_pump(d->h);
+  while (d->next < d->n_frames) {
+    const chat_frame *f = decode(d, d->next++);
+    if (f->type == t)
+      return f;
+  }
+  cr_assert_fail("%s/%s: no %s frame", d->id.user_id, d->id.device_id,
+                 chat_frame_type_name(t));
+  return NULL;
+}
+
+size_t dev_count(dev *d, chat_frame_type t) {
+  harness_pump(d->h);
+  size_t n = 0;
+  for (size_t i = d->next; i < d->n_frames; i++)
+    if (t == CHAT_FRAME_NONE || decode(d, i)->type == t)
+      n++;
+  return n;
+}
+
+void dev_drain(dev *d) {
+  harness_pump(d->h);
+  d->next = d->n_frames;
+}
+
+const char *dev_last_raw(dev *d) {
+  return d->next ? d->frames[d->next - 1] : "";
+}
+
+int harness_http(harness *h, const char *user, const char *method,
+                 const char *path, const char *query, const char *body,
+                 const char **out_body) {
+  static char *last;
+  chat_identity id = {0};
+  snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
+  snprintf(id.device_id, sizeof id.device_id, "rest");
+  chat_http_request req = {.method = method, .path = path, .query = query,
+                           .content_type = "application/json",
+                           .body = body, .body_len = body ? strlen(body) : 0,
+                           .identity = user ? &id : NULL};
+  chat_http_response resp;
+  cr_assert_eq(chat_server_http(h->srv, &req, &resp, h->now), CHAT_OK);
+  free(last);
+  last = strndup(resp.body ? resp.body : "", resp.body_len);
+  if (out_body)
+    *out_body = last;
+  harness_pump(h);
+  return resp.status;
+}
+
+int harness_http_raw(harness *h, const char *user, const char *method,
+                     const char *path, const char *query,
+                     const char *content_type, const void *body,
+                     size_t body_len, const void **out_body,
+                     size_t *out_len, const char **out_content_type) {
+  static char *last;
+  static char last_type[256];
+  chat_identity id = {0};
+  snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
+  snprintf(id.device_id, sizeof id.device_id, "rest");
+  chat_http_request req = {.method = method, .path = path, .query = query,
+                           .content_type = content_type, .body = body,
+                           .body_len = body_len,
+                           .identity = user ? &id : NULL};
+  chat_http_response resp;
+  cr_assert_eq(chat_server_http(h->srv, &req, &resp, h->now), CHAT_OK);
+  free(last);
+  /* One spare NUL, so a JSON answer can be read as a string. */
+  last = malloc(resp.body_len + 1);
+  cr_assert_not_null(last);
+  if (resp.body_len)
+    memcpy(last, resp.body, resp.body_len);
+  last[resp.body_len] = 0;
+  snprintf(last_type, sizeof last_type, "%s",
+           resp.content_type ? resp.content_type : "");
+  if (out_body)
+    *out_body = last;
+  if (out_len)
+    *out_len = resp.body_len;
+  if (out_content_type)
+    *out_content_type = last_type;
+  harness_pump(h);
+  return resp.status;
+}
+
+static void bus_deliver(void *ud, const char *msg, size_t len) {
+  harness *h = ud;
+  chat_err rc = chat_server_bus_deliver(h->srv, msg, len, h->now);
+  cr_assert_eq(rc, CHAT_OK, "bus_deliver: %s", chat_err_name(rc));
+}
+
+size_t harness_bus_pump(harness *h, chat_memory_hub *hub) {
+  size_t n = chat_memory_hub_drain(hub, h->gw, bus_deliver, h);
+  harness_pump(h);
+  return n;
+}
+
+const char *harness_create(harness *h, const char *creator, const char *type,
+                           const char *const *members, size_t n) {
+  static char ids[16][65];
+  static int slot;
+  size_t cap = n * 72 + 64;
+  char *body = malloc(cap);
+  int k = snprintf(body, cap, "{\"type\":\"%s\",\"members\":[", type);
+  for (size_t i = 0; i < n; i++)
+    k += snprintf(body + k, cap - (size_t)k, "%s\"%s\"", i ? "," : "",
+                  members[i]);
+  snprintf(body + k, cap - (size_t)k, "]}");
+  const char *out;
+  int status = harness_http(h, creator, "POST", "/api/v1/conversations", NULL,
+                            body, &out);
+  free(body);
+  cr_assert(status == 201 || status == 200, "create: %d %s", status, out);
+  const char *p = strstr(out, "\"conversation_id\":\"");
+  cr_assert_not_null(p);
+  p += strlen("\"conversation_id\":\"");
+  char *id = ids[slot++ % 16];
+  size_t i = 0;
+  while (p[i] && p[i] != '"' && i < 64) {
+    id[i] = p[i];
+    i++;
+  }
+  id[i] = 0;
+  return id;
+}

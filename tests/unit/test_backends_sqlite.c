@@ -1,0 +1,1845 @@
+/* The SQLite store (lib/backends/sqlite/store.c) against the storage
+ * contract of include/chat/modules.h. Most tests use a private ":memory:"
+ * database; durability, migration and crash tests use files in a fresh
+ * directory under /tmp, and read the file with SQLite directly where the
+ * rule is about what is on disk. */
+#include <criterion/criterion.h>
+
+#include <chat/modules.h>
+#include <chat/sqlite.h>
+#include <errno.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fail_alloc.h"
+
+/* ------------------------------------------------------------------------
+ * Fixtures */
+
+static char dir[64];
+static char db_path[128];
+
+static void make_dir(void) {
+  snprintf(dir, sizeof dir, "/tmp/chat-sqlite-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+  snprintf(db_path, sizeof db_path, "%s/chat.db", dir);
+}
+
+static void remove_dir(void) {
+  static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+  char p[160];
+  for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+    snprintf(p, sizeof p, "%s%s", db_path, suffix[i]);
+    unlink(p);
+  }
+  rmdir(dir);
+}
+
+TestSuite(sqlite_file, .init = make_dir, .fini = remove_dir);
+
+static chat_storage_ops open_path(const char *path) {
+  chat_storage_ops ops;
+  chat_err e = chat_sqlite_storage_open(&ops, path, NULL, NULL);
+  cr_assert_eq(e, CHAT_OK, "open %s: %s", path, chat_err_name(e));
+  return ops;
+}
+
+static chat_storage_ops open_mem(void) {
+  return open_path(":memory:");
+}
+
+static void close_ops(chat_storage_ops *ops) {
+  ops->destroy(ops->self);
+}
+
+/* What SQLite itself says about the file: one integer or text result. */
+static int64_t file_int(const char *sql) {
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK,
+               "%s: %s", sql, sqlite3_errmsg(db));
+  cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", sql);
+  int64_t v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return v;
+}
+
+/* ------------------------------------------------------------------------
+ * Capturing sinks */
+
+#define MAX_CAP 64
+#define MAX_MEMBERS 16
+
+typedef struct conv_view {
+  char id[CHAT_ID_BUF];
+  int type;
+  bool has_name;
+  char name[64];
+  size_t name_len;
+  size_t n_members;
+  char members[MAX_MEMBERS][CHAT_ID_BUF];
+  bool has_last;
+  uint64_t last_id;
+  char last_body[64];
+  size_t last_body_len;
+  size_t last_n_media;
+  uint32_t unread;
+  bool has_last_read;
+  uint64_t last_read;
+} conv_view;
+
+typedef struct conv_cap {
+  int n;
+  conv_view v[MAX_CAP];
+} conv_cap;
+
+static void on_conv(void *ctx, const chat_conversation *c) {
+  conv_cap *cap = ctx;
+  cr_assert_lt(cap->n, MAX_CAP);
+  conv_view *v = &cap->v[cap->n++];
+  memset(v, 0, sizeof *v);
+  snprintf(v->id, sizeof v->id, "%s", c->conversation_id);
+  v->type = c->type;
+  v->has_name = c->name.ptr != NULL;
+  if (c->name.ptr) {
+    cr_assert_lt(c->name.len, sizeof v->name);
+    memcpy(v->name, c->name.ptr, c->name.len);
+    v->name_len = c->name.len;
+  }
+  v->n_members = c->n_members;
+  for (size_t i = 0; i < c->n_members && i < MAX_MEMBERS; i++)
+    snprintf(v->members[i], CHAT_ID_BUF, "%s", c->members[i]);
+  v->has_last = c->last_message != NULL;
+  if (c->last_message) {
+    const chat_message *m = c->last_message;
+    v->last_id = m->message_id;
+    cr_assert_lt(m->body.len, sizeof v->last_body);
+    memcpy(v->last_body, m->body.ptr, m->body.len);
+    v->last_body_len = m->body.len;
+    v->last_n_media = m->n_media_refs;
+    cr_assert_str_eq(m->conversation_id, c->conversation_id);
+  }
+  v->unread = c->unread_count;
+  v->has_last_read = c->has_last_read;
+  v->last_read = c->last_read_message_id;
+}
+
+typedef struct msg_view {
+  uint64_t id;
+  char conv[CHAT_ID_BUF];
+  char sender[CHAT_ID_BUF];
+  bool has_cmid;
+  char cmid[CHAT_ID_BUF];
+  char body[64];
+  size_t body_len;
+  int64_t ts;
+  bool has_reply;
+  uint64_t reply_to;
+  int body_type;
+  size_t n_media;
+  char media[4][CHAT_ID_BUF];
+} msg_view;
+
+typedef struct msg_cap {
+  int n;
+  msg_view v[MAX_CAP];
+} msg_cap;
+
+static void on_msg(void *ctx, const chat_message *m) {
+  msg_cap *cap = ctx;
+  cr_assert_lt(cap->n, MAX_CAP);
+  msg_view *v = &cap->v[cap->n++];
+  memset(v, 0, sizeof *v);
+  v->id = m->message_id;
+  snprintf(v->conv, sizeof v->conv, "%s", m->conversation_id);
+  snprintf(v->sender, sizeof v->sender, "%s", m->sender_id);
+  v->has_cmid = m->client_msg_id != NULL;
+  if (m->client_msg_id)
+    snprintf(v->cmid, sizeof v->cmid, "%s", m->client_msg_id);
+  cr_assert_not_null(m->body.ptr);
+  cr_assert_eq(m->body.ptr[m->body.len], '\0', "body is NUL-terminated");
+  /* Long bodies are kept in part; body_len is the real length. */
+  memcpy(v->body, m->body.ptr,
+         m->body.len < sizeof v->body ? m->body.len : sizeof v->body);
+  v->body_len = m->body.len;
+  v->ts = m->server_ts;
+  v->has_reply = m->has_reply_to;
+  v->reply_to = m->reply_to;
+  v->body_type = m->body_type;
+  v->n_media = m->n_media_refs;
+  for (size_t i = 0; i < m->n_media_refs && i < 4; i++)
+    snprintf(v->media[i], CHAT_ID_BUF, "%s", m->media_refs[i]);
+}
+
+typedef struct upd_cap {
+  int n;
+  struct {
+    char sender[CHAT_ID_BUF];
+    uint64_t id;
+    uint32_t delivered, read;
+  } v[MAX_CAP];
+} upd_cap;
+
+static void on_upd(void *ctx, const chat_mark_update *u) {
+  upd_cap *cap = ctx;
+  cr_assert_lt(cap->n, MAX_CAP);
+  snprintf(cap->v[cap->n].sender, CHAT_ID_BUF, "%s", u->sender_id);
+  cap->v[cap->n].id = u->message_id;
+  cap->v[cap->n].delivered = u->delivered;
+  cap->v[cap->n].read = u->read;
+  cap->n++;
+}
+
+typedef struct state_cap {
+  int n;
+  int count[3];
+  struct {
+    char member[CHAT_ID_BUF];
+    int state;
+  } v[MAX_CAP];
+} state_cap;
+
+static void on_state(void *ctx, const char *member, int state) {
+  state_cap *cap = ctx;
+  cr_assert(state >= 0 && state <= 2);
+  cap->count[state]++;
+  if (cap->n < MAX_CAP) {
+    snprintf(cap->v[cap->n].member, CHAT_ID_BUF, "%s", member);
+    cap->v[cap->n].state = state;
+  }
+  cap->n++;
+}
+
+/* ------------------------------------------------------------------------
+ * Helpers */
+
+static chat_err create(chat_storage_ops *ops, const char *id,
+                       chat_conversation_type type, const char *by,
+                       const char *const *members, size_t n, int64_t now,
+                       bool *existed, conv_cap *cap) {
+  chat_conversation_new c = {0};
+  c.conversation_id = id;
+  c.type = type;
+  c.created_by = by;
+  c.members = members;
+  c.n_members = n;
+  c.now_ms = now;
+  return ops->conversation_create(ops->self, &c, existed,
+                                  cap ? on_conv : NULL, cap);
+}
+
+static void group(chat_storage_ops *ops, const char *id,
+                  const char *const *members, size_t n) {
+  bool existed;
+  cr_assert_eq(create(ops, id, CHAT_CONVERSATION_GROUP, members[0], members,
+                      n, 1000, &existed, NULL),
+               CHAT_OK);
+  cr_assert_not(existed);
+}
+
+static chat_msg_in msg(const char *conv, uint64_t id, const char *sender,
+                       const char *cmid) {
+  chat_msg_in m = {0};
+  m.conversation_id = conv;
+  m.message_id = id;
+  m.server_ts = 1000000 + (int64_t)id;
+  m.sender_id = sender;
+  m.client_msg_id = cmid;
+  m.body.ptr = "hi";
+  m.body.len = 2;
+  return m;
+}
+
+static chat_append_result put(chat_storage_ops *ops, const char *conv,
+                              uint64_t id, const char *sender,
+                              const char *cmid) {
+  chat_msg_in m = msg(conv, id, sender, cmid);
+  chat_append_result r;
+  chat_err e = ops->append(ops->self, &m, 1, &r);
+  cr_assert_eq(e, CHAT_OK, "append %llu: %s", (unsigned long long)id,
+               chat_err_name(e));
+  return r;
+}
+
+static conv_view get(chat_storage_ops *ops, const char *conv,
+                     const char *viewer) {
+  conv_cap cap = {0};
+  chat_err e = ops->conversation_get(ops->self, conv, viewer, on_conv, &cap);
+  cr_assert_eq(e, CHAT_OK, "get %s: %s", conv, chat_err_name(e));
+  cr_assert_eq(cap.n, 1);
+  return cap.v[0];
+}
+
+static bool mark_ex(chat_storage_ops *ops, const char *conv,
+                    const char *member, chat_receipt_state state,
+                    uint64_t up_to, bool grp, bool track, int64_t now,
+                    upd_cap *cap) {
+  chat_mark_in in = {0};
+  in.conversation_id = conv;
+  in.member_id = member;
+  in.state = state;
+  in.up_to = up_to;
+  in.now_ms = now;
+  in.group = grp;
+  in.track_delivered = track;
+  bool advanced = true;
+  chat_err e = ops->mark(ops->self, &in, &advanced, cap ? on_upd : NULL, cap);
+  cr_assert_eq(e, CHAT_OK, "mark: %s", chat_err_name(e));
+  return advanced;
+}
+
+static bool mark(chat_storage_ops *ops, const char *conv, const char *member,
+                 chat_receipt_state state, uint64_t up_to, bool grp,
+                 upd_cap *cap) {
+  return mark_ex(ops, conv, member, state, up_to, grp, true, 5000, cap);
+}
+
+static void counts(chat_storage_ops *ops, const char *conv, uint64_t id,
+                   uint32_t want_delivered, uint32_t want_read) {
+  uint32_t d = 99, r = 99;
+  chat_err e = ops->receipts(ops->self, conv, id, &d, &r, NULL, NULL);
+  cr_assert_eq(e, CHAT_OK, "receipts %llu: %s", (unsigned long long)id,
+               chat_err_name(e));
+  cr_assert_eq(d, want_delivered, "message %llu delivered %u, want %u",
+               (unsigned long long)id, d, want_delivered);
+  cr_assert_eq(r, want_read, "message %llu read %u, want %u",
+               (unsigned long long)id, r, want_read);
+}
+
+static const char *const ab[] = {"alice", "bob"};
+
+/* ------------------------------------------------------------------------
+ * Open and schema */
+
+Test(sqlite_file, migrates_empty_file_and_reopens) {
+  FILE *f = fopen(db_path, "w"); /* an empty file is an empty database */
+  cr_assert_not_null(f);
+  fclose(f);
+  chat_storage_ops ops = open_path(db_path);
+  cr_assert_eq(ops.version, CHAT_STORAGE_OPS_V1);
+  group(&ops, "g", ab, 2);
+  put(&ops, "g", 7, "alice", "c1");
+  close_ops(&ops);
+
+  cr_assert_eq(file_int("PRAGMA user_version"), 1);
+  cr_assert_eq(file_int("SELECT count(*) FROM sqlite_master"
+                        " WHERE name = 'messages'"),
+               1);
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL);
+  cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+  cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+
+  /* Reopening finds version 1 and migrates nothing; the data is there. */
+  ops = open_path(db_path);
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert(v.has_last);
+  cr_assert_eq(v.last_id, 7);
+  cr_assert_eq(v.n_members, 2);
+  uint64_t max = 0;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 7);
+  close_ops(&ops);
+  cr_assert_eq(file_int("PRAGMA user_version"), 1);
+}
+
+Test(sqlite_file, refuses_newer_schema) {
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+  cr_assert_eq(sqlite3_exec(db, "CREATE TABLE future(x);"
+                                "PRAGMA user_version = 2;",
+                            NULL, NULL, NULL),
+               SQLITE_OK);
+  sqlite3_close(db);
+  fail_alloc fa;
+  fail_alloc_init(&fa, -1);
+  chat_storage_ops ops;
+  cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, &fa.a),
+               CHAT_ERR_MODULE);
+  cr_assert_eq(fa.live, 0, "a failed open frees everything");
+  cr_assert_eq(file_int("PRAGMA user_version"), 2, "the file is untouched");
+  cr_assert_eq(file_int("SELECT count(*) FROM sqlite_master"), 1);
+  /* Not even switched to WAL, which an older libchat has no business
+   * deciding for a newer one's file. */
+  cr_assert_eq(file_int("SELECT count(*) FROM pragma_journal_mode"
+                        " WHERE journal_mode = 'delete'"),
+               1);
+}
+
+Test(sqlite_file, refuses_a_file_that_is_not_a_database) {
+  FILE *f = fopen(db_path, "w");
+  cr_assert_not_null(f);
+  for (int i = 0; i < 256; i++)
+    fputs("this is not an SQLite database ", f);
+  fclose(f);
+  chat_storage_ops ops;
+  cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, NULL),
+               CHAT_ERR_MODULE);
+}
+
+Test(sqlite, open_checks_arguments) {
+  chat_storage_ops ops;
+  cr_assert_eq(chat_sqlite_storage_open(NULL, ":memory:", NULL, NULL),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_sqlite_storage_open(&ops, NULL, NULL, NULL),
+               CHAT_ERR_INVAL);
+  chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1 + 1,
+                           CHAT_SQLITE_SYNC_FULL, 0};
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL),
+               CHAT_ERR_INVAL);
+  o.version = CHAT_SQLITE_OPTIONS_V1;
+  o.sync = (chat_sqlite_sync)7;
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL),
+               CHAT_ERR_INVAL);
+  chat_allocator half = {0};
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", NULL, &half),
+               CHAT_ERR_INVAL);
+  o.sync = CHAT_SQLITE_SYNC_NORMAL;
+  o.busy_timeout_ms = 100;
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL),
+               CHAT_OK);
+  close_ops(&ops);
+}
+
+Test(sqlite_file, directory_path_is_a_module_error) {
+  chat_storage_ops ops;
+  cr_assert_eq(chat_sqlite_storage_open(&ops, dir, NULL, NULL),
+               CHAT_ERR_MODULE);
+}
+
+/* ------------------------------------------------------------------------
+ * Conversations */
+
+Test(sqlite, direct_pair_is_created_once_in_either_order) {
+  chat_storage_ops ops = open_mem();
+  conv_cap cap = {0};
+  bool existed = true;
+  cr_assert_eq(create(&ops, "d1", CHAT_CONVERSATION_DIRECT, "alice", ab, 2,
+                      1000, &existed, &cap),
+               CHAT_OK);
+  cr_assert_not(existed);
+  cr_assert_str_eq(cap.v[0].id, "d1");
+  cr_assert_eq(cap.v[0].type, CHAT_CONVERSATION_DIRECT);
+
+  const char *const ba[] = {"bob", "alice"};
+  cr_assert_eq(create(&ops, "d2", CHAT_CONVERSATION_DIRECT, "bob", ba, 2,
+                      2000, &existed, &cap),
+               CHAT_OK);
+  cr_assert(existed);
+  cr_assert_eq(cap.n, 2);
+  cr_assert_str_eq(cap.v[1].id, "d1", "the existing id, not the proposed");
+  cr_assert_eq(ops.conversation_get(ops.self, "d2", NULL, on_conv, &cap),
+               CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(cap.n, 2, "nothing emitted for an unknown conversation");
+
+  /* A different pair is a different conversation. */
+  const char *const ac[] = {"alice", "carol"};
+  cr_assert_eq(create(&ops, "d3", CHAT_CONVERSATION_DIRECT, "alice", ac, 2,
+                      3000, &existed, NULL),
+               CHAT_OK);
+  cr_assert_not(existed);
+  /* A direct conversation needs two distinct members. */
+  const char *const aa[] = {"alice", "alice"};
+  cr_assert_eq(create(&ops, "d4", CHAT_CONVERSATION_DIRECT, "alice", aa, 2,
+                      3000, &existed, NULL),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(create(&ops, "d4", CHAT_CONVERSATION_DIRECT, "alice", ab, 1,
+                      3000, &existed, NULL),
+               CHAT_ERR_INVAL);
+  close_ops(&ops);
+}
+
+Test(sqlite, existing_direct_is_emitted_as_seen_by_the_creator) {
+  chat_storage_ops ops = open_mem();
+  bool existed;
+  cr_assert_eq(create(&ops, "d1", CHAT_CONVERSATION_DIRECT, "alice", ab, 2,
+                      1000, &existed, NULL),
+               CHAT_OK);
+  put(&ops, "d1", 10, "alice", "a1");
+  put(&ops, "d1", 11, "alice", "a2");
+  conv_cap cap = {0};
+  const char *const ba[] = {"bob", "alice"};
+  cr_assert_eq(create(&ops, "dx", CHAT_CONVERSATION_DIRECT, "bob", ba, 2,
+                      2000, &existed, &cap),
+               CHAT_OK);
+  cr_assert(existed);
+  cr_assert_eq(cap.v[0].unread, 2, "bob's unread count");
+  cr_assert_eq(cap.v[0].last_id, 11);
+  close_ops(&ops);
+}
+
+Test(sqlite, proposed_id_that_exists_is_a_conflict) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g1", ab, 2);
+  bool existed = true;
+  const char *const cd[] = {"carol", "dave"};
+  cr_assert_eq(create(&ops, "g1", CHAT_CONVERSATION_GROUP, "carol", cd, 2,
+                      2000, &existed, NULL),
+               CHAT_ERR_CONFLICT);
+  cr_assert_not(existed);
+  cr_assert_eq(create(&ops, "g1", CHAT_CONVERSATION_DIRECT, "carol", cd, 2,
+                      2000, &existed, NULL),
+               CHAT_ERR_CONFLICT);
+  /* Nothing of the refused creations was kept. */
+  conv_view v = get(&ops, "g1", "alice");
+  cr_assert_eq(v.n_members, 2);
+  cr_assert_str_eq(v.members[0], "alice");
+  conv_cap cap = {0};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "carol", NULL, 10, on_conv,
+                                    &cap, next),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 0);
+  /* The direct pair was not recorded either: it can be created now. */
+  cr_assert_eq(create(&ops, "d1", CHAT_CONVERSATION_DIRECT, "carol", cd, 2,
+                      2000, &existed, NULL),
+               CHAT_OK);
+  cr_assert_not(existed);
+  close_ops(&ops);
+}
+
+Test(sqlite, group_create_emits_all_members_in_join_order) {
+  chat_storage_ops ops = open_mem();
+  const char *const m[] = {"zed", "amy", "bob"};
+  chat_conversation_new c = {0};
+  c.conversation_id = "g1";
+  c.type = CHAT_CONVERSATION_GROUP;
+  c.name.ptr = "te\0am";
+  c.name.len = 5;
+  c.created_by = "zed";
+  c.members = m;
+  c.n_members = 3;
+  c.now_ms = 1000;
+  conv_cap cap = {0};
+  bool existed = true;
+  cr_assert_eq(ops.conversation_create(ops.self, &c, &existed, on_conv, &cap),
+               CHAT_OK);
+  cr_assert_not(existed);
+  cr_assert_eq(cap.n, 1);
+  conv_view v = cap.v[0];
+  cr_assert_str_eq(v.id, "g1");
+  cr_assert_eq(v.type, CHAT_CONVERSATION_GROUP);
+  cr_assert(v.has_name);
+  cr_assert_eq(v.name_len, 5);
+  cr_assert_eq(memcmp(v.name, "te\0am", 5), 0);
+  /* Same joined_at: ordered by user id. */
+  cr_assert_eq(v.n_members, 3);
+  cr_assert_str_eq(v.members[0], "amy");
+  cr_assert_str_eq(v.members[1], "bob");
+  cr_assert_str_eq(v.members[2], "zed");
+  cr_assert_not(v.has_last);
+  cr_assert_eq(v.unread, 0);
+  cr_assert_not(v.has_last_read);
+
+  /* A later member comes after them, whatever its id. */
+  cr_assert_eq(ops.member_add(ops.self, "g1", "aaron", 2000), CHAT_OK);
+  v = get(&ops, "g1", NULL);
+  cr_assert_eq(v.n_members, 4);
+  cr_assert_str_eq(v.members[3], "aaron");
+  /* A nameless group has a NULL name. */
+  group(&ops, "g2", ab, 2);
+  cr_assert_not(get(&ops, "g2", NULL).has_name);
+  close_ops(&ops);
+}
+
+Test(sqlite, member_add_is_idempotent_and_remove_needs_a_member) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 2000), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 3000), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "g", "alice", 3000), CHAT_OK);
+  conv_view v = get(&ops, "g", NULL);
+  cr_assert_eq(v.n_members, 3);
+  cr_assert_str_eq(v.members[2], "carol");
+  cr_assert_eq(ops.member_add(ops.self, "nope", "carol", 2000),
+               CHAT_ERR_NOT_FOUND);
+
+  /* Membership survives an idempotent add with its marks intact. */
+  put(&ops, "g", 5, "alice", "m5");
+  cr_assert(mark(&ops, "g", "carol", CHAT_RECEIPT_READ, 5, true, NULL));
+  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 4000), CHAT_OK);
+  v = get(&ops, "g", "carol");
+  cr_assert(v.has_last_read);
+  cr_assert_eq(v.last_read, 5);
+
+  cr_assert_eq(ops.member_remove(ops.self, "g", "carol"), CHAT_OK);
+  cr_assert_eq(ops.member_remove(ops.self, "g", "carol"), CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(ops.member_remove(ops.self, "nope", "alice"),
+               CHAT_ERR_NOT_FOUND);
+  v = get(&ops, "g", "carol");
+  cr_assert_eq(v.n_members, 2);
+  cr_assert_not(v.has_last_read, "a non-member viewer has no read mark");
+  cr_assert_eq(v.unread, 0);
+  close_ops(&ops);
+}
+
+Test(sqlite, conversations_of_pages_in_activity_order) {
+  chat_storage_ops ops = open_mem();
+  char ids[25][16];
+  for (int i = 0; i < 25; i++) {
+    snprintf(ids[i], sizeof ids[i], "c%02d", i);
+    const char *const m[] = {"u", i % 2 ? "v" : "w"};
+    chat_conversation_new c = {0};
+    c.conversation_id = ids[i];
+    c.type = CHAT_CONVERSATION_GROUP;
+    c.created_by = "u";
+    c.members = m;
+    c.n_members = 2;
+    /* Groups of three share a created_at, so the id breaks ties. */
+    c.now_ms = 1000 + (i / 3) * 10;
+    cr_assert_eq(ops.conversation_create(ops.self, &c, NULL, NULL, NULL),
+                 CHAT_OK);
+  }
+  /* A conversation u is not in does not show up. */
+  const char *const vw[] = {"v", "w"};
+  group(&ops, "other", vw, 2);
+  /* A message moves c03 to the front (last_activity = its server_ts). */
+  put(&ops, "c03", 1, "v", "x");
+
+  char cursor[CHAT_CURSOR_BUF] = "";
+  conv_cap all = {0};
+  int pages = 0;
+  for (;;) {
+    conv_cap cap = {0};
+    char next[CHAT_CURSOR_BUF];
+    memset(next, 'x', sizeof next);
+    cr_assert_eq(ops.conversations_of(ops.self, "u", cursor, 10, on_conv,
+                                      &cap, next),
+                 CHAT_OK);
+    pages++;
+    cr_assert_leq(cap.n, 10);
+    for (int i = 0; i < cap.n; i++)
+      all.v[all.n++] = cap.v[i];
+    if (next[0] == '\0')
+      break;
+    cr_assert_eq(cap.n, 10, "only the last page is short");
+    cr_assert_lt(strlen(next), CHAT_CURSOR_BUF);
+    strcpy(cursor, next);
+    cr_assert_lt(pages, 5);
+  }
+  cr_assert_eq(pages, 3);
+  cr_assert_eq(all.n, 25, "none missed");
+  cr_assert_str_eq(all.v[0].id, "c03");
+  cr_assert(all.v[0].has_last);
+  cr_assert_eq(all.v[0].unread, 1, "as seen by u");
+  /* The rest: created_at descending, then id descending; each id once. */
+  int expect[24], k = 0;
+  for (int g = 8; g >= 0; g--)
+    for (int i = 2; i >= 0; i--)
+      if (g * 3 + i < 25 && g * 3 + i != 3)
+        expect[k++] = g * 3 + i;
+  cr_assert_eq(k, 24);
+  for (int i = 0; i < 24; i++)
+    cr_assert_str_eq(all.v[i + 1].id, ids[expect[i]], "position %d", i + 1);
+  for (int i = 0; i < 25; i++) {
+    cr_assert_eq(all.v[i].n_members, 2);
+    cr_assert_str_eq(all.v[i].members[0], "u");
+  }
+
+  /* A page that ends exactly at the end has no next cursor. */
+  conv_cap cap = {0};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "u", "", 25, on_conv, &cap,
+                                    next),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 25);
+  cr_assert_str_eq(next, "");
+  cr_assert_eq(ops.conversations_of(ops.self, "nobody", NULL, 10, on_conv,
+                                    &cap, next),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 25);
+  close_ops(&ops);
+}
+
+Test(sqlite, conversations_of_refuses_malformed_cursors) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  static const char *const bad[] = {
+    "abc", "12", ":g", "12:", "012:g", "-0:g", "+1:g", " 1:g", "1:g h",
+    "1:g\n", "99999999999999999999:g", "1:" /* empty id */,
+    "1:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    conv_cap cap = {0};
+    char next[CHAT_CURSOR_BUF] = "junk";
+    cr_assert_eq(ops.conversations_of(ops.self, "alice", bad[i], 10, on_conv,
+                                      &cap, next),
+                 CHAT_ERR_INVAL, "cursor \"%s\"", bad[i]);
+    cr_assert_eq(cap.n, 0);
+    cr_assert_str_eq(next, "");
+  }
+  /* Well-formed cursors, including a negative activity, are accepted. */
+  conv_cap cap = {0};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "alice", "-5:zz", 10, on_conv,
+                                    &cap, next),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 0);
+  cr_assert_eq(ops.conversations_of(ops.self, "alice", "1001:zz", 10,
+                                    on_conv, &cap, next),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 1, "1000:g sorts after 1001:zz");
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Append */
+
+Test(sqlite, append_batch_dedups_within_the_batch) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  chat_msg_in m[4] = {
+    msg("g", 10, "alice", "x"),
+    msg("g", 11, "bob", "x"),   /* another sender: not a duplicate */
+    msg("g", 12, "alice", "x"), /* repeats the first */
+    msg("g", 13, "alice", "y"),
+  };
+  chat_append_result r[4];
+  cr_assert_eq(ops.append(ops.self, m, 4, r), CHAT_OK);
+  cr_assert_not(r[0].duplicate);
+  cr_assert_not(r[1].duplicate);
+  cr_assert(r[2].duplicate);
+  cr_assert_eq(r[2].message_id, 10);
+  cr_assert_eq(r[2].server_ts, m[0].server_ts);
+  cr_assert_not(r[3].duplicate);
+  cr_assert_eq(r[3].message_id, 13);
+  cr_assert_eq(r[3].server_ts, m[3].server_ts);
+
+  msg_cap cap = {0};
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 100, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 3);
+  cr_assert_eq(cap.v[0].id, 10);
+  cr_assert_eq(cap.v[1].id, 11);
+  cr_assert_eq(cap.v[2].id, 13);
+  cr_assert_eq(get(&ops, "g", NULL).last_id, 13);
+  uint64_t max;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 13, "the duplicate's id was never stored");
+  close_ops(&ops);
+}
+
+Test(sqlite_file, append_duplicate_after_reopen_returns_the_original) {
+  chat_storage_ops ops = open_path(db_path);
+  group(&ops, "g", ab, 2);
+  chat_append_result r = put(&ops, "g", 100, "alice", "retry-me");
+  cr_assert_not(r.duplicate);
+  close_ops(&ops);
+
+  ops = open_path(db_path);
+  chat_msg_in m = msg("g", 900, "alice", "retry-me");
+  m.server_ts += 3 * 3600 * 1000; /* hours later */
+  m.body.ptr = "different";
+  m.body.len = 9;
+  cr_assert_eq(ops.append(ops.self, &m, 1, &r), CHAT_OK);
+  cr_assert(r.duplicate);
+  cr_assert_eq(r.message_id, 100);
+  cr_assert_eq(r.server_ts, 1000000 + 100);
+  msg_cap cap = {0};
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 10, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 1);
+  cr_assert_eq(cap.v[0].id, 100);
+  cr_assert_eq(cap.v[0].body_len, 2, "the original is kept");
+  uint64_t max;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 100);
+  close_ops(&ops);
+}
+
+Test(sqlite, append_is_all_or_nothing) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  put(&ops, "g", 5, "bob", "b5");
+  const char *media[] = {"m1"};
+  chat_msg_in m[3] = {
+    msg("g", 6, "alice", "a6"),
+    msg("g", 7, "alice", "a7"),
+    msg("g", 5, "alice", "a5"), /* message id already taken */
+  };
+  m[1].media_refs = media;
+  m[1].n_media_refs = 1;
+  chat_append_result r[3];
+  chat_err e = ops.append(ops.self, m, 3, r);
+  cr_assert(e == CHAT_ERR_CONFLICT || e == CHAT_ERR_MODULE, "%s",
+            chat_err_name(e));
+  msg_cap cap = {0};
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 10, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 1, "the first two were rolled back");
+  cr_assert_eq(get(&ops, "g", NULL).last_id, 5);
+  uint64_t max;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 5);
+  /* The rolled-back client_msg_ids are free; the media ref is gone. */
+  cr_assert_eq(ops.media_put(ops.self, "m1", "carol", "a/b", "x", 1, 1),
+               CHAT_OK);
+  cr_assert_eq(ops.media_get(ops.self, "m1", "alice", NULL, NULL),
+               CHAT_ERR_DENIED);
+  cr_assert_not(put(&ops, "g", 8, "alice", "a6").duplicate);
+
+  /* Invalid input is refused before anything is written. */
+  chat_msg_in bad = msg("g", (uint64_t)INT64_MAX + 1, "alice", "z");
+  cr_assert_eq(ops.append(ops.self, &bad, 1, r), CHAT_ERR_INVAL);
+  bad = msg(NULL, 9, "alice", "z");
+  cr_assert_eq(ops.append(ops.self, &bad, 1, r), CHAT_ERR_INVAL);
+  cr_assert_eq(ops.append(ops.self, NULL, 0, NULL), CHAT_OK);
+  close_ops(&ops);
+}
+
+Test(sqlite, body_with_nul_bytes_round_trips) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  static const char body[] = "a\0b\0\xff";
+  chat_msg_in m[2] = {msg("g", 1, "alice", "n1"), msg("g", 2, "alice", "n2")};
+  m[0].body.ptr = body;
+  m[0].body.len = 5;
+  m[1].body.ptr = NULL; /* empty */
+  m[1].body.len = 0;
+  chat_append_result r[2];
+  cr_assert_eq(ops.append(ops.self, m, 2, r), CHAT_OK);
+  msg_cap cap = {0};
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 10, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 2);
+  cr_assert_eq(cap.v[0].body_len, 5);
+  cr_assert_eq(memcmp(cap.v[0].body, body, 5), 0);
+  cr_assert_eq(cap.v[1].body_len, 0);
+
+  put(&ops, "g", 3, "bob", "n3");
+  m[0].message_id = 4;
+  m[0].client_msg_id = "n4";
+  cr_assert_eq(ops.append(ops.self, m, 1, r), CHAT_OK);
+  conv_view v = get(&ops, "g", NULL);
+  cr_assert_eq(v.last_body_len, 5);
+  cr_assert_eq(memcmp(v.last_body, body, 5), 0);
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Messages */
+
+Test(sqlite, messages_page_in_three_directions) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  group(&ops, "h", ab, 2);
+  const char *m1[] = {"img-1"};
+  const char *m3[] = {"img-3a", "img-3b", "img-3a"};
+  for (uint64_t id = 101; id <= 110; id++) {
+    char cmid[16];
+    snprintf(cmid, sizeof cmid, "c%llu", (unsigned long long)id);
+    chat_msg_in m = msg("g", id, id % 2 ? "alice" : "bob", cmid);
+    if (id == 104) {
+      m.media_refs = m1;
+      m.n_media_refs = 1;
+      m.body_type = CHAT_BODY_MEDIA;
+      m.has_reply_to = true;
+      m.reply_to = 101;
+    }
+    if (id == 108) {
+      m.media_refs = m3;
+      m.n_media_refs = 3;
+    }
+    if (id == 109) {
+      m.client_msg_id = NULL;
+      m.body_type = CHAT_BODY_SYSTEM;
+    }
+    chat_append_result r;
+    cr_assert_eq(ops.append(ops.self, &m, 1, &r), CHAT_OK);
+  }
+  put(&ops, "h", 200, "alice", "other");
+
+  msg_cap cap = {0};
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 3, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 3);
+  cr_assert_eq(cap.v[0].id, 110);
+  cr_assert_eq(cap.v[1].id, 109);
+  cr_assert_eq(cap.v[2].id, 108);
+  cr_assert_not(cap.v[1].has_cmid, "a system message has no client_msg_id");
+  cr_assert_eq(cap.v[1].body_type, CHAT_BODY_SYSTEM);
+  cr_assert_eq(cap.v[2].n_media, 3);
+  cr_assert_str_eq(cap.v[2].media[0], "img-3a");
+  cr_assert_str_eq(cap.v[2].media[1], "img-3b");
+  cr_assert_str_eq(cap.v[2].media[2], "img-3a");
+  cr_assert_str_eq(cap.v[2].cmid, "c108");
+  cr_assert_str_eq(cap.v[2].sender, "bob");
+  cr_assert_str_eq(cap.v[2].conv, "g");
+  cr_assert_eq(cap.v[2].ts, 1000108);
+
+  cap.n = 0;
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_BEFORE, 108, 3, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 3);
+  cr_assert_eq(cap.v[0].id, 107);
+  cr_assert_eq(cap.v[1].id, 106);
+  cr_assert_eq(cap.v[2].id, 105);
+
+  cap.n = 0;
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 102, 3, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 3);
+  cr_assert_eq(cap.v[0].id, 103);
+  cr_assert_eq(cap.v[1].id, 104);
+  cr_assert_eq(cap.v[2].id, 105);
+  cr_assert_eq(cap.v[1].n_media, 1);
+  cr_assert_str_eq(cap.v[1].media[0], "img-1");
+  cr_assert(cap.v[1].has_reply);
+  cr_assert_eq(cap.v[1].reply_to, 101);
+  cr_assert_eq(cap.v[1].body_type, CHAT_BODY_MEDIA);
+  cr_assert_not(cap.v[0].has_reply);
+  cr_assert_eq(cap.v[0].n_media, 0);
+
+  /* Ends and edges. */
+  cap.n = 0;
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 110, 3, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_BEFORE, 101, 3, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(ops.messages(ops.self, "nope", CHAT_PAGE_LATEST, 0, 3,
+                            on_msg, &cap),
+               CHAT_OK);
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 0, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 0);
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_BEFORE, UINT64_MAX, 2,
+                            on_msg, &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 2);
+  cr_assert_eq(cap.v[0].id, 110);
+  cap.n = 0;
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 100, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 10, "only this conversation's messages");
+  cr_assert_eq(ops.messages(ops.self, "g", (chat_page_dir)9, 0, 100, on_msg,
+                            &cap),
+               CHAT_ERR_INVAL);
+
+  /* The conversation's last message carries its media too. */
+  conv_view v = get(&ops, "g", "alice");
+  cr_assert_eq(v.last_id, 110);
+  cr_assert_eq(v.last_n_media, 0);
+  put(&ops, "g", 111, "bob", "c111");
+  close_ops(&ops);
+}
+
+Test(sqlite, last_message_only_moves_up) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  group(&ops, "h", ab, 2);
+  put(&ops, "g", 20, "alice", "late");
+  put(&ops, "h", 15, "alice", "mid");
+  /* A lower id committed later (say, minted by a gateway whose clock
+   * lags) is stored but does not replace the last message, nor move the
+   * conversation in the activity order. */
+  put(&ops, "g", 10, "bob", "early");
+  conv_view v = get(&ops, "g", "alice");
+  cr_assert_eq(v.last_id, 20);
+  cr_assert_eq(v.unread, 1);
+  conv_cap cap = {0};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "alice", NULL, 10, on_conv,
+                                    &cap, next),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 2);
+  cr_assert_str_eq(cap.v[0].id, "g");
+  cr_assert_str_eq(cap.v[1].id, "h");
+  uint64_t max;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 20);
+  close_ops(&ops);
+}
+
+Test(sqlite, append_batch_spanning_conversations_bumps_each) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  group(&ops, "h", ab, 2);
+  chat_msg_in m[5] = {
+    msg("g", 5, "alice", "1"), msg("g", 3, "alice", "2"),
+    msg("h", 6, "alice", "3"), msg("h", 4, "bob", "4"),
+    msg("g", 2, "bob", "5"),
+  };
+  chat_append_result r[5];
+  cr_assert_eq(ops.append(ops.self, m, 5, r), CHAT_OK);
+  cr_assert_eq(get(&ops, "g", NULL).last_id, 5);
+  cr_assert_eq(get(&ops, "h", NULL).last_id, 6);
+  msg_cap cap = {0};
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 10, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 3);
+  cr_assert_eq(cap.v[0].id, 2);
+  cr_assert_eq(cap.v[2].id, 5);
+  uint64_t max;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 6);
+  close_ops(&ops);
+}
+
+Test(sqlite, max_message_id_spans_conversations) {
+  chat_storage_ops ops = open_mem();
+  uint64_t max = 99;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 0);
+  put(&ops, "a", 50, "u", "1");
+  put(&ops, "b", 70, "u", "2");
+  put(&ops, "a", 60, "u", "3");
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 70);
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Receipt marks */
+
+Test(sqlite, marks_that_do_not_advance_change_nothing) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  for (uint64_t id = 1; id <= 6; id++) {
+    char c[8];
+    snprintf(c, sizeof c, "m%llu", (unsigned long long)id);
+    put(&ops, "g", id, "alice", c);
+  }
+  upd_cap u = {0};
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 5, true, &u));
+  cr_assert_eq(u.n, 1);
+  cr_assert_not(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 5, true, &u));
+  cr_assert_not(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 3, true, &u));
+  /* Reading to 5 delivered to 5 as well. */
+  cr_assert_not(mark(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 4, true, &u));
+  cr_assert_not(mark(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 5, true, &u));
+  cr_assert_eq(u.n, 1, "no updates for marks that did not move");
+  for (uint64_t id = 1; id <= 5; id++)
+    counts(&ops, "g", id, 1, 1);
+  counts(&ops, "g", 6, 0, 0);
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 6, true, &u));
+  counts(&ops, "g", 6, 1, 0);
+  counts(&ops, "g", 5, 1, 1);
+
+  /* Not a member, or an unknown conversation: nothing moves. */
+  cr_assert_not(mark(&ops, "g", "carol", CHAT_RECEIPT_READ, 6, true, &u));
+  cr_assert_not(mark(&ops, "nope", "bob", CHAT_RECEIPT_READ, 6, true, &u));
+  counts(&ops, "g", 6, 1, 0);
+  /* A state that is not delivered or read is refused. */
+  chat_mark_in in = {0};
+  in.conversation_id = "g";
+  in.member_id = "bob";
+  in.state = (chat_receipt_state)3;
+  in.up_to = 6;
+  bool adv = true;
+  cr_assert_eq(ops.mark(ops.self, &in, &adv, NULL, NULL), CHAT_ERR_INVAL);
+  cr_assert_not(adv);
+  close_ops(&ops);
+}
+
+Test(sqlite, marks_are_capped_at_the_last_message) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  cr_assert_not(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 50, true, NULL),
+                "nothing to read in an empty conversation");
+  put(&ops, "g", 10, "alice", "a");
+  upd_cap u = {0};
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 1000, true, &u));
+  cr_assert_eq(u.n, 1);
+  cr_assert_eq(u.v[0].id, 10);
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert_eq(v.last_read, 10, "not the future id 1000");
+  /* A new message can still be marked. */
+  put(&ops, "g", 20, "alice", "b");
+  cr_assert_eq(get(&ops, "g", "bob").unread, 1);
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 1000, true, NULL));
+  v = get(&ops, "g", "bob");
+  cr_assert_eq(v.last_read, 20);
+  cr_assert_eq(v.unread, 0);
+  counts(&ops, "g", 20, 1, 1);
+  cr_assert_not(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, UINT64_MAX, true,
+                     NULL));
+  close_ops(&ops);
+}
+
+Test(sqlite_file, direct_marks_stamp_delivered_at_and_read_at) {
+  chat_storage_ops ops = open_path(db_path);
+  bool existed;
+  cr_assert_eq(create(&ops, "d", CHAT_CONVERSATION_DIRECT, "alice", ab, 2,
+                      1000, &existed, NULL),
+               CHAT_OK);
+  put(&ops, "d", 1, "alice", "a1");
+  put(&ops, "d", 2, "alice", "a2");
+  put(&ops, "d", 3, "alice", "a3");
+  put(&ops, "d", 4, "bob", "b4");
+
+  upd_cap u = {0};
+  cr_assert(mark_ex(&ops, "d", "bob", CHAT_RECEIPT_DELIVERED, 2, false, true,
+                    7000, &u));
+  cr_assert_eq(u.n, 1);
+  cr_assert_str_eq(u.v[0].sender, "alice");
+  cr_assert_eq(u.v[0].id, 2);
+  cr_assert_eq(u.v[0].delivered, 1);
+  cr_assert_eq(u.v[0].read, 0);
+  counts(&ops, "d", 1, 1, 0);
+  counts(&ops, "d", 3, 0, 0);
+
+  u.n = 0;
+  cr_assert(mark_ex(&ops, "d", "bob", CHAT_RECEIPT_READ, 4, false, true,
+                    9000, &u));
+  cr_assert_eq(u.n, 1, "bob's own message is not reported");
+  cr_assert_str_eq(u.v[0].sender, "alice");
+  cr_assert_eq(u.v[0].id, 3);
+  cr_assert_eq(u.v[0].delivered, 1, "read implies delivered");
+  cr_assert_eq(u.v[0].read, 1);
+  counts(&ops, "d", 1, 1, 1);
+  counts(&ops, "d", 3, 1, 1);
+  counts(&ops, "d", 4, 0, 0);
+  /* Marks restart for a member who leaves and comes back, but the stamps
+   * on the messages are not moved by the repeat. */
+  cr_assert_eq(ops.member_remove(ops.self, "d", "bob"), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "d", "bob", 10000), CHAT_OK);
+  cr_assert(mark_ex(&ops, "d", "bob", CHAT_RECEIPT_READ, 4, false, true,
+                    11000, NULL));
+  close_ops(&ops);
+
+  /* The first stamp is kept; the member's own message is untouched; no
+   * group rows or counters for a direct chat. */
+  cr_assert_eq(file_int("SELECT delivered_at FROM messages"
+                        " WHERE message_id = 1"),
+               7000);
+  cr_assert_eq(file_int("SELECT delivered_at FROM messages"
+                        " WHERE message_id = 3"),
+               9000);
+  cr_assert_eq(file_int("SELECT read_at FROM messages WHERE message_id = 2"),
+               9000);
+  cr_assert_eq(file_int("SELECT count(*) FROM messages WHERE message_id = 4"
+                        " AND delivered_at IS NULL AND read_at IS NULL"),
+               1);
+  cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 0);
+  cr_assert_eq(file_int("SELECT sum(delivered_count + read_count)"
+                        " FROM messages"),
+               0);
+}
+
+Test(sqlite, read_implies_delivered_in_groups) {
+  chat_storage_ops ops = open_mem();
+  const char *const m[] = {"alice", "bob", "carol"};
+  group(&ops, "g", m, 3);
+  put(&ops, "g", 1, "alice", "a1");
+  put(&ops, "g", 2, "alice", "a2");
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 1, true, NULL));
+  upd_cap u = {0};
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 2, true, &u));
+  /* Message 1: delivered once (not twice), read once. */
+  counts(&ops, "g", 1, 1, 1);
+  counts(&ops, "g", 2, 1, 1);
+  cr_assert_eq(u.n, 1);
+  cr_assert_eq(u.v[0].id, 2);
+  cr_assert_eq(u.v[0].delivered, 1);
+  cr_assert_eq(u.v[0].read, 1);
+  cr_assert_not(mark(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 2, true,
+                     NULL));
+  cr_assert(mark(&ops, "g", "carol", CHAT_RECEIPT_READ, 2, true, NULL));
+  counts(&ops, "g", 1, 2, 2);
+  counts(&ops, "g", 2, 2, 2);
+  close_ops(&ops);
+}
+
+Test(sqlite, group_counters_are_exact_for_a_thousand_members) {
+  chat_storage_ops ops = open_mem();
+  enum { N = 1000, READERS = 640 };
+  static char names[N + 1][12];
+  static const char *ids[N + 1];
+  snprintf(names[0], sizeof names[0], "sender");
+  ids[0] = names[0];
+  for (int i = 1; i <= N; i++) {
+    snprintf(names[i], sizeof names[i], "u%04d", i);
+    ids[i] = names[i];
+  }
+  group(&ops, "big", ids, N + 1);
+  put(&ops, "big", 41, "sender", "old");
+  put(&ops, "big", 42, "sender", "hello");
+  /* Everyone has seen message 41 already. */
+  for (int i = 1; i <= N; i++)
+    cr_assert(mark(&ops, "big", ids[i], CHAT_RECEIPT_READ, 41, true, NULL));
+
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 1; i <= N; i++) {
+    upd_cap u = {0};
+    cr_assert(mark(&ops, "big", ids[i], CHAT_RECEIPT_DELIVERED, 42, true,
+                   &u));
+    cr_assert_eq(u.n, 1);
+    cr_assert_str_eq(u.v[0].sender, "sender");
+    cr_assert_eq(u.v[0].id, 42);
+    cr_assert_eq(u.v[0].delivered, (uint32_t)i);
+    cr_assert_eq(u.v[0].read, 0);
+  }
+  for (int i = 1; i <= READERS; i++) {
+    upd_cap u = {0};
+    cr_assert(mark(&ops, "big", ids[i], CHAT_RECEIPT_READ, 42, true, &u));
+    cr_assert_eq(u.n, 1);
+    cr_assert_eq(u.v[0].delivered, N);
+    cr_assert_eq(u.v[0].read, (uint32_t)i);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 +
+              (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+  cr_log_info("%d marks in %.1f ms", N + READERS, ms);
+
+  counts(&ops, "big", 42, N, READERS);
+  counts(&ops, "big", 41, N, N);
+  state_cap st = {0};
+  uint32_t d, r;
+  cr_assert_eq(ops.receipts(ops.self, "big", 42, &d, &r, on_state, &st),
+               CHAT_OK);
+  cr_assert_eq(st.n, N, "every member but the sender");
+  cr_assert_eq(st.count[2], READERS);
+  cr_assert_eq(st.count[1], N - READERS);
+  cr_assert_eq(st.count[0], 0);
+  for (int i = 0; i < MAX_CAP; i++)
+    cr_assert_str_neq(st.v[i].member, "sender");
+  /* The conversation emits all of its members. */
+  cr_assert_eq(get(&ops, "big", "u0001").n_members, N + 1);
+  close_ops(&ops);
+}
+
+Test(sqlite, untracked_delivered_is_dropped_but_read_counts_both) {
+  chat_storage_ops ops = open_mem();
+  const char *const m[] = {"alice", "bob", "carol"};
+  group(&ops, "g", m, 3);
+  put(&ops, "g", 1, "alice", "a1");
+  upd_cap u = {0};
+  cr_assert_not(mark_ex(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 1, true,
+                        false, 5000, &u));
+  cr_assert_eq(u.n, 0);
+  counts(&ops, "g", 1, 0, 0);
+  state_cap st = {0};
+  cr_assert_eq(ops.receipts(ops.self, "g", 1, NULL, NULL, on_state, &st),
+               CHAT_OK);
+  cr_assert_eq(st.count[0], 2, "bob is still at sent");
+  cr_assert(mark_ex(&ops, "g", "bob", CHAT_RECEIPT_READ, 1, true, false,
+                    5000, &u));
+  counts(&ops, "g", 1, 1, 1);
+  cr_assert_eq(u.n, 1);
+  cr_assert_eq(u.v[0].delivered, 1);
+  cr_assert_eq(u.v[0].read, 1);
+  close_ops(&ops);
+}
+
+Test(sqlite_file, group_mark_writes_one_receipt_row_and_purge_expires_it) {
+  chat_storage_ops ops = open_path(db_path);
+  const char *const m[] = {"alice", "bob", "carol"};
+  group(&ops, "g", m, 3);
+  for (uint64_t id = 1; id <= 4; id++) {
+    char c[8];
+    snprintf(c, sizeof c, "m%llu", (unsigned long long)id);
+    put(&ops, "g", id, "alice", c);
+  }
+  cr_assert(mark_ex(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 3, true, true,
+                    1000, NULL));
+  cr_assert(mark_ex(&ops, "g", "carol", CHAT_RECEIPT_READ, 99, true, true,
+                    5000, NULL));
+  cr_assert(mark_ex(&ops, "g", "bob", CHAT_RECEIPT_READ, 3, true, true,
+                    6000, NULL));
+  cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 2,
+               "bob's read replaced his delivered row for message 3");
+  cr_assert_eq(file_int("SELECT state * 100000 + state_ts FROM group_receipts"
+                        " WHERE conversation_id = 'g' AND member_id = 'bob'"
+                        " AND message_id = 3"),
+               2 * 100000 + 6000);
+  cr_assert_eq(file_int("SELECT message_id FROM group_receipts"
+                        " WHERE member_id = 'carol' AND state = 2"),
+               4, "the capped mark");
+  cr_assert_eq(ops.purge_receipts(ops.self, 5000), CHAT_OK);
+  cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 2,
+               "nothing older than 5000");
+  cr_assert_eq(ops.purge_receipts(ops.self, 5001), CHAT_OK);
+  cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 1);
+  cr_assert_eq(file_int("SELECT state_ts FROM group_receipts"), 6000);
+  /* Counters outlive the rows. */
+  counts(&ops, "g", 3, 2, 2);
+  cr_assert_eq(ops.purge_receipts(ops.self, INT64_MAX), CHAT_OK);
+  cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 0);
+  counts(&ops, "g", 3, 2, 2);
+  close_ops(&ops);
+}
+
+Test(sqlite, mark_emits_one_update_per_other_sender) {
+  chat_storage_ops ops = open_mem();
+  const char *const m[] = {"ann", "ben", "rex"};
+  group(&ops, "g", m, 3);
+  put(&ops, "g", 1, "ann", "1");
+  put(&ops, "g", 2, "ben", "2");
+  put(&ops, "g", 3, "ann", "3");
+  put(&ops, "g", 4, "rex", "4");
+  put(&ops, "g", 5, "ann", "5");
+  put(&ops, "g", 6, "ben", "6");
+  upd_cap u = {0};
+  cr_assert(mark(&ops, "g", "rex", CHAT_RECEIPT_READ, 5, true, &u));
+  cr_assert_eq(u.n, 2, "ann and ben, not rex himself");
+  cr_assert_str_eq(u.v[0].sender, "ann");
+  cr_assert_eq(u.v[0].id, 5);
+  cr_assert_eq(u.v[0].delivered, 1);
+  cr_assert_eq(u.v[0].read, 1);
+  cr_assert_str_eq(u.v[1].sender, "ben");
+  cr_assert_eq(u.v[1].id, 2);
+
+  /* Only senders with messages in the newly covered range. */
+  u.n = 0;
+  cr_assert(mark(&ops, "g", "rex", CHAT_RECEIPT_READ, 6, true, &u));
+  cr_assert_eq(u.n, 1);
+  cr_assert_str_eq(u.v[0].sender, "ben");
+  cr_assert_eq(u.v[0].id, 6);
+
+  /* ann reads: her counters do not move for her own messages. */
+  u.n = 0;
+  cr_assert(mark(&ops, "g", "ann", CHAT_RECEIPT_READ, 6, true, &u));
+  cr_assert_eq(u.n, 2);
+  cr_assert_str_eq(u.v[0].sender, "ben");
+  cr_assert_eq(u.v[0].id, 6);
+  cr_assert_eq(u.v[0].read, 2);
+  cr_assert_str_eq(u.v[1].sender, "rex");
+  cr_assert_eq(u.v[1].id, 4);
+  cr_assert_eq(u.v[1].read, 1);
+  counts(&ops, "g", 5, 1, 1);
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Receipts, unread counts */
+
+Test(sqlite, receipts_report_each_other_members_state) {
+  chat_storage_ops ops = open_mem();
+  const char *const m[] = {"ann", "ben", "cat", "dan"};
+  group(&ops, "g", m, 4);
+  put(&ops, "g", 1, "ann", "1");
+  put(&ops, "g", 2, "ann", "2");
+  cr_assert(mark(&ops, "g", "ben", CHAT_RECEIPT_DELIVERED, 2, true, NULL));
+  cr_assert(mark(&ops, "g", "cat", CHAT_RECEIPT_READ, 1, true, NULL));
+
+  state_cap st = {0};
+  uint32_t d = 9, r = 9;
+  cr_assert_eq(ops.receipts(ops.self, "g", 2, &d, &r, on_state, &st),
+               CHAT_OK);
+  cr_assert_eq(d, 1);
+  cr_assert_eq(r, 0);
+  cr_assert_eq(st.n, 3);
+  cr_assert_str_eq(st.v[0].member, "ben");
+  cr_assert_eq(st.v[0].state, 1);
+  cr_assert_str_eq(st.v[1].member, "cat");
+  cr_assert_eq(st.v[1].state, 0, "cat's marks stop at message 1");
+  cr_assert_str_eq(st.v[2].member, "dan");
+  cr_assert_eq(st.v[2].state, 0);
+
+  memset(&st, 0, sizeof st);
+  cr_assert_eq(ops.receipts(ops.self, "g", 1, &d, &r, on_state, &st),
+               CHAT_OK);
+  cr_assert_eq(d, 2);
+  cr_assert_eq(r, 1);
+  cr_assert_eq(st.v[0].state, 1);
+  cr_assert_eq(st.v[1].state, 2);
+  cr_assert_eq(st.v[2].state, 0);
+
+  cr_assert_eq(ops.receipts(ops.self, "g", 3, &d, &r, NULL, NULL),
+               CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(ops.receipts(ops.self, "zz", 1, &d, &r, NULL, NULL),
+               CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(ops.receipts(ops.self, "g", UINT64_MAX, &d, &r, NULL, NULL),
+               CHAT_ERR_NOT_FOUND);
+  close_ops(&ops);
+}
+
+Test(sqlite, direct_receipts_use_the_conversation_type) {
+  chat_storage_ops ops = open_mem();
+  bool existed;
+  cr_assert_eq(create(&ops, "d", CHAT_CONVERSATION_DIRECT, "alice", ab, 2,
+                      1000, &existed, NULL),
+               CHAT_OK);
+  put(&ops, "d", 1, "alice", "1");
+  /* A direct conversation marked as a group would bump counters; the
+   * receipts answer for a direct chat still reads the timestamps. */
+  cr_assert(mark(&ops, "d", "bob", CHAT_RECEIPT_DELIVERED, 1, false, NULL));
+  state_cap st = {0};
+  uint32_t d = 9, r = 9;
+  cr_assert_eq(ops.receipts(ops.self, "d", 1, &d, &r, on_state, &st),
+               CHAT_OK);
+  cr_assert_eq(d, 1);
+  cr_assert_eq(r, 0);
+  cr_assert_eq(st.n, 1);
+  cr_assert_str_eq(st.v[0].member, "bob");
+  cr_assert_eq(st.v[0].state, 1);
+  close_ops(&ops);
+}
+
+Test(sqlite, unread_count_and_last_read_follow_the_read_mark) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", ab, 2);
+  put(&ops, "g", 1, "alice", "1");
+  put(&ops, "g", 2, "alice", "2");
+  put(&ops, "g", 3, "bob", "3");
+  put(&ops, "g", 4, "alice", "4");
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert_eq(v.unread, 3, "alice's three; bob's own does not count");
+  cr_assert_not(v.has_last_read);
+  v = get(&ops, "g", "alice");
+  cr_assert_eq(v.unread, 1);
+  v = get(&ops, "g", NULL);
+  cr_assert_eq(v.unread, 0);
+  cr_assert_not(v.has_last_read);
+
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_DELIVERED, 4, true, NULL));
+  cr_assert_eq(get(&ops, "g", "bob").unread, 3, "delivered is not read");
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 2, true, NULL));
+  v = get(&ops, "g", "bob");
+  cr_assert(v.has_last_read);
+  cr_assert_eq(v.last_read, 2);
+  cr_assert_eq(v.unread, 1);
+
+  conv_cap cap = {0};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "bob", NULL, 5, on_conv, &cap,
+                                    next),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 1);
+  cr_assert(cap.v[0].has_last_read);
+  cr_assert_eq(cap.v[0].last_read, 2);
+  cr_assert_eq(cap.v[0].unread, 1);
+  cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 4, true, NULL));
+  cr_assert_eq(get(&ops, "g", "bob").unread, 0);
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Devices and media */
+
+typedef struct push_cap {
+  int n;
+  char v[8][3][80];
+} push_cap;
+
+static void on_push(void *ctx, const char *device, const char *platform,
+                    const char *token) {
+  push_cap *cap = ctx;
+  cr_assert_lt(cap->n, 8);
+  snprintf(cap->v[cap->n][0], 80, "%s", device);
+  snprintf(cap->v[cap->n][1], 80, "%s", platform);
+  snprintf(cap->v[cap->n][2], 80, "%s", token);
+  cap->n++;
+}
+
+Test(sqlite, push_targets_are_the_users_devices_with_a_token) {
+  chat_storage_ops ops = open_mem();
+  cr_assert_eq(ops.device_register(ops.self, "alice", "phone", "apns",
+                                   "tok-1", 1),
+               CHAT_OK);
+  cr_assert_eq(ops.device_register(ops.self, "alice", "laptop", "webpush",
+                                   NULL, 2),
+               CHAT_OK);
+  cr_assert_eq(ops.device_register(ops.self, "alice", "tablet", "fcm",
+                                   "tok-2", 3),
+               CHAT_OK);
+  cr_assert_eq(ops.device_register(ops.self, "bob", "phone", "fcm", "tok-3",
+                                   4),
+               CHAT_OK);
+  /* Registering again replaces the token and platform. */
+  cr_assert_eq(ops.device_register(ops.self, "alice", "phone", "fcm",
+                                   "tok-1b", 5),
+               CHAT_OK);
+  push_cap cap = {0};
+  cr_assert_eq(ops.push_targets(ops.self, "alice", on_push, &cap), CHAT_OK);
+  cr_assert_eq(cap.n, 2);
+  cr_assert_str_eq(cap.v[0][0], "phone");
+  cr_assert_str_eq(cap.v[0][1], "fcm");
+  cr_assert_str_eq(cap.v[0][2], "tok-1b");
+  cr_assert_str_eq(cap.v[1][0], "tablet");
+  cr_assert_str_eq(cap.v[1][2], "tok-2");
+  cap.n = 0;
+  cr_assert_eq(ops.push_targets(ops.self, "nobody", on_push, &cap), CHAT_OK);
+  cr_assert_eq(cap.n, 0);
+  close_ops(&ops);
+}
+
+typedef struct media_cap {
+  int n;
+  char type[32];
+  char data[16];
+  size_t len;
+} media_cap;
+
+static void on_media(void *ctx, const char *type, const void *data,
+                     size_t len) {
+  media_cap *cap = ctx;
+  cap->n++;
+  snprintf(cap->type, sizeof cap->type, "%s", type ? type : "(null)");
+  cr_assert_leq(len, sizeof cap->data);
+  memcpy(cap->data, data, len);
+  cap->len = len;
+}
+
+Test(sqlite, media_is_for_its_owner_and_members_of_referencing_chats) {
+  chat_storage_ops ops = open_mem();
+  static const char bytes[] = "\x89PNG\0\1\2";
+  cr_assert_eq(ops.media_put(ops.self, "img", "alice", "image/png", bytes, 7,
+                             1),
+               CHAT_OK);
+  cr_assert_eq(ops.media_put(ops.self, "img", "carol", "text/plain", "x", 1,
+                             2),
+               CHAT_ERR_CONFLICT);
+  media_cap cap = {0};
+  cr_assert_eq(ops.media_get(ops.self, "img", "alice", on_media, &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 1);
+  cr_assert_str_eq(cap.type, "image/png");
+  cr_assert_eq(cap.len, 7);
+  cr_assert_eq(memcmp(cap.data, bytes, 7), 0);
+  /* Not referenced yet: only the owner. */
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap),
+               CHAT_ERR_DENIED);
+
+  const char *const m[] = {"alice", "bob"};
+  group(&ops, "g", m, 2);
+  chat_msg_in in = msg("g", 1, "alice", "pic");
+  const char *refs[] = {"img"};
+  in.media_refs = refs;
+  in.n_media_refs = 1;
+  chat_append_result r;
+  cr_assert_eq(ops.append(ops.self, &in, 1, &r), CHAT_OK);
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 2);
+  cr_assert_eq(ops.media_get(ops.self, "img", "carol", on_media, &cap),
+               CHAT_ERR_DENIED);
+  cr_assert_eq(ops.media_get(ops.self, "img", NULL, on_media, &cap),
+               CHAT_ERR_DENIED);
+  cr_assert_eq(ops.media_get(ops.self, "nope", "alice", on_media, &cap),
+               CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(cap.n, 2, "refusals emit nothing");
+  /* Leaving the conversation ends access. */
+  cr_assert_eq(ops.member_remove(ops.self, "g", "bob"), CHAT_OK);
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap),
+               CHAT_ERR_DENIED);
+  /* An empty blob is a blob. */
+  cr_assert_eq(ops.media_put(ops.self, "empty", "bob", "a/b", NULL, 0, 3),
+               CHAT_OK);
+  cr_assert_eq(ops.media_get(ops.self, "empty", "bob", on_media, &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.len, 0);
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Re-entrancy: emit callbacks may call the store */
+
+typedef struct reenter {
+  chat_storage_ops *ops;
+  int convs;
+  int msgs;
+  char seen[MAX_CAP][CHAT_ID_BUF];
+} reenter;
+
+static void count_msg(void *ctx, const chat_message *m) {
+  reenter *re = ctx;
+  (void)m;
+  re->msgs++;
+}
+
+static void nested(void *ctx, const chat_conversation *c) {
+  reenter *re = ctx;
+  char id[CHAT_ID_BUF];
+  snprintf(id, sizeof id, "%s", c->conversation_id);
+  /* Calls that prepare, bind and scratch-allocate while the outer call's
+   * emitted data must stay intact. */
+  conv_cap cap = {0};
+  cr_assert_eq(re->ops->conversation_get(re->ops->self, id, "u", on_conv,
+                                         &cap),
+               CHAT_OK);
+  cr_assert_eq(re->ops->messages(re->ops->self, id, CHAT_PAGE_LATEST, 0, 50,
+                                 count_msg, re),
+               CHAT_OK);
+  cr_assert_not_null(re->ops->append);
+  chat_msg_in m = msg(id, 1000 + (uint64_t)re->convs, "u", NULL);
+  chat_append_result r;
+  cr_assert_eq(re->ops->append(re->ops->self, &m, 1, &r), CHAT_OK);
+  cr_assert_str_eq(c->conversation_id, id);
+  snprintf(re->seen[re->convs++], CHAT_ID_BUF, "%s", c->conversation_id);
+}
+
+Test(sqlite, emit_callbacks_may_call_back_into_the_store) {
+  chat_storage_ops ops = open_mem();
+  const char *const m[] = {"u", "v"};
+  char id[8];
+  for (int i = 0; i < 5; i++) {
+    snprintf(id, sizeof id, "c%d", i);
+    group(&ops, id, m, 2);
+    put(&ops, id, 10 + (uint64_t)i, "v", id);
+  }
+  reenter re = {&ops, 0, 0, {{0}}};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "u", NULL, 10, nested, &re,
+                                    next),
+               CHAT_OK);
+  cr_assert_eq(re.convs, 5);
+  cr_assert_eq(re.msgs, 5, "each nested page sees its one message");
+  /* The nested appends landed (one per conversation). */
+  uint64_t max;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, 1004);
+  for (int i = 0; i < 5; i++) {
+    snprintf(id, sizeof id, "c%d", 4 - i);
+    cr_assert_str_eq(re.seen[i], id, "most recent first");
+  }
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Durability and crash consistency */
+
+Test(sqlite_file, appended_messages_survive_close_and_reopen) {
+  chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, CHAT_SQLITE_SYNC_FULL, 0};
+  for (int pass = 0; pass < 2; pass++) {
+    chat_storage_ops ops;
+    cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, &o, NULL), CHAT_OK);
+    if (pass == 0) {
+      group(&ops, "g", ab, 2);
+      chat_msg_in m[3] = {msg("g", 1, "alice", "1"), msg("g", 2, "bob", "2"),
+                          msg("g", 3, "alice", "3")};
+      chat_append_result r[3];
+      cr_assert_eq(ops.append(ops.self, m, 3, r), CHAT_OK);
+      cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 3, true, NULL));
+      cr_assert_eq(ops.device_register(ops.self, "bob", "p", "fcm", "t", 1),
+                   CHAT_OK);
+      cr_assert_eq(ops.media_put(ops.self, "m", "bob", "a/b", "xyz", 3, 1),
+                   CHAT_OK);
+    } else {
+      msg_cap cap = {0};
+      cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 10,
+                                on_msg, &cap),
+                   CHAT_OK);
+      cr_assert_eq(cap.n, 3);
+      conv_view v = get(&ops, "g", "bob");
+      cr_assert_eq(v.last_read, 3);
+      counts(&ops, "g", 3, 1, 1);
+      push_cap pc = {0};
+      cr_assert_eq(ops.push_targets(ops.self, "bob", on_push, &pc), CHAT_OK);
+      cr_assert_eq(pc.n, 1);
+      media_cap mc = {0};
+      cr_assert_eq(ops.media_get(ops.self, "m", "bob", on_media, &mc),
+                   CHAT_OK);
+      cr_assert_eq(mc.len, 3);
+    }
+    close_ops(&ops);
+    o.sync = CHAT_SQLITE_SYNC_NORMAL; /* both modes survive a clean close */
+  }
+}
+
+enum { BATCH = 10 };
+
+static void crash_child(int fd) {
+  chat_storage_ops ops;
+  if (chat_sqlite_storage_open(&ops, db_path, NULL, NULL) != CHAT_OK)
+    _exit(1);
+  for (uint64_t b = 0;; b++) {
+    char cmid[BATCH][24];
+    chat_msg_in m[BATCH];
+    chat_append_result r[BATCH];
+    for (int i = 0; i < BATCH; i++) {
+      snprintf(cmid[i], sizeof cmid[i], "b%llu-%d", (unsigned long long)b, i);
+      m[i] = msg("g", b * BATCH + (uint64_t)i + 1, "alice", cmid[i]);
+    }
+    if (ops.append(ops.self, m, BATCH, r) != CHAT_OK)
+      _exit(2);
+    if (b == 0 && write(fd, "x", 1) != 1)
+      _exit(3);
+  }
+}
+
+Test(sqlite_file, sigkill_leaves_whole_batches) {
+  int pfd[2];
+  cr_assert_eq(pipe(pfd), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    close(pfd[0]);
+    crash_child(pfd[1]);
+  }
+  close(pfd[1]);
+  char c;
+  ssize_t got = read(pfd[0], &c, 1);
+  close(pfd[0]);
+  if (got == 1) {
+    struct timespec pause = {0, 200 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
+  kill(pid, SIGKILL);
+  int status;
+  cr_assert_eq(waitpid(pid, &status, 0), pid);
+  cr_assert_eq(got, 1, "the child committed its first batch");
+  cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+            "the child was killed mid-loop (status %d)", status);
+
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL);
+  cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+  cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+  sqlite3_finalize(st);
+  /* Per batch: how many of its messages exist. */
+  sqlite3_prepare_v2(db,
+                     "SELECT CAST(substr(client_msg_id, 2,"
+                     " instr(client_msg_id, '-') - 2) AS INTEGER) AS b,"
+                     " count(*) FROM messages GROUP BY b ORDER BY b",
+                     -1, &st, NULL);
+  int64_t batches = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    cr_assert_eq(sqlite3_column_int64(st, 0), batches,
+                 "committed batches form a prefix");
+    cr_assert_eq(sqlite3_column_int(st, 1), BATCH, "batch %lld is partial",
+                 (long long)batches);
+    batches++;
+  }
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  cr_assert_geq(batches, 1);
+  cr_log_info("%lld batches committed before SIGKILL", (long long)batches);
+
+  /* The store opens on the recovered file and agrees. */
+  chat_storage_ops ops = open_path(db_path);
+  uint64_t max;
+  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(max, (uint64_t)batches * BATCH);
+  chat_msg_in m = msg("g", 1, "alice", "b0-0");
+  chat_append_result r;
+  cr_assert_eq(ops.append(ops.self, &m, 1, &r), CHAT_OK);
+  cr_assert(r.duplicate);
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Out of memory */
+
+Test(sqlite, open_fails_cleanly_at_every_allocation) {
+  long n = 0;
+  for (;; n++) {
+    fail_alloc fa;
+    fail_alloc_init(&fa, n);
+    chat_storage_ops ops;
+    chat_err e = chat_sqlite_storage_open(&ops, ":memory:", NULL, &fa.a);
+    if (e == CHAT_OK) {
+      cr_assert_eq(fa.count, n, "the run that fails nothing");
+      ops.destroy(ops.self);
+      cr_assert_eq(fa.live, 0);
+      break;
+    }
+    cr_assert(e == CHAT_ERR_NOMEM || e == CHAT_ERR_MODULE,
+              "allocation %ld: %s", n, chat_err_name(e));
+    cr_assert_eq(fa.live, 0, "allocation %ld leaked", n);
+    cr_assert_lt(n, 1000);
+  }
+  cr_assert_geq(n, 1);
+}
+
+/* Every store call of a small scenario, with allocation k failing: each
+ * call answers CHAT_OK or CHAT_ERR_NOMEM, a failed write leaves nothing
+ * behind, and destroy frees every block. */
+static long oom_scenario(long fail_at) {
+  fail_alloc fa;
+  fail_alloc_init(&fa, fail_at);
+  chat_storage_ops ops;
+  chat_err e = chat_sqlite_storage_open(&ops, ":memory:", NULL, &fa.a);
+  if (e != CHAT_OK) {
+    cr_assert_eq(e, CHAT_ERR_NOMEM);
+    cr_assert_eq(fa.live, 0);
+    return fa.count;
+  }
+#define OK_OR_NOMEM(call)                                                  \
+  do {                                                                     \
+    chat_err e_ = (call);                                                  \
+    cr_assert(e_ == CHAT_OK || e_ == CHAT_ERR_NOMEM, "%s at %ld: %s",      \
+              #call, fail_at, chat_err_name(e_));                          \
+  } while (0)
+  static const char *const m[] = {"alice", "bob", "carol"};
+  conv_cap cap = {0};
+  bool existed;
+  e = create(&ops, "g", CHAT_CONVERSATION_GROUP, "alice", m, 3, 1, &existed,
+             &cap);
+  cr_assert(e == CHAT_OK || e == CHAT_ERR_NOMEM);
+  if (e == CHAT_ERR_NOMEM) {
+    cr_assert_eq(cap.n, 0);
+    cr_assert_eq(ops.conversation_get(ops.self, "g", NULL, NULL, NULL),
+                 CHAT_ERR_NOT_FOUND, "a failed create is rolled back");
+    OK_OR_NOMEM(create(&ops, "g", CHAT_CONVERSATION_GROUP, "alice", m, 3, 1,
+                       &existed, NULL));
+  }
+  static char big[3000];
+  memset(big, 'b', sizeof big);
+  const char *refs[] = {"img", "img2"};
+  chat_msg_in in[3] = {msg("g", 1, "alice", "1"), msg("g", 2, "bob", "2"),
+                       msg("g", 3, "alice", "3")};
+  in[1].body.ptr = big;
+  in[1].body.len = sizeof big;
+  in[2].media_refs = refs;
+  in[2].n_media_refs = 2;
+  chat_append_result r[3];
+  OK_OR_NOMEM(ops.append(ops.self, in, 3, r));
+  OK_OR_NOMEM(ops.media_put(ops.self, "img", "alice", "a/b", big, 2000, 1));
+  OK_OR_NOMEM(ops.conversation_get(ops.self, "g", "bob", on_conv, &cap));
+  char next[CHAT_CURSOR_BUF];
+  OK_OR_NOMEM(ops.conversations_of(ops.self, "bob", NULL, 1, on_conv, &cap,
+                                   next));
+  msg_cap mc = {0};
+  /* The 3000-byte body needs a scratch chunk of its own. */
+  OK_OR_NOMEM(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 1, 1, on_msg,
+                           &mc));
+  upd_cap u = {0};
+  chat_mark_in mk = {"g", "bob", CHAT_RECEIPT_READ, 3, 5, true, true};
+  bool adv;
+  e = ops.mark(ops.self, &mk, &adv, on_upd, &u);
+  cr_assert(e == CHAT_OK || e == CHAT_ERR_NOMEM);
+  if (e == CHAT_ERR_NOMEM) {
+    cr_assert_not(adv);
+    cr_assert_eq(u.n, 0);
+    uint32_t d = 9, rd = 9;
+    if (ops.receipts(ops.self, "g", 1, &d, &rd, NULL, NULL) == CHAT_OK)
+      cr_assert_eq(rd, 0, "a failed mark is rolled back");
+  }
+  state_cap st = {0};
+  OK_OR_NOMEM(ops.receipts(ops.self, "g", 1, NULL, NULL, on_state, &st));
+  OK_OR_NOMEM(ops.device_register(ops.self, "bob", "p", "fcm", "t", 1));
+  push_cap pc = {0};
+  OK_OR_NOMEM(ops.push_targets(ops.self, "bob", on_push, &pc));
+  OK_OR_NOMEM(ops.media_get(ops.self, "img", "alice", NULL, NULL));
+  OK_OR_NOMEM(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 3, NULL,
+                           NULL));
+#undef OK_OR_NOMEM
+  ops.destroy(ops.self);
+  cr_assert_eq(fa.live, 0, "leak with allocation %ld failing", fail_at);
+  return fa.count;
+}
+
+Test(sqlite, every_call_survives_each_failed_allocation) {
+  long total = oom_scenario(-1);
+  cr_assert_gt(total, 3, "the scenario allocates (%ld)", total);
+  for (long k = 0; k < total; k++)
+    oom_scenario(k);
+}

@@ -1,0 +1,1131 @@
+/* The REST API (PROTOCOL.md section 5 and the REST clarifications of
+ * section 7): identity, conversations, history paging, members, receipts,
+ * devices, media and routing. Answers are read with cJSON, independently
+ * of the library's own JSON code. */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server_harness.h"
+
+static harness h;
+
+static void setup(void) { harness_init(&h, NULL); }
+static void teardown(void) { harness_fini(&h); }
+
+TestSuite(rest, .init = setup, .fini = teardown);
+
+static void restart(const chat_server_settings *s) {
+  harness_fini(&h);
+  harness_init(&h, s);
+}
+
+/* ---- helpers ---- */
+
+/* One REST call whose answer must have @p status and be a JSON object;
+ * returns the parsed answer (cJSON_Delete it). */
+static cJSON *call(const char *user, const char *method, const char *path,
+                   const char *query, const char *body, int status) {
+  const char *out;
+  int got = harness_http(&h, user, method, path, query, body, &out);
+  cr_assert_eq(got, status, "%s %s?%s: %d, expected %d: %s", method, path,
+               query ? query : "", got, status, out);
+  cJSON *j = cJSON_Parse(out);
+  cr_assert(cJSON_IsObject(j), "%s %s: not a JSON object: %s", method, path,
+            out);
+  return j;
+}
+
+/* An error answer: {"error":{"code":"...","message":"..."}} and nothing
+ * else. Returns the code (static copy). */
+static const char *error_of(cJSON *j) {
+  static char code[64];
+  cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
+  cr_assert(cJSON_IsObject(e), "no error object");
+  cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+  cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "message");
+  cr_assert(cJSON_IsString(c) && c->valuestring[0], "error.code");
+  cr_assert(cJSON_IsString(m) && m->valuestring[0], "error.message");
+  cr_assert_eq(cJSON_GetArraySize(j), 1, "only \"error\" at the top");
+  snprintf(code, sizeof code, "%s", c->valuestring);
+  return code;
+}
+
+static void expect_error(const char *user, const char *method,
+                         const char *path, const char *query,
+                         const char *body, int status, const char *code) {
+  cJSON *j = call(user, method, path, query, body, status);
+  const char *c = error_of(j);
+  if (code)
+    cr_assert_str_eq(c, code, "%s %s", method, path);
+  cJSON_Delete(j);
+}
+
+static const char *str_of(cJSON *obj, const char *key) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  cr_assert(cJSON_IsString(v), "\"%s\" is not a string", key);
+  return v->valuestring;
+}
+
+static double num_of(cJSON *obj, const char *key) {
+  cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  cr_assert(cJSON_IsNumber(v), "\"%s\" is not a number", key);
+  return v->valuedouble;
+}
+
+static bool has_member(cJSON *conv, const char *user) {
+  cJSON *m = cJSON_GetObjectItemCaseSensitive(conv, "members");
+  cr_assert(cJSON_IsArray(m));
+  int n = 0;
+  cJSON *it;
+  cJSON_ArrayForEach(it, m) {
+    cr_assert(cJSON_IsString(it));
+    n += strcmp(it->valuestring, user) == 0;
+  }
+  cr_assert_leq(n, 1, "%s listed %d times", user, n);
+  return n == 1;
+}
+
+static char *dup_id(const char *s) {
+  char *d = strdup(s);
+  cr_assert_not_null(d);
+  return d;
+}
+
+static const char *conv_path(const char *conv, const char *tail) {
+  static char p[4][256];
+  static int slot;
+  char *out = p[slot++ % 4];
+  snprintf(out, 256, "/api/v1/conversations/%s%s", conv, tail ? tail : "");
+  return out;
+}
+
+static const char *direct(const char *a, const char *b) {
+  const char *m[] = {b};
+  return harness_create(&h, a, "direct", m, 1);
+}
+
+/* Send through a device and commit; returns the message id. */
+static uint64_t send_msg(dev *d, const char *conv, const char *cmid,
+                         const char *body) {
+  dev_sendf(d, "{\"type\":\"send\",\"client_msg_id\":\"%s\","
+               "\"conversation_id\":\"%s\",\"body\":\"%s\"}",
+            cmid, conv, body);
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(d, CHAT_FRAME_ACK);
+  cr_assert_str_eq(f->ack->client_msg_id, cmid);
+  return f->ack->message_id;
+}
+
+static uint64_t id_of(cJSON *msg) {
+  uint64_t id = strtoull(str_of(msg, "message_id"), NULL, 10);
+  cr_assert_gt(id, 0);
+  return id;
+}
+
+/* ---- identity and routing ---- */
+
+Test(rest, no_identity_is_401_everywhere) {
+  const char *bob[] = {"bob"};
+  char conv[65];
+  snprintf(conv, sizeof conv, "%s",
+           harness_create(&h, "alice", "direct", bob, 1));
+  struct {
+    const char *method, *path, *body;
+  } routes[] = {
+    {"GET", "/api/v1/conversations", NULL},
+    {"POST", "/api/v1/conversations",
+     "{\"type\":\"direct\",\"members\":[\"bob\"]}"},
+    {"GET", conv_path(conv, NULL), NULL},
+    {"GET", conv_path(conv, "/messages"), NULL},
+    {"POST", conv_path(conv, "/members"), "{\"user_id\":\"carol\"}"},
+    {"DELETE", conv_path(conv, "/members/alice"), NULL},
+    {"POST", "/api/v1/devices", "{\"platform\":\"fcm\",\"push_token\":\"t\"}"},
+    {"POST", "/api/v1/media", "bytes"},
+    {"GET", "/api/v1/media/m1", NULL},
+    {"GET", "/api/v1/nope", NULL},
+  };
+  for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+    expect_error(NULL, routes[i].method, routes[i].path, NULL,
+                 routes[i].body, 401, NULL);
+  /* An identity without a user is no identity. */
+  chat_identity id = {0};
+  chat_http_request req = {.method = "GET", .path = "/api/v1/conversations",
+                           .identity = &id};
+  chat_http_response resp;
+  cr_assert_eq(chat_server_http(h.srv, &req, &resp, h.now), CHAT_OK);
+  cr_assert_eq(resp.status, 401);
+  /* Nothing changed: alice still has exactly the one conversation. */
+  cJSON *j = call("alice", "GET", "/api/v1/conversations", NULL, NULL, 200);
+  cr_assert_eq(
+      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "conversations")),
+      1);
+  cJSON_Delete(j);
+}
+
+Test(rest, unknown_route_is_404) {
+  const char *conv = direct("alice", "bob");
+  const char *paths[] = {
+    "/api/v1/nope",
+    "/api/v2/conversations",
+    "/",
+    "/api/v1",
+    "/api/v1/",
+    "/api/v1/devices/extra",
+    "/api/v1/media/m1/extra",
+    "/api/v1/conversations/a/b/c/d/e/f/g/h/i",
+  };
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
+    expect_error("alice", "GET", paths[i], NULL, NULL, 404, NULL);
+  /* Under a conversation, a path no route has is unknown, not a wrong
+   * method. */
+  expect_error("alice", "GET", conv_path(conv, "/nonsense"), NULL, NULL, 404,
+               NULL);
+  expect_error("alice", "GET", conv_path(conv, "/messages/1/nonsense"), NULL,
+               NULL, 404, NULL);
+  expect_error("alice", "POST", conv_path(conv, "/nonsense/x"), NULL, "{}",
+               404, NULL);
+}
+
+Test(rest, wrong_method_is_405) {
+  const char *conv = direct("alice", "bob");
+  struct {
+    const char *method, *path;
+  } cases[] = {
+    {"PUT", "/api/v1/conversations"},
+    {"DELETE", "/api/v1/conversations"},
+    {"POST", conv_path(conv, NULL)},
+    {"DELETE", conv_path(conv, "/messages")},
+    {"GET", conv_path(conv, "/members")},
+    {"GET", conv_path(conv, "/members/alice")},
+    {"POST", conv_path(conv, "/messages/1/receipts")},
+    {"GET", "/api/v1/devices"},
+    {"GET", "/api/v1/media"},
+    {"DELETE", "/api/v1/media/m1"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    expect_error("alice", cases[i].method, cases[i].path, NULL, "{}", 405,
+                 NULL);
+}
+
+Test(rest, percent_encoded_path_segments) {
+  const char *m[] = {"u:bob", "carol"};
+  char conv[65];
+  snprintf(conv, sizeof conv, "%s",
+           harness_create(&h, "alice", "group", m, 2));
+  /* %3A for ':' in a user id. */
+  cJSON *j = call("u:bob", "DELETE", conv_path(conv, "/members/u%3Abob"),
+                  NULL, NULL, 200);
+  cJSON_Delete(j);
+  j = call("alice", "GET", conv_path(conv, NULL), NULL, NULL, 200);
+  cr_assert_not(has_member(j, "u:bob"));
+  cr_assert(has_member(j, "carol"));
+  cJSON_Delete(j);
+  /* Any byte of an id may be escaped, in either case. */
+  char enc[160];
+  snprintf(enc, sizeof enc, "/api/v1/conversations/%%%02x%s", conv[0],
+           conv + 1);
+  j = call("alice", "GET", enc, NULL, NULL, 200);
+  cr_assert_str_eq(str_of(j, "conversation_id"), conv);
+  cJSON_Delete(j);
+  snprintf(enc, sizeof enc, "/api/v1/conversations/%%%02X%s/messages",
+           conv[0], conv + 1);
+  cJSON_Delete(call("alice", "GET", enc, NULL, NULL, 200));
+  /* A broken escape is not an id. */
+  expect_error("alice", "GET", "/api/v1/conversations/c%zz", NULL, NULL, 404,
+               NULL);
+}
+
+/* ---- creating conversations ---- */
+
+Test(rest, direct_is_created_once_per_pair) {
+  cJSON *j = call("alice", "POST", "/api/v1/conversations", NULL,
+                  "{\"type\":\"direct\",\"members\":[\"bob\"]}", 201);
+  char *id = dup_id(str_of(j, "conversation_id"));
+  cr_assert_str_eq(str_of(j, "type"), "direct");
+  cr_assert(has_member(j, "alice") && has_member(j, "bob"));
+  cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
+                                                                   "members")),
+               2);
+  cJSON_Delete(j);
+  /* The same pair again, from either side: 200 and the same id. */
+  j = call("alice", "POST", "/api/v1/conversations", NULL,
+           "{\"type\":\"direct\",\"members\":[\"bob\"]}", 200);
+  cr_assert_str_eq(str_of(j, "conversation_id"), id);
+  cJSON_Delete(j);
+  j = call("bob", "POST", "/api/v1/conversations", NULL,
+           "{\"type\":\"direct\",\"members\":[\"alice\"]}", 200);
+  cr_assert_str_eq(str_of(j, "conversation_id"), id);
+  cJSON_Delete(j);
+  /* The caller may name themself too. */
+  j = call("bob", "POST", "/api/v1/conversations", NULL,
+           "{\"type\":\"direct\",\"members\":[\"bob\",\"alice\"]}", 200);
+  cr_assert_str_eq(str_of(j, "conversation_id"), id);
+  cJSON_Delete(j);
+  /* Another pair is another conversation. */
+  j = call("alice", "POST", "/api/v1/conversations", NULL,
+           "{\"type\":\"direct\",\"members\":[\"carol\"]}", 201);
+  cr_assert_str_neq(str_of(j, "conversation_id"), id);
+  cJSON_Delete(j);
+  free(id);
+}
+
+Test(rest, group_with_name_and_the_caller_as_member) {
+  dev *b = dev_open(&h, "bob", "phone");
+  dev *a = dev_open(&h, "alice", "phone");
+  dev_drain(a);
+  dev_drain(b);
+  cJSON *j = call("alice", "POST", "/api/v1/conversations", NULL,
+                  "{\"type\":\"group\",\"name\":\"Trip \\u00e9\","
+                  "\"members\":[\"bob\",\"carol\",\"bob\"]}",
+                  201);
+  cr_assert_str_eq(str_of(j, "type"), "group");
+  cr_assert_str_eq(str_of(j, "name"), "Trip \xc3\xa9");
+  cr_assert(has_member(j, "alice"), "the caller is always a member");
+  cr_assert(has_member(j, "bob") && has_member(j, "carol"));
+  cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
+                                                                   "members")),
+               3);
+  cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "last_message")));
+  char *id = dup_id(str_of(j, "conversation_id"));
+  cJSON_Delete(j);
+  /* The other members' devices learn of it; the creator has the answer. */
+  const chat_frame *f = dev_expect(b, CHAT_FRAME_CONVERSATION);
+  cr_assert_str_eq(f->conversation->conversation_id, id);
+  cr_assert_eq(dev_count(a, CHAT_FRAME_CONVERSATION), 0);
+  /* A second group with the same members is a new conversation. */
+  j = call("alice", "POST", "/api/v1/conversations", NULL,
+           "{\"type\":\"group\",\"members\":[\"bob\",\"carol\"]}", 201);
+  cr_assert_str_neq(str_of(j, "conversation_id"), id);
+  cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "name")));
+  cr_assert(has_member(j, "alice"));
+  cJSON_Delete(j);
+  /* A group of one: just the caller. */
+  j = call("alice", "POST", "/api/v1/conversations", NULL,
+           "{\"type\":\"group\",\"name\":\"notes\",\"members\":[]}", 201);
+  cr_assert(has_member(j, "alice"));
+  cJSON_Delete(j);
+  free(id);
+}
+
+Test(rest, bad_bodies_are_400) {
+  const char *bodies[] = {
+    NULL,
+    "",
+    "not json",
+    "[]",
+    "\"direct\"",
+    "{\"type\":\"direct\",\"members\":[\"bob\"]} trailing",
+    "{}",
+    "{\"members\":[\"bob\"]}",
+    "{\"type\":\"channel\",\"members\":[\"bob\"]}",
+    "{\"type\":7,\"members\":[\"bob\"]}",
+    "{\"type\":\"direct\"}",
+    "{\"type\":\"direct\",\"members\":\"bob\"}",
+    "{\"type\":\"direct\",\"members\":[1]}",
+    "{\"type\":\"direct\",\"members\":[null]}",
+    "{\"type\":\"direct\",\"members\":[\"has space\"]}",
+    "{\"type\":\"direct\",\"members\":[\"\"]}",
+    "{\"type\":\"direct\",\"members\":[]}",
+    "{\"type\":\"direct\",\"members\":[\"alice\"]}",
+    "{\"type\":\"direct\",\"members\":[\"bob\",\"carol\"]}",
+    "{\"type\":\"group\",\"name\":5,\"members\":[\"bob\"]}",
+    "{\"type\":\"group\",\"name\":\"x\",\"members\":[\"bob\",\"a/b\"]}",
+    "{\"type\":\"group\",\"members\":{\"bob\":true}}",
+  };
+  for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++)
+    expect_error("alice", "POST", "/api/v1/conversations", NULL, bodies[i],
+                 400, NULL);
+  cJSON *j = call("alice", "GET", "/api/v1/conversations", NULL, NULL, 200);
+  cr_assert_eq(
+      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "conversations")),
+      0, "a refused request created something");
+  cJSON_Delete(j);
+}
+
+/* A body for a group of the listed ids plus n generated ones. */
+static char *group_body(const char *listed, size_t n) {
+  size_t cap = n * 16 + 256;
+  char *b = malloc(cap);
+  int k = snprintf(b, cap, "{\"type\":\"group\",\"members\":[%s", listed);
+  for (size_t i = 0; i < n; i++)
+    k += snprintf(b + k, cap - (size_t)k, "%s\"u%zu\"",
+                  (i || listed[0]) ? "," : "", i);
+  snprintf(b + k, cap - (size_t)k, "]}");
+  return b;
+}
+
+Test(rest, too_many_members_is_413) {
+  /* Default limit 1,024 members, the caller included. */
+  char *b = group_body("", 1024);
+  expect_error("alice", "POST", "/api/v1/conversations", NULL, b, 413, NULL);
+  free(b);
+  b = group_body("", 1023);
+  cJSON *j = call("alice", "POST", "/api/v1/conversations", NULL, b, 201);
+  cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
+                                                                   "members")),
+               1024);
+  cJSON_Delete(j);
+  free(b);
+}
+
+Test(rest, member_limit_counts_distinct_members) {
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
+                            .max_group_members = 4};
+  restart(&s);
+  expect_error("alice", "POST", "/api/v1/conversations", NULL,
+               "{\"type\":\"group\",\"members\":[\"b\",\"c\",\"d\",\"e\"]}",
+               413, NULL);
+  /* Four members once the caller is counted: within the limit. */
+  cJSON_Delete(call("alice", "POST", "/api/v1/conversations", NULL,
+                    "{\"type\":\"group\",\"members\":"
+                    "[\"b\",\"c\",\"d\"]}",
+                    201));
+  cJSON *j = call("alice", "POST", "/api/v1/conversations", NULL,
+                  "{\"type\":\"group\",\"members\":"
+                  "[\"alice\",\"b\",\"c\",\"d\"]}",
+                  201);
+  cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
+                                                                   "members")),
+               4);
+  cJSON_Delete(j);
+}
+
+/* ---- listing conversations ---- */
+
+static cJSON *list(const char *user, const char *query) {
+  return call(user, "GET", "/api/v1/conversations", query, NULL, 200);
+}
+
+static cJSON *convs_of(cJSON *page) {
+  cJSON *c = cJSON_GetObjectItemCaseSensitive(page, "conversations");
+  cr_assert(cJSON_IsArray(c));
+  return c;
+}
+
+Test(rest, conversations_most_recent_activity_first) {
+  char c1[65], c2[65], c3[65];
+  snprintf(c1, sizeof c1, "%s", direct("alice", "bob"));
+  harness_advance(&h, 10);
+  snprintf(c2, sizeof c2, "%s", direct("alice", "carol"));
+  harness_advance(&h, 10);
+  snprintf(c3, sizeof c3, "%s", direct("dave", "alice"));
+  harness_advance(&h, 10);
+  cJSON *j = list("alice", NULL);
+  cJSON *cs = convs_of(j);
+  cr_assert_eq(cJSON_GetArraySize(cs), 3);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(cs, 0), "conversation_id"), c3);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(cs, 1), "conversation_id"), c2);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(cs, 2), "conversation_id"), c1);
+  cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "next_cursor")));
+  cJSON_Delete(j);
+  /* A message moves its conversation to the top. */
+  dev *b = dev_open(&h, "bob", "phone");
+  send_msg(b, c1, "m1", "hello");
+  harness_advance(&h, 10);
+  j = list("alice", NULL);
+  cs = convs_of(j);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(cs, 0), "conversation_id"), c1);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(cs, 1), "conversation_id"), c3);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(cs, 2), "conversation_id"), c2);
+  cJSON_Delete(j);
+  /* Only the caller's conversations. */
+  j = list("carol", NULL);
+  cs = convs_of(j);
+  cr_assert_eq(cJSON_GetArraySize(cs), 1);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(cs, 0), "conversation_id"), c2);
+  cJSON_Delete(j);
+}
+
+static cJSON *find_conv(cJSON *page, const char *id) {
+  cJSON *it;
+  cJSON_ArrayForEach(it, convs_of(page)) {
+    if (strcmp(str_of(it, "conversation_id"), id) == 0)
+      return it;
+  }
+  cr_assert_fail("conversation %s not listed", id);
+  return NULL;
+}
+
+Test(rest, unread_count_last_read_and_last_message) {
+  char c[65];
+  snprintf(c, sizeof c, "%s", direct("alice", "bob"));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  cJSON *j = list("bob", NULL);
+  cJSON *v = find_conv(j, c);
+  cr_assert_eq(num_of(v, "unread_count"), 0);
+  cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(v, "last_message")));
+  cr_assert(cJSON_IsNull(
+      cJSON_GetObjectItemCaseSensitive(v, "last_read_message_id")));
+  cJSON_Delete(j);
+
+  uint64_t m1 = send_msg(a, c, "a1", "one");
+  uint64_t m2 = send_msg(a, c, "a2", "two");
+  uint64_t m3 = send_msg(a, c, "a3", "three");
+  uint64_t m4 = send_msg(b, c, "b1", "bob here");
+  (void)m1;
+  (void)m3;
+  /* Other members' messages after the read mark. */
+  j = list("bob", NULL);
+  v = find_conv(j, c);
+  cr_assert_eq(num_of(v, "unread_count"), 3);
+  cr_assert(cJSON_IsNull(
+      cJSON_GetObjectItemCaseSensitive(v, "last_read_message_id")),
+      "null before the first read");
+  cJSON *last = cJSON_GetObjectItemCaseSensitive(v, "last_message");
+  cr_assert(cJSON_IsObject(last));
+  cr_assert_eq(id_of(last), m4);
+  cr_assert_str_eq(str_of(last, "sender_id"), "bob");
+  cr_assert_str_eq(str_of(last, "body"), "bob here");
+  cr_assert_str_eq(str_of(last, "conversation_id"), c);
+  cJSON_Delete(j);
+  j = list("alice", NULL);
+  cr_assert_eq(num_of(find_conv(j, c), "unread_count"), 1);
+  cJSON_Delete(j);
+
+  /* bob reads up to alice's second message. */
+  dev_sendf(b, "{\"type\":\"read\",\"conversation_id\":\"%s\","
+               "\"up_to_message_id\":\"%llu\"}", c, (unsigned long long)m2);
+  harness_tick(&h);
+  j = list("bob", NULL);
+  v = find_conv(j, c);
+  cr_assert_eq(num_of(v, "unread_count"), 1);
+  char want[24];
+  snprintf(want, sizeof want, "%llu", (unsigned long long)m2);
+  cr_assert_str_eq(str_of(v, "last_read_message_id"), want);
+  cJSON_Delete(j);
+  dev_sendf(b, "{\"type\":\"read\",\"conversation_id\":\"%s\","
+               "\"up_to_message_id\":\"%llu\"}", c, (unsigned long long)m4);
+  harness_tick(&h);
+  j = list("bob", NULL);
+  cr_assert_eq(num_of(find_conv(j, c), "unread_count"), 0);
+  cJSON_Delete(j);
+  /* alice's view is her own. */
+  j = list("alice", NULL);
+  v = find_conv(j, c);
+  cr_assert_eq(num_of(v, "unread_count"), 1);
+  cr_assert(cJSON_IsNull(
+      cJSON_GetObjectItemCaseSensitive(v, "last_read_message_id")));
+  cJSON_Delete(j);
+}
+
+/* Walk every page of alice's conversations with @p limit; returns how many
+ * ids were seen, each appended to ids[]. */
+static size_t walk(size_t limit, char ids[][65], size_t max, size_t *pages) {
+  char cursor[256] = "";
+  size_t n = 0;
+  *pages = 0;
+  for (;;) {
+    char q[320];
+    if (cursor[0])
+      snprintf(q, sizeof q, "limit=%zu&cursor=%s", limit, cursor);
+    else
+      snprintf(q, sizeof q, "limit=%zu", limit);
+    cJSON *j = list("alice", q);
+    (*pages)++;
+    cr_assert_leq(*pages, 50, "paging does not end");
+    cJSON *cs = convs_of(j);
+    cr_assert_leq((size_t)cJSON_GetArraySize(cs), limit);
+    cJSON *it;
+    cJSON_ArrayForEach(it, cs) {
+      cr_assert_lt(n, max);
+      snprintf(ids[n++], 65, "%s", str_of(it, "conversation_id"));
+    }
+    cJSON *next = cJSON_GetObjectItemCaseSensitive(j, "next_cursor");
+    if (cJSON_IsNull(next)) {
+      cJSON_Delete(j);
+      return n;
+    }
+    cr_assert(cJSON_IsString(next) && next->valuestring[0]);
+    cr_assert_eq((size_t)cJSON_GetArraySize(cs), limit,
+                 "a short page that is not the last");
+    snprintf(cursor, sizeof cursor, "%s", next->valuestring);
+    cJSON_Delete(j);
+  }
+}
+
+Test(rest, conversations_page_through_25) {
+  char made[25][65];
+  for (int i = 0; i < 25; i++) {
+    char other[16];
+    snprintf(other, sizeof other, "p%d", i);
+    snprintf(made[i], 65, "%s", direct("alice", other));
+    /* Several conversations share a timestamp: the order must still be
+     * total across pages. */
+    if (i % 3 == 2)
+      harness_advance(&h, 7);
+  }
+  /* The reference order: everything on one page. */
+  static char all[64][65];
+  cJSON *j = list("alice", "limit=200");
+  int total = cJSON_GetArraySize(convs_of(j));
+  cr_assert_eq(total, 25);
+  for (int i = 0; i < total; i++)
+    snprintf(all[i], 65, "%s",
+             str_of(cJSON_GetArrayItem(convs_of(j), i), "conversation_id"));
+  cJSON_Delete(j);
+  size_t limits[] = {7, 5, 1, 24, 25};
+  for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++) {
+    static char seen[64][65];
+    size_t pages;
+    size_t n = walk(limits[l], seen, 64, &pages);
+    cr_assert_eq(n, 25, "limit %zu: %zu conversations", limits[l], n);
+    cr_assert_eq(pages, (25 + limits[l] - 1) / limits[l], "limit %zu",
+                 limits[l]);
+    for (size_t i = 0; i < n; i++)
+      cr_assert_str_eq(seen[i], all[i], "limit %zu: position %zu", limits[l],
+                       i);
+  }
+  /* Every conversation made appears once. */
+  for (int i = 0; i < 25; i++) {
+    int found = 0;
+    for (int k = 0; k < 25; k++)
+      found += strcmp(made[i], all[k]) == 0;
+    cr_assert_eq(found, 1, "%s", made[i]);
+  }
+  /* The default page is 50: one page. */
+  j = list("alice", NULL);
+  cr_assert_eq(cJSON_GetArraySize(convs_of(j)), 25);
+  cr_assert(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "next_cursor")));
+  cJSON_Delete(j);
+}
+
+Test(rest, bad_limit_or_cursor_is_400) {
+  direct("alice", "bob");
+  const char *queries[] = {"limit=0",   "limit=201", "limit=abc",
+                           "limit=-1",  "limit=",    "limit=5x",
+                           "limit=1e3", "cursor=garbage",
+                           "cursor=12:has%20space", "limit=%zz"};
+  for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++)
+    expect_error("alice", "GET", "/api/v1/conversations", queries[i], NULL,
+                 400, NULL);
+  cJSON_Delete(list("alice", "limit=200"));
+  cJSON_Delete(list("alice", "limit=1"));
+}
+
+/* ---- history ---- */
+
+static char hconv[65];
+static uint64_t hids[260]; /* oldest first */
+
+/* n messages in a direct chat of alice and bob, alternating senders. */
+static void history_of(size_t n) {
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
+                            .rate_per_minute = 100000};
+  restart(&s);
+  snprintf(hconv, sizeof hconv, "%s", direct("alice", "bob"));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  for (size_t i = 0; i < n; i++) {
+    char cmid[16];
+    snprintf(cmid, sizeof cmid, "m%zu", i);
+    dev_sendf(i % 2 ? b : a,
+              "{\"type\":\"send\",\"client_msg_id\":\"%s\","
+              "\"conversation_id\":\"%s\",\"body\":\"n%zu\"}",
+              cmid, hconv, i);
+  }
+  harness_tick(&h);
+  size_t k = 0;
+  /* Acks come per device; ids rise in send order, so sort by cmid. */
+  for (int pass = 0; pass < 2; pass++) {
+    dev *d = pass ? b : a;
+    const chat_frame *f;
+    while ((f = dev_next(d))) {
+      if (f->type != CHAT_FRAME_ACK)
+        continue;
+      size_t i = strtoul(f->ack->client_msg_id + 1, NULL, 10);
+      cr_assert_lt(i, n);
+      hids[i] = f->ack->message_id;
+      k++;
+    }
+  }
+  cr_assert_eq(k, n);
+  for (size_t i = 1; i < n; i++)
+    cr_assert_gt(hids[i], hids[i - 1]);
+}
+
+/* A page of history: checks the shape, returns the messages array. */
+static cJSON *page(cJSON *j, bool *has_more) {
+  cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "messages");
+  cr_assert(cJSON_IsArray(m));
+  cJSON *hm = cJSON_GetObjectItemCaseSensitive(j, "has_more");
+  cr_assert(cJSON_IsBool(hm));
+  *has_more = cJSON_IsTrue(hm);
+  return m;
+}
+
+static cJSON *history(const char *query) {
+  return call("alice", "GET", conv_path(hconv, "/messages"), query, NULL,
+              200);
+}
+
+/* The page holds hids[from], hids[from + step], ... (count of them). */
+static void expect_ids(cJSON *msgs, size_t from, int step, size_t count) {
+  cr_assert_eq((size_t)cJSON_GetArraySize(msgs), count, "page of %d, not %zu",
+               cJSON_GetArraySize(msgs), count);
+  for (size_t i = 0; i < count; i++) {
+    cJSON *m = cJSON_GetArrayItem(msgs, (int)i);
+    size_t want = from + (size_t)((long)i * step);
+    cr_assert_eq(id_of(m), hids[want], "position %zu", i);
+    char body[16];
+    snprintf(body, sizeof body, "n%zu", want);
+    cr_assert_str_eq(str_of(m, "body"), body);
+    cr_assert_str_eq(str_of(m, "conversation_id"), hconv);
+    cr_assert_str_eq(str_of(m, "sender_id"), want % 2 ? "bob" : "alice");
+    cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m,
+                                                             "server_ts")));
+  }
+}
+
+Test(rest, history_default_is_the_newest_50_newest_first) {
+  history_of(60);
+  bool more;
+  cJSON *j = history(NULL);
+  expect_ids(page(j, &more), 59, -1, 50);
+  cr_assert(more);
+  cJSON_Delete(j);
+  /* And the rest, before the oldest of that page. */
+  char q[64];
+  snprintf(q, sizeof q, "before=%llu", (unsigned long long)hids[10]);
+  j = history(q);
+  expect_ids(page(j, &more), 9, -1, 10);
+  cr_assert_not(more);
+  cJSON_Delete(j);
+}
+
+Test(rest, history_after_is_oldest_first) {
+  history_of(12);
+  bool more;
+  char q[64];
+  snprintf(q, sizeof q, "after=%llu&limit=5", (unsigned long long)hids[3]);
+  cJSON *j = history(q);
+  expect_ids(page(j, &more), 4, 1, 5);
+  cr_assert(more);
+  cJSON_Delete(j);
+  snprintf(q, sizeof q, "after=%llu&limit=5", (unsigned long long)hids[8]);
+  j = history(q);
+  expect_ids(page(j, &more), 9, 1, 3);
+  cr_assert_not(more);
+  cJSON_Delete(j);
+  /* after=0 starts at the beginning. */
+  j = history("after=0&limit=4");
+  expect_ids(page(j, &more), 0, 1, 4);
+  cr_assert(more);
+  cJSON_Delete(j);
+}
+
+Test(rest, history_has_more_at_the_boundaries) {
+  history_of(10);
+  bool more;
+  cJSON *j = history("limit=10");
+  expect_ids(page(j, &more), 9, -1, 10);
+  cr_assert_not(more, "exactly limit messages: nothing more");
+  cJSON_Delete(j);
+  j = history("limit=9");
+  expect_ids(page(j, &more), 9, -1, 9);
+  cr_assert(more);
+  cJSON_Delete(j);
+  char q[64];
+  snprintf(q, sizeof q, "before=%llu&limit=3", (unsigned long long)hids[3]);
+  j = history(q);
+  expect_ids(page(j, &more), 2, -1, 3);
+  cr_assert_not(more, "the page ends at the first message");
+  cJSON_Delete(j);
+  snprintf(q, sizeof q, "before=%llu&limit=2", (unsigned long long)hids[3]);
+  j = history(q);
+  expect_ids(page(j, &more), 2, -1, 2);
+  cr_assert(more);
+  cJSON_Delete(j);
+  snprintf(q, sizeof q, "after=%llu&limit=3", (unsigned long long)hids[6]);
+  j = history(q);
+  expect_ids(page(j, &more), 7, 1, 3);
+  cr_assert_not(more, "the page ends at the last message");
+  cJSON_Delete(j);
+  snprintf(q, sizeof q, "before=%llu", (unsigned long long)hids[0]);
+  j = history(q);
+  expect_ids(page(j, &more), 0, 1, 0);
+  cr_assert_not(more);
+  cJSON_Delete(j);
+  snprintf(q, sizeof q, "after=%llu", (unsigned long long)hids[9]);
+  j = history(q);
+  expect_ids(page(j, &more), 0, 1, 0);
+  cr_assert_not(more);
+  cJSON_Delete(j);
+}
+
+Test(rest, history_limit_is_at_most_200) {
+  history_of(205);
+  bool more;
+  cJSON *j = history("limit=200");
+  expect_ids(page(j, &more), 204, -1, 200);
+  cr_assert(more);
+  cJSON_Delete(j);
+  expect_error("alice", "GET", conv_path(hconv, "/messages"), "limit=201",
+               NULL, 400, NULL);
+  expect_error("alice", "GET", conv_path(hconv, "/messages"), "limit=0", NULL,
+               400, NULL);
+  j = history("after=0&limit=200");
+  expect_ids(page(j, &more), 0, 1, 200);
+  cr_assert(more);
+  cJSON_Delete(j);
+}
+
+Test(rest, history_refusals) {
+  history_of(3);
+  const char *p = conv_path(hconv, "/messages");
+  char q[96];
+  snprintf(q, sizeof q, "before=%llu&after=%llu", (unsigned long long)hids[2],
+           (unsigned long long)hids[0]);
+  expect_error("alice", "GET", p, q, NULL, 400, NULL);
+  const char *bad[] = {"before=abc", "before=01", "after=-1", "before=",
+                       "after=99999999999999999999", "before=1.5",
+                       "after=%zz"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    expect_error("alice", "GET", p, bad[i], NULL, 400, NULL);
+  expect_error("alice", "GET", "/api/v1/conversations/c404/messages", NULL,
+               NULL, 404, NULL);
+  expect_error("carol", "GET", p, NULL, NULL, 403, NULL);
+  expect_error("carol", "GET", conv_path(hconv, NULL), NULL, NULL, 403, NULL);
+  /* An id that breaks the id rules cannot name a conversation. */
+  expect_error("alice", "GET", "/api/v1/conversations/a%20b/messages", NULL,
+               NULL, 404, NULL);
+}
+
+/* ---- members ---- */
+
+Test(rest, add_member_to_a_group) {
+  const char *m[] = {"bob"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 1));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *d1 = dev_open(&h, "dave", "phone");
+  dev *d2 = dev_open(&h, "dave", "tablet");
+  /* dave is refused first, which caches the membership... */
+  dev_sendf(d1, "{\"type\":\"send\",\"client_msg_id\":\"x\","
+                "\"conversation_id\":\"%s\",\"body\":\"hi\"}", g);
+  cr_assert_eq(dev_expect(d1, CHAT_FRAME_ERROR)->error->wire,
+               CHAT_WIRE_NOT_MEMBER);
+  send_msg(a, g, "a1", "before dave");
+  dev_drain(d1);
+  dev_drain(d2);
+  /* ...then added. */
+  cJSON *j = call("alice", "POST", conv_path(g, "/members"), NULL,
+                  "{\"user_id\":\"dave\"}", 200);
+  cr_assert_str_eq(str_of(j, "conversation_id"), g);
+  cr_assert(has_member(j, "dave"));
+  cJSON_Delete(j);
+  for (int i = 0; i < 2; i++) {
+    const chat_frame *f = dev_expect(i ? d2 : d1, CHAT_FRAME_CONVERSATION);
+    cr_assert_str_eq(f->conversation->conversation_id, g);
+    cr_assert_eq(f->conversation->type, CHAT_CONVERSATION_GROUP);
+    bool found = false;
+    for (size_t k = 0; k < f->conversation->n_members; k++)
+      found |= strcmp(f->conversation->members[k], "dave") == 0;
+    cr_assert(found);
+  }
+  /* dave can send now, and his send reaches alice. */
+  dev_drain(a);
+  send_msg(d1, g, "d1", "hello all");
+  cr_assert_str_eq(dev_expect(a, CHAT_FRAME_MESSAGE)->message->sender_id,
+                   "dave");
+  cr_assert_eq(dev_count(d2, CHAT_FRAME_MESSAGE), 1);
+  /* Adding again changes nothing and announces nothing. */
+  dev_drain(d1);
+  cJSON_Delete(call("alice", "POST", conv_path(g, "/members"), NULL,
+                    "{\"user_id\":\"dave\"}", 200));
+  cr_assert_eq(dev_count(d1, CHAT_FRAME_CONVERSATION), 0);
+}
+
+Test(rest, add_member_refusals) {
+  const char *m[] = {"bob"};
+  char g[65], d[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 1));
+  snprintf(d, sizeof d, "%s", direct("alice", "bob"));
+  expect_error("alice", "POST", conv_path(d, "/members"), NULL,
+               "{\"user_id\":\"carol\"}", 409, NULL);
+  expect_error("carol", "POST", conv_path(g, "/members"), NULL,
+               "{\"user_id\":\"carol\"}", 403, NULL);
+  expect_error("alice", "POST", "/api/v1/conversations/c404/members", NULL,
+               "{\"user_id\":\"carol\"}", 404, NULL);
+  const char *bad[] = {NULL, "{}", "{\"user_id\":5}", "{\"user_id\":\"a b\"}",
+                       "nope"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    expect_error("alice", "POST", conv_path(g, "/members"), NULL, bad[i], 400,
+                 NULL);
+  /* Nobody was added. */
+  cJSON *j = call("alice", "GET", conv_path(g, NULL), NULL, NULL, 200);
+  cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
+                                                                   "members")),
+               2);
+  cJSON_Delete(j);
+  j = call("alice", "GET", conv_path(d, NULL), NULL, NULL, 200);
+  cr_assert_not(has_member(j, "carol"));
+  cJSON_Delete(j);
+}
+
+Test(rest, remove_member) {
+  const char *m[] = {"bob", "carol"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  dev *b = dev_open(&h, "bob", "phone");
+  dev *c = dev_open(&h, "carol", "phone");
+  /* bob's membership is cached by a send. */
+  send_msg(b, g, "b1", "bye soon");
+  /* Removing someone else is refused, and changes nothing. */
+  expect_error("alice", "DELETE", conv_path(g, "/members/carol"), NULL, NULL,
+               403, NULL);
+  send_msg(c, g, "c1", "still here");
+  /* Removing oneself works. */
+  cJSON_Delete(call("bob", "DELETE", conv_path(g, "/members/bob"), NULL, NULL,
+                    200));
+  dev_drain(b);
+  dev_sendf(b, "{\"type\":\"send\",\"client_msg_id\":\"b2\","
+               "\"conversation_id\":\"%s\",\"body\":\"hi\"}", g);
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(b, CHAT_FRAME_ERROR);
+  cr_assert_eq(f->error->wire, CHAT_WIRE_NOT_MEMBER);
+  cr_assert_str_eq(f->error->ref.ptr, "b2");
+  cr_assert_eq(dev_count(b, CHAT_FRAME_ACK), 0);
+  expect_error("bob", "GET", conv_path(g, "/messages"), NULL, NULL, 403,
+               NULL);
+  /* bob no longer receives the group's messages. */
+  send_msg(c, g, "c2", "after bob");
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0);
+  cJSON *j = call("alice", "GET", conv_path(g, NULL), NULL, NULL, 200);
+  cr_assert_not(has_member(j, "bob"));
+  cr_assert(has_member(j, "carol"));
+  cJSON_Delete(j);
+  /* A non-member cannot remove anyone, themself included. */
+  expect_error("bob", "DELETE", conv_path(g, "/members/bob"), NULL, NULL, 403,
+               NULL);
+  expect_error("dave", "DELETE", conv_path(g, "/members/alice"), NULL, NULL,
+               403, NULL);
+}
+
+/* ---- receipts ---- */
+
+static cJSON *receipts(const char *user, const char *conv, uint64_t id) {
+  char tail[64];
+  snprintf(tail, sizeof tail, "/messages/%llu/receipts",
+           (unsigned long long)id);
+  return call(user, "GET", conv_path(conv, tail), NULL, NULL, 200);
+}
+
+static const char *member_state(cJSON *j, const char *user) {
+  cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "members");
+  cr_assert(cJSON_IsArray(ms));
+  cJSON *it;
+  cJSON_ArrayForEach(it, ms) {
+    if (strcmp(str_of(it, "user_id"), user) == 0)
+      return str_of(it, "state");
+  }
+  cr_assert_fail("%s not in members", user);
+  return NULL;
+}
+
+Test(rest, receipts_of_a_direct_message) {
+  char c[65];
+  snprintf(c, sizeof c, "%s", direct("alice", "bob"));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  uint64_t id = send_msg(a, c, "a1", "hi");
+  cJSON *j = receipts("alice", c, id);
+  cr_assert_eq(num_of(j, "delivered"), 0);
+  cr_assert_eq(num_of(j, "read"), 0);
+  cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
+                                                                   "members")),
+               1, "the other member only");
+  cr_assert_str_eq(member_state(j, "bob"), "sent");
+  cJSON_Delete(j);
+  dev_sendf(b, "{\"type\":\"delivered\",\"conversation_id\":\"%s\","
+               "\"up_to_message_id\":\"%llu\"}", c, (unsigned long long)id);
+  harness_tick(&h);
+  j = receipts("alice", c, id);
+  cr_assert_eq(num_of(j, "delivered"), 1);
+  cr_assert_eq(num_of(j, "read"), 0);
+  cr_assert_str_eq(member_state(j, "bob"), "delivered");
+  cJSON_Delete(j);
+  dev_sendf(b, "{\"type\":\"read\",\"conversation_id\":\"%s\","
+               "\"up_to_message_id\":\"%llu\"}", c, (unsigned long long)id);
+  harness_tick(&h);
+  /* Cumulative: a reader counts as delivered too. Members see it too. */
+  j = receipts("bob", c, id);
+  cr_assert_eq(num_of(j, "delivered"), 1);
+  cr_assert_eq(num_of(j, "read"), 1);
+  cr_assert_str_eq(member_state(j, "bob"), "read");
+  cJSON_Delete(j);
+  char tail[64];
+  snprintf(tail, sizeof tail, "/messages/%llu/receipts",
+           (unsigned long long)id + 1);
+  expect_error("alice", "GET", conv_path(c, tail), NULL, NULL, 404, NULL);
+  expect_error("alice", "GET", conv_path(c, "/messages/x1/receipts"), NULL,
+               NULL, 400, NULL);
+  snprintf(tail, sizeof tail, "/messages/%llu/receipts",
+           (unsigned long long)id);
+  expect_error("carol", "GET", conv_path(c, tail), NULL, NULL, 403, NULL);
+}
+
+Test(rest, receipts_of_a_group_message) {
+  const char *m[] = {"bob", "carol"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  uint64_t id = send_msg(a, g, "a1", "hi");
+  dev_sendf(b, "{\"type\":\"read\",\"conversation_id\":\"%s\","
+               "\"up_to_message_id\":\"%llu\"}", g, (unsigned long long)id);
+  harness_tick(&h);
+  cJSON *j = receipts("alice", g, id);
+  cr_assert_eq(num_of(j, "delivered"), 1);
+  cr_assert_eq(num_of(j, "read"), 1);
+  cr_assert_str_eq(member_state(j, "bob"), "read");
+  cr_assert_str_eq(member_state(j, "carol"), "sent");
+  cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j,
+                                                                   "members")),
+               2);
+  cJSON_Delete(j);
+}
+
+/* ---- devices ---- */
+
+Test(rest, device_registration) {
+  const char *ok[] = {"apns", "fcm", "webpush"};
+  for (size_t i = 0; i < 3; i++) {
+    char body[96];
+    snprintf(body, sizeof body, "{\"platform\":\"%s\",\"push_token\":\"t%zu\"}",
+             ok[i], i);
+    cJSON_Delete(call("alice", "POST", "/api/v1/devices", NULL, body, 200));
+  }
+  const char *bad[] = {
+    NULL,
+    "nope",
+    "{}",
+    "{\"platform\":\"sms\",\"push_token\":\"t\"}",
+    "{\"platform\":\"APNS\",\"push_token\":\"t\"}",
+    "{\"platform\":\"\",\"push_token\":\"t\"}",
+    "{\"platform\":1,\"push_token\":\"t\"}",
+    "{\"push_token\":\"t\"}",
+    "{\"platform\":\"fcm\",\"push_token\":\"\"}",
+    "{\"platform\":\"fcm\"}",
+    "{\"platform\":\"fcm\",\"push_token\":7}",
+    "{\"platform\":\"fcm\",\"push_token\":null}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    expect_error("bob", "POST", "/api/v1/devices", NULL, bad[i], 400, NULL);
+  /* The registrations are used: an offline alice gets a push, the refused
+   * bob none. */
+  char c[65];
+  snprintf(c, sizeof c, "%s", direct("carol", "alice"));
+  dev *cd = dev_open(&h, "carol", "phone");
+  send_msg(cd, c, "c1", "x");
+  cr_assert_eq(h.n_pushes, 1, "pushes: %zu", h.n_pushes);
+  cr_assert_str_eq(h.pushes[0].user, "alice");
+  char c2[65];
+  snprintf(c2, sizeof c2, "%s", direct("carol", "bob"));
+  send_msg(cd, c2, "c2", "x");
+  cr_assert_eq(h.n_pushes, 1);
+}
+
+/* ---- media ---- */
+
+static const unsigned char png[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a,
+                                    '\n', 0,    1,   2,   0xff, 0};
+
+static int upload(const char *user, const char *ctype, const void *data,
+                  size_t len, char *media_id) {
+  const void *out;
+  int st = harness_http_raw(&h, user, "POST", "/api/v1/media", NULL, ctype,
+                            data, len, &out, NULL, NULL);
+  if (media_id && st == 201) {
+    cJSON *j = cJSON_Parse(out);
+    cr_assert(cJSON_IsObject(j), "%s", (const char *)out);
+    snprintf(media_id, 65, "%s", str_of(j, "media_id"));
+    cr_assert(chat_id_valid(media_id, strlen(media_id)));
+    cJSON_Delete(j);
+  }
+  return st;
+}
+
+static int download(const char *user, const char *media_id, const void **out,
+                    size_t *len, const char **ctype) {
+  char path[128];
+  snprintf(path, sizeof path, "/api/v1/media/%s", media_id);
+  return harness_http_raw(&h, user, "GET", path, NULL, NULL, NULL, 0, out,
+                          len, ctype);
+}
+
+Test(rest, media_upload_and_download) {
+  char id[65];
+  cr_assert_eq(upload("alice", "image/png", png, sizeof png, id), 201);
+  const void *out;
+  size_t len;
+  const char *ctype;
+  cr_assert_eq(download("alice", id, &out, &len, &ctype), 200);
+  cr_assert_eq(len, sizeof png);
+  cr_assert_eq(memcmp(out, png, sizeof png), 0, "not the uploaded bytes");
+  cr_assert_str_eq(ctype, "image/png");
+  /* Two uploads, two ids. */
+  char id2[65];
+  cr_assert_eq(upload("alice", "text/plain; charset=utf-8", "hello", 5, id2),
+               201);
+  cr_assert_str_neq(id, id2);
+  cr_assert_eq(download("alice", id2, &out, &len, &ctype), 200);
+  cr_assert_eq(len, 5);
+  cr_assert_eq(memcmp(out, "hello", 5), 0);
+  cr_assert_str_eq(ctype, "text/plain; charset=utf-8");
+}
+
+Test(rest, media_visible_to_members_of_a_conversation_that_references_it) {
+  char c[65];
+  snprintf(c, sizeof c, "%s", direct("alice", "bob"));
+  char id[65];
+  cr_assert_eq(upload("alice", "image/png", png, sizeof png, id), 201);
+  const void *out;
+  size_t len;
+  const char *ctype;
+  /* Not shared yet. */
+  cr_assert_eq(download("bob", id, &out, &len, &ctype), 403);
+  cJSON *j = cJSON_Parse(out);
+  cr_assert_not_null(j);
+  error_of(j);
+  cJSON_Delete(j);
+  dev *a = dev_open(&h, "alice", "phone");
+  dev_sendf(a, "{\"type\":\"send\",\"client_msg_id\":\"p1\","
+               "\"conversation_id\":\"%s\",\"body\":\"photo\","
+               "\"body_type\":\"media\",\"media_refs\":[\"%s\"]}", c, id);
+  harness_tick(&h);
+  dev_expect(a, CHAT_FRAME_ACK);
+  cr_assert_eq(download("bob", id, &out, &len, &ctype), 200);
+  cr_assert_eq(len, sizeof png);
+  cr_assert_eq(memcmp(out, png, sizeof png), 0);
+  cr_assert_str_eq(ctype, "image/png");
+  /* A stranger is refused; an unknown id is unknown. */
+  cr_assert_eq(download("carol", id, &out, &len, &ctype), 403);
+  cr_assert_eq(download("alice", "m404", &out, &len, &ctype), 404);
+  cr_assert_eq(download("alice", "a%20b", &out, &len, &ctype), 404);
+}
+
+Test(rest, media_size_limits) {
+  const void *out;
+  cr_assert_eq(harness_http_raw(&h, "alice", "POST", "/api/v1/media", NULL,
+                                "image/png", NULL, 0, &out, NULL, NULL),
+               400);
+  cJSON *j = cJSON_Parse(out);
+  cr_assert_not_null(j);
+  error_of(j);
+  cJSON_Delete(j);
+  size_t max = 10u << 20;
+  char *big = malloc(max + 1);
+  cr_assert_not_null(big);
+  memset(big, 'x', max + 1);
+  cr_assert_eq(upload("alice", "application/octet-stream", big, max + 1,
+                      NULL),
+               413);
+  char id[65];
+  cr_assert_eq(upload("alice", "application/octet-stream", big, max, id), 201,
+               "exactly 10 MiB is allowed");
+  free(big);
+}

@@ -1,0 +1,353 @@
+/* The send path: ack only after commit, group commit, idempotent retries,
+ * order, membership, the rate limit, fan-out and push (PROTOCOL.md 4.1-4.4,
+ * 4.10, 4.11). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "server_harness.h"
+
+static harness h;
+static const char *conv;
+
+static void setup(void) {
+  harness_init(&h, NULL);
+  const char *bob[] = {"bob"};
+  static char id[65];
+  snprintf(id, sizeof id, "%s", harness_create(&h, "alice", "direct", bob, 1));
+  conv = id;
+}
+static void teardown(void) { harness_fini(&h); }
+
+TestSuite(send, .init = setup, .fini = teardown);
+
+static void send(dev *d, const char *cmid, const char *body) {
+  dev_sendf(d,
+            "{\"type\":\"send\",\"client_msg_id\":\"%s\","
+            "\"conversation_id\":\"%s\",\"body\":\"%s\"}",
+            cmid, conv, body);
+}
+
+static int history_count(void) {
+  char path[128];
+  snprintf(path, sizeof path, "/api/v1/conversations/%s/messages", conv);
+  const char *body;
+  cr_assert_eq(harness_http(&h, "alice", "GET", path, "limit=200", NULL,
+                            &body),
+               200);
+  int n = 0;
+  for (const char *p = body; (p = strstr(p, "\"message_id\"")); p++)
+    n++;
+  return n;
+}
+
+Test(send, ack_only_after_commit) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev_drain(a);
+  send(a, "m1", "are you home?");
+  /* Accepted, but not yet committed: no ack, nothing stored. */
+  cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 0);
+  cr_assert_eq(h.appends, 0);
+  cr_assert_eq(chat_server_next_deadline(h.srv), 0, "a send is due at once");
+  harness_tick(&h);
+  cr_assert_eq(h.appends, 1);
+  const chat_frame *f = dev_expect(a, CHAT_FRAME_ACK);
+  cr_assert_str_eq(f->ack->client_msg_id, "m1");
+  cr_assert_gt(f->ack->message_id, 0);
+  cr_assert_eq(f->ack->server_ts, h.fe.wall_ms);
+  cr_assert_not(f->ack->duplicate);
+  cr_assert_eq(history_count(), 1);
+}
+
+Test(send, sends_that_arrive_together_share_one_commit) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  char id[16];
+  for (int i = 0; i < 40; i++) {
+    snprintf(id, sizeof id, "a%d", i);
+    send(a, id, "x");
+    snprintf(id, sizeof id, "b%d", i);
+    send(b, id, "y");
+  }
+  harness_tick(&h);
+  cr_assert_eq(h.appends, 1, "80 sends, %u commits", h.appends);
+  cr_assert_eq(h.last_batch, 80);
+  cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 40);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_ACK), 40);
+  chat_server_stats st;
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.commits_total, 1);
+  cr_assert_eq(st.sends_committed_total, 80);
+}
+
+Test(send, batches_are_capped_by_max_batch) {
+  harness_fini(&h);
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
+                            .max_batch = 16};
+  harness_init(&h, &s);
+  const char *bob[] = {"bob"};
+  conv = harness_create(&h, "alice", "direct", bob, 1);
+  static char c2[65];
+  snprintf(c2, sizeof c2, "%s", conv);
+  conv = c2;
+  dev *a = dev_open(&h, "alice", "phone");
+  char id[16];
+  for (int i = 0; i < 40; i++) {
+    snprintf(id, sizeof id, "m%d", i);
+    send(a, id, "x");
+  }
+  harness_tick(&h);
+  cr_assert_eq(h.appends, 3);
+  cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 40);
+}
+
+Test(send, delivered_to_every_device_but_the_sending_one) {
+  dev *a1 = dev_open(&h, "alice", "phone");
+  dev *a2 = dev_open(&h, "alice", "laptop");
+  dev *b1 = dev_open(&h, "bob", "phone");
+  dev *b2 = dev_open(&h, "bob", "tablet");
+  dev *c = dev_open(&h, "carol", "phone");
+  dev_drain(a1);
+  dev_drain(a2);
+  dev_drain(b1);
+  dev_drain(b2);
+  dev_drain(c);
+  send(a1, "m1", "hi \\\"bob\\\"");
+  harness_tick(&h);
+  uint64_t id = dev_expect(a1, CHAT_FRAME_ACK)->ack->message_id;
+  cr_assert_eq(dev_count(a1, CHAT_FRAME_MESSAGE), 0);
+  for (int i = 0; i < 3; i++) {
+    dev *d = i == 0 ? a2 : i == 1 ? b1 : b2;
+    const chat_frame *f = dev_expect(d, CHAT_FRAME_MESSAGE);
+    cr_assert_eq(f->message->message_id, id);
+    cr_assert_str_eq(f->message->sender_id, "alice");
+    cr_assert_str_eq(f->message->client_msg_id, "m1");
+    cr_assert_str_eq(f->message->body.ptr, "hi \"bob\"");
+    cr_assert_str_eq(f->message->conversation_id, conv);
+  }
+  cr_assert_eq(dev_count(c, CHAT_FRAME_MESSAGE), 0, "not a member");
+}
+
+Test(send, retry_hours_later_is_a_duplicate_with_the_original_ids) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  send(a, "m1", "once");
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(a, CHAT_FRAME_ACK);
+  uint64_t id = f->ack->message_id;
+  int64_t ts = f->ack->server_ts;
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 1);
+  dev_drain(b);
+
+  harness_advance(&h, 3ull * 3600 * 1000);
+  /* The retry comes from a new connection, as after a crash. */
+  dev_close(a);
+  dev *a2 = dev_open(&h, "alice", "phone");
+  send(a2, "m1", "once");
+  harness_tick(&h);
+  f = dev_expect(a2, CHAT_FRAME_ACK);
+  cr_assert(f->ack->duplicate);
+  cr_assert_eq(f->ack->message_id, id);
+  cr_assert_eq(f->ack->server_ts, ts);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0, "delivered twice");
+  cr_assert_eq(history_count(), 1, "stored twice");
+}
+
+Test(send, duplicate_within_one_batch) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  send(a, "same", "one");
+  send(a, "same", "one");
+  harness_tick(&h);
+  const chat_frame *f1 = dev_expect(a, CHAT_FRAME_ACK);
+  uint64_t id = f1->ack->message_id;
+  cr_assert_not(f1->ack->duplicate);
+  const chat_frame *f2 = dev_expect(a, CHAT_FRAME_ACK);
+  cr_assert(f2->ack->duplicate);
+  cr_assert_eq(f2->ack->message_id, id);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 1);
+}
+
+Test(send, order_under_interleaved_senders) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  dev *watch = dev_open(&h, "bob", "laptop");
+  dev_drain(watch);
+  char id[16];
+  for (int round = 0; round < 5; round++) {
+    for (int i = 0; i < 7; i++) {
+      snprintf(id, sizeof id, "a%d-%d", round, i);
+      send(a, id, "a");
+      snprintf(id, sizeof id, "b%d-%d", round, i);
+      send(b, id, "b");
+    }
+    harness_tick(&h);
+  }
+  /* The watcher sees alice's messages and bob's own (bob's other device)
+   * with strictly increasing ids, each sender's in send order. */
+  uint64_t last = 0;
+  int last_a = -1, last_b = -1, n = 0;
+  const chat_frame *f;
+  while ((f = dev_next(watch))) {
+    if (f->type != CHAT_FRAME_MESSAGE)
+      continue;
+    cr_assert_gt(f->message->message_id, last);
+    last = f->message->message_id;
+    int r, i;
+    sscanf(f->message->client_msg_id + 1, "%d-%d", &r, &i);
+    int seq = r * 7 + i;
+    int *lp = f->message->client_msg_id[0] == 'a' ? &last_a : &last_b;
+    cr_assert_gt(seq, *lp, "send order broken");
+    *lp = seq;
+    n++;
+  }
+  cr_assert_eq(n, 70);
+}
+
+Test(send, unknown_conversation_and_non_member_refused) {
+  dev *c = dev_open(&h, "carol", "phone");
+  dev_drain(c);
+  send(c, "m1", "let me in");
+  const chat_frame *f = dev_expect(c, CHAT_FRAME_ERROR);
+  cr_assert_eq(f->error->wire, CHAT_WIRE_NOT_MEMBER);
+  cr_assert_str_eq(f->error->ref.ptr, "m1");
+  dev_send(c, "{\"type\":\"send\",\"client_msg_id\":\"m2\","
+              "\"conversation_id\":\"nope\",\"body\":\"x\"}");
+  f = dev_expect(c, CHAT_FRAME_ERROR);
+  cr_assert_eq(f->error->wire, CHAT_WIRE_NO_SUCH_CONVERSATION);
+  harness_tick(&h);
+  cr_assert_eq(h.appends, 0);
+  cr_assert_eq(history_count(), 0);
+}
+
+Test(send, rate_limit_with_retry_after) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev_drain(a);
+  char id[16];
+  for (int i = 0; i < 60; i++) {
+    snprintf(id, sizeof id, "m%d", i);
+    send(a, id, "x");
+  }
+  send(a, "m60", "x");
+  const chat_frame *f = dev_expect(a, CHAT_FRAME_ERROR);
+  cr_assert_eq(f->error->wire, CHAT_WIRE_RATE_LIMITED);
+  cr_assert_str_eq(f->error->ref.ptr, "m60");
+  cr_assert(f->error->has_retry_after);
+  uint64_t retry = f->error->retry_after_ms;
+  cr_assert(retry > 0 && retry <= 1001, "retry_after_ms %llu",
+            (unsigned long long)retry);
+  harness_tick(&h);
+  cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 60);
+  cr_assert_eq(history_count(), 60, "the refused send must not be stored");
+  dev_drain(a);
+  /* Other conversations have their own bucket. */
+  const char *carol[] = {"carol"};
+  char other[65];
+  snprintf(other, sizeof other, "%s",
+           harness_create(&h, "alice", "direct", carol, 1));
+  dev_sendf(a, "{\"type\":\"send\",\"client_msg_id\":\"o1\","
+               "\"conversation_id\":\"%s\",\"body\":\"x\"}", other);
+  harness_tick(&h);
+  cr_assert_eq(dev_expect(a, CHAT_FRAME_ACK)->ack->client_msg_id[0], 'o');
+  /* After the advised wait the same conversation accepts again. */
+  harness_advance(&h, retry);
+  dev_drain(a);
+  send(a, "m60", "x");
+  harness_tick(&h);
+  f = dev_expect(a, CHAT_FRAME_ACK);
+  cr_assert_str_eq(f->ack->client_msg_id, "m60");
+}
+
+Test(send, storage_failure_answers_internal_and_acks_nothing) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(a);
+  dev_drain(b);
+  h.fail_append = true;
+  send(a, "m1", "x");
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(a, CHAT_FRAME_ERROR);
+  cr_assert_eq(f->error->wire, CHAT_WIRE_INTERNAL);
+  cr_assert_str_eq(f->error->ref.ptr, "m1");
+  cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 0);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0);
+  /* The client retries with the same id once the store is back. */
+  h.fail_append = false;
+  send(a, "m1", "x");
+  harness_tick(&h);
+  f = dev_expect(a, CHAT_FRAME_ACK);
+  cr_assert_not(f->ack->duplicate);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 1);
+}
+
+Test(send, closed_sender_still_commits) {
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  send(a, "m1", "x");
+  dev_close(a);
+  harness_tick(&h);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 1);
+  cr_assert_eq(history_count(), 1);
+}
+
+Test(send, push_only_for_members_with_no_online_device) {
+  const char *members[] = {"bob", "carol", "dave"};
+  static char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", members, 3));
+  /* carol and dave registered push tokens; only bob is online. */
+  cr_assert_eq(harness_http(&h, "carol", "POST", "/api/v1/devices", NULL,
+                            "{\"platform\":\"fcm\",\"push_token\":\"tok-c\"}",
+                            NULL),
+               200);
+  cr_assert_eq(harness_http(&h, "dave", "POST", "/api/v1/devices", NULL,
+                            "{\"platform\":\"apns\",\"push_token\":\"tok-d\"}",
+                            NULL),
+               200);
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  dev *d = dev_open(&h, "dave", "phone");
+  dev_close(d); /* dave was online, but left */
+  harness_advance(&h, 10000);
+  dev_sendf(a, "{\"type\":\"send\",\"client_msg_id\":\"g1\","
+               "\"conversation_id\":\"%s\",\"body\":\"secret body\"}", g);
+  harness_tick(&h);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 1);
+  cr_assert_eq(h.n_pushes, 2, "pushes: %zu", h.n_pushes);
+  for (size_t i = 0; i < h.n_pushes; i++) {
+    push_rec *p = &h.pushes[i];
+    cr_assert(strcmp(p->user, "carol") == 0 || strcmp(p->user, "dave") == 0);
+    cr_assert_str_eq(p->sender, "alice");
+    cr_assert_str_eq(p->conv, g);
+    cr_assert_str_eq(p->device, "rest"); /* the device that registered */
+    cr_assert_not_null(strstr(p->preview, "alice"));
+    cr_assert_null(strstr(p->preview, "secret"));
+  }
+}
+
+Test(send, message_frames_share_one_encoding) {
+  /* 30 devices of one member: the fan-out encodes once and queues the same
+   * bytes everywhere. */
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *bs[30];
+  char name[16];
+  for (int i = 0; i < 30; i++) {
+    snprintf(name, sizeof name, "d%d", i);
+    bs[i] = dev_open(&h, "bob", name);
+    dev_drain(bs[i]);
+  }
+  send(a, "m1", "x");
+  harness_tick(&h);
+  const char *first = NULL;
+  for (int i = 0; i < 30; i++) {
+    dev_expect(bs[i], CHAT_FRAME_MESSAGE);
+    if (!first)
+      first = dev_last_raw(bs[i]);
+    else
+      cr_assert_str_eq(dev_last_raw(bs[i]), first);
+  }
+  chat_server_stats st;
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.deliveries_total, 30);
+}
