@@ -73,6 +73,7 @@ void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
   if (pending_fill(srv, p, s, m) != CHAT_OK)
     goto oom;
   p->sess = s;
+  memcpy(p->device, s->id.device_id, sizeof p->device);
   srv->n_sends++;
   return;
 oom:
@@ -94,6 +95,11 @@ void chat__sends_free(chat_server *srv) {
   chat__free(&srv->a, srv->sends);
   srv->sends = NULL;
   srv->n_sends = srv->cap_sends = 0;
+  for (size_t i = 0; i < srv->n_fanouts; i++)
+    pending_free(srv, &srv->fanouts[i].send);
+  chat__free(&srv->a, srv->fanouts);
+  srv->fanouts = NULL;
+  srv->n_fanouts = srv->cap_fanouts = 0;
 }
 
 /* Members other than the sender with no device anywhere get a push. */
@@ -133,7 +139,7 @@ static void fan_out(chat_server *srv, const pending_send *p,
     return;
   /* Every member's devices, the sender's other devices included; only the
    * sending device is skipped (it has the ack). */
-  const char *device = p->sess ? p->sess->id.device_id : NULL;
+  const char *device = p->device;
   push_ctx pc = {p->msg.conversation_id, p->msg.sender_id, r->message_id};
   chat__deliver(srv, sf, (const char *const *)c->members, c->n_members,
                 p->msg.sender_id, device, on_offline, &pc);
@@ -192,15 +198,46 @@ chat_err chat__flush_sends(chat_server *srv, chat_time_ms now) {
       chat__sess_send(p->sess, &f);
     }
   }
-  /* Fan-out after every ack of the batch is queued: send latency does not
-   * depend on who receives. */
-  if (rc == CHAT_OK)
-    for (size_t i = 0; i < n; i++)
-      if (!res[i].duplicate)
-        fan_out(srv, &srv->sends[i], &res[i]);
-  for (size_t i = 0; i < n; i++)
-    pending_free(srv, &srv->sends[i]);
+  /* Fan-out waits for the next timer round, so that the host writes these
+   * acks before any delivery work: send latency does not depend on who
+   * receives (PROTOCOL.md 4.4). Without room to queue it, deliver now. */
+  for (size_t i = 0; i < n; i++) {
+    pending_send *p = &srv->sends[i];
+    if (rc != CHAT_OK || res[i].duplicate) {
+      pending_free(srv, p);
+      continue;
+    }
+    if (srv->n_fanouts == srv->cap_fanouts) {
+      size_t cap = srv->cap_fanouts ? srv->cap_fanouts * 2 : 64;
+      pending_fanout *q =
+          chat__realloc(&srv->a, srv->fanouts, cap * sizeof *q);
+      if (!q) {
+        fan_out(srv, p, &res[i]);
+        pending_free(srv, p);
+        continue;
+      }
+      srv->fanouts = q;
+      srv->cap_fanouts = cap;
+    }
+    srv->fanouts[srv->n_fanouts].send = *p;
+    srv->fanouts[srv->n_fanouts].res = res[i];
+    srv->n_fanouts++;
+  }
   memmove(srv->sends, srv->sends + n, (srv->n_sends - n) * sizeof *srv->sends);
   srv->n_sends -= n;
   return CHAT_OK;
+}
+
+void chat__run_fanouts(chat_server *srv) {
+  /* Taken out first: fan-out may not add to this list, but keep it simple
+   * to reason about. */
+  pending_fanout *list = srv->fanouts;
+  size_t n = srv->n_fanouts;
+  srv->fanouts = NULL;
+  srv->n_fanouts = srv->cap_fanouts = 0;
+  for (size_t i = 0; i < n; i++) {
+    fan_out(srv, &list[i].send, &list[i].res);
+    pending_free(srv, &list[i].send);
+  }
+  chat__free(&srv->a, list);
 }

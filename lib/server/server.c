@@ -230,7 +230,7 @@ chat_time_ms chat_server_next_deadline(const chat_server *srv) {
     return CHAT_TIME_NEVER;
   /* Waiting sends and pushes are due at once: the host calls on_timer right
    * after the inbound batch that queued them, which is the group commit. */
-  if (srv->n_sends > 0 || srv->n_pushes > 0)
+  if (srv->n_sends > 0 || srv->n_fanouts > 0 || srv->n_pushes > 0)
     return 0;
   chat_time_ms t = srv->receipt_due;
   t = min_t(t, chat__presence_deadline(srv));
@@ -243,10 +243,15 @@ chat_err chat_server_on_timer(chat_server *srv, chat_time_ms now) {
   if (!srv)
     return CHAT_ERR_INVAL;
   chat_err rc = CHAT_OK;
-  /* Sends first: acks are the latency users see. Fan-out happens inside,
-   * after the acks are queued; pushes after every online delivery. */
-  while (srv->n_sends > 0 && rc == CHAT_OK)
-    rc = chat__flush_sends(srv, now);
+  /* A round either delivers what earlier rounds committed or commits what
+   * has arrived, never both: the host writes the acks of one round before
+   * the next round's delivery work (fan-out off the send path). Pushes go
+   * after every online delivery. */
+  if (srv->n_fanouts > 0)
+    chat__run_fanouts(srv);
+  else
+    while (srv->n_sends > 0 && rc == CHAT_OK)
+      rc = chat__flush_sends(srv, now);
   if (srv->receipt_due <= now)
     chat__receipts_flush(srv);
   chat__presence_tick(srv, now);
@@ -278,8 +283,9 @@ void chat_server_drain(chat_server *srv, chat_time_ms now) {
   srv->draining = true;
   /* What was accepted is committed and acked before the sockets close. */
   while (srv->n_sends > 0)
-    if (chat__flush_sends(srv, now) == CHAT_ERR_NOMEM)
+    if (chat__flush_sends(srv, now) != CHAT_OK)
       break;
+  chat__run_fanouts(srv);
   chat__receipts_flush(srv);
   for (chat_session *s = srv->sessions; s; s = s->all_next)
     chat__sess_close(s, 1001, "server shutting down");

@@ -81,6 +81,7 @@ typedef struct conv_entry {
 /* A send waiting for the next group commit. */
 typedef struct pending_send {
   chat_session *sess;            /* NULL once the session has closed */
+  char device[CHAT_ID_BUF];      /* the sending device, skipped in fan-out */
   chat_msg_in msg;
   char *strings;                 /* one block holding every string of msg */
   const char **refs;
@@ -96,6 +97,12 @@ typedef struct pending_receipt {
   bool group;
   uint32_t delivered, read;
 } pending_receipt;
+
+/* A committed message waiting for its fan-out round. */
+typedef struct pending_fanout {
+  pending_send send;
+  chat_append_result res;
+} pending_fanout;
 
 typedef struct push_job {
   char user[CHAT_ID_BUF];
@@ -130,6 +137,8 @@ struct chat_server {
   chat_session *sessions;
   pending_send *sends;
   size_t n_sends, cap_sends;
+  pending_fanout *fanouts;       /* committed, acked, not yet delivered */
+  size_t n_fanouts, cap_fanouts;
   push_job *pushes;
   size_t n_pushes, cap_pushes;
   chat_time_ms receipt_due;      /* NEVER when none pending */
@@ -185,6 +194,8 @@ const conv_entry *chat__conv_for_member(chat_session *s, const char *conv_id,
 /* ---- send.c ---- */
 void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now);
 chat_err chat__flush_sends(chat_server *srv, chat_time_ms now);
+/* Deliver every message committed in an earlier timer round. */
+void chat__run_fanouts(chat_server *srv);
 void chat__sends_forget_session(chat_server *srv, chat_session *s);
 void chat__sends_free(chat_server *srv);
 

@@ -351,3 +351,39 @@ Test(send, message_frames_share_one_encoding) {
   chat_server_get_stats(h.srv, &st);
   cr_assert_eq(st.deliveries_total, 30);
 }
+
+/* PROTOCOL.md 4.4: the round that commits and acks does no delivery work,
+ * so the host writes the ack before any fan-out, whatever the group size. */
+Test(send, fan_out_runs_in_the_round_after_the_ack) {
+  enum { N = 1000 };
+  static char names[N][16];
+  static const char *members[N];
+  for (int i = 0; i < N - 1; i++) {
+    snprintf(names[i], sizeof names[i], "m%d", i);
+    members[i] = names[i];
+  }
+  static char g[65];
+  snprintf(g, sizeof g, "%s",
+           harness_create(&h, "alice", "group", members, N - 1));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "m1", "phone");
+  dev_drain(a);
+  dev_drain(b);
+  dev_sendf(a, "{\"type\":\"send\",\"client_msg_id\":\"g1\","
+               "\"conversation_id\":\"%s\",\"body\":\"hi all\"}", g);
+  /* Round 1: commit and ack only. */
+  cr_assert_eq(chat_server_on_timer(h.srv, h.now), CHAT_OK);
+  harness_pump(&h);
+  cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 1);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0);
+  chat_server_stats st;
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.deliveries_total, 0);
+  /* The delivery round is due at once. */
+  cr_assert_eq(chat_server_next_deadline(h.srv), 0);
+  cr_assert_eq(chat_server_on_timer(h.srv, h.now), CHAT_OK);
+  harness_pump(&h);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 1);
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.deliveries_total, 1);
+}
