@@ -91,6 +91,14 @@ typedef struct conv_view {
   char last_body[64];
   size_t last_body_len;
   size_t last_n_media;
+  char last_media[4][CHAT_ID_BUF];
+  char last_sender[CHAT_ID_BUF];
+  bool last_has_cmid;
+  char last_cmid[CHAT_ID_BUF];
+  int64_t last_ts;
+  int last_body_type;
+  bool last_has_reply;
+  uint64_t last_reply_to;
   uint32_t unread;
   bool has_last_read;
   uint64_t last_read;
@@ -101,10 +109,7 @@ typedef struct conv_cap {
   conv_view v[MAX_CAP];
 } conv_cap;
 
-static void on_conv(void *ctx, const chat_conversation *c) {
-  conv_cap *cap = ctx;
-  cr_assert_lt(cap->n, MAX_CAP);
-  conv_view *v = &cap->v[cap->n++];
+static void view_of(const chat_conversation *c, conv_view *v) {
   memset(v, 0, sizeof *v);
   snprintf(v->id, sizeof v->id, "%s", c->conversation_id);
   v->type = c->type;
@@ -125,11 +130,27 @@ static void on_conv(void *ctx, const chat_conversation *c) {
     memcpy(v->last_body, m->body.ptr, m->body.len);
     v->last_body_len = m->body.len;
     v->last_n_media = m->n_media_refs;
+    for (size_t i = 0; i < m->n_media_refs && i < 4; i++)
+      snprintf(v->last_media[i], CHAT_ID_BUF, "%s", m->media_refs[i]);
+    snprintf(v->last_sender, CHAT_ID_BUF, "%s", m->sender_id);
+    v->last_has_cmid = m->client_msg_id != NULL;
+    if (m->client_msg_id)
+      snprintf(v->last_cmid, CHAT_ID_BUF, "%s", m->client_msg_id);
+    v->last_ts = m->server_ts;
+    v->last_body_type = m->body_type;
+    v->last_has_reply = m->has_reply_to;
+    v->last_reply_to = m->reply_to;
     cr_assert_str_eq(m->conversation_id, c->conversation_id);
   }
   v->unread = c->unread_count;
   v->has_last_read = c->has_last_read;
   v->last_read = c->last_read_message_id;
+}
+
+static void on_conv(void *ctx, const chat_conversation *c) {
+  conv_cap *cap = ctx;
+  cr_assert_lt(cap->n, MAX_CAP);
+  view_of(c, &cap->v[cap->n++]);
 }
 
 typedef struct msg_view {
@@ -691,6 +712,383 @@ Test(sqlite, conversations_of_refuses_malformed_cursors) {
                                     on_conv, &cap, next),
                CHAT_OK);
   cr_assert_eq(cap.n, 1, "1000:g sorts after 1001:zz");
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * The chat list is one statement per page
+ *
+ * A trace hook sees every statement the store's connection runs: it is
+ * installed by sqlite3_auto_extension() on each connection opened while it
+ * is registered, which is only the store's own. Plans are read on a second
+ * connection of the test's to the same file. */
+
+#define TRACE_KEEP 4
+
+static struct {
+  int tx;    /* BEGIN, COMMIT, ROLLBACK */
+  int other; /* every other statement */
+  char sql[TRACE_KEEP][4096]; /* the first others' text */
+} traced;
+
+static int on_trace(unsigned type, void *ctx, void *stmt, void *x) {
+  (void)type;
+  (void)ctx;
+  (void)x;
+  const char *sql = sqlite3_sql(stmt);
+  if (strncmp(sql, "BEGIN", 5) == 0 || strcmp(sql, "COMMIT") == 0 ||
+      strcmp(sql, "ROLLBACK") == 0) {
+    traced.tx++;
+    return 0;
+  }
+  if (traced.other < TRACE_KEEP) {
+    size_t len = strlen(sql);
+    cr_assert_lt(len, sizeof traced.sql[0]);
+    memcpy(traced.sql[traced.other], sql, len + 1);
+  }
+  traced.other++;
+  return 0;
+}
+
+static int trace_hook(sqlite3 *db, char **err,
+                      const sqlite3_api_routines *api) {
+  (void)err;
+  (void)api;
+  return sqlite3_trace_v2(db, SQLITE_TRACE_STMT, on_trace, NULL);
+}
+
+/* The store on db_path, tracing; NORMAL sync keeps the setup quick. */
+static chat_storage_ops open_traced(void) {
+  /* SQLite's documented way to pass an entry point of this shape. */
+  void (*hook)(void) = (void (*)(void))trace_hook;
+  cr_assert_eq(sqlite3_auto_extension(hook), SQLITE_OK);
+  chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, CHAT_SQLITE_SYNC_NORMAL,
+                           0};
+  chat_storage_ops ops;
+  chat_err e = chat_sqlite_storage_open(&ops, db_path, &o, NULL);
+  sqlite3_cancel_auto_extension(hook);
+  cr_assert_eq(e, CHAT_OK, "open: %s", chat_err_name(e));
+  return ops;
+}
+
+static void trace_reset(void) {
+  memset(&traced, 0, sizeof traced);
+}
+
+/* EXPLAIN QUERY PLAN of @p sql: one step's detail per line. */
+static void query_plan(const char *sql, char *out, size_t len) {
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+  char *eqp = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
+  cr_assert_not_null(eqp);
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, eqp, -1, &st, NULL), SQLITE_OK,
+               "%s: %s", sql, sqlite3_errmsg(db));
+  size_t used = 0;
+  out[0] = '\0';
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    int n = snprintf(out + used, len - used, "%s\n",
+                     (const char *)sqlite3_column_text(st, 3));
+    cr_assert(n > 0 && (size_t)n < len - used, "plan too long");
+    used += (size_t)n;
+  }
+  sqlite3_finalize(st);
+  sqlite3_free(eqp);
+  sqlite3_close(db);
+}
+
+/* The first SCAN in @p plan of anything but a result the statement builds
+ * itself (a MATERIALIZE or CO-ROUTINE step): a full scan of a table or an
+ * index. NULL when there is none. */
+static const char *table_scan(const char *plan, char *line, size_t len) {
+  char built[16][64];
+  int n_built = 0;
+  for (const char *p = plan; *p;) {
+    const char *eol = strchr(p, '\n');
+    size_t n = (size_t)(eol - p);
+    cr_assert_lt(n, len);
+    memcpy(line, p, n);
+    line[n] = '\0';
+    p = eol + 1;
+    char name[64];
+    if (sscanf(line, "MATERIALIZE %63s", name) == 1 ||
+        sscanf(line, "CO-ROUTINE %63s", name) == 1) {
+      cr_assert_lt(n_built, 16);
+      snprintf(built[n_built++], sizeof built[0], "%s", name);
+    } else if (sscanf(line, "SCAN %63s", name) == 1) {
+      bool own = false;
+      for (int i = 0; i < n_built; i++)
+        own = own || strcmp(built[i], name) == 0;
+      if (!own)
+        return line;
+    }
+  }
+  return NULL;
+}
+
+enum { CONVS = 300, PAGE = 200 };
+
+/* Collects whole chat list pages (more than conv_cap holds). */
+typedef struct conv_page {
+  int n;
+  conv_view *v;
+} conv_page;
+
+static void on_page(void *ctx, const chat_conversation *c) {
+  conv_page *pg = ctx;
+  cr_assert_lt(pg->n, CONVS);
+  view_of(c, &pg->v[pg->n++]);
+}
+
+static void same_view(const conv_view *a, const conv_view *b) {
+  cr_assert_str_eq(a->id, b->id);
+  cr_assert_eq(a->type, b->type, "%s", a->id);
+  cr_assert_eq(a->has_name, b->has_name, "%s", a->id);
+  cr_assert_eq(a->name_len, b->name_len, "%s", a->id);
+  cr_assert_eq(memcmp(a->name, b->name, a->name_len), 0, "%s", a->id);
+  cr_assert_eq(a->n_members, b->n_members, "%s", a->id);
+  for (size_t i = 0; i < a->n_members && i < MAX_MEMBERS; i++)
+    cr_assert_str_eq(a->members[i], b->members[i], "%s member %zu", a->id,
+                     i);
+  cr_assert_eq(a->has_last, b->has_last, "%s", a->id);
+  cr_assert_eq(a->last_id, b->last_id, "%s", a->id);
+  cr_assert_eq(a->last_body_len, b->last_body_len, "%s", a->id);
+  cr_assert_eq(memcmp(a->last_body, b->last_body, a->last_body_len), 0);
+  cr_assert_eq(a->last_n_media, b->last_n_media, "%s", a->id);
+  for (size_t i = 0; i < a->last_n_media && i < 4; i++)
+    cr_assert_str_eq(a->last_media[i], b->last_media[i], "%s", a->id);
+  cr_assert_str_eq(a->last_sender, b->last_sender, "%s", a->id);
+  cr_assert_eq(a->last_has_cmid, b->last_has_cmid, "%s", a->id);
+  cr_assert_str_eq(a->last_cmid, b->last_cmid, "%s", a->id);
+  cr_assert_eq(a->last_ts, b->last_ts, "%s", a->id);
+  cr_assert_eq(a->last_body_type, b->last_body_type, "%s", a->id);
+  cr_assert_eq(a->last_has_reply, b->last_has_reply, "%s", a->id);
+  cr_assert_eq(a->last_reply_to, b->last_reply_to, "%s", a->id);
+  cr_assert_eq(a->unread, b->unread, "%s", a->id);
+  cr_assert_eq(a->has_last_read, b->has_last_read, "%s", a->id);
+  cr_assert_eq(a->last_read, b->last_read, "%s", a->id);
+}
+
+/* u's 300 conversations: every third has three messages (the last one
+ * from the peer, every ninth with media refs), every sixth is read up to
+ * its first message, every tenth has a member who joined later. Pairs
+ * share a created_at, so ids break ties. Newest first, the list is the
+ * conversations with messages and then the rest, each by index down. */
+static void chat_list_fixture(chat_storage_ops *ops) {
+  static char ids[CONVS][8], peers[CONVS][8], cmids[CONVS][3][8];
+  static chat_msg_in msgs[CONVS * 3];
+  static const char *const refs[] = {"m1", "m0", "m1"};
+  size_t n = 0;
+  for (int i = 0; i < CONVS; i++) {
+    snprintf(ids[i], sizeof ids[i], "c%03d", i);
+    snprintf(peers[i], sizeof peers[i], "p%03d", i);
+    const char *const m[] = {"u", peers[i]};
+    chat_conversation_new c = {0};
+    c.conversation_id = ids[i];
+    c.type = i % 2 ? CHAT_CONVERSATION_GROUP : CHAT_CONVERSATION_DIRECT;
+    if (i % 4 == 1) {
+      c.name.ptr = ids[i];
+      c.name.len = strlen(ids[i]);
+    }
+    c.created_by = "u";
+    c.members = m;
+    c.n_members = 2;
+    c.now_ms = 1000 + i / 2;
+    cr_assert_eq(ops->conversation_create(ops->self, &c, NULL, NULL, NULL),
+                 CHAT_OK);
+    if (i % 10 == 0)
+      cr_assert_eq(ops->member_add(ops->self, ids[i], "a-late", 5000),
+                   CHAT_OK);
+    if (i % 3)
+      continue;
+    for (int k = 0; k < 3; k++) {
+      snprintf(cmids[i][k], sizeof cmids[i][k], "%d-%d", i, k);
+      msgs[n] = msg(ids[i], 10000 + 3 * (uint64_t)i + (uint64_t)k,
+                    k == 1 ? "u" : peers[i], cmids[i][k]);
+      if (k == 2 && i % 9 == 0) {
+        msgs[n].media_refs = refs;
+        msgs[n].n_media_refs = 3;
+        msgs[n].has_reply_to = true;
+        msgs[n].reply_to = msgs[n - 1].message_id;
+      }
+      n++;
+    }
+  }
+  static chat_append_result res[CONVS * 3];
+  cr_assert_eq(ops->append(ops->self, msgs, n, res), CHAT_OK);
+  for (int i = 0; i < CONVS; i += 6)
+    cr_assert(mark(ops, ids[i], "u", CHAT_RECEIPT_READ,
+                   10000 + 3 * (uint64_t)i, i % 2, NULL));
+}
+
+Test(sqlite_file, chat_list_page_is_one_statement) {
+  chat_storage_ops ops = open_traced();
+  chat_list_fixture(&ops);
+  conv_page pg = {0, calloc(CONVS, sizeof *pg.v)};
+  cr_assert_not_null(pg.v);
+  char cursor[CHAT_CURSOR_BUF] = "", next[CHAT_CURSOR_BUF];
+  int shown[2];
+  for (int page = 0; page < 2; page++) {
+    int before = pg.n;
+    trace_reset();
+    cr_assert_eq(ops.conversations_of(ops.self, "u", cursor, PAGE, on_page,
+                                      &pg, next),
+                 CHAT_OK);
+    shown[page] = pg.n - before;
+    /* BEGIN, the chat list, COMMIT: the same for 200 rows as for 1. */
+    cr_assert_eq(traced.other, 1, "page %d ran %d statements", page + 1,
+                 traced.other);
+    cr_assert_eq(traced.tx, 2);
+    strcpy(cursor, next);
+  }
+  cr_assert_eq(shown[0], PAGE);
+  cr_assert_eq(shown[1], CONVS - PAGE);
+  cr_assert_str_eq(cursor, "", "the second page was the last");
+
+  /* The order, and each row as conversation_get() sees it for u. */
+  int k = 0;
+  for (int with_msgs = 1; with_msgs >= 0; with_msgs--)
+    for (int i = CONVS - 1; i >= 0; i--) {
+      if ((i % 3 == 0) != with_msgs)
+        continue;
+      char id[8];
+      snprintf(id, sizeof id, "c%03d", i);
+      cr_assert_str_eq(pg.v[k].id, id, "position %d", k);
+      conv_view want = get(&ops, id, "u");
+      same_view(&pg.v[k], &want);
+      k++;
+    }
+  /* What the fixture put in c000, spelled out. */
+  const conv_view *v = &pg.v[CONVS / 3 - 1];
+  cr_assert_str_eq(v->id, "c000");
+  cr_assert_eq(v->n_members, 3);
+  cr_assert_str_eq(v->members[0], "p000");
+  cr_assert_str_eq(v->members[1], "u");
+  cr_assert_str_eq(v->members[2], "a-late", "joined last, listed last");
+  cr_assert_eq(v->last_id, 10002);
+  cr_assert_eq(v->last_n_media, 3);
+  cr_assert_str_eq(v->last_media[0], "m1");
+  cr_assert_str_eq(v->last_media[1], "m0");
+  cr_assert_str_eq(v->last_media[2], "m1");
+  cr_assert(v->last_has_reply);
+  cr_assert(v->has_last_read);
+  cr_assert_eq(v->last_read, 10000);
+  cr_assert_eq(v->unread, 1, "u's own message 10001 does not count");
+  v = &pg.v[CONVS / 3 - 2];
+  cr_assert_str_eq(v->id, "c003");
+  cr_assert_eq(v->unread, 2);
+  cr_assert_not(v->has_last_read);
+  cr_assert_eq(v->last_n_media, 0);
+  cr_assert_not(pg.v[CONVS / 3].has_last);
+  close_ops(&ops);
+  free(pg.v);
+}
+
+Test(sqlite_file, chat_list_plan_searches_messages_by_key) {
+  chat_storage_ops ops = open_traced();
+  chat_list_fixture(&ops);
+  char sql[2][sizeof traced.sql[0]], next[CHAT_CURSOR_BUF];
+  for (int i = 0; i < 2; i++) {
+    trace_reset();
+    /* The first page, then one after a cursor: two statements. */
+    cr_assert_eq(ops.conversations_of(ops.self, "u", i ? "1005:c007" : NULL,
+                                      PAGE, NULL, NULL, next),
+                 CHAT_OK);
+    cr_assert_eq(traced.other, 1);
+    memcpy(sql[i], traced.sql[0], sizeof sql[i]);
+  }
+  cr_assert_str_neq(sql[0], sql[1]);
+  close_ops(&ops);
+  for (int i = 0; i < 2; i++) {
+    char plan[4096], line[256];
+    query_plan(sql[i], plan, sizeof plan);
+    cr_log_info("chat list plan:\n%s", plan);
+    const char *scan = table_scan(plan, line, sizeof line);
+    cr_assert_null(scan, "full scan \"%s\" in\n%s", scan, plan);
+    /* The unread count is a range of the messages primary key. */
+    cr_assert_not_null(strstr(plan, "SEARCH messages USING PRIMARY KEY"
+                                    " (conversation_id=? AND message_id>?)"),
+                       "%s", plan);
+  }
+}
+
+Test(sqlite_file, latest_page_plan_is_a_key_range_without_sort) {
+  chat_storage_ops ops = open_traced();
+  group(&ops, "g", ab, 2);
+  for (uint64_t id = 1; id <= 60; id++)
+    put(&ops, "g", id, id % 2 ? "alice" : "bob", NULL);
+  put(&ops, "h", 61, "alice", NULL);
+  msg_cap cap = {0};
+  trace_reset();
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 50, NULL,
+                            NULL),
+               CHAT_OK);
+  cr_assert_eq(traced.other, 1, "no media: one statement");
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 50, on_msg,
+                            &cap),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 50);
+  cr_assert_eq(cap.v[0].id, 60);
+  cr_assert_eq(cap.v[49].id, 11);
+  close_ops(&ops);
+  char plan[1024], line[256];
+  query_plan(traced.sql[0], plan, sizeof plan);
+  cr_log_info("latest 50 plan:\n%s", plan);
+  cr_assert_null(table_scan(plan, line, sizeof line), "%s", plan);
+  cr_assert_null(strstr(plan, "TEMP B-TREE"), "%s", plan);
+  cr_assert_eq(strncmp(plan, "SEARCH ", 7), 0, "%s", plan);
+  cr_assert_not_null(strstr(plan, "messages USING PRIMARY KEY"
+                                  " (conversation_id=?)\n"),
+                     "%s", plan);
+  cr_assert_eq(strchr(plan, '\n')[1], '\0', "one step: %s", plan);
+}
+
+/* Checks a thousand-member conversation's members in join order. */
+typedef struct big_check {
+  int n;
+  const char *const *want;
+  size_t n_want;
+} big_check;
+
+static void on_big(void *ctx, const chat_conversation *c) {
+  big_check *bc = ctx;
+  bc->n++;
+  if (strcmp(c->conversation_id, "big") != 0)
+    return;
+  cr_assert_eq(c->n_members, bc->n_want);
+  for (size_t i = 0; i < c->n_members; i++)
+    cr_assert_str_eq(c->members[i], bc->want[i], "member %zu", i);
+}
+
+Test(sqlite, chat_list_has_every_member_in_join_order) {
+  chat_storage_ops ops = open_mem();
+  enum { N = 1024 };
+  static char names[N][12];
+  static const char *create_order[N - 1], *want[N];
+  /* Created in reverse id order, at one time: listed by id. */
+  for (int i = 0; i < N - 1; i++) {
+    snprintf(names[i], sizeof names[i], "m%04d", i);
+    create_order[N - 2 - i] = names[i];
+    want[i] = names[i];
+  }
+  group(&ops, "big", create_order, N - 1);
+  /* A later member comes last whatever its id. */
+  cr_assert_eq(ops.member_add(ops.self, "big", "a", 2000), CHAT_OK);
+  want[N - 1] = "a";
+  const char *const small[] = {"m0000", "zed"};
+  group(&ops, "small", small, 2);
+  put(&ops, "small", 5, "zed", "s");
+  big_check bc = {0, want, N};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "a", NULL, 10, on_big, &bc,
+                                    next),
+               CHAT_OK);
+  cr_assert_eq(bc.n, 1);
+  bc.n = 0;
+  cr_assert_eq(ops.conversations_of(ops.self, "m0000", NULL, 10, on_big, &bc,
+                                    next),
+               CHAT_OK);
+  cr_assert_eq(bc.n, 2);
   close_ops(&ops);
 }
 

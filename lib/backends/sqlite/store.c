@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -105,16 +106,54 @@ static const char schema_v1[] =
   "CREATE TABLE meta(max_message_id INTEGER NOT NULL);"
   "INSERT INTO meta VALUES(0);";
 
-/* Columns of every message query, in the order row_message() reads them. */
-#define MSG_COLS                                                         \
-  "conversation_id, message_id, sender_id, client_msg_id, body,"         \
-  " body_type, reply_to, server_ts, media_count"
+/* Columns of every message query, in the order row_message() reads them;
+ * T qualifies them ("" or a table alias and its dot). */
+#define MSG_COLS_OF(T)                                                   \
+  T "conversation_id, " T "message_id, " T "sender_id, "                 \
+  T "client_msg_id, " T "body, " T "body_type, " T "reply_to, "          \
+  T "server_ts, " T "media_count"
+#define MSG_COLS MSG_COLS_OF("")
 
 /* The message range a receipt mark newly covers, minus the member's own
  * messages: ?1 conversation, (?2, ?3] ids, ?4 member. */
 #define MARK_RANGE                                                       \
   " WHERE conversation_id = ?1 AND message_id > ?2 AND message_id <= ?3" \
   " AND sender_id <> ?4"
+
+/* The chat list: a page of ?1's conversations, most recent activity
+ * first, at most ?2 (KEYSET: those after a cursor), every row complete, so
+ * one statement serves a page of any length. The page is chosen first and
+ * the subqueries run for its rows only: the unread count is a range of the
+ * messages key, the last message is reached through the denormalized
+ * last_message_id. Lists are joined by char(0), which no id (a C string)
+ * holds; SQLite keeps a subquery's ORDER BY when it feeds group_concat().
+ * Rows come unordered, since an ORDER BY here would copy every column into
+ * a sorter: convs_tx() orders the page. Columns: enum list_col. */
+#define CONV_LIST(KEYSET)                                                 \
+  "WITH page(cid, act) AS (SELECT c.conversation_id, c.last_activity"     \
+  " FROM members m JOIN conversations c"                                  \
+  " ON c.conversation_id = m.conversation_id WHERE m.user_id = ?1" KEYSET \
+  " ORDER BY c.last_activity DESC, c.conversation_id DESC LIMIT ?2)"      \
+  " SELECT page.cid, page.act, c.type, c.name, me.last_read_message_id,"  \
+  " (SELECT count(*) FROM messages WHERE conversation_id = page.cid"      \
+  " AND message_id > coalesce(me.last_read_message_id, 0)"                \
+  " AND sender_id <> ?1),"                                                \
+  " (SELECT group_concat(user_id, char(0)) FROM (SELECT user_id"          \
+  " FROM members WHERE conversation_id = page.cid"                        \
+  " ORDER BY joined_at, user_id)),"                                       \
+  " (SELECT group_concat(media_id, char(0)) FROM (SELECT media_id"        \
+  " FROM message_media WHERE lm.media_count > 0"                          \
+  " AND conversation_id = lm.conversation_id"                             \
+  " AND message_id = lm.message_id ORDER BY idx)), " MSG_COLS_OF("lm.")   \
+  " FROM page JOIN conversations c ON c.conversation_id = page.cid"       \
+  " JOIN members me ON me.conversation_id = page.cid AND me.user_id = ?1" \
+  " LEFT JOIN messages lm ON lm.conversation_id = page.cid"               \
+  " AND lm.message_id = c.last_message_id"
+
+enum list_col {
+  L_CID, L_ACTIVITY, L_TYPE, L_NAME, L_LAST_READ, L_UNREAD, L_MEMBERS,
+  L_MEDIA, L_MSG /* MSG_COLS of the last message, NULL when none */
+};
 
 #define STMTS(X)                                                          \
   X(BEGIN_READ, "BEGIN")                                                  \
@@ -140,19 +179,9 @@ static const char schema_v1[] =
                    " user_id, joined_at) VALUES(?1, ?2, ?3)")             \
   X(MEMBER_DELETE, "DELETE FROM members WHERE conversation_id = ?1"       \
                    " AND user_id = ?2")                                   \
-  X(CONVS_FIRST, "SELECT c.conversation_id, c.last_activity"              \
-                 " FROM members m JOIN conversations c"                   \
-                 " ON c.conversation_id = m.conversation_id"              \
-                 " WHERE m.user_id = ?1"                                  \
-                 " ORDER BY c.last_activity DESC, c.conversation_id DESC" \
-                 " LIMIT ?2")                                             \
-  X(CONVS_AFTER, "SELECT c.conversation_id, c.last_activity"              \
-                 " FROM members m JOIN conversations c"                   \
-                 " ON c.conversation_id = m.conversation_id"              \
-                 " WHERE m.user_id = ?1"                                  \
-                 " AND (c.last_activity, c.conversation_id) < (?2, ?3)"   \
-                 " ORDER BY c.last_activity DESC, c.conversation_id DESC" \
-                 " LIMIT ?4")                                             \
+  X(CONVS_FIRST, CONV_LIST(""))                                           \
+  X(CONVS_AFTER, CONV_LIST(" AND (c.last_activity, c.conversation_id)"    \
+                           " < (?3, ?4)"))                                \
   X(DEDUP_FIND, "SELECT message_id, server_ts FROM messages"              \
                 " WHERE sender_id = ?1 AND client_msg_id = ?2")           \
   /* A repeated (sender, client_msg_id) inserts nothing; any other       \
@@ -485,29 +514,67 @@ static chat_err load_media(store *s, chat_message *m, size_t count) {
   return e;
 }
 
-/* A row of MSG_COLS (the statement stays on its row). */
-static chat_err row_message(store *s, sqlite3_stmt *st, chat_message *m) {
+/* The MSG_COLS from column @p at on, all but the media refs, whose stored
+ * number goes to *media (the statement stays on its row). */
+static chat_err row_message_at(store *s, sqlite3_stmt *st, int at,
+                               chat_message *m, int64_t *media) {
   memset(m, 0, sizeof *m);
   size_t body_len;
-  chat_err e = col_str(s, st, 0, &m->conversation_id, NULL);
+  chat_err e = col_str(s, st, at, &m->conversation_id, NULL);
   if (!e)
-    e = col_str(s, st, 2, &m->sender_id, NULL);
+    e = col_str(s, st, at + 2, &m->sender_id, NULL);
   if (!e)
-    e = col_str(s, st, 3, &m->client_msg_id, NULL);
+    e = col_str(s, st, at + 3, &m->client_msg_id, NULL);
   if (!e)
-    e = col_str(s, st, 4, &m->body.ptr, &body_len);
+    e = col_str(s, st, at + 4, &m->body.ptr, &body_len);
   if (e)
     return e;
   m->body.len = body_len;
   if (!m->body.ptr && !(m->body.ptr = sdup(s, "", 0)))
     return CHAT_ERR_NOMEM;
-  m->message_id = (uint64_t)sqlite3_column_int64(st, 1);
-  m->body_type = (chat_body_type)sqlite3_column_int(st, 5);
-  m->has_reply_to = sqlite3_column_type(st, 6) != SQLITE_NULL;
-  m->reply_to = (uint64_t)sqlite3_column_int64(st, 6);
-  m->server_ts = sqlite3_column_int64(st, 7);
-  int64_t count = sqlite3_column_int64(st, 8);
-  return count > 0 ? load_media(s, m, (size_t)count) : CHAT_OK;
+  m->message_id = (uint64_t)sqlite3_column_int64(st, at + 1);
+  m->body_type = (chat_body_type)sqlite3_column_int(st, at + 5);
+  m->has_reply_to = sqlite3_column_type(st, at + 6) != SQLITE_NULL;
+  m->reply_to = (uint64_t)sqlite3_column_int64(st, at + 6);
+  m->server_ts = sqlite3_column_int64(st, at + 7);
+  *media = sqlite3_column_int64(st, at + 8);
+  return CHAT_OK;
+}
+
+/* A row of MSG_COLS (the statement stays on its row). */
+static chat_err row_message(store *s, sqlite3_stmt *st, chat_message *m) {
+  int64_t count;
+  chat_err e = row_message_at(s, st, 0, m, &count);
+  return e || count <= 0 ? e : load_media(s, m, (size_t)count);
+}
+
+/* A group_concat(x, char(0)) column as at most @p max items. They point
+ * into one scratch copy of the text, where each separator ends an item;
+ * NULL (no rows) is no items. */
+static chat_err col_list(store *s, sqlite3_stmt *st, int i, size_t max,
+                         const char *const **out, size_t *n) {
+  const char *text;
+  size_t len;
+  *out = NULL;
+  *n = 0;
+  chat_err e = col_str(s, st, i, &text, &len);
+  if (e || !text || max == 0)
+    return e;
+  size_t count = 1;
+  for (size_t k = 0; k < len; k++)
+    count += text[k] == '\0';
+  if (count > max)
+    count = max;
+  const char **items = salloc(s, count * sizeof *items);
+  if (!items)
+    return CHAT_ERR_NOMEM;
+  for (size_t k = 0; k < count; k++) {
+    items[k] = text;
+    text += strlen(text) + 1;
+  }
+  *out = items;
+  *n = count;
+  return CHAT_OK;
 }
 
 /* Step a message query to its end, collecting every row. */
@@ -778,14 +845,54 @@ static bool parse_cursor(const char *cur, int64_t *activity,
   return true;
 }
 
-typedef struct page_row {
-  const char *cid;
+/* A CONV_LIST row as its viewer's conversation. */
+static chat_err row_conversation(store *s, sqlite3_stmt *st,
+                                 chat_conversation *c) {
+  memset(c, 0, sizeof *c);
+  c->type = (chat_conversation_type)sqlite3_column_int(st, L_TYPE);
+  c->has_last_read = sqlite3_column_type(st, L_LAST_READ) != SQLITE_NULL;
+  c->last_read_message_id =
+    (uint64_t)sqlite3_column_int64(st, L_LAST_READ);
+  int64_t unread = sqlite3_column_int64(st, L_UNREAD);
+  c->unread_count = unread > UINT32_MAX ? UINT32_MAX : (uint32_t)unread;
+  chat_err e = col_str(s, st, L_CID, &c->conversation_id, NULL);
+  if (!e)
+    e = col_str(s, st, L_NAME, &c->name.ptr, &c->name.len);
+  if (!e)
+    e = col_list(s, st, L_MEMBERS, SIZE_MAX, &c->members, &c->n_members);
+  /* The LEFT JOIN found no last message. */
+  if (e || sqlite3_column_type(st, L_MSG + 1) == SQLITE_NULL)
+    return e;
+  chat_message *m = salloc(s, sizeof *m);
+  if (!m)
+    return CHAT_ERR_NOMEM;
+  int64_t count;
+  if ((e = row_message_at(s, st, L_MSG, m, &count)))
+    return e;
+  if (count > 0 && (e = col_list(s, st, L_MEDIA, (size_t)count,
+                                 &m->media_refs, &m->n_media_refs)))
+    return e;
+  c->last_message = m;
+  return CHAT_OK;
+}
+
+typedef struct list_row {
+  chat_conversation c;
   int64_t activity;
-} page_row;
+} list_row;
+
+/* The ORDER BY of CONV_LIST's page: activity, then id, both descending
+ * (strcmp orders NUL-free strings as SQLite's BINARY collation does). */
+static int list_order(const void *a, const void *b) {
+  const list_row *x = a, *y = b;
+  if (x->activity != y->activity)
+    return x->activity < y->activity ? 1 : -1;
+  return strcmp(y->c.conversation_id, x->c.conversation_id);
+}
 
 static chat_err convs_tx(store *s, const char *uid, const char *cursor,
-                         uint32_t limit, chat_conversation ***views,
-                         size_t *n_views, char *next_cursor) {
+                         uint32_t limit, list_row **rows, size_t *n_rows,
+                         char *next_cursor) {
   int64_t activity = 0;
   const char *after = NULL;
   if (cursor && *cursor && !parse_cursor(cursor, &activity, &after))
@@ -793,19 +900,18 @@ static chat_err convs_tx(store *s, const char *uid, const char *cursor,
   /* One row past the page tells whether another page follows. */
   int64_t want = (int64_t)limit + 1;
   sqlite3_stmt *st;
-  chat_err e = after ? query(s, S_CONVS_AFTER, &st, "sisi", uid, activity,
-                             after, want)
+  chat_err e = after ? query(s, S_CONVS_AFTER, &st, "siis", uid, want,
+                             activity, after)
                      : query(s, S_CONVS_FIRST, &st, "si", uid, want);
   if (e)
     return e;
-  page_row *rows = NULL;
+  list_row *v = NULL;
   size_t n = 0, cap = 0;
   int rc = SQLITE_DONE;
   while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    e = push(s, (void **)&rows, &n, &cap, sizeof *rows);
-    if (!e) {
-      rows[n].activity = sqlite3_column_int64(st, 1);
-      e = col_str(s, st, 0, &rows[n++].cid, NULL);
+    if (!(e = push(s, (void **)&v, &n, &cap, sizeof *v))) {
+      v[n].activity = sqlite3_column_int64(st, L_ACTIVITY);
+      e = row_conversation(s, st, &v[n++].c);
     }
   }
   if (!e && rc != SQLITE_DONE)
@@ -813,22 +919,18 @@ static chat_err convs_tx(store *s, const char *uid, const char *cursor,
   finish(st);
   if (e)
     return e;
-  size_t shown = n > limit ? limit : n;
-  chat_conversation **v = salloc(s, (shown ? shown : 1) * sizeof *v);
-  if (!v)
-    return CHAT_ERR_NOMEM;
-  for (size_t i = 0; i < shown; i++)
-    if ((e = load_view(s, rows[i].cid, uid, &v[i])))
-      return e;
+  if (n > 1)
+    qsort(v, n, sizeof *v, list_order);
   if (n > limit) {
+    n = limit;
     int len = snprintf(next_cursor, CHAT_CURSOR_BUF, "%lld:%s",
-                       (long long)rows[shown - 1].activity,
-                       rows[shown - 1].cid);
+                       (long long)v[n - 1].activity,
+                       v[n - 1].c.conversation_id);
     if (len < 0 || len >= CHAT_CURSOR_BUF)
       return CHAT_ERR_MODULE; /* ids are at most 64 bytes: cannot happen */
   }
-  *views = v;
-  *n_views = shown;
+  *rows = v;
+  *n_rows = n;
   return CHAT_OK;
 }
 
@@ -842,15 +944,15 @@ static chat_err conversations_of(void *self, const char *user_id,
   if (!s || !user_id || !next_cursor || limit == 0)
     return CHAT_ERR_INVAL;
   enter(s);
-  chat_conversation **views = NULL;
+  list_row *rows = NULL;
   size_t n = 0;
   chat_err e = begin(s, false);
   if (!e)
-    e = end(s, convs_tx(s, user_id, cursor, limit, &views, &n, next_cursor));
+    e = end(s, convs_tx(s, user_id, cursor, limit, &rows, &n, next_cursor));
   if (e)
     next_cursor[0] = '\0';
   for (size_t i = 0; !e && emit && i < n; i++)
-    emit(ctx, views[i]);
+    emit(ctx, &rows[i].c);
   leave(s);
   return e;
 }
