@@ -73,8 +73,12 @@ typedef struct chat_server_settings {
 #define CHAT_SERVER_CALLBACKS_V1 1
 typedef struct chat_server_callbacks {
   uint32_t version; /* CHAT_SERVER_CALLBACKS_V1 */
-  /* The session has frames to write or wants to be closed (its outbound
-   * queue was empty before). Under lws: lws_callback_on_writable(). */
+  /* The session's outbound queue went from empty to non-empty, or the
+   * session started closing. It fires again for the next frame queued once
+   * the host has taken the last one (no need to wait for CHAT_ERR_AGAIN);
+   * a host that stops pulling while frames remain must arrange its own next
+   * write (chat_session_wants() still says CHAT_WANT_WRITE).
+   * Under lws: lws_callback_on_writable(). */
   void (*on_session_wants)(chat_server *srv, chat_session *sess,
                            void *session_user_data, void *user_data);
 } chat_server_callbacks;

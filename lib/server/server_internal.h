@@ -53,7 +53,6 @@ struct chat_session {
   chat__shared_frame *lent;      /* handed out by next_frame */
   uint16_t close_code;
   const char *close_reason;
-  bool notified;                 /* on_session_wants fired, not yet drained */
   chat_time_ms garbage_window;
   uint32_t garbage;
   char (*subs)[CHAT_ID_BUF];     /* presence subscriptions */

@@ -48,10 +48,10 @@ void chat__frame_discard(chat_server *srv, chat__shared_frame *f) {
 
 /* ---- queue ---- */
 
+/* Fires when the queue goes from empty to non-empty, and once when the
+ * session starts closing: the host needs one wake-up per transition, and a
+ * host that stops pulling early is woken again by the next frame. */
 static void notify(chat_session *s) {
-  if (s->notified)
-    return;
-  s->notified = true;
   chat_server *srv = s->srv;
   if (srv->cbs.on_session_wants)
     srv->cbs.on_session_wants(srv, s, s->user_data, srv->user_data);
@@ -102,6 +102,7 @@ void chat__sess_queue(chat_session *s, chat__shared_frame *f) {
   chat__frame_ref(f);
   it->frame = f;
   it->next = NULL;
+  bool was_empty = s->q_head == NULL;
   if (s->q_tail)
     s->q_tail->next = it;
   else
@@ -110,7 +111,8 @@ void chat__sess_queue(chat_session *s, chat__shared_frame *f) {
   s->q_frames++;
   s->q_bytes += f->len;
   srv->st.frames_out_total++;
-  notify(s);
+  if (was_empty)
+    notify(s);
 }
 
 void chat__sess_send(chat_session *s, const chat_frame *f) {
@@ -253,7 +255,6 @@ chat_err chat_session_next_frame(chat_session *s, const char **json,
   }
   outq_item *it = s->q_head;
   if (!it) {
-    s->notified = false;
     *json = NULL;
     *len = 0;
     return CHAT_ERR_AGAIN;

@@ -187,3 +187,23 @@ Test(session, authenticate_without_auth_module_refuses) {
   cr_assert_eq(chat_server_authenticate(h.srv, "tok", 3, &id), CHAT_ERR_AUTH);
   cr_assert_eq(id.user_id[0], 0);
 }
+
+Test(session, wants_fires_when_the_queue_refills_after_the_last_frame) {
+  dev *a = dev_open(&h, "alice", "phone");
+  chat_session *sess = a->sess;
+  const char *j;
+  size_t n;
+  while (chat_session_next_frame(sess, &j, &n) == CHAT_OK)
+    ;
+  unsigned base = h.wants_calls;
+  chat_session_on_frame(sess, "{\"type\":\"ping\"}", 15, h.now);
+  chat_session_on_frame(sess, "{\"type\":\"ping\"}", 15, h.now);
+  cr_assert_eq(h.wants_calls, base + 1);
+  /* Take both frames but never see CHAT_ERR_AGAIN. */
+  cr_assert_eq(chat_session_next_frame(sess, &j, &n), CHAT_OK);
+  cr_assert_eq(chat_session_wants(sess) & CHAT_WANT_WRITE, CHAT_WANT_WRITE);
+  cr_assert_eq(chat_session_next_frame(sess, &j, &n), CHAT_OK);
+  cr_assert_eq(chat_session_wants(sess), 0);
+  chat_session_on_frame(sess, "{\"type\":\"ping\"}", 15, h.now);
+  cr_assert_eq(h.wants_calls, base + 2, "a refilled queue must wake the host");
+}
