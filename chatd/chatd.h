@@ -39,6 +39,7 @@ typedef struct chatd_opts {
   uint32_t rest_burst;
   uint32_t max_http_body_bytes;
   uint32_t rx_buffer_bytes;
+  uint32_t write_budget_bytes;
   uint32_t drain_timeout_ms;
   /* token */
   char *user;

@@ -313,6 +313,7 @@ static int cmd_serve(const chatd_opts *o) {
       .idle_timeout_ms = o->idle_timeout_ms,
       .rest_rate_per_minute = o->rest_rate_per_minute,
       .rest_burst = o->rest_burst,
+      .write_budget_bytes = o->write_budget_bytes,
       .static_dir = o->static_dir,
       .healthy = healthy,
       .log = lws_log,

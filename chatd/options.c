@@ -82,6 +82,10 @@ static const opt opts[] = {
      UINT32_MAX, "N", "largest REST request body (413 over). Default 11534336"},
     {"rx-buffer-bytes", S, K_U32, OFF(rx_buffer_bytes), 128, 1u << 24, "N",
      "receive buffer per connection, held while it lives. Default 2048"},
+    {"write-budget-bytes", S, K_U32, OFF(write_budget_bytes), 1, 1u << 26,
+     "N", "bytes written to one connection per writable callback before "
+     "other sockets get their turn (each frame is still one write). "
+     "Default 65536"},
     {"drain-timeout-ms", S, K_U32, OFF(drain_timeout_ms), 0, 600000, "N",
      "on SIGTERM, how long to wait for sessions to close. Default 4000"},
     {"sync", S, K_SYNC, OFF(sync), 0, 0, "full|normal",
@@ -91,10 +95,36 @@ static const opt opts[] = {
      "error|warn|info|debug", "logging to stderr. Default warn"},
     {"user", T, K_STR, OFF(user), 0, 0, "U", "token: the user id"},
     {"device", T, K_STR, OFF(device), 0, 0, "D", "token: the device id"},
-    {"ttl", T, K_U64, OFF(ttl_s), 0, UINT64_MAX / 2000, "SECONDS",
-     "token: lifetime; 0 never expires. Default 86400"},
+    {"ttl", T, K_U64, OFF(ttl_s), 0, UINT64_C(3153600000), "SECONDS",
+     "token: lifetime, at most 100 years; 0 never expires. Default 86400"},
 };
 #define N_OPTS (sizeof opts / sizeof *opts)
+
+/* Help text wrapped at 78 columns under a 6-space indent. */
+static void wrap(FILE *f, const char *text) {
+  const int indent = 6, width = 78;
+  int col = 0;
+  const char *p = text;
+  while (*p) {
+    const char *w = p;
+    while (*p && *p != ' ')
+      p++;
+    int n = (int)(p - w);
+    if (col == 0) {
+      fprintf(f, "%*s%.*s", indent, "", n, w);
+      col = indent + n;
+    } else if (col + 1 + n > width) {
+      fprintf(f, "\n%*s%.*s", indent, "", n, w);
+      col = indent + n;
+    } else {
+      fprintf(f, " %.*s", n, w);
+      col += 1 + n;
+    }
+    while (*p == ' ')
+      p++;
+  }
+  fputc('\n', f);
+}
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -115,15 +145,15 @@ static void usage(FILE *f) {
   for (size_t i = 0; i < N_OPTS; i++) {
     if (!(opts[i].cmds & CMD_SERVE))
       continue;
-    fprintf(f, "  --%s %s\n      %s\n", opts[i].name, opts[i].arg,
-            opts[i].help);
+    fprintf(f, "  --%s %s\n", opts[i].name, opts[i].arg);
+    wrap(f, opts[i].help);
   }
   fprintf(f, "\ntoken flags:\n");
   for (size_t i = 0; i < N_OPTS; i++) {
     if (!(opts[i].cmds & CMD_TOKEN))
       continue;
-    fprintf(f, "  --%s %s\n      %s\n", opts[i].name, opts[i].arg,
-            opts[i].help);
+    fprintf(f, "  --%s %s\n", opts[i].name, opts[i].arg);
+    wrap(f, opts[i].help);
   }
   fprintf(f, "\nSee docs/chatd.md for deployment notes.\n");
 }

@@ -6,9 +6,10 @@
 # Environment: BUILD_DIR (default: build), MAIN_PROGRAM (see below), JOBS.
 set -euo pipefail
 
-# The main program, as a path inside the build directory. Today that is the
-# codec demo; when the reference server lands this becomes chatd/chatd.
-MAIN_PROGRAM=${MAIN_PROGRAM:-examples/chat-codec-demo}
+# The main program, as a path inside the build directory: the reference
+# server chatd. With no arguments it is `chatd serve` on 127.0.0.1:8080 with
+# ./chatd-data (see docs/chatd.md); `scripts/run.sh --help` lists its flags.
+MAIN_PROGRAM=${MAIN_PROGRAM:-chatd/chatd}
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -2,6 +2,8 @@
 # Install what libchat needs to build and test on Debian 12, and nothing
 # else. Idempotent: when every package is already there it only asks dpkg
 # and returns (well under a second); apt-get runs only for what is missing.
+# The integration suite's Python packages (pytest, websockets >= 13) come
+# from PyPI through pip, again only when python3 cannot import them.
 #
 # Run as root (or as a user with password-less sudo). Used by run.sh,
 # test.sh and .ci/run; safe to run by hand at any time.
@@ -28,15 +30,50 @@ packages=(
   libsodium-dev
   libsqlite3-dev
   libwebsockets-dev
-  # Tools the tests and chatd's data checks use.
+  # Tools the tests and chatd's data checks use; pip for the integration
+  # suite's Python packages (below).
+  python3-pip
   sqlite3
 )
+
+# The integration suite (tests/integration) drives a real chatd with pytest
+# and the `websockets` library (13 or newer, for its threading client).
+# Debian's python3-websockets is too old, so they come from PyPI; when both
+# import already, this costs one Python start-up.
+python_ok() {
+  python3 - <<'PY' >/dev/null 2>&1
+import pytest, websockets
+raise SystemExit(0 if int(websockets.__version__.split(".")[0]) >= 13 else 1)
+PY
+}
+
+python_setup() {
+  if python_ok; then
+    return 0
+  fi
+  echo "setup.sh: installing Python packages: pytest websockets"
+  local pip=(python3 -m pip install --quiet --disable-pip-version-check)
+  if [ "$(id -u)" -ne 0 ]; then
+    pip+=(--user)
+  fi
+  # Debian's own python3 is "externally managed" (PEP 668): retry with the
+  # flag that allows installing next to it.
+  if ! "${pip[@]}" pytest 'websockets>=13' </dev/null; then
+    "${pip[@]}" --break-system-packages pytest 'websockets>=13' </dev/null
+  fi
+  if ! python_ok; then
+    echo "setup.sh: pytest and websockets >= 13 are still not importable" \
+         "by python3; the integration suite will fail" >&2
+    return 1
+  fi
+}
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "setup.sh: no dpkg-query: this is not a Debian-like system." >&2
   echo "setup.sh: install the equivalents of these by hand, then re-run:" >&2
   echo "  ${packages[*]}" >&2
   # Go on: the build itself says precisely what is missing.
+  python_setup || true
   exit 0
 fi
 
@@ -52,6 +89,7 @@ for p in "${packages[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  python_setup
   exit 0
 fi
 
@@ -72,4 +110,5 @@ export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" </dev/null
+python_setup
 echo "setup.sh: done"

@@ -17,8 +17,14 @@ import urllib.error
 import urllib.request
 
 import pytest
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+
+try:
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+except ImportError as e:  # pragma: no cover
+    raise ImportError("the integration suite needs websockets >= 13 "
+                      "(scripts/setup.sh installs it: pip install "
+                      "'websockets>=13')") from e
 
 TIMEOUT = 15.0  # seconds for anything that should take milliseconds
 
@@ -84,8 +90,10 @@ class Client:
 
     def quiet(self, type_, wait=0.6, pred=None):
         """Assert that no such frame arrives within `wait` seconds."""
+        def match(f):
+            return f.get("type") == type_ and (pred is None or pred(f))
         for f in self.backlog:
-            assert not (f.get("type") == type_ and (pred is None or pred(f))), f
+            assert not match(f), f
         deadline = time.monotonic() + wait
         while True:
             left = deadline - time.monotonic()
@@ -95,7 +103,7 @@ class Client:
                 f = json.loads(self.ws.recv(timeout=left))
             except TimeoutError:
                 return
-            assert not (f.get("type") == type_ and (pred is None or pred(f))), f
+            assert not match(f), f
             self.backlog.append(f)
 
     def closed_code(self, timeout=TIMEOUT):
@@ -218,11 +226,12 @@ class Chatd:
             headers["Authorization"] = "Bearer " + token
         elif token is not None:
             query = "?access_token=" + token
+        opts = dict(open_timeout=TIMEOUT, close_timeout=5, ping_interval=None,
+                    proxy=None, compression=None, max_size=1 << 24)
+        opts.update(kw)
         ws = connect(self.ws_url(query),
                      subprotocols=list(subprotocols) if subprotocols else None,
-                     additional_headers=headers, open_timeout=TIMEOUT,
-                     close_timeout=5, ping_interval=None, proxy=None,
-                     compression=None, max_size=1 << 24, **kw)
+                     additional_headers=headers, **opts)
         # Entering marks the connection as managed (websockets >= 17.1
         # warns otherwise); Client.close() ends it.
         ws.__enter__()

@@ -1,6 +1,5 @@
 """PROTOCOL.md section 1: tokens, both styles, and 401 before the upgrade."""
 import json
-import re
 import time
 
 import pytest

@@ -114,6 +114,8 @@ def test_oversize_frame_closes_1009(chatd):
     c = chatd.client("alice", "a")
     send_until_closed(c, '{"type":"ping","nonce":"' + "x" * 140000 + '"}')
     assert c.closed_code() == 1009
+    m = chatd.http("GET", "/metrics").body.decode()
+    assert 'chat_ws_closes_total{code="1009"} 1\n' in m
 
 
 def test_oversize_fragmented_message_closes_1009(chatd):

@@ -1,6 +1,7 @@
 """PROTOCOL.md sections 2-4 over a real socket: send/ack/message across two
 users with two devices each, idempotent retries, receipts, read sync,
 typing, presence and resume."""
+import json
 import time
 
 from conftest import create_conversation, conv_id
@@ -205,7 +206,6 @@ def test_ping_pong(chatd):
 
 def test_fragmented_message_is_reassembled(chatd):
     a1, a2, b1, b2, cid = setup_pair(chatd)
-    import json
     text = json.dumps({"type": "send", "client_msg_id": "frag",
                        "conversation_id": cid, "body": "x" * 20000})
     parts = [text[i:i + 1000] for i in range(0, len(text), 1000)]
@@ -226,3 +226,20 @@ def test_many_acks_come_quickly(chatd_factory):
     for i in range(200):
         a.expect("ack", lambda f, i=i: f["client_msg_id"] == "q%d" % i)
     assert time.monotonic() - t0 < 30
+
+
+def test_one_frame_per_writable_pass(chatd_factory):
+    # The smallest write budget: every writable callback writes one frame,
+    # and the session must still re-arm itself until its queue is empty.
+    chatd = chatd_factory(["--write-budget-bytes", "1",
+                           "--rate-per-minute", "1000"])
+    a1, a2, b1, b2, cid = setup_pair(chatd)
+    for i in range(20):
+        send(a1, cid, "w%d" % i, "one at a time %d" % i)
+    for i in range(20):
+        a1.expect("ack", lambda f, i=i: f["client_msg_id"] == "w%d" % i)
+    for c in (a2, b1, b2):
+        got = [c.expect("message")["client_msg_id"] for _ in range(20)]
+        assert got == ["w%d" % i for i in range(20)]
+    a1.send({"type": "ping", "nonce": "later"})
+    assert a1.expect("pong")["nonce"] == "later"

@@ -176,7 +176,8 @@ Test(token, expired) {
   mint(k, "alice", "phone", NOW, tok);
   chat_identity id;
   cr_assert_eq(check(&ops, tok, NOW - 1, &id), CHAT_OK);
-  cr_assert_eq(check(&ops, tok, NOW, &id), CHAT_ERR_AUTH, "expiry is exclusive");
+  cr_assert_eq(check(&ops, tok, NOW, &id), CHAT_ERR_AUTH,
+               "expiry is exclusive");
   cr_assert_eq(check(&ops, tok, NOW + 86400000, &id), CHAT_ERR_AUTH);
   ops.destroy(ops.self);
   chat_sodium_key_free(k);

@@ -75,6 +75,7 @@ struct chat__lws_conn {
   bool want_ping;              /* write a ping at the next writable */
   bool ping_out;               /* a ping is unanswered */
   bool killed;
+  bool closing;                /* the close frame is on its way */
 };
 
 /* A REST request waiting for its body. */
@@ -108,6 +109,7 @@ struct chat_lws {
   bool own_ctx;
   uint16_t port;
   bool draining;
+  bool destroying;        /* inside chat_lws_free(): schedule nothing */
 
   lws_sorted_usec_list_t sul_core; /* chat_server_on_timer() */
   lws_sorted_usec_list_t sul_tick; /* heartbeats, idle sweep, buckets */

@@ -5,14 +5,18 @@
 #define _XOPEN_SOURCE 700
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lws_internal.h"
 
@@ -89,7 +93,7 @@ size_t chat__lws_token(struct lws *wsi, char *buf, size_t cap) {
       buf[len] = 0;
       return len;
     }
-    return 0; /* another scheme: no bearer token */
+    /* Another scheme (a proxy's Basic, say): try the argument. */
   }
   for (int i = 0; i < 64; i++) {
     int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
@@ -126,15 +130,22 @@ static void run_core(chat_lws *t) {
     chat__hist_observe(&t->st.commit, dt / commits);
 }
 
+/* A round that is due right after another (the fan-out round after a
+ * commit round) waits this long, so that the writable callbacks of this
+ * service pass write the acks first. */
+#define NEXT_ROUND_US 500
+
+static void arm(chat_lws *t, uint64_t min_delay_us);
+
 static void on_core_timer(lws_sorted_usec_list_t *sul) {
   chat_lws *t = lws_container_of(sul, chat_lws, sul_core);
   t->core_armed = false;
   run_core(t);
-  chat__lws_arm(t);
+  arm(t, NEXT_ROUND_US);
 }
 
-void chat__lws_arm(chat_lws *t) {
-  if (!t->ctx)
+static void arm(chat_lws *t, uint64_t min_delay_us) {
+  if (!t->ctx || t->destroying)
     return;
   chat_time_ms d = chat_server_next_deadline(t->srv);
   if (d == CHAT_TIME_NEVER)
@@ -144,11 +155,16 @@ void chat__lws_arm(chat_lws *t) {
   /* Many reads in one service round all ask for "now": one schedule. */
   if (t->core_armed && t->core_at_ms <= at)
     return;
+  uint64_t delay_us = (at - now) * 1000;
+  if (delay_us < min_delay_us)
+    delay_us = min_delay_us;
   lws_sul_schedule(t->ctx, 0, &t->sul_core, on_core_timer,
-                   (lws_usec_t)(at - now) * 1000);
+                   (lws_usec_t)delay_us);
   t->core_armed = true;
   t->core_at_ms = at;
 }
+
+void chat__lws_arm(chat_lws *t) { arm(t, 0); }
 
 /* ---- WebSocket sessions ---- */
 
@@ -333,21 +349,34 @@ static int ws_receive(chat_lws *t, struct lws *wsi, chat__lws_conn *c,
 }
 
 static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
-  if (!c->sess || c->killed)
-    return c->killed ? -1 : 0;
-  if (c->close_code)
+  if (!c->sess || c->killed || c->closing)
+    return c->killed || c->closing ? -1 : 0;
+  if (c->close_code) {
+    c->closing = true;
     return close_with(t, wsi, c->close_code, c->close_reason);
+  }
   if (c->want_ping) {
-    unsigned char ping[LWS_PRE + 1];
+    /* A payload, because lws does not report empty pongs. */
+    unsigned char ping[LWS_PRE + 2];
+    memcpy(ping + LWS_PRE, "hb", 2);
     c->want_ping = false;
-    if (lws_write(wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+    if (lws_write(wsi, ping + LWS_PRE, 2, LWS_WRITE_PING) < 0)
       return -1;
     t->st.ws_pings++;
   }
   /* Several frames per pass, one lws_write() each, while the socket takes
-   * them whole; lws keeps whatever a short send() leaves and we stop. */
+   * them whole; lws keeps whatever a short send() leaves and we stop.
+   * The core asks for a writable callback again (on_session_wants) only
+   * after next_frame() has said CHAT_ERR_AGAIN, so the loop ends on AGAIN
+   * whenever the queue is empty, and re-arms itself when it stops early. */
   size_t budget = t->s.write_budget_bytes;
-  while (!lws_partial_buffered(wsi)) {
+  bool more = false;
+  for (;;) {
+    if (lws_partial_buffered(wsi) ||
+        (budget == 0 && (chat_session_wants(c->sess) & CHAT_WANT_WRITE))) {
+      more = true;
+      break;
+    }
     const char *json;
     size_t len;
     if (chat_session_next_frame(c->sess, &json, &len) != CHAT_OK)
@@ -360,9 +389,7 @@ static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
       return -1;
     t->st.ws_messages_out++;
     t->st.ws_bytes_out += len;
-    if (len >= budget)
-      break;
-    budget -= len;
+    budget = len >= budget ? 0 : budget - len;
   }
   uint32_t w = chat_session_wants(c->sess);
   if ((w & CHAT_WANT_CLOSE) && !lws_partial_buffered(wsi)) {
@@ -370,9 +397,10 @@ static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
     uint16_t code = chat_session_close_code(c->sess, &reason);
     chat__lws_log(t, CHAT_LOG_INFO, "event=ws_close code=%u reason=\"%s\"",
                   code, reason);
+    c->closing = true;
     return close_with(t, wsi, code, reason);
   }
-  if (w)
+  if (more || w)
     lws_callback_on_writable(wsi);
   tx_trim(t);
   return 0;
@@ -468,6 +496,13 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
   chat__lws_pss *ps = user;
   if (!t)
     return lws_callback_http_dummy(wsi, reason, user, in, len);
+  /* The handed-over identity lives only for the one call chain that runs
+   * HTTP_CONFIRM_UPGRADE, FILTER_PROTOCOL_CONNECTION and ESTABLISHED on
+   * one connection; a callback for any other connection ends it, so a
+   * failed upgrade can never leave it to a later connection that happens
+   * to reuse the same struct lws address. */
+  if (t->handoff_wsi && t->handoff_wsi != wsi)
+    t->handoff_wsi = NULL;
   switch (reason) {
   case LWS_CALLBACK_PROTOCOL_INIT:
     if (!t->ctx)
@@ -617,6 +652,7 @@ const struct lws_protocols *chat_lws_protocols(chat_lws *t) {
 void chat_lws_free(chat_lws *t) {
   if (!t)
     return;
+  t->destroying = true;
   if (t->own_ctx && t->ctx)
     lws_context_destroy(t->ctx); /* CLOSED for each session first */
   t->ctx = NULL;
@@ -629,6 +665,34 @@ void chat_lws_free(chat_lws *t) {
 }
 
 static bool is_ipv6_literal(const char *h) { return h && strchr(h, ':'); }
+
+/* Can host:port be bound? Checked before lws tries, because a context
+ * that fails to bind leaks inside lws 4.1 and says little about why. */
+static int probe_bind(const char *host, uint16_t port, bool v6) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = v6 ? AF_INET6 : AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  char ps[8];
+  snprintf(ps, sizeof ps, "%u", (unsigned)port);
+  int rc = getaddrinfo(host, ps, &hints, &res);
+  if (rc != 0)
+    return EINVAL;
+  int err = 0;
+  int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    err = errno;
+  } else {
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0)
+      err = errno;
+    close(fd);
+  }
+  freeaddrinfo(res);
+  return err;
+}
 
 chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
   if (!t || !o || o->version != CHAT_LWS_LISTEN_V1)
@@ -685,6 +749,15 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
   info.server_string = "libchat";
   info.vhost_name = "default";
   info.user = t;
+
+  int perr = probe_bind(host && strcmp(host, "::") ? host : NULL, o->port,
+                        is_ipv6_literal(host));
+  if (perr) {
+    chat__lws_log(t, CHAT_LOG_ERROR,
+                  "event=listen_failed host=%s port=%u err=\"%s\"",
+                  o->host ? o->host : "*", (unsigned)o->port, strerror(perr));
+    return CHAT_ERR_MODULE;
+  }
 
   /* lws logs through a process-wide setting; keep it to real errors. */
   lws_set_log_level(LLL_ERR, NULL);
