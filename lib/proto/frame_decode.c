@@ -124,6 +124,19 @@ static chat_err as_text(dctx *d, const char *key, const chat__json *v,
   return CHAT_OK;
 }
 
+/* Codes ("code", "reason") name a condition: empty or with a NUL they name
+ * none, and the encoder could not write them back. */
+static chat_err as_code(dctx *d, const char *key, const chat__json *v,
+                        size_t max, chat_str *out) {
+  chat_err rc = as_text(d, key, v, max, out);
+  if (rc != CHAT_OK)
+    return rc;
+  if (out->len == 0 || memchr(out->ptr, 0, out->len))
+    return fail(d, CHAT_ERR_BAD_VALUE, key,
+                "\"%s\" must be a non-empty code", key);
+  return CHAT_OK;
+}
+
 static chat_err as_i64(dctx *d, const char *key, const chat__json *v,
                        int64_t *out) {
   if (v->kind != CHAT__JSON_NUMBER)
@@ -436,7 +449,7 @@ static chat_err dec_history(dctx *d, const chat__json *obj, chat_history *h) {
 static chat_err dec_resume_failed(dctx *d, const chat__json *obj,
                                   chat_resume_failed *r) {
   REQ(as_id, "conversation_id", &r->conversation_id);
-  REQ(as_text, "reason", CHAT__MAX_CODE_BYTES, &r->reason);
+  REQ(as_code, "reason", CHAT__MAX_CODE_BYTES, &r->reason);
   return CHAT_OK;
 }
 
@@ -528,7 +541,7 @@ static chat_err dec_conversation(dctx *d, const chat__json *obj,
 static chat_err dec_error(dctx *d, const chat__json *obj,
                           chat_error_frame *e) {
   chat_str code = {0};
-  REQ(as_text, "code", CHAT__MAX_CODE_BYTES, &code);
+  REQ(as_code, "code", CHAT__MAX_CODE_BYTES, &code);
   e->code = code.ptr;
   e->wire = CHAT_WIRE_OTHER;
   for (int w = CHAT_WIRE_BAD_FRAME; w <= CHAT_WIRE_INTERNAL; w++) {
