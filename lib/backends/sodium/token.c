@@ -303,6 +303,11 @@ static bool parse_payload(const char *p, size_t n, chat_identity *id) {
   return true;
 }
 
+static bool b64url_char(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
 static chat_err verify(void *self, const char *token, size_t len,
                        int64_t now_ms, chat_identity *out) {
   const verifier *vf = self;
@@ -318,6 +323,12 @@ static chat_err verify(void *self, const char *token, size_t len,
   size_t s64 = len - p64 - 1;
   if (p64 == 0 || s64 != SIG_B64_LEN)
     return CHAT_ERR_AUTH;
+  /* libsodium 1.0.18 sign-extends bytes over 0x7F while decoding and takes
+   * some of them for '_', so a token could have more than one spelling:
+   * check the alphabet first. */
+  for (size_t i = 0; i < len; i++)
+    if (i != p64 && !b64url_char((unsigned char)token[i]))
+      return CHAT_ERR_AUTH;
   const int v = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
   unsigned char payload[PAYLOAD_MAX];
   unsigned char sig[crypto_sign_BYTES];
