@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Writes the decoder fuzzers' seed corpora: one valid frame of every type
-per direction plus near-misses, each stored as fuzz/corpus/<target>/<sha256>.
-Run again after adding frames; existing files are left as they are."""
+"""Writes the fuzzers' seed corpora, each input stored as
+fuzz/corpus/<target>/<sha256>: for the decoders one valid frame of every type
+per direction plus near-misses; for the server targets conversations, REST
+requests and bus envelopes; for fuzz_token the tokens its key minted.
+Run again after adding inputs; existing files are left as they are."""
 import hashlib
 import json
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -92,4 +95,141 @@ def enc(frames):
 
 write("fuzz_decode_to_server", enc(to_server) + raw_extra)
 write("fuzz_decode_to_client", enc(to_client) + raw_extra)
+
+# ---- server targets. @d @g @o @1 @2 @n @m are the fixture's aliases
+# (fuzz/server_fixture.h): conversations, messages and media it made.
+
+
+def lines(*frames):
+    return b"\n".join(f if isinstance(f, bytes) else
+                      json.dumps(f, separators=(",", ":"),
+                                 ensure_ascii=False).encode()
+                      for f in frames)
+
+
+# fuzz_server_session: frames alternate alice, bob, alice, ...
+# "~" moves the clock 61 s, "~~" 16 min.
+session = [
+    lines({"type": "send", "client_msg_id": "a1", "conversation_id": "@g",
+           "body": "hi all"},
+          {"type": "delivered", "conversation_id": "@g",
+           "up_to_message_id": "@1"},
+          {"type": "read", "conversation_id": "@g",
+           "up_to_message_id": "@1"},
+          {"type": "typing", "conversation_id": "@g", "is_typing": True},
+          b"~",
+          {"type": "read", "conversation_id": "@g",
+           "up_to_message_id": "9223372036854775807"}),
+    lines({"type": "send", "client_msg_id": "d1", "conversation_id": "@d",
+           "body": "re", "reply_to": "@2", "media_refs": ["@n"],
+           "body_type": "media"},
+          {"type": "read", "conversation_id": "@d",
+           "up_to_message_id": "@2"},
+          {"type": "send", "client_msg_id": "d1", "conversation_id": "@d",
+           "body": "re"},
+          {"type": "typing", "conversation_id": "@d", "is_typing": False}),
+    lines({"type": "resume", "last_seen": {"@g": "1", "@d": "@2"}},
+          {"type": "resume", "last_seen": {}, "since": "1"},
+          {"type": "resume", "last_seen": {"@o": "1", "nope": "5"}}),
+    lines({"type": "presence_subscribe",
+           "user_ids": ["alice", "bob", "carol"]},
+          {"type": "ping", "nonce": "n1"},
+          b"~~",
+          {"type": "ping", "nonce": 12.5e-3},
+          {"type": "ping"}),
+    lines({"type": "send", "client_msg_id": "x", "conversation_id": "@o",
+           "body": "not a member"},
+          {"type": "send", "client_msg_id": "y", "conversation_id": "nope",
+           "body": "no such conversation"},
+          {"type": "ack", "client_msg_id": "z", "message_id": "1",
+           "server_ts": 1},
+          b'{"type":"send","body":"\xff"}',
+          b"", b"[]", b"{"),
+    lines(*[{"type": "send", "client_msg_id": "r%d" % i,
+             "conversation_id": "@d", "body": "flood"} for i in range(64)]),
+    lines(*[b"garbage"] * 64),
+]
+write("fuzz_server_session", session)
+
+# fuzz_rest: method byte (low bits 0 GET 1 POST 2 DELETE 3 PUT; bits 2-3
+# Content-Type: none, image/png, JSON, a bad one), path \n query \n body.
+GET, POST, DEL, PUT = 0, 1, 2, 3
+PNG, JSONT, BADT = 1 << 2, 2 << 2, 3 << 2
+
+
+def rq(method, path, query=None, body=None):
+    b = bytes([method]) + path.encode()
+    if query is not None or body is not None:
+        b += b"\n" + (query or "").encode() + b"\n"
+        b += body if isinstance(body, bytes) else (
+            json.dumps(body).encode() if body is not None else b"")
+    return b
+
+
+rest = [
+    rq(GET, "/api/v1/conversations", "limit=2"),
+    rq(GET, "/api/v1/conversations", "cursor=abc&limit=0"),
+    rq(POST | JSONT, "/api/v1/conversations", "",
+       {"type": "group", "name": "x", "members": ["bob", "dave"]}),
+    rq(POST, "/api/v1/conversations", "",
+       {"type": "direct", "members": ["bob"]}),
+    rq(POST, "/api/v1/conversations", "", {"type": "direct",
+                                           "members": ["bob", "carol"]}),
+    rq(GET, "/api/v1/conversations/@g"),
+    rq(GET, "/api/v1/conversations/@o"),
+    rq(GET, "/api/v1/conversations/@g/messages", "before=@1&limit=1"),
+    rq(GET, "/api/v1/conversations/@d/messages", "after=1"),
+    rq(GET, "/api/v1/conversations/@g/messages/@1/receipts"),
+    rq(GET, "/api/v1/conversations/@d/messages/@2/receipts"),
+    rq(POST, "/api/v1/conversations/@g/members", "", {"user_id": "dave"}),
+    rq(POST, "/api/v1/conversations/@d/members", "", {"user_id": "dave"}),
+    rq(DEL, "/api/v1/conversations/@g/members/alice"),
+    rq(DEL, "/api/v1/conversations/@g/members/bob"),
+    rq(POST, "/api/v1/devices", "",
+       {"platform": "fcm", "push_token": "tok"}),
+    rq(POST | PNG, "/api/v1/media", "", b"\x89PNG\r\n\x1a\n\x00\x01"),
+    rq(POST | BADT, "/api/v1/media", "", b"abc"),
+    rq(GET, "/api/v1/media/@n"),
+    rq(GET, "/api/v1/media/@m"),
+    rq(GET, "/api/v1/media/nope"),
+    rq(PUT, "/api/v1/conversations"),
+    rq(GET, "/api/v2/conversations"),
+    rq(GET, "/api/v1/conversations/%zz"),
+    rq(GET, "/api/v1//conversations//@g//messages", "limit=%41"),
+]
+write("fuzz_rest", rest)
+
+# fuzz_bus: envelopes {"k":"deliver","to":[users],"xu","xd","f":frame}.
+bus = [json.dumps({"k": "deliver", "to": ["alice", "bob", "carol"],
+                   "f": f}, separators=(",", ":")).encode()
+       for f in to_client]
+bus += [
+    json.dumps({"k": "deliver", "to": ["alice"], "xu": "alice",
+                "xd": "phone", "f": to_client[2]}).encode(),
+    json.dumps({"k": "deliver", "to": ["alice"], "f": to_server[0]}).encode(),
+    b'{"k":"deliver","to":["bad id!"],"f":{"type":"pong"}}',
+    b'{"k":"other","to":[],"f":{"type":"pong"}}',
+    b'{"k":"deliver","to":[],"f":{"type":"pong"}}',
+    b'{"k":"forget","c":"c1"}', b'{"k":"forget","c":5}',
+    b'[]', b'',
+]
+write("fuzz_bus", bus)
+
+
+# fuzz_token: the tokens the target's fixed key minted, read from its
+# source so that they are written down once.
+def c_tokens():
+    src = open(os.path.join(HERE, "fuzz_token.c")).read()
+    out = []
+    for m in re.finditer(r"#define TOKEN_\w+((?:\s*\\\n\s*\"[^\"]*\")+)",
+                         src):
+        out.append("".join(re.findall(r'"([^"]*)"', m.group(1))).encode())
+    if not out:
+        sys.exit("no TOKEN_ lines in fuzz_token.c")
+    return out
+
+
+toks = c_tokens()
+write("fuzz_token", toks + [toks[0] + b"=", toks[0][:-1], b"a.b",
+                            b"." + toks[0].split(b".")[1], b""])
 sys.exit(0)
