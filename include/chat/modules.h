@@ -214,7 +214,9 @@ typedef struct chat_storage_ops {
 
   /** Read a blob for @p reader: its owner, or a member of a conversation
    * with a message that references it. CHAT_ERR_NOT_FOUND when unknown,
-   * CHAT_ERR_DENIED when the reader may not see it. */
+   * CHAT_ERR_DENIED when the reader may not see it. With @p emit NULL only
+   * the check is made (the send path asks it of every media_refs entry, so
+   * a user cannot share a blob they cannot read), without reading bytes. */
   chat_err (*media_get)(void *self, const char *media_id, const char *reader,
                         chat_media_sink emit, void *ctx);
 

@@ -1,6 +1,9 @@
 /* Conversation cache: type and sorted member list, so that membership is
  * checked in memory on the hot paths (send, receipts, typing). Member
- * changes made through this server invalidate the entry; the cache is
+ * changes made through this server invalidate the entry, and other
+ * gateways are told over the bus (rest.c); an entry is also reloaded once it
+ * is older than CONV_TTL_MS, which bounds how long a lost bus message or a
+ * change made behind the server's back can leave it stale. The cache is
  * dropped whole when it grows past its bound. */
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +11,7 @@
 #include "server_internal.h"
 
 #define MAX_CACHED 20000
+#define CONV_TTL_MS 30000
 
 static void entry_free(chat_server *srv, conv_entry *e) {
   if (!e)
@@ -59,8 +63,13 @@ const conv_entry *chat__conv_get(chat_server *srv, const char *conv_id,
                                  chat_err *err) {
   size_t klen = strlen(conv_id);
   void **slot = chat__map_get(&srv->convs, conv_id, klen);
-  if (slot)
-    return *slot;
+  if (slot) {
+    conv_entry *old = *slot;
+    if (srv->clock_ms - old->loaded_ms < CONV_TTL_MS &&
+        old->loaded_ms <= srv->clock_ms)
+      return old;
+    chat__conv_forget(srv, conv_id);
+  }
   load_ctx lc = {srv, NULL, false};
   chat_err rc = srv->store.conversation_get(srv->store.self, conv_id, NULL,
                                             on_conv, &lc);
@@ -75,6 +84,7 @@ const conv_entry *chat__conv_get(chat_server *srv, const char *conv_id,
     *err = rc;
     return NULL;
   }
+  lc.e->loaded_ms = srv->clock_ms;
   if (chat__map_len(&srv->convs) >= MAX_CACHED)
     chat__convs_free(srv);
   if (chat__map_put(&srv->convs, conv_id, klen, lc.e, NULL) != CHAT_OK) {

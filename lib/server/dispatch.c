@@ -3,6 +3,7 @@
 #include "server_internal.h"
 
 void chat__dispatch(chat_session *s, const chat_frame *f, chat_time_ms now) {
+  chat__srv_clock(s->srv, now);
   switch (f->type) {
   case CHAT_FRAME_SEND:
     chat__on_send(s, f->send, now);

@@ -57,7 +57,8 @@ static int cmp_remote(const void *a, const void *b) {
   return c ? c : strcmp(x->user, y->user);
 }
 
-/* Envelope: {"k":"deliver","to":[users],"xu":user,"xd":device,"f":frame}. */
+/* Envelope: {"k":"deliver","to":[users],"xu":user,"xd":device,"f":frame}.
+ * The other kind, {"k":"forget","c":conversation_id}, comes from rest.c. */
 static void publish_group(chat_server *srv, const remote *r, size_t n,
                           chat__shared_frame *f, const char *xu,
                           const char *xd) {
@@ -154,6 +155,19 @@ chat_err chat__bus_in(chat_server *srv, const char *msg, size_t len,
     xu = chat__json_get(root, "xu");
     xd = chat__json_get(root, "xd");
   }
+  /* {"k":"forget","c":conversation_id}: another gateway changed the
+   * conversation's members (rest.c); drop the cached member list. */
+  if (rc == CHAT_OK && k && k->kind == CHAT__JSON_STRING &&
+      strcmp(k->str, "forget") == 0) {
+    const chat__json *c = chat__json_get(root, "c");
+    bool good = c && is_id(c);
+    if (good)
+      chat__conv_forget(srv, c->str);
+    else
+      chat__srv_log(srv, CHAT_LOG_WARN, "bus: dropped a malformed message");
+    chat__arena_free(&ar);
+    return good ? CHAT_OK : CHAT_ERR_INVAL;
+  }
   bool ok = rc == CHAT_OK && k && k->kind == CHAT__JSON_STRING &&
             strcmp(k->str, "deliver") == 0 && to &&
             to->kind == CHAT__JSON_ARRAY && fr &&
@@ -186,7 +200,7 @@ chat_err chat__bus_in(chat_server *srv, const char *msg, size_t len,
         xu && xd && strcmp(xu->str, u->str) == 0 ? xd->str : NULL;
     srv->st.deliveries_total += chat__deliver_local(srv, f, u->str, except);
   }
-  chat__frame_discard(srv, f);
+  chat__frame_unref(srv, f);
   chat__arena_free(&ar);
   return CHAT_OK;
 }

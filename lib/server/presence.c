@@ -58,7 +58,7 @@ static void notify_watchers(chat_server *srv, const char *user,
     return;
   for (size_t i = 0; i < w->n; i++)
     chat__sess_queue(w->v[i], sf);
-  chat__frame_discard(srv, sf);
+  chat__frame_unref(srv, sf);
 }
 
 static void set_state(chat_server *srv, user_entry *ue,
@@ -297,7 +297,7 @@ void chat__on_typing(chat_session *s, const chat_typing *t) {
   const char **others = stack;
   if (c->n_members > 64 &&
       !(others = chat__alloc(&srv->a, c->n_members * sizeof *others))) {
-    chat__frame_discard(srv, sf);
+    chat__frame_unref(srv, sf);
     return;
   }
   size_t n = 0;
@@ -305,7 +305,7 @@ void chat__on_typing(chat_session *s, const chat_typing *t) {
     if (strcmp(c->members[i], s->id.user_id) != 0)
       others[n++] = c->members[i];
   chat__deliver(srv, sf, others, n, NULL, NULL, NULL, NULL);
-  chat__frame_discard(srv, sf);
+  chat__frame_unref(srv, sf);
   if (others != stack)
     chat__free(&srv->a, others);
 }

@@ -115,7 +115,7 @@ void chat__on_mark(chat_session *s, chat_frame_type t, const chat_mark *m,
     return;
   const char *self = s->id.user_id;
   chat__deliver(srv, sf, &self, 1, self, s->id.device_id, NULL, NULL);
-  chat__frame_discard(srv, sf);
+  chat__frame_unref(srv, sf);
 }
 
 void chat__receipts_flush(chat_server *srv) {
@@ -152,7 +152,7 @@ void chat__receipts_flush(chat_server *srv) {
     if (sf) {
       const char *sender = p->sender;
       chat__deliver(srv, sf, &sender, 1, NULL, NULL, NULL, NULL);
-      chat__frame_discard(srv, sf);
+      chat__frame_unref(srv, sf);
       srv->st.receipt_frames_total++;
     }
     chat__map_del(&srv->receipts, k, kl, NULL);

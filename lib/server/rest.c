@@ -225,7 +225,7 @@ void chat__notify_added(chat_server *srv, const chat_conversation *c,
   if (!sf)
     return;
   chat__deliver(srv, sf, users, n, NULL, NULL, NULL, NULL);
-  chat__frame_discard(srv, sf);
+  chat__frame_unref(srv, sf);
 }
 
 typedef struct notify_ctx {
@@ -491,6 +491,71 @@ static int get_receipts(rq *q, const char *conv, const char *mid) {
   return 0;
 }
 
+/* Every gateway keeps its own membership cache (convs.c). After a member
+ * change, each gateway holding a device of a member, or of the user added
+ * or removed, is told to forget the conversation: {"k":"forget","c":id}.
+ * The bus is fire-and-forget, like every other bus message. */
+typedef struct gw_set {
+  chat_server *srv;
+  char (*gw)[CHAT_ID_BUF];
+  size_t n, cap;
+  bool oom;
+} gw_set;
+
+static void on_gateway(void *ctx, const char *gw, const char *device) {
+  (void)device;
+  gw_set *gs = ctx;
+  if (strcmp(gw, gs->srv->gateway_id) == 0 || strlen(gw) >= CHAT_ID_BUF)
+    return;
+  for (size_t i = 0; i < gs->n; i++)
+    if (strcmp(gs->gw[i], gw) == 0)
+      return;
+  if (gs->n == gs->cap) {
+    size_t cap = gs->cap ? gs->cap * 2 : 8;
+    char(*v)[CHAT_ID_BUF] = chat__realloc(&gs->srv->a, gs->gw, cap * sizeof *v);
+    if (!v) {
+      gs->oom = true;
+      return;
+    }
+    gs->gw = v;
+    gs->cap = cap;
+  }
+  memcpy(gs->gw[gs->n++], gw, strlen(gw) + 1);
+}
+
+static void bus_forget(chat_server *srv, const char *conv,
+                       const conv_entry *c, const char *user) {
+  if (!srv->has_presence || !srv->has_bus)
+    return;
+  gw_set gs = {.srv = srv};
+  for (size_t i = 0; i <= c->n_members; i++) {
+    const char *u = i < c->n_members ? c->members[i] : user;
+    if (srv->presence.locate(srv->presence.self, u, on_gateway, &gs) !=
+        CHAT_OK)
+      srv->st.bus_publish_errors_total++;
+  }
+  if (gs.oom)
+    srv->st.bus_publish_errors_total++;
+  chat__buf_reset(&srv->tmp);
+  chat__jw w;
+  chat__jw_init(&w, &srv->tmp);
+  chat__jw_obj_begin(&w);
+  chat__jw_key(&w, "k");
+  chat__jw_str(&w, "forget", 6);
+  chat__jw_key(&w, "c");
+  chat__jw_str(&w, conv, strlen(conv));
+  chat__jw_obj_end(&w);
+  for (size_t i = 0; i < gs.n; i++) {
+    if (!srv->tmp.oom && srv->bus.publish(srv->bus.self, gs.gw[i],
+                                          srv->tmp.data,
+                                          srv->tmp.len) == CHAT_OK)
+      srv->st.bus_published_total++;
+    else
+      srv->st.bus_publish_errors_total++;
+  }
+  chat__free(&srv->a, gs.gw);
+}
+
 static int add_member(rq *q, const char *conv) {
   chat_server *srv = q->srv;
   const conv_entry *c = member_gate(q, conv);
@@ -511,7 +576,9 @@ static int add_member(rq *q, const char *conv) {
     return rc == CHAT_ERR_NOT_FOUND
                ? fail(q, 404, "not_found", "no such conversation")
                : store_failed(q, rc);
-  chat__conv_forget(srv, conv);
+  if (!already)
+    bus_forget(srv, conv, c, user);
+  chat__conv_forget(srv, conv); /* c dies here */
   begin(q, 200);
   conv_out co = {q, false};
   rc = srv->store.conversation_get(srv->store.self, conv, q->user, write_conv,
@@ -544,7 +611,8 @@ static int remove_member(rq *q, const char *conv, const char *user) {
     return fail(q, 404, "not_found", "not a member");
   if (rc != CHAT_OK)
     return store_failed(q, rc);
-  chat__conv_forget(srv, conv);
+  bus_forget(srv, conv, c, user);
+  chat__conv_forget(srv, conv); /* c dies here */
   begin(q, 200);
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "conversation_id");
@@ -661,10 +729,10 @@ static int download_media(rq *q, const char *id) {
   media_out mo = {q, false};
   chat_err rc = srv->store.media_get(srv->store.self, id, q->user, on_media,
                                      &mo);
-  if (rc == CHAT_ERR_NOT_FOUND)
+  /* Denied reads as unknown: media ids are guessable, so a stranger must
+   * not learn which ones exist. */
+  if (rc == CHAT_ERR_NOT_FOUND || rc == CHAT_ERR_DENIED)
     return fail(q, 404, "not_found", "no such media");
-  if (rc == CHAT_ERR_DENIED)
-    return fail(q, 403, "forbidden", "not shared with you");
   if (rc != CHAT_OK || !mo.got)
     return store_failed(q, rc != CHAT_OK ? rc : CHAT_ERR_NOMEM);
   size_t ct_len = strlen(srv->rest_out.data) + 1;
@@ -729,9 +797,9 @@ static int route(rq *q) {
 
 chat_err chat_server_http(chat_server *srv, const chat_http_request *req,
                           chat_http_response *resp, chat_time_ms now) {
-  (void)now;
   if (!srv || !req || !resp || !req->method || !req->path)
     return CHAT_ERR_INVAL;
+  chat__srv_clock(srv, now);
   memset(resp, 0, sizeof *resp);
   rq q = {.srv = srv, .req = req, .resp = resp};
   chat__arena_init(&q.ar, &srv->a);

@@ -136,7 +136,7 @@ static hist_rc send_history(chat_session *s, const char *conv,
   for (size_t i = 0; i < nf; i++) {
     if (rc == HIST_SENT)
       chat__sess_queue(s, fs[i]);
-    chat__frame_discard(srv, fs[i]); /* frees those queued nowhere */
+    chat__frame_unref(srv, fs[i]); /* frees those queued nowhere */
   }
   chat__free(&srv->a, fs);
   return rc;
@@ -146,6 +146,15 @@ static hist_rc send_history(chat_session *s, const char *conv,
  * without wrapping, so that a cap of UINT64_MAX means "no cap". */
 static bool too_old(int64_t wall, int64_t ts, uint64_t max_age) {
   return ts < wall && (uint64_t)wall - (uint64_t)ts > max_age;
+}
+
+/* A resume answer may use half the session's outbound queue (the other
+ * half is for live traffic); past that the session would be closed with
+ * 1013 on this resume and on every retry. */
+static bool over_budget(const chat_session *s) {
+  const chat_server *srv = s->srv;
+  return s->q_bytes >= srv->s.max_queued_bytes / 2 ||
+         s->q_frames >= srv->s.max_queued_frames / 2;
 }
 
 /* Fill one gap: messages after `after`, within both caps. Returns the
@@ -194,6 +203,7 @@ typedef struct unlisted {
   uint32_t frames;
   bool oom;
   uint32_t seen; /* conversations on this page */
+  bool cut;      /* stopped at the queue budget */
 } unlisted;
 
 static void on_conversation(void *ctx, const chat_conversation *c) {
@@ -202,7 +212,13 @@ static void on_conversation(void *ctx, const chat_conversation *c) {
   if (chat__map_get(u->listed, c->conversation_id,
                     strlen(c->conversation_id)))
     return;
+  if (u->cut)
+    return;
   if (!u->has_since) {
+    if (over_budget(u->s)) {
+      u->cut = true;
+      return;
+    }
     chat_frame f = {.version = CHAT_FRAME_V1,
                     .type = CHAT_FRAME_CONVERSATION, .conversation = c};
     chat__sess_send(u->s, &f);
@@ -240,8 +256,13 @@ void chat__on_resume(chat_session *s, const chat_resume *r,
   chat__map_init(&listed, &srv->a, srv->users.seed ^ 0xa5a5a5a5u);
   bool oom = false;
 
+  bool cut = false;
   for (size_t i = 0; i < r->n_last_seen; i++) {
     const char *conv = r->last_seen[i].conversation_id;
+    if (over_budget(s)) {
+      cut = true;
+      break;
+    }
     if (chat__map_put(&listed, conv, strlen(conv), (void *)1, NULL) !=
         CHAT_OK)
       oom = true;
@@ -272,7 +293,7 @@ void chat__on_resume(chat_session *s, const chat_resume *r,
                 .ar = &ar};
   char cursor[CHAT_CURSOR_BUF] = "";
   char next[CHAT_CURSOR_BUF];
-  for (int page = 0; page < 1000 && !oom; page++) {
+  for (int page = 0; page < 1000 && !oom && !cut && !u.cut; page++) {
     u.seen = 0;
     next[0] = 0;
     chat_err rc = srv->store.conversations_of(
@@ -288,13 +309,23 @@ void chat__on_resume(chat_session *s, const chat_resume *r,
     memcpy(cursor, next, sizeof cursor);
   }
   convs += u.frames;
-  for (size_t i = 0; i < u.n; i++) {
+  for (size_t i = 0; i < u.n && !cut; i++) {
+    if (over_budget(s)) {
+      cut = true;
+      break;
+    }
     size_t n = fill_gap(s, u.ids[i], r->since, wall);
     convs += n > 0;
     msgs += (uint32_t)n;
   }
   if (oom || u.oom)
     chat__sess_error(s, CHAT_WIRE_INTERNAL, "out of memory", "resume", 0);
+  /* What did not fit is for REST: the conversation list, then history. */
+  if (cut || u.cut)
+    chat__sess_error(s, CHAT_WIRE_TOO_LARGE,
+                     "resume answer over the session's queue; page "
+                     "GET /api/v1/conversations and their messages",
+                     "resume", 0);
   chat__arena_free(&ar);
   chat__map_free(&listed);
 

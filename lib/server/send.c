@@ -55,6 +55,23 @@ void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
   const char *ref = m->client_msg_id;
   if (!chat__conv_for_member(s, m->conversation_id, ref))
     return;
+  /* Referencing a blob shares it with the conversation (media_get's rule),
+   * so the sender must be able to read it already. Unknown and unreadable
+   * get one answer, as over REST. */
+  for (size_t i = 0; i < m->n_media_refs && srv->store.media_get; i++) {
+    chat_err rc = srv->store.media_get(srv->store.self, m->media_refs[i],
+                                       s->id.user_id, NULL, NULL);
+    if (rc == CHAT_ERR_NOT_FOUND || rc == CHAT_ERR_DENIED) {
+      chat__sess_error(s, CHAT_WIRE_BAD_ID, "unknown media_refs entry", ref,
+                       0);
+      return;
+    }
+    if (rc != CHAT_OK) {
+      srv->st.store_errors_total++;
+      chat__sess_error(s, CHAT_WIRE_INTERNAL, "storage unavailable", ref, 0);
+      return;
+    }
+  }
   uint64_t retry = 0;
   if (!chat__rate_take(srv, s->id.user_id, m->conversation_id, now, &retry)) {
     chat__sess_error(s, CHAT_WIRE_RATE_LIMITED,
@@ -143,7 +160,7 @@ static void fan_out(chat_server *srv, const pending_send *p,
   push_ctx pc = {p->msg.conversation_id, p->msg.sender_id, r->message_id};
   chat__deliver(srv, sf, (const char *const *)c->members, c->n_members,
                 p->msg.sender_id, device, on_offline, &pc);
-  chat__frame_discard(srv, sf);
+  chat__frame_unref(srv, sf);
 }
 
 chat_err chat__flush_sends(chat_server *srv, chat_time_ms now) {

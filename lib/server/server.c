@@ -242,6 +242,7 @@ chat_time_ms chat_server_next_deadline(const chat_server *srv) {
 chat_err chat_server_on_timer(chat_server *srv, chat_time_ms now) {
   if (!srv)
     return CHAT_ERR_INVAL;
+  chat__srv_clock(srv, now);
   chat_err rc = CHAT_OK;
   /* A round either delivers what earlier rounds committed or commits what
    * has arrived, never both: the host writes the acks of one round before
@@ -274,6 +275,7 @@ chat_err chat_server_bus_deliver(chat_server *srv, const char *msg,
                                  size_t len, chat_time_ms now) {
   if (!srv || (!msg && len))
     return CHAT_ERR_INVAL;
+  chat__srv_clock(srv, now);
   return chat__bus_in(srv, msg ? msg : "", len, now);
 }
 

@@ -75,6 +75,7 @@ typedef struct conv_entry {
   chat_conversation_type type;
   size_t n_members;
   char **members;                /* sorted, for bsearch */
+  chat_time_ms loaded_ms;        /* srv->clock_ms when read from the store */
 } conv_entry;
 
 /* A send waiting for the next group commit. */
@@ -145,11 +146,18 @@ struct chat_server {
   chat_time_ms next_purge;
   chat_time_ms next_bucket_sweep;
   bool draining;
+  /* The latest time a host call handed in: cache ages are measured on it
+   * without widening every internal signature. */
+  chat_time_ms clock_ms;
   uint64_t session_counter;
   chat_server_stats st;
 };
 
 /* ---- server.c ---- */
+static inline void chat__srv_clock(chat_server *srv, chat_time_ms now) {
+  if (now > srv->clock_ms)
+    srv->clock_ms = now;
+}
 int64_t chat__srv_wall(chat_server *srv);
 void chat__srv_log(chat_server *srv, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -158,15 +166,15 @@ void chat__srv_log(chat_server *srv, int level, const char *fmt, ...)
 /* Queue an encoded frame on a session (takes a reference). Closes the
  * session with 1013 when its queue is full. */
 void chat__sess_queue(chat_session *s, chat__shared_frame *f);
-/* Encode f with the server's encoder into a new shared frame (refs 0);
- * NULL on failure (logged). */
+/* Encode f with the server's encoder into a new shared frame holding one
+ * reference, the caller's: queue it where it goes, then unref it. Holding
+ * it across the deliveries keeps it alive when one of them closes a session
+ * whose queue already held it. NULL on failure (logged). */
 chat__shared_frame *chat__frame_make(chat_server *srv, const chat_frame *f);
 chat__shared_frame *chat__frame_copy(chat_server *srv, const char *json,
                                      size_t len);
 void chat__frame_ref(chat__shared_frame *f);
 void chat__frame_unref(chat_server *srv, chat__shared_frame *f);
-/* Drop a frame made but queued nowhere. */
-void chat__frame_discard(chat_server *srv, chat__shared_frame *f);
 /* Encode and queue one frame for one session. */
 void chat__sess_send(chat_session *s, const chat_frame *f);
 void chat__sess_error(chat_session *s, chat_wire_error code, const char *msg,

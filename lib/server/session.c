@@ -14,7 +14,7 @@ chat__shared_frame *chat__frame_copy(chat_server *srv, const char *json,
   chat__shared_frame *f = chat__alloc(&srv->a, sizeof *f + len);
   if (!f)
     return NULL;
-  f->refs = 0;
+  f->refs = 1; /* the caller's */
   f->len = (uint32_t)len;
   memcpy(f->data, json, len);
   return f;
@@ -38,11 +38,6 @@ void chat__frame_ref(chat__shared_frame *f) { f->refs++; }
 
 void chat__frame_unref(chat_server *srv, chat__shared_frame *f) {
   if (f && --f->refs == 0)
-    chat__free(&srv->a, f);
-}
-
-void chat__frame_discard(chat_server *srv, chat__shared_frame *f) {
-  if (f && f->refs == 0)
     chat__free(&srv->a, f);
 }
 
@@ -118,7 +113,7 @@ void chat__sess_queue(chat_session *s, chat__shared_frame *f) {
 void chat__sess_send(chat_session *s, const chat_frame *f) {
   chat__shared_frame *sf = chat__frame_make(s->srv, f);
   chat__sess_queue(s, sf);
-  chat__frame_discard(s->srv, sf);
+  chat__frame_unref(s->srv, sf);
 }
 
 void chat__sess_error(chat_session *s, chat_wire_error code, const char *msg,

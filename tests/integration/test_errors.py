@@ -122,7 +122,14 @@ def test_oversize_fragmented_message_closes_1009(chatd):
     c = chatd.client("alice", "a")
     parts = ['{"type":"ping","nonce":"'] + ["y" * 16384] * 10 + ['"}']
     send_until_closed(c, parts)
-    assert c.closed_code() == 1009
+    code = c.closed_code()
+    # On a loaded machine the peer may still be writing the fragments when
+    # the server hangs up, and the kernel's reset can then swallow the
+    # close frame before the client reads it; the server's own count says
+    # which code it sent. (The single-frame case above checks the wire.)
+    m = chatd.http("GET", "/metrics").body.decode()
+    assert 'chat_ws_closes_total{code="1009"} 1\n' in m
+    assert code in (1009, None)
 
 
 def test_frame_at_the_limit_is_fine(chatd_factory):

@@ -120,8 +120,8 @@ def test_media(chatd):
     r = chatd.http("GET", "/api/v1/media/" + media_id, ta)
     assert r.status == 200 and r.body == png
     assert r.headers["Content-Type"] == "image/png"
-    # Not shared yet.
-    assert chatd.http("GET", "/api/v1/media/" + media_id, tb).status == 403
+    # Not shared yet: unknown to bob, as if it did not exist.
+    assert chatd.http("GET", "/api/v1/media/" + media_id, tb).status == 404
     cid = conv_id(create_conversation(chatd, ta, ["bob"]))
     a = chatd.client("alice", "d")
     a.send({"type": "send", "client_msg_id": "pic", "conversation_id": cid,
@@ -129,7 +129,15 @@ def test_media(chatd):
     a.expect("ack")
     r = chatd.http("GET", "/api/v1/media/" + media_id, tb)
     assert r.status == 200 and r.body == png
-    assert chatd.http("GET", "/api/v1/media/" + media_id, td).status == 403
+    assert chatd.http("GET", "/api/v1/media/" + media_id, td).status == 404
+    # Dave cannot share it into a chat of his own to read it.
+    did = conv_id(create_conversation(chatd, td, ["erin"]))
+    d = chatd.client("dave", "d")
+    d.send({"type": "send", "client_msg_id": "steal", "conversation_id": did,
+            "body": "", "body_type": "media", "media_refs": [media_id]})
+    e = d.expect("error")
+    assert e["code"] == "bad_id" and e["ref"] == "steal"
+    assert chatd.http("GET", "/api/v1/media/" + media_id, td).status == 404
     assert chatd.http("GET", "/api/v1/media/m404", ta).status == 404
 
 

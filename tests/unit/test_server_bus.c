@@ -352,6 +352,9 @@ Test(bus, malformed_messages_are_refused_and_change_nothing) {
     "{\"k\":\"deliver\",\"to\":[\"bob\"]}",
     "{\"k\":\"deliver\",\"to\":[\"bob\"],\"f\":\"x\"}",
     "{\"k\":\"deliver\",\"to\":[\"bob\"],\"f\":{}}",
+    "{\"k\":\"forget\"}",
+    "{\"k\":\"forget\",\"c\":5}",
+    "{\"k\":\"forget\",\"c\":\"not an id\"}",
   };
   chat_server_stats before, after;
   chat_server_get_stats(g2.srv, &before);
@@ -435,4 +438,101 @@ Test(bus, a_user_in_the_offline_grace_elsewhere_is_pushed) {
   pump_bus();
   cr_assert_eq(g1.n_pushes, 1);
   cr_assert_str_eq(g1.pushes[0].user, "erin");
+}
+
+/* Membership changed through one gateway holds on every gateway: each
+ * keeps a membership cache, and a change must not leave the others with a
+ * stale one. */
+Test(bus, membership_changes_reach_every_gateway) {
+  const char *m[] = {"bob", "carol"};
+  snprintf(conv, sizeof conv, "%s",
+           harness_create(&g1, "alice", "group", m, 2));
+  dev *a = dev_open(&g1, "alice", "phone");
+  dev *b = dev_open(&g2, "bob", "phone");
+  dev *c = dev_open(&g2, "carol", "phone");
+  dev *d = dev_open(&g2, "dave", "phone");
+  pump_bus();
+  /* gw2 learns the member list: bob sends, dave is refused. */
+  send_msg(b, conv, "b1", "hi");
+  dev_sendf(d, "{\"type\":\"send\",\"client_msg_id\":\"d0\","
+               "\"conversation_id\":\"%s\",\"body\":\"x\"}", conv);
+  cr_assert_eq(dev_expect(d, CHAT_FRAME_ERROR)->error->wire,
+               CHAT_WIRE_NOT_MEMBER);
+  pump_bus();
+  /* Through gw1: bob leaves, dave is added. */
+  char path[160];
+  snprintf(path, sizeof path, "/api/v1/conversations/%s/members/bob", conv);
+  cr_assert_eq(harness_http(&g1, "bob", "DELETE", path, NULL, NULL, NULL),
+               200);
+  snprintf(path, sizeof path, "/api/v1/conversations/%s/members", conv);
+  cr_assert_eq(harness_http(&g1, "alice", "POST", path, NULL,
+                            "{\"user_id\":\"dave\"}", NULL),
+               200);
+  pump_bus();
+  dev_expect(d, CHAT_FRAME_CONVERSATION);
+  dev_drain(b);
+  dev_drain(d);
+  dev_sendf(b, "{\"type\":\"send\",\"client_msg_id\":\"b2\","
+               "\"conversation_id\":\"%s\",\"body\":\"still here?\"}", conv);
+  harness_tick(&g2);
+  const chat_frame *f = dev_expect(b, CHAT_FRAME_ERROR);
+  cr_assert_eq(f->error->wire, CHAT_WIRE_NOT_MEMBER,
+               "gw2 still thinks bob is a member");
+  cr_assert_eq(dev_count(b, CHAT_FRAME_ACK), 0);
+  send_msg(d, conv, "d1", "hello");
+  /* carol's message from gw2 goes to the new member list. */
+  dev_drain(b);
+  dev_drain(d);
+  send_msg(c, conv, "c1", "welcome dave");
+  pump_bus();
+  cr_assert_eq(dev_count(d, CHAT_FRAME_MESSAGE), 1);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0,
+               "bob left but still receives through gw2");
+  cr_assert_eq(dev_count(a, CHAT_FRAME_MESSAGE), 3);
+}
+
+/* A change the bus never carried (a lost message, or a store edited by
+ * another tool) is picked up once the cached member list is 30 s old. */
+Test(bus, a_cached_member_list_expires) {
+  const char *m[] = {"bob"};
+  snprintf(conv, sizeof conv, "%s",
+           harness_create(&g1, "alice", "group", m, 1));
+  dev *d = dev_open(&g2, "dave", "phone");
+  pump_bus();
+  dev_sendf(d, "{\"type\":\"send\",\"client_msg_id\":\"d0\","
+               "\"conversation_id\":\"%s\",\"body\":\"x\"}", conv);
+  cr_assert_eq(dev_expect(d, CHAT_FRAME_ERROR)->error->wire,
+               CHAT_WIRE_NOT_MEMBER);
+  cr_assert_eq(g2.inner.member_add(g2.inner.self, conv, "dave", 0), CHAT_OK);
+  advance(10000);
+  dev_sendf(d, "{\"type\":\"send\",\"client_msg_id\":\"d1\","
+               "\"conversation_id\":\"%s\",\"body\":\"x\"}", conv);
+  tick();
+  cr_assert_eq(dev_expect(d, CHAT_FRAME_ERROR)->error->wire,
+               CHAT_WIRE_NOT_MEMBER, "the cache is fresh: still refused");
+  advance(21000);
+  send_msg(d, conv, "d2", "now a member");
+}
+
+/* A bus message naming a user twice, to a session with room for one frame:
+ * the second copy closes the session (1013) and clears its queue, which
+ * held the frame being delivered. The frame must outlive that (run under
+ * ASan to see the difference). */
+Test(bus_edge, a_repeated_recipient_on_a_full_queue) {
+  static harness h;
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
+                            .max_queued_frames = 1};
+  harness_init(&h, &s);
+  dev *b = dev_open(&h, "bob", "phone");
+  dev *b2 = dev_open(&h, "bob", "tablet");
+  const char *msg =
+      "{\"k\":\"deliver\",\"to\":[\"bob\",\"bob\",\"bob\"],\"f\":{\"type\":"
+      "\"typing\",\"conversation_id\":\"c1\",\"user_id\":\"alice\","
+      "\"is_typing\":true}}";
+  cr_assert_eq(chat_server_bus_deliver(h.srv, msg, strlen(msg), h.now),
+               CHAT_OK);
+  harness_pump(&h);
+  cr_assert(b->closed && b2->closed);
+  cr_assert_eq(b->close_code, 1013);
+  harness_fini(&h);
 }

@@ -1087,7 +1087,7 @@ Test(rest, media_visible_to_members_of_a_conversation_that_references_it) {
   size_t len;
   const char *ctype;
   /* Not shared yet. */
-  cr_assert_eq(download("bob", id, &out, &len, &ctype), 403);
+  cr_assert_eq(download("bob", id, &out, &len, &ctype), 404);
   cJSON *j = cJSON_Parse(out);
   cr_assert_not_null(j);
   error_of(j);
@@ -1103,9 +1103,37 @@ Test(rest, media_visible_to_members_of_a_conversation_that_references_it) {
   cr_assert_eq(memcmp(out, png, sizeof png), 0);
   cr_assert_str_eq(ctype, "image/png");
   /* A stranger is refused; an unknown id is unknown. */
-  cr_assert_eq(download("carol", id, &out, &len, &ctype), 403);
+  cr_assert_eq(download("carol", id, &out, &len, &ctype), 404);
   cr_assert_eq(download("alice", "m404", &out, &len, &ctype), 404);
   cr_assert_eq(download("alice", "a%20b", &out, &len, &ctype), 404);
+}
+
+/* A send cannot share a blob its sender cannot read: otherwise anyone
+ * could reference a stranger's media id in a chat of their own and then
+ * download it as a member. */
+Test(rest, media_cannot_be_shared_by_a_stranger) {
+  char id[65];
+  cr_assert_eq(upload("alice", "image/png", png, sizeof png, id), 201);
+  char c[65];
+  snprintf(c, sizeof c, "%s", direct("mallory", "eve"));
+  dev *m = dev_open(&h, "mallory", "phone");
+  const char *refs[] = {id, "m404"};
+  for (size_t i = 0; i < 2; i++) {
+    dev_sendf(m, "{\"type\":\"send\",\"client_msg_id\":\"s%zu\","
+                 "\"conversation_id\":\"%s\",\"body\":\"x\","
+                 "\"body_type\":\"media\",\"media_refs\":[\"%s\"]}",
+              i, c, refs[i]);
+    harness_tick(&h);
+    const chat_frame *f = dev_expect(m, CHAT_FRAME_ERROR);
+    cr_assert_eq(f->error->wire, CHAT_WIRE_BAD_ID);
+    cr_assert_eq(dev_count(m, CHAT_FRAME_ACK), 0);
+  }
+  const void *out;
+  size_t len;
+  const char *ctype;
+  cr_assert_eq(download("mallory", id, &out, &len, &ctype), 404);
+  cr_assert_eq(download("eve", id, &out, &len, &ctype), 404);
+  cr_assert_eq(download("alice", id, &out, &len, &ctype), 200);
 }
 
 Test(rest, media_size_limits) {

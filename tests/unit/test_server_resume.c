@@ -682,3 +682,54 @@ Test(resume, later_messages_arrive_live_without_duplicates) {
   cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0);
   cr_assert_eq(dev_count(b, CHAT_FRAME_HISTORY), 0);
 }
+
+/* More conversations than half the session's queue can announce: the
+ * answer stops at the budget, says so (error too_large, ref resume) and
+ * still ends with `resumed`; the session stays open, so the client can go
+ * to REST instead of being closed with 1013 on every retry. Both without
+ * `since` (conversation frames) and with it (one history frame each). */
+Test(resume, too_many_conversations_stop_at_the_queue_budget) {
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
+                            .rate_per_minute = 1000,
+                            .max_queued_frames = 64};
+  restart(&s);
+  const char *bob[] = {"bob"};
+  char name[16];
+  for (int i = 0; i < 100; i++) {
+    snprintf(name, sizeof name, "friend%03d", i);
+    char cv[65];
+    snprintf(cv, sizeof cv, "%s", harness_create(&h, name, "direct", bob, 1));
+    dev *f = dev_open(&h, name, "phone");
+    post(f, cv);
+    dev_close(f);
+  }
+  for (int with_since = 0; with_since < 2; with_since++) {
+    dev *b = bob_back();
+    resume(b, NULL, 0, with_since ? 1 : 0);
+    cr_assert_not(b->closed, "closed with %u", b->close_code);
+    size_t convs = 0, n_hist = 0, too_large = 0;
+    bool done = false;
+    const chat_frame *f;
+    while (!done && (f = dev_next(b))) {
+      if (f->type == CHAT_FRAME_RESUMED)
+        done = true;
+      else if (f->type == CHAT_FRAME_CONVERSATION)
+        convs++;
+      else if (f->type == CHAT_FRAME_HISTORY)
+        n_hist++;
+      else if (f->type == CHAT_FRAME_ERROR &&
+               f->error->wire == CHAT_WIRE_TOO_LARGE)
+        too_large += strncmp(f->error->ref.ptr, "resume", 6) == 0;
+      else
+        cr_assert_fail("unexpected %s", dev_last_raw(b));
+    }
+    cr_assert(done);
+    cr_assert_eq(too_large, 1);
+    cr_assert_leq(convs + n_hist, 33, "%zu frames", convs + n_hist);
+    cr_assert_geq(convs + n_hist, 16, "%zu frames", convs + n_hist);
+    cr_assert_eq(with_since ? convs : n_hist, 0);
+    dev_send(b, "{\"type\":\"ping\"}");
+    dev_expect(b, CHAT_FRAME_PONG);
+    dev_close(b);
+  }
+}
