@@ -13,7 +13,7 @@ void chat__dispatch(chat_session *s, const chat_frame *f, chat_time_ms now) {
     chat__on_mark(s, f->type, f->mark, now);
     break;
   case CHAT_FRAME_TYPING:
-    chat__on_typing(s, f->typing);
+    chat__on_typing(s, f->typing, now);
     break;
   case CHAT_FRAME_RESUME:
     chat__on_resume(s, f->resume, now);

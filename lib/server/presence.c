@@ -276,10 +276,40 @@ void chat__on_subscribe(chat_session *s, const chat_presence_subscribe *ps,
   }
 }
 
-void chat__on_typing(chat_session *s, const chat_typing *t) {
+#define TYPING_BURST 5
+#define TYPING_REFILL_MS 1000
+
+/* An SDK sends `true` at most every 3 s and one `false`; anything much
+ * faster is a misbehaving client, and its excess is dropped silently
+ * (typing is ephemeral, and the sender has nothing to retry). */
+static bool typing_take(chat_session *s, chat_time_ms now) {
+  if (!s->typing_seen || now < s->typing_at) {
+    s->typing_seen = true;
+    s->typing_at = now;
+    s->typing_tokens = TYPING_BURST;
+  } else {
+    chat_time_ms add = (now - s->typing_at) / TYPING_REFILL_MS;
+    if (add > 0) {
+      s->typing_tokens = add >= TYPING_BURST || s->typing_tokens + add >=
+                                                     TYPING_BURST
+                             ? TYPING_BURST
+                             : s->typing_tokens + (uint32_t)add;
+      s->typing_at += add * TYPING_REFILL_MS;
+    }
+  }
+  if (s->typing_tokens == 0)
+    return false;
+  s->typing_tokens--;
+  return true;
+}
+
+void chat__on_typing(chat_session *s, const chat_typing *t,
+                     chat_time_ms now) {
   chat_server *srv = s->srv;
   const conv_entry *c = chat__conv_for_member(s, t->conversation_id, "typing");
   if (!c)
+    return;
+  if (!typing_take(s, now))
     return;
   /* Typing is never stored and not relayed in large groups. */
   if (c->type == CHAT_CONVERSATION_GROUP &&

@@ -57,6 +57,11 @@ struct chat_session {
   uint32_t garbage;
   char (*subs)[CHAT_ID_BUF];     /* presence subscriptions */
   size_t n_subs;
+  /* Typing relay budget: each frame fans out to up to 50 members, so a
+   * session gets a burst of TYPING_BURST and one more per second. */
+  chat_time_ms typing_at;
+  uint32_t typing_tokens;
+  bool typing_seen;
 };
 
 /* A user with at least one device on this gateway, or in its offline grace. */
@@ -249,7 +254,7 @@ void chat__presence_tick(chat_server *srv, chat_time_ms now);
 chat_time_ms chat__presence_deadline(const chat_server *srv);
 void chat__on_subscribe(chat_session *s, const chat_presence_subscribe *p,
                         chat_time_ms now);
-void chat__on_typing(chat_session *s, const chat_typing *t);
+void chat__on_typing(chat_session *s, const chat_typing *t, chat_time_ms now);
 void chat__presence_free(chat_server *srv);
 /* Deliver an encoded frame to the local sessions of one user. */
 size_t chat__deliver_local(chat_server *srv, chat__shared_frame *f,

@@ -515,3 +515,27 @@ Test(typing, non_member_is_refused) {
   f = dev_expect(c, CHAT_FRAME_ERROR);
   cr_assert_eq(f->error->wire, CHAT_WIRE_NO_SUCH_CONVERSATION);
 }
+
+/* A client hammering typing frames gets a burst of 5 relayed, then one a
+ * second; the rest is dropped without an error (typing is ephemeral). */
+Test(typing, a_flood_is_cut_to_one_a_second) {
+  direct_ab();
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(a);
+  dev_drain(b);
+  for (int i = 0; i < 100; i++)
+    typing(a, conv, i % 2 == 0);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_TYPING), 5);
+  cr_assert_eq(dev_count(a, CHAT_FRAME_NONE), 0, "no error for typing");
+  dev_drain(b);
+  harness_advance(&h, 3000);
+  for (int i = 0; i < 100; i++)
+    typing(a, conv, true);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_TYPING), 3);
+  dev_drain(b);
+  harness_advance(&h, 60000);
+  for (int i = 0; i < 100; i++)
+    typing(a, conv, true);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_TYPING), 5, "the burst is capped");
+}
