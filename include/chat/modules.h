@@ -65,7 +65,9 @@ typedef struct chat_conversation_new {
 
 /** One message to commit. message_id and server_ts are minted by the
  * server; on a duplicate (sender_id, client_msg_id) the store keeps and
- * reports the original's. */
+ * reports the original's. A store shared by several writers keeps ids
+ * growing in commit order within a conversation: when message_id is not
+ * above the conversation's last id it stores and reports last + 1. */
 typedef struct chat_msg_in {
   uint64_t message_id;
   int64_t server_ts;

@@ -1162,12 +1162,15 @@ Test(sqlite_file, append_duplicate_after_reopen_returns_the_original) {
 Test(sqlite, append_is_all_or_nothing) {
   chat_storage_ops ops = open_mem();
   group(&ops, "g", ab, 2);
+  group(&ops, "h", ab, 2);
   put(&ops, "g", 5, "bob", "b5");
+  /* h's last id is the largest there is: no id can be raised past it. */
+  put(&ops, "h", (uint64_t)INT64_MAX, "bob", "hmax");
   const char *media[] = {"m1"};
   chat_msg_in m[3] = {
     msg("g", 6, "alice", "a6"),
     msg("g", 7, "alice", "a7"),
-    msg("g", 5, "alice", "a5"), /* message id already taken */
+    msg("h", 5, "alice", "a5"), /* fails: nothing after INT64_MAX */
   };
   m[1].media_refs = media;
   m[1].n_media_refs = 1;
@@ -1183,7 +1186,7 @@ Test(sqlite, append_is_all_or_nothing) {
   cr_assert_eq(get(&ops, "g", NULL).last_id, 5);
   uint64_t max;
   cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
-  cr_assert_eq(max, 5);
+  cr_assert_eq(max, (uint64_t)INT64_MAX);
   /* The rolled-back client_msg_ids are free; the media ref is gone. */
   cr_assert_eq(ops.media_put(ops.self, "m1", "carol", "a/b", "x", 1, 1),
                CHAT_OK);
@@ -1351,11 +1354,10 @@ Test(sqlite, last_message_only_moves_up) {
   put(&ops, "g", 20, "alice", "late");
   put(&ops, "h", 15, "alice", "mid");
   /* A lower id committed later (say, minted by a gateway whose clock
-   * lags) is stored but does not replace the last message, nor move the
-   * conversation in the activity order. */
-  put(&ops, "g", 10, "bob", "early");
+   * lags) is raised past the last one: ids grow in commit order. */
+  cr_assert_eq(put(&ops, "g", 10, "bob", "early").message_id, 21);
   conv_view v = get(&ops, "g", "alice");
-  cr_assert_eq(v.last_id, 20);
+  cr_assert_eq(v.last_id, 21);
   cr_assert_eq(v.unread, 1);
   conv_cap cap = {0};
   char next[CHAT_CURSOR_BUF];
@@ -1367,7 +1369,7 @@ Test(sqlite, last_message_only_moves_up) {
   cr_assert_str_eq(cap.v[1].id, "h");
   uint64_t max;
   cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
-  cr_assert_eq(max, 20);
+  cr_assert_eq(max, 21);
   close_ops(&ops);
 }
 
@@ -1382,18 +1384,22 @@ Test(sqlite, append_batch_spanning_conversations_bumps_each) {
   };
   chat_append_result r[5];
   cr_assert_eq(ops.append(ops.self, m, 5, r), CHAT_OK);
-  cr_assert_eq(get(&ops, "g", NULL).last_id, 5);
-  cr_assert_eq(get(&ops, "h", NULL).last_id, 6);
+  /* Lower ids later in a conversation are raised past its last one. */
+  cr_assert_eq(r[1].message_id, 6);
+  cr_assert_eq(r[3].message_id, 7);
+  cr_assert_eq(r[4].message_id, 7);
+  cr_assert_eq(get(&ops, "g", NULL).last_id, 7);
+  cr_assert_eq(get(&ops, "h", NULL).last_id, 7);
   msg_cap cap = {0};
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 10, on_msg,
                             &cap),
                CHAT_OK);
   cr_assert_eq(cap.n, 3);
-  cr_assert_eq(cap.v[0].id, 2);
-  cr_assert_eq(cap.v[2].id, 5);
+  cr_assert_eq(cap.v[0].id, 5);
+  cr_assert_eq(cap.v[2].id, 7);
   uint64_t max;
   cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
-  cr_assert_eq(max, 6);
+  cr_assert_eq(max, 7);
   close_ops(&ops);
 }
 
@@ -2240,4 +2246,38 @@ Test(sqlite, every_call_survives_each_failed_allocation) {
   cr_assert_gt(total, 3, "the scenario allocates (%ld)", total);
   for (long k = 0; k < total; k++)
     oom_scenario(k);
+}
+
+/* Two gateways on one file mint ids independently; one that commits a
+ * smaller id after a larger one is raised past it, so that ids grow in
+ * commit order and a resume "after last_seen" cannot skip it. */
+Test(sqlite, a_late_smaller_id_is_raised_past_the_last_one) {
+  chat_storage_ops ops = open_mem();
+  bool existed;
+  cr_assert_eq(create(&ops, "d1", CHAT_CONVERSATION_DIRECT, "alice", ab, 2,
+                      1000, &existed, NULL),
+               CHAT_OK);
+  cr_assert_eq(create(&ops, "d2", CHAT_CONVERSATION_DIRECT, "alice",
+                      (const char *const[]){"alice", "carol"}, 2, 1000,
+                      &existed, NULL),
+               CHAT_OK);
+  cr_assert_eq(put(&ops, "d1", 500, "alice", "a1").message_id, 500);
+  chat_append_result r = put(&ops, "d1", 400, "bob", "b1");
+  cr_assert_eq(r.message_id, 501);
+  cr_assert_not(r.duplicate);
+  /* Within one batch too, and other conversations keep their own ids. */
+  chat_msg_in m[3] = {msg("d1", 450, "bob", "b2"), msg("d2", 300, "alice", "c1"),
+                      msg("d1", 460, "bob", "b3")};
+  chat_append_result rr[3];
+  cr_assert_eq(ops.append(ops.self, m, 3, rr), CHAT_OK);
+  cr_assert_eq(rr[0].message_id, 502);
+  cr_assert_eq(rr[1].message_id, 300);
+  cr_assert_eq(rr[2].message_id, 503);
+  /* A retry reports the stored id, not the minted one. */
+  r = put(&ops, "d1", 999, "bob", "b1");
+  cr_assert(r.duplicate);
+  cr_assert_eq(r.message_id, 501);
+  conv_view v = get(&ops, "d1", "alice");
+  (void)v;
+  ops.destroy(ops.self);
 }

@@ -192,7 +192,8 @@ enum list_col {
   X(MEDIA_REF_INSERT, "INSERT INTO message_media(conversation_id,"        \
                       " message_id, idx, media_id) VALUES(?1, ?2, ?3, ?4)") \
   X(CONV_BUMP, "UPDATE conversations SET last_message_id = ?2,"           \
-               " last_message_ts = ?3, last_activity = ?3"                \
+               " last_message_ts = ?3,"                                   \
+               " last_activity = max(coalesce(last_activity, ?3), ?3)"    \
                " WHERE conversation_id = ?1"                              \
                " AND (last_message_id IS NULL OR last_message_id < ?2)")  \
   X(MAX_BUMP, "UPDATE meta SET max_message_id = ?1"                       \
@@ -977,18 +978,48 @@ static chat_err flush_bump(store *s, bump *b) {
   return e ? e : run(st);
 }
 
+/* The id a message is stored under: the minted one, raised past the
+ * conversation's last id when another writer (a second gateway on this
+ * file) committed a later-minted id first. Ids then grow in commit order
+ * within a conversation, which resume's "after last_seen" relies on. */
+static chat_err commit_id(store *s, const chat_msg_in *m, const bump *b,
+                          uint64_t *id) {
+  uint64_t last = 0;
+  if (b->cid && strcmp(b->cid, m->conversation_id) == 0) {
+    last = b->id;
+  } else {
+    sqlite3_stmt *st;
+    bool found;
+    int64_t v = 0;
+    chat_err e = query(s, S_LAST_ID, &st, "s", m->conversation_id);
+    if (e || (e = one_int(st, &found, &v)))
+      return e;
+    last = found && v > 0 ? (uint64_t)v : 0;
+  }
+  *id = m->message_id;
+  if (*id <= last) {
+    if (last >= (uint64_t)INT64_MAX)
+      return CHAT_ERR_MODULE;
+    *id = last + 1;
+  }
+  return CHAT_OK;
+}
+
 static chat_err append_one(store *s, const chat_msg_in *m,
                            chat_append_result *r, bump *b) {
   sqlite3_stmt *st;
-  chat_err e;
+  uint64_t id;
+  chat_err e = commit_id(s, m, b, &id);
+  if (e)
+    return e;
   if (m->has_reply_to)
     e = query(s, S_MSG_INSERT, &st, "sussbiuii", m->conversation_id,
-              m->message_id, m->sender_id, m->client_msg_id, m->body.ptr,
+              id, m->sender_id, m->client_msg_id, m->body.ptr,
               m->body.len, (int64_t)m->body_type, m->reply_to, m->server_ts,
               (int64_t)m->n_media_refs);
   else
     e = query(s, S_MSG_INSERT, &st, "sussbisii", m->conversation_id,
-              m->message_id, m->sender_id, m->client_msg_id, m->body.ptr,
+              id, m->sender_id, m->client_msg_id, m->body.ptr,
               m->body.len, (int64_t)m->body_type, (const char *)NULL,
               m->server_ts, (int64_t)m->n_media_refs);
   if (e || (e = run(st)))
@@ -1012,19 +1043,19 @@ static chat_err append_one(store *s, const chat_msg_in *m,
   }
   for (size_t i = 0; i < m->n_media_refs; i++) {
     if ((e = query(s, S_MEDIA_REF_INSERT, &st, "suis", m->conversation_id,
-                   m->message_id, (int64_t)i, m->media_refs[i])) ||
+                   id, (int64_t)i, m->media_refs[i])) ||
         (e = run(st)))
       return e;
   }
   if (b->cid && strcmp(b->cid, m->conversation_id) != 0 &&
       (e = flush_bump(s, b)))
     return e;
-  if (!b->cid || m->message_id > b->id) {
+  if (!b->cid || id > b->id) {
     b->cid = m->conversation_id;
-    b->id = m->message_id;
+    b->id = id;
     b->ts = m->server_ts;
   }
-  r->message_id = m->message_id;
+  r->message_id = id;
   r->server_ts = m->server_ts;
   r->duplicate = false;
   return CHAT_OK;
@@ -1038,8 +1069,8 @@ static chat_err append_tx(store *s, const chat_msg_in *msgs, size_t n,
     chat_err e = append_one(s, &msgs[i], &results[i], &b);
     if (e)
       return e;
-    if (!results[i].duplicate && msgs[i].message_id > max_id)
-      max_id = msgs[i].message_id;
+    if (!results[i].duplicate && results[i].message_id > max_id)
+      max_id = results[i].message_id;
   }
   chat_err e = flush_bump(s, &b);
   if (e || max_id == 0)
