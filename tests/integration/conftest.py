@@ -281,10 +281,22 @@ def chatd_factory(tmp_path):
         return s
 
     yield make
+    reports = []
     for s in started:
         for c in s.clients:
             c.close()
         s.kill()
+        log = s.log_text()
+        # A sanitizer build of chatd reports to its log; a report fails the
+        # test even when chatd kept answering.
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:"):
+            if marker in log:
+                at = max(0, log.index(marker) - 200)
+                reports.append(log[at:at + 4000])
+                break
+    if reports:
+        pytest.fail("sanitizer report in chatd's log:\n" + "\n".join(reports))
 
 
 @pytest.fixture

@@ -283,3 +283,29 @@ def test_static_files(chatd_factory, tmp_path):
         assert b"outside" not in r.body and b"hidden" not in r.body, bad
     # The API is still the API.
     assert chatd.http("GET", "/healthz").status == 200
+
+
+def test_keep_alive_posts_on_one_connection(chatd):
+    """Browsers send REST requests on keep-alive connections: several
+    POSTs with bodies, then GETs, on one socket all get their answers (a
+    request's state must not outlive lws's reuse of the connection)."""
+    import http.client
+    ta = chatd.token("alice", "a")
+    conn = http.client.HTTPConnection("127.0.0.1", chatd.port, timeout=30)
+    ids = []
+    for peer in ("bob", "carol", "dave"):
+        body = json.dumps({"type": "direct", "members": [peer]})
+        conn.request("POST", "/api/v1/conversations", body=body,
+                     headers={"Authorization": "Bearer " + ta,
+                              "Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = r.read()
+        assert r.status in (200, 201), data
+        assert r.getheader("Connection", "").lower() != "close"
+        ids.append(json.loads(data)["conversation_id"])
+    conn.request("GET", "/api/v1/conversations",
+                 headers={"Authorization": "Bearer " + ta})
+    r = conn.getresponse()
+    listed = {c["conversation_id"] for c in json.loads(r.read())["conversations"]}
+    assert r.status == 200 and set(ids) <= listed
+    conn.close()

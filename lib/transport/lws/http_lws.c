@@ -367,16 +367,20 @@ static int rest_dispatch(chat_lws *t, struct lws *wsi, const char *method,
   return finish(wsi);
 }
 
-void chat__lws_req_free(chat_lws *t, chat__lws_pss *ps) {
-  if (!ps || !ps->req)
-    return;
-  chat__lws_req *r = ps->req;
-  ps->req = NULL;
+static void req_destroy(chat_lws *t, chat__lws_req *r) {
   chat__free(&t->a, r->path);
   chat__free(&t->a, r->query);
   chat__free(&t->a, r->content_type);
   chat__free(&t->a, r->body);
   chat__free(&t->a, r);
+}
+
+void chat__lws_req_free(chat_lws *t, chat__lws_pss *ps) {
+  if (!ps || !ps->req)
+    return;
+  chat__lws_req *r = ps->req;
+  ps->req = NULL;
+  req_destroy(t, r);
 }
 
 /* Content-Length as a number; -1 absent, -2 malformed. */
@@ -508,9 +512,13 @@ int chat__lws_http_body_done(chat_lws *t, struct lws *wsi,
   chat__lws_req *r = ps ? ps->req : NULL;
   if (!r)
     return 0;
+  /* Answering completes the transaction, and on a keep-alive connection
+   * lws then frees ps: take the request out of it first and never touch
+   * ps again. */
+  ps->req = NULL;
   int rc = rest_dispatch(t, wsi, r->method, r->path, r->query,
                          r->content_type, &r->id, r->body, r->len);
-  chat__lws_req_free(t, ps);
+  req_destroy(t, r);
   return rc;
 }
 
