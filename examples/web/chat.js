@@ -384,12 +384,9 @@ export class ChatClient {
     if (c.last_message) {
       conv.last_message = c.last_message;
     }
-    // The server counts unread messages; ours may be ahead of it (messages
-    // that arrived since), so take the larger.
-    if (typeof c.unread_count === 'number') {
-      conv.unread_count = Math.max(c.unread_count, this.localUnread(conv));
-    }
+    if (typeof c.unread_count === 'number') conv.serverUnread = c.unread_count;
     this.state.convs[c.conversation_id] = conv;
+    this.updateUnread(conv);
     if (!this.state.messages[c.conversation_id]) {
       this.state.messages[c.conversation_id] = [];
     }
@@ -459,10 +456,8 @@ export class ChatClient {
     if (!mine) {
       if (cid === this.openConv && this.visible()) {
         this.queueMark(cid, 'read', m.message_id);
-      } else if (!conv.last_read_message_id ||
-                 idCmp(m.message_id, conv.last_read_message_id) > 0) {
-        conv.unread_count = (conv.unread_count || 0) + 1;
       }
+      this.updateUnread(conv);
       this.queueMark(cid, 'delivered', m.message_id);
       if (this.typing[cid]) delete this.typing[cid][m.sender_id];
     }
@@ -659,7 +654,8 @@ export class ChatClient {
       const conv = this.state.convs[cid];
       if (conv) {
         conv.last_read_message_id = idMax(conv.last_read_message_id, m.read);
-        conv.unread_count = this.localUnread(conv);
+        conv.serverUnread = 0;
+        this.updateUnread(conv);
       }
       sent = true;
     }
@@ -681,9 +677,25 @@ export class ChatClient {
     if (!cid || !this.visible()) return;
     const list = this.messages(cid);
     const conv = this.state.convs[cid];
-    if (conv) conv.unread_count = 0;
+    if (conv) {
+      conv.serverUnread = 0;
+      this.updateUnread(conv);
+    }
     if (list.length) this.queueMark(cid, 'read', list[list.length - 1].message_id);
     this.changed();
+  }
+
+  // Unread: none in the conversation on screen; elsewhere the server's count
+  // (from the list or a `conversation` frame) or our own count of others'
+  // messages past the read mark, whichever is larger. Recounting instead of
+  // adding one per message keeps a message that arrives twice (live and
+  // in a resume answer, or before and after the list) from counting twice.
+  updateUnread(conv) {
+    if (conv.conversation_id === this.openConv && this.visible()) {
+      conv.unread_count = 0;
+    } else {
+      conv.unread_count = Math.max(conv.serverUnread || 0, this.localUnread(conv));
+    }
   }
 
   localUnread(conv) {
@@ -698,7 +710,8 @@ export class ChatClient {
     if (!conv) return;
     conv.last_read_message_id = idMax(conv.last_read_message_id,
                                       f.last_read_message_id);
-    conv.unread_count = this.localUnread(conv);
+    conv.serverUnread = 0;
+    this.updateUnread(conv);
     this.saveSoon();
     this.changed();
   }
