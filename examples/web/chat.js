@@ -350,6 +350,9 @@ export class ChatClient {
     this.log(`resumed: ${f.conversations} conversations, ${f.messages} messages`);
     for (const cid of Object.keys(this.state.convs)) this.advanceLastSeen(cid);
     this.flushOutbox();
+    // Receipts that came while we were away are gone (resume replays only
+    // messages): ask where the conversation on screen stands.
+    if (this.openConv) this.refreshReceipts(this.openConv);
     this.saveSoon();
     this.changed();
   }
@@ -648,6 +651,7 @@ export class ChatClient {
     // A read mark counts as delivered too, so delivered goes only when it
     // is ahead of the read mark being sent.
     if (above(m.read, m.sentRead)) {
+      this.log(`read up to ${m.read}`);
       this.sendFrame({ type: 'read', conversation_id: cid, up_to_message_id: m.read });
       m.sentRead = m.read;
       m.sentDelivered = idMax(m.sentDelivered, m.read);
@@ -720,6 +724,7 @@ export class ChatClient {
   // Direct chats name the one other member; groups carry counts, and a
   // count that covers every other member moves the whole group's mark.
   onReceipt(f) {
+    this.log(`receipt: ${f.member_id} ${f.state} up to ${f.message_id}`);
     const conv = this.state.convs[f.conversation_id];
     if (!conv) return;
     const r = conv.receipts || (conv.receipts = { delivered: null, read: null });

@@ -388,6 +388,10 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     const msgs = await serverMessages(bob.tok, cid);
     assert.equal(msgs.filter((m) => m.client_msg_id === victim).length, 1);
     await alice.page.unrouteAll();
+    // Bob read it, perhaps while alice was away (receipts are not
+    // resumed): her page asks REST after the resume and shows it read.
+    await alice.page.waitForSelector(
+      `#messages li.msg[data-client-msg-id="${victim}"][data-state="read"]`);
   });
 
   await step('after a reload bob still shows every message once', async () => {
