@@ -576,6 +576,9 @@ export class ChatClient {
                   sender_id: this.me.user, body: entry.body,
                   server_ts: f.server_ts, client_msg_id: f.client_msg_id }, true);
     this.saveNow();
+    // A duplicate answers a retry of a message stored long ago: its
+    // receipts may have gone to a connection we lost.
+    if (f.duplicate) this.refreshReceipts(entry.conversation_id);
     this.changed();
   }
 

@@ -401,6 +401,25 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     await waitInSync(bob, cid);
   });
 
+  await step('a group conversation names each sender', async () => {
+    await alice.page.selectOption('#new-type', 'group');
+    await alice.page.fill('#new-members', 'bob, carol');
+    await alice.page.fill('#new-name', 'trio <i>');
+    await alice.page.click('#new-conv button[type="submit"]');
+    await alice.page.waitForSelector('#chat-title:text-is("trio <i>")');
+    const gid = await alice.page.evaluate(() => window.chat.client.openConv);
+    assert.notEqual(gid, cid);
+    await send(alice.page, 'hello group');
+    await alice.page.waitForSelector('#messages li.msg.mine[data-state="sent"], ' +
+                                     '#messages li.msg.mine[data-state="delivered"]');
+    const row = `#conversations li[data-conversation-id="${gid}"]`;
+    await bob.page.waitForSelector(`${row}[data-unread="1"] .conv-title:text-is("trio <i>")`);
+    await bob.page.click(`${row} button`);
+    await bob.page.waitForSelector('#messages li.msg .sender:text-is("alice")');
+    await waitInSync(bob, gid);
+    await alice.page.waitForSelector('#members li[data-user="carol"][data-presence="offline"]');
+  });
+
   await screenshot(alice, 'alice');
   t.diagnostic('screenshot: ' + await screenshot(bob, 'bob'));
   assert.deepEqual(pageErrors, [], 'no script errors in the pages');
