@@ -236,6 +236,9 @@ export class ChatClient {
     this.resuming = false;
     this.presence = {};  // unknown until the next subscription answers
     this.typing = {};
+    // Our typing state died with the session: the next key starts afresh.
+    clearTimeout(this.typingOut.idleTimer);
+    this.typingOut = { conv: null, lastTrue: 0, idleTimer: null };
     this.log('disconnected: ' + why);
     if (this.stopped) return;
     this.setStatus('offline');
