@@ -249,6 +249,7 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     await alice.page.waitForSelector('#chat-title:text-is("bob")');
     cid = await alice.page.evaluate(() => window.chat.client.openConv);
     assert.match(cid, /^[A-Za-z0-9_.:@-]{1,64}$/);
+    assert.ok(!alice.page.url().includes('token'), 'the token left the address bar');
     // Bob's page learns of it from the server's `conversation` frame.
     await bob.page.waitForSelector(`#conversations li[data-conversation-id="${cid}"]`);
     // Presence of the open conversation's members.
@@ -418,6 +419,26 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     await bob.page.waitForSelector('#messages li.msg .sender:text-is("alice")');
     await waitInSync(bob, gid);
     await alice.page.waitForSelector('#members li[data-user="carol"][data-presence="offline"]');
+  });
+
+  await step('a forged token is refused, not retried forever', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      page.setDefaultTimeout(T);
+      let attempts = 0;
+      page.on('websocket', () => attempts++);
+      const [payload] = alice.tok.split('.');
+      await page.goto(`http://127.0.0.1:${port}/#token=${payload}.AAAA`);
+      await page.waitForSelector('#status[data-status="unauthorized"]');
+      assert.ok(!page.url().includes('token'), 'the token left the address bar');
+      // A retry would come within the first backoff ceilings (1 s, 2 s).
+      const seen = attempts;
+      await page.waitForTimeout(3000);
+      assert.equal(attempts, seen, 'no WebSocket attempts after the 401');
+    } finally {
+      await context.close();
+    }
   });
 
   await screenshot(alice, 'alice');
