@@ -139,10 +139,16 @@ async function openUser(user, device) {
   page.on('console', (m) => {
     if (process.env.WEB_E2E_VERBOSE) console.log(`[${user}] ${m.text()}`);
   });
+  // Every frame the page sends, with the time it left, for the rules on
+  // how often receipts and typing may go out.
+  const sent = [];
+  page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
+    sent.push({ t: Date.now(), f: JSON.parse(payload) });
+  }));
   const tok = token(user, device);
   await page.goto(`http://127.0.0.1:${port}/#token=${tok}`);
   await online(page);
-  return { user, tok, context, page };
+  return { user, tok, context, page, sent };
 }
 
 const online = (page) => page.waitForSelector('#status[data-status="online"]');
@@ -276,9 +282,18 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
   });
 
   await step('typing shows while bob types and stops when he sends', async () => {
-    await type(bob.page, 'on my w');
+    const from = bob.sent.length;
+    // About 4 s of typing: `typing true` at the first key and again once
+    // 3 s have passed, not at every key.
+    await bob.page.fill('#compose-text', '');
+    await bob.page.type('#compose-text', 'on my w', { delay: 650 });
     await alice.page.waitForSelector('#typing[data-users="bob"]');
     await bob.page.press('#compose-text', 'Enter');
+    const typing = bob.sent.slice(from).filter((s) => s.f.type === 'typing');
+    assert.deepEqual(typing.map((s) => s.f.is_typing), [true, true, false],
+                     'true, true again after 3 s, false on send');
+    const gap = typing[1].t - typing[0].t;
+    assert.ok(gap >= 2900 && gap < 4500, `typing true repeated after ${gap} ms`);
     await alice.page.waitForSelector('#messages li.msg:not(.mine) .body:text-is("on my w")');
     await alice.page.waitForSelector('#typing[data-users=""]');
     await waitInSync(alice, cid);
@@ -419,6 +434,26 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     await bob.page.waitForSelector('#messages li.msg .sender:text-is("alice")');
     await waitInSync(bob, gid);
     await alice.page.waitForSelector('#members li[data-user="carol"][data-presence="offline"]');
+  });
+
+  await step('receipts go out at most once a second per conversation', async () => {
+    for (const who of [alice, bob]) {
+      const flushes = {};
+      for (const { t, f } of who.sent) {
+        if (f.type !== 'delivered' && f.type !== 'read') continue;
+        const times = flushes[f.conversation_id] || (flushes[f.conversation_id] = []);
+        // One flush may send `read` and `delivered` back to back.
+        if (!times.length || t - times[times.length - 1] > 100) times.push(t);
+      }
+      const all = Object.values(flushes);
+      assert.ok(all.flat().length >= 2, `${who.user} sent receipts`);
+      for (const times of all) {
+        for (let i = 1; i < times.length; i++) {
+          const gap = times[i] - times[i - 1];
+          assert.ok(gap >= 900, `${who.user}: receipt flushes ${gap} ms apart`);
+        }
+      }
+    }
   });
 
   await step('a forged token is refused, not retried forever', async () => {
