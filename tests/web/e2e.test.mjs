@@ -290,10 +290,15 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     await alice.page.waitForSelector('#typing[data-users="bob"]');
     await bob.page.press('#compose-text', 'Enter');
     const typing = bob.sent.slice(from).filter((s) => s.f.type === 'typing');
-    assert.deepEqual(typing.map((s) => s.f.is_typing), [true, true, false],
-                     'true, true again after 3 s, false on send');
-    const gap = typing[1].t - typing[0].t;
-    assert.ok(gap >= 2900 && gap < 4500, `typing true repeated after ${gap} ms`);
+    const flags = typing.map((s) => s.f.is_typing);
+    // true, true again once 3 s have passed (a third only if the keys took
+    // over 6 s on a loaded machine), false on send.
+    assert.ok(flags.length >= 3 && flags.slice(0, -1).every((x) => x === true) &&
+              flags[flags.length - 1] === false, `typing frames: ${flags}`);
+    for (let i = 1; i < typing.length - 1; i++) {
+      const gap = typing[i].t - typing[i - 1].t;
+      assert.ok(gap >= 2900, `typing true repeated after ${gap} ms`);
+    }
     await alice.page.waitForSelector('#messages li.msg:not(.mine) .body:text-is("on my w")');
     await alice.page.waitForSelector('#typing[data-users=""]');
     await waitInSync(alice, cid);
