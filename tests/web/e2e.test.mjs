@@ -2,9 +2,12 @@
 // against a real chatd: two browser pages, alice and bob, chat through the
 // user interface; bob drops off the network twice while alice keeps
 // sending (once resume fills the gap, once the gap is over the resume cap
-// and REST history fills it), and alice sends while offline (the outbox).
-// Every check compares what the pages show with what the server stored:
-// nothing lost, nothing twice, in order.
+// and REST history fills it), alice sends while offline (the outbox), and
+// an ack is lost on the way (the retry gets `duplicate: true`). Also:
+// unread counts, ticks, typing and receipt rates (from the frames the
+// pages send), presence, escaping, a group, a reload, a forged token.
+// Every message check compares what a page shows with what the server
+// stored: nothing lost, nothing twice, in order. docs/web.md has the list.
 //
 // Environment (meson sets the first three):
 //   CHATD         the chatd binary
