@@ -280,8 +280,19 @@ export class ChatClient {
     this.changed();
   }
 
+  // The browser is back online: connect now, from the first backoff step.
+  // An attempt still in its handshake was probably started while offline
+  // and will fail; replace it rather than wait for its failure and a long
+  // backoff.
   reconnectNow() {
-    if (this.stopped || this.ws || this.status === 'unauthorized') return;
+    if (this.stopped || this.status === 'unauthorized') return;
+    if (this.ws && this.hello) return;
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.onclose = null;
+      try { ws.close(); } catch (e) { /* not open yet */ }
+    }
     this.attempt = 0;
     this.connect();
   }
