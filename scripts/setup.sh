@@ -3,7 +3,9 @@
 # else. Idempotent: when every package is already there it only asks dpkg
 # and returns (well under a second); apt-get runs only for what is missing.
 # The integration suite's Python packages (pytest, websockets >= 13) come
-# from PyPI through pip, again only when python3 cannot import them.
+# from PyPI through pip, again only when python3 cannot import them. The web
+# suite's playwright-core comes from npm (`npm ci` in tests/web), only when
+# tests/web/node_modules is missing or older than package-lock.json.
 #
 # Run as root (or as a user with password-less sudo). Used by run.sh,
 # test.sh and .ci/run; safe to run by hand at any time.
@@ -34,7 +36,19 @@ packages=(
   # suite's Python packages (below).
   python3-pip
   sqlite3
+  # The web suite (tests/web) drives examples/web in headless Chromium.
+  chromium
 )
+
+# Node.js and npm run the web suite. Any node will do for apt's check (the
+# NodeSource build, for one, is not Debian's nodejs package and includes
+# npm), so they are only added when the commands are missing.
+if ! command -v node >/dev/null 2>&1; then
+  packages+=(nodejs)
+fi
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(npm)
+fi
 
 # The integration suite (tests/integration) drives a real chatd with pytest
 # and the `websockets` library (13 or newer, for its threading client).
@@ -68,12 +82,31 @@ python_setup() {
   fi
 }
 
+# tests/web's pinned npm packages (playwright-core), from its lock file.
+# npm ci runs only when node_modules is missing or older than the lock, so
+# with everything in place this costs two stat calls.
+web_setup() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/web"
+  if [ -f "$dir/node_modules/.package-lock.json" ] &&
+     [ ! "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup.sh: no npm; the web suite will be skipped" >&2
+    return 0
+  fi
+  echo "setup.sh: npm ci in tests/web"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+}
+
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "setup.sh: no dpkg-query: this is not a Debian-like system." >&2
   echo "setup.sh: install the equivalents of these by hand, then re-run:" >&2
   echo "  ${packages[*]}" >&2
   # Go on: the build itself says precisely what is missing.
   python_setup || true
+  web_setup || true
   exit 0
 fi
 
@@ -90,6 +123,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   python_setup
+  web_setup
   exit 0
 fi
 
@@ -111,4 +145,5 @@ export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}" </dev/null
 python_setup
+web_setup
 echo "setup.sh: done"
