@@ -11,7 +11,8 @@
  *   inbound:  chat_client_on_frame() for each whole text message
  *   outbound: CHAT_CLIENT_WANT_WRITE -> while chat_client_next_frame() gives
  *             CHAT_OK, write that frame
- *   close:    CHAT_CLIENT_WANT_CLOSE -> close the socket, then
+ *   close:    CHAT_CLIENT_WANT_CLOSE -> write what next_frame() still
+ *             gives (a last typing stop), close the socket, then
  *             chat_client_on_close(); also call it whenever the socket dies
  *   REST:     CHAT_CLIENT_WANT_REST -> while chat_client_next_request()
  *             gives CHAT_OK, perform that HTTP request (same bearer token)
@@ -212,7 +213,7 @@ CHAT_API void *chat_client_user_data(const chat_client *c);
  * Transport side */
 
 #define CHAT_CLIENT_WANT_WRITE 1u   /* frames are waiting: next_frame() */
-#define CHAT_CLIENT_WANT_CLOSE 2u   /* close the socket, then on_close() */
+#define CHAT_CLIENT_WANT_CLOSE 2u   /* write what is left, close, on_close() */
 #define CHAT_CLIENT_WANT_CONNECT 4u /* open a socket: on_connecting() */
 #define CHAT_CLIENT_WANT_REST 8u    /* requests waiting: next_request() */
 

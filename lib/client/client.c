@@ -705,17 +705,19 @@ static void on_hello(chat_client *c, const chat_hello *h, chat_time_ms now) {
   c->resumed = false;
   c->resume_msgs = 0;
   partial_clear(c);
-  set_state(c, CHAT_CLIENT_RESUMING);
-  if (c->cb.on_hello)
-    c->cb.on_hello(c, h, c->ud);
-  if (!online(c))
-    return;
+  /* resume goes first, then the outbox in order, presence and marks; the
+   * callbacks run after, so a send made from one queues behind them. */
+  c->state = CHAT_CLIENT_RESUMING;
   chat_err e = send_resume(c);
-  if (e)
-    chat__client_error(c, e, NULL, "cannot build resume", 0, false);
   flush_outbox(c, now);
   send_presence(c);
   flush_marks(c, now);
+  c->state = CHAT_CLIENT_HANDSHAKE;
+  set_state(c, CHAT_CLIENT_RESUMING);
+  if (e)
+    chat__client_error(c, e, NULL, "cannot build resume", 0, false);
+  if (c->cb.on_hello)
+    c->cb.on_hello(c, h, c->ud);
 }
 
 static void on_ack(chat_client *c, const chat_ack *a) {
@@ -992,7 +994,7 @@ uint32_t chat_client_wants(const chat_client *c) {
   if (!c)
     return 0;
   uint32_t w = 0;
-  if (c->q_head && !c->want_close)
+  if (c->q_head)
     w |= CHAT_CLIENT_WANT_WRITE;
   if (c->want_close)
     w |= CHAT_CLIENT_WANT_CLOSE;
@@ -1087,7 +1089,7 @@ chat_err chat_client_next_frame(chat_client *c, const char **json,
     c->taken = NULL;
   }
   chat__out *o = c->q_head;
-  if (!o || c->want_close)
+  if (!o)
     return CHAT_ERR_AGAIN;
   c->q_head = o->next;
   if (!c->q_head)
