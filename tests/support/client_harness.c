@@ -1,5 +1,7 @@
 #include "client_harness.h"
 
+#include "client/store.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +111,7 @@ chat_err ch_open(ch *h, const char *path, const chat_client_settings *s) {
   chat_err e = chat_sqlite_client_store_open(&st, path, NULL);
   if (e)
     return e;
+  h->store = st;
   e = chat_client_new(&h->c, &set, &h->cb, h, st, NULL);
   if (e)
     chat_client_store_free(st);
@@ -219,4 +222,45 @@ const ch_event *ch_last_ev(const ch *h, const char *kind) {
     if (strcmp(h->ev[i].kind, kind) == 0)
       return &h->ev[i];
   return NULL;
+}
+
+/* Failing store writes: the client holds a pointer to the store's ops, so
+ * swapping the methods in place reaches it. */
+static chat__cstore_ops real_ops;
+
+static chat_err f_put_message(void *s, const chat_message *m, bool own,
+                              bool *ins) {
+  (void)s, (void)m, (void)own, (void)ins;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_set_last_seen(void *s, const char *c, uint64_t id) {
+  (void)s, (void)c, (void)id;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_outbox_add(void *s, const chat__outbox_entry *e) {
+  (void)s, (void)e;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_outbox_remove(void *s, const char *id) {
+  (void)s, (void)id;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_set_mark(void *s, const char *c, int k, uint64_t w,
+                           uint64_t sent) {
+  (void)s, (void)c, (void)k, (void)w, (void)sent;
+  return CHAT_ERR_MODULE;
+}
+
+void ch_store_fail(ch *h, bool fail) {
+  chat__cstore_ops *o = &h->store->ops;
+  if (fail) {
+    real_ops = *o;
+    o->put_message = f_put_message;
+    o->set_last_seen = f_set_last_seen;
+    o->outbox_add = f_outbox_add;
+    o->outbox_remove = f_outbox_remove;
+    o->set_mark = f_set_mark;
+  } else {
+    *o = real_ops;
+  }
 }

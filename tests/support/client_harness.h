@@ -30,6 +30,7 @@ typedef struct ch {
   ch_event ev[CH_MAX_EV];
   size_t n_ev;
   chat_client_callbacks cb;
+  chat_client_store *store; /* owned by c */
 } ch;
 
 /* Open a client over the store at path. s may be NULL (defaults). Returns
@@ -55,5 +56,8 @@ size_t ch_count_type(const ch *h, const char *type, size_t from);
 const char *ch_nth_type(const ch *h, const char *type, size_t i);
 size_t ch_count_ev(const ch *h, const char *kind);
 const ch_event *ch_last_ev(const ch *h, const char *kind);
+
+/* Make every write to the store fail (true) or work again (false). */
+void ch_store_fail(ch *h, bool fail);
 
 #endif

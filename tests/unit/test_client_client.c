@@ -501,6 +501,50 @@ Test(client, new_checks_arguments) {
   chat_client_store_free(NULL);
 }
 
+Test(client, store_failure_refuses_and_loses_nothing) {
+  ch_connect(&h);
+  msg("c", "5", "bob");
+  ch_store_fail(&h, true);
+  char id[CHAT_CLIENT_MSG_ID_BUF];
+  size_t before = h.n_out;
+  cr_assert_eq(chat_client_send(h.c, "c", "x", 1, id, h.now),
+               CHAT_ERR_MODULE);
+  cr_assert_eq(chat_client_outbox_len(h.c), 0);
+  cr_assert_eq(chat_client_mark_read(h.c, "c", 5, h.now), CHAT_ERR_MODULE);
+  ch_drain(&h);
+  cr_assert_eq(ch_count_type(&h, "send", before), 0);
+  cr_assert_eq(ch_count_type(&h, "read", before), 0);
+  /* An inbound message is still shown, reported, and not counted as seen,
+   * so the next resume asks for it again. */
+  msg("c", "6", "bob");
+  cr_assert_eq(ch_count_ev(&h, "message"), 2);
+  cr_assert_eq(ch_last_ev(&h, "error")->n, CHAT_ERR_MODULE);
+  ch_store_fail(&h, false);
+  uint64_t ls;
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 5);
+  /* Working again: the same calls succeed. */
+  cr_assert_eq(chat_client_send(h.c, "c", "x", 1, id, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_mark_read(h.c, "c", 5, h.now), CHAT_OK);
+  ch_drain(&h);
+  cr_assert_eq(ch_count_type(&h, "send", before), 1);
+  cr_assert_eq(ch_count_type(&h, "read", before), 1);
+}
+
+Test(client, ack_with_failing_store_keeps_outbox_durable) {
+  char id[CHAT_CLIENT_MSG_ID_BUF];
+  chat_client_send(h.c, "c", "x", 1, id, h.now);
+  ch_connect(&h);
+  ch_store_fail(&h, true);
+  ack(id, "9", false);
+  ch_store_fail(&h, false);
+  /* Acked in memory, reported, but still in the stored outbox: a restart
+   * sends it again and the server answers duplicate:true. */
+  cr_assert_eq(ch_count_ev(&h, "ack"), 1);
+  cr_assert_eq(chat_client_outbox_len(h.c), 0);
+  cr_assert_geq(ch_count_ev(&h, "error"), 1);
+}
+
 /* ------------------------------------------------------------------------
  * Restart survival on a file store */
 
