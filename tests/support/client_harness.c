@@ -93,6 +93,11 @@ static void on_done(chat_client *c, uint32_t id, chat_err r, void *ud) {
 }
 
 chat_err ch_open(ch *h, const char *path, const chat_client_settings *s) {
+  return ch_open_alloc(h, path, s, NULL);
+}
+
+chat_err ch_open_alloc(ch *h, const char *path, const chat_client_settings *s,
+                       const chat_allocator *alloc) {
   h->c = NULL;
   chat_client_settings def = {.version = CHAT_CLIENT_SETTINGS_V1};
   chat_client_settings set = s ? *s : def;
@@ -108,11 +113,11 @@ chat_err ch_open(ch *h, const char *path, const chat_client_settings *s) {
       .on_error = on_error, .on_resume_progress = on_progress,
       .on_request_done = on_done};
   chat_client_store *st;
-  chat_err e = chat_sqlite_client_store_open(&st, path, NULL);
+  chat_err e = chat_sqlite_client_store_open(&st, path, alloc);
   if (e)
     return e;
   h->store = st;
-  e = chat_client_new(&h->c, &set, &h->cb, h, st, NULL);
+  e = chat_client_new(&h->c, &set, &h->cb, h, st, alloc);
   if (e)
     chat_client_store_free(st);
   return e;

@@ -36,6 +36,9 @@ typedef struct ch {
 /* Open a client over the store at path. s may be NULL (defaults). Returns
  * chat_client_new's result. */
 chat_err ch_open(ch *h, const char *path, const chat_client_settings *s);
+/* The same with an allocator for the client (and the store's own memory). */
+chat_err ch_open_alloc(ch *h, const char *path, const chat_client_settings *s,
+                       const chat_allocator *alloc);
 void ch_close(ch *h); /* frees the client (and store); keeps recordings */
 void ch_reset_log(ch *h);  /* forget frames and events */
 
