@@ -17,6 +17,7 @@
 #include "client/client_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -34,6 +35,8 @@
 #define DEF_MAX_FRAME (1u << 20)
 #define DEF_MAX_BODY 65536
 #define MAX_PRESENCE 100
+/* The server refuses a resume listing more (codec default 4096). */
+#define MAX_RESUME_ENTRIES 4096
 
 static chat_time_ms tmin(chat_time_ms a, chat_time_ms b) {
   return a < b ? a : b;
@@ -636,23 +639,43 @@ static void resume_cb(const char *conv, uint64_t id, void *ud) {
     b->since = id;
 }
 
+static int newest_first(const void *x, const void *y) {
+  const chat_resume_entry *a = x, *b = y;
+  return a->message_id < b->message_id ? 1
+         : a->message_id > b->message_id ? -1
+                                         : 0;
+}
+
 /* `resume` from the store's last_seen map; `since` is the newest id this
  * device has seen anywhere, absent on a fresh device (the server then
- * sends a `conversation` frame for each conversation instead). */
+ * sends a `conversation` frame for each conversation instead). A device
+ * with more conversations than a resume may list names the most recently
+ * active ones; the rest fall under `since`. */
 static chat_err send_resume(chat_client *c) {
   resume_build b = {.c = c};
   chat_err e = c->st->each_last_seen(c->st->self, resume_cb, &b);
   if (!e && b.oom)
     e = CHAT_ERR_NOMEM;
-  if (!e) {
-    chat_resume r = {.last_seen = b.e, .n_last_seen = b.n,
+  size_t keep = b.n > MAX_RESUME_ENTRIES ? MAX_RESUME_ENTRIES : b.n;
+  bool sorted = false;
+  while (!e) {
+    if (keep < b.n && !sorted) {
+      qsort(b.e, b.n, sizeof *b.e, newest_first);
+      sorted = true;
+    }
+    chat_resume r = {.last_seen = b.e, .n_last_seen = keep,
                      .has_since = b.since > 0, .since = b.since};
     chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUME,
                     .resume = &r};
     e = queue_frame(c, &f, NULL);
-  } else if (e != CHAT_ERR_NOMEM) {
-    e = CHAT_ERR_MODULE;
+    /* Long conversation ids can pass the frame limit first. */
+    if (e != CHAT_ERR_FRAME_TOO_LARGE || keep <= 1)
+      break;
+    e = CHAT_OK;
+    keep /= 2;
   }
+  if (e && e != CHAT_ERR_NOMEM && e != CHAT_ERR_FRAME_TOO_LARGE)
+    e = CHAT_ERR_MODULE;
   for (size_t i = 0; i < b.n; i++)
     chat__free(&c->a, (char *)b.e[i].conversation_id);
   chat__free(&c->a, b.e);

@@ -230,6 +230,56 @@ Test(client, resume_after_history_uses_newest) {
   cr_assert_eq(ch_count_ev(&h, "message"), 2);
 }
 
+Test(client, resume_lists_at_most_4096_most_recent) {
+  ch_connect(&h);
+  char conv[32], id[32];
+  for (int i = 1; i <= 4100; i++) {
+    snprintf(conv, sizeof conv, "k%d", i);
+    snprintf(id, sizeof id, "%d", i);
+    msg(conv, id, "bob");
+  }
+  chat_client_on_close(h.c, 1006, h.now);
+  ch_advance(&h, 60000);
+  ch_reset_log(&h);
+  ch_open_socket(&h);
+  ch_hello(&h, 0);
+  ch_drain(&h);
+  cJSON *j = cJSON_Parse(ch_nth_type(&h, "resume", 0));
+  cJSON *ls = cJSON_GetObjectItem(j, "last_seen");
+  cr_assert_eq(cJSON_GetArraySize(ls), 4096);
+  cr_assert_not_null(cJSON_GetObjectItem(ls, "k4100"));
+  cr_assert_not_null(cJSON_GetObjectItem(ls, "k5"));
+  cr_assert_null(cJSON_GetObjectItem(ls, "k4"));
+  cr_assert_str_eq(cJSON_GetObjectItem(j, "since")->valuestring, "4100");
+  cJSON_Delete(j);
+}
+
+Test(client, resume_fits_the_frame_limit) {
+  ch_connect(&h);
+  char conv[80], id[32];
+  for (int i = 1; i <= 3000; i++) {
+    /* 64-byte ids: 3000 of them pass 128 KiB. */
+    snprintf(conv, sizeof conv, "%060d%04d", 0, i);
+    snprintf(id, sizeof id, "%d", i);
+    msg(conv, id, "bob");
+  }
+  chat_client_on_close(h.c, 1006, h.now);
+  ch_advance(&h, 60000);
+  ch_reset_log(&h);
+  ch_open_socket(&h);
+  ch_hello(&h, 0);
+  ch_drain(&h);
+  const char *r = ch_nth_type(&h, "resume", 0);
+  cr_assert_not_null(r);
+  cr_assert_leq(strlen(r), 131072);
+  cJSON *j = cJSON_Parse(r);
+  cJSON *ls = cJSON_GetObjectItem(j, "last_seen");
+  cr_assert_gt(cJSON_GetArraySize(ls), 500);
+  snprintf(conv, sizeof conv, "%060d%04d", 0, 3000);
+  cr_assert_not_null(cJSON_GetObjectItem(ls, conv), "the newest is kept");
+  cJSON_Delete(j);
+}
+
 Test(client, outbox_flushes_in_order_with_same_ids) {
   char id[3][CHAT_CLIENT_MSG_ID_BUF];
   for (int i = 0; i < 3; i++) {
