@@ -650,7 +650,7 @@ static int newest_first(const void *x, const void *y) {
  * device has seen anywhere, absent on a fresh device (the server then
  * sends a `conversation` frame for each conversation instead). A device
  * with more conversations than a resume may list names the most recently
- * active ones; the rest fall under `since`. */
+ * active ones, and `since` covers the rest. */
 static chat_err send_resume(chat_client *c) {
   resume_build b = {.c = c};
   chat_err e = c->st->each_last_seen(c->st->self, resume_cb, &b);
@@ -663,8 +663,13 @@ static chat_err send_resume(chat_client *c) {
       qsort(b.e, b.n, sizeof *b.e, newest_first);
       sorted = true;
     }
+    /* Unlisted conversations get what is after `since`: when some are
+     * left out, `since` must go back to the oldest of them, or the
+     * messages between their last_seen and the newest id would be
+     * skipped. */
+    uint64_t since = keep < b.n ? b.e[b.n - 1].message_id : b.since;
     chat_resume r = {.last_seen = b.e, .n_last_seen = keep,
-                     .has_since = b.since > 0, .since = b.since};
+                     .has_since = since > 0, .since = since};
     chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUME,
                     .resume = &r};
     e = queue_frame(c, &f, NULL);
