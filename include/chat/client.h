@@ -169,7 +169,8 @@ typedef struct chat_client_settings {
   /* Reconnect schedule; base 1000 ms, cap 60000 ms, floor 100 ms. */
   chat_backoff backoff;
   uint32_t stable_after_ms;    /* up this long resets the backoff; 30000 */
-  uint32_t receipt_interval_ms; /* min gap per conversation and kind; 1000 */
+  uint32_t receipt_interval_ms; /* min gap between flushes of one
+                                   conversation's marks; 1000 */
   uint32_t typing_refresh_ms;  /* is_typing:true at most this often; 3000 */
   uint32_t typing_idle_ms;     /* is_typing:false after this quiet; 5000 */
   uint32_t typing_expire_ms;   /* a peer's typing expires after; 5000 */

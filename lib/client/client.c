@@ -265,21 +265,24 @@ static uint64_t mark_have(const chat__mark *m, int k) {
   return m->queued[k] > m->sent[k] ? m->queued[k] : m->sent[k];
 }
 
-static chat_time_ms mark_due(const chat_client *c, const chat__mark *m,
-                             int k) {
-  if (m->want[k] <= mark_have(m, k))
+/* When the conversation's marks may next go out: one flush (a delivered
+ * and/or a read frame) per conversation per receipt_interval_ms. */
+static chat_time_ms mark_due(const chat_client *c, const chat__mark *m) {
+  if (m->want[1] <= mark_have(m, 1) && m->want[2] <= mark_have(m, 2))
     return CHAT_TIME_NEVER;
-  if (!m->ever[k])
+  if (!m->ever)
     return 0;
-  return m->last_at[k] + c->s.receipt_interval_ms;
+  return m->last_at + c->s.receipt_interval_ms;
 }
 
 static void flush_marks(chat_client *c, chat_time_ms now) {
   if (!online(c))
     return;
-  for (chat__mark *m = c->marks; m; m = m->next)
+  for (chat__mark *m = c->marks; m; m = m->next) {
+    if (mark_due(c, m) > now)
+      continue;
     for (int k = 1; k <= 2; k++) {
-      if (mark_due(c, m, k) > now)
+      if (m->want[k] <= mark_have(m, k))
         continue;
       chat_mark mk = {.conversation_id = m->conv,
                       .up_to_message_id = m->want[k]};
@@ -294,9 +297,10 @@ static void flush_marks(chat_client *c, chat_time_ms now) {
       o->mark_kind = k;
       o->up_to = m->want[k];
       m->queued[k] = m->want[k];
-      m->last_at[k] = now;
-      m->ever[k] = true;
     }
+    m->last_at = now;
+    m->ever = true;
+  }
 }
 
 static chat_err set_mark(chat_client *c, const char *conv, int k,
@@ -1169,8 +1173,7 @@ chat_time_ms chat_client_next_deadline(const chat_client *c) {
         c->ready_at + c->s.stable_after_ms > c->ready_at && c->attempt)
       d = tmin(d, c->ready_at + c->s.stable_after_ms);
     for (chat__mark *m = c->marks; m; m = m->next)
-      for (int k = 1; k <= 2; k++)
-        d = tmin(d, mark_due(c, m, k));
+      d = tmin(d, mark_due(c, m));
     for (chat__mytyping *t = c->typing; t; t = t->next)
       if (t->active)
         d = tmin(d, t->last_key + c->s.typing_idle_ms);

@@ -32,15 +32,16 @@ typedef struct chat__obox {
   chat_time_ms retry_at; /* not before this (rate limited); 0: any time */
 } chat__obox;
 
-/* Receipt marks of one conversation; index 1 delivered, 2 read. */
+/* Receipt marks of one conversation; index 1 delivered, 2 read. Both
+ * kinds share one flush window per conversation. */
 typedef struct chat__mark {
   struct chat__mark *next;
   char *conv;
   uint64_t want[3];          /* what the app said (persisted) */
   uint64_t sent[3];          /* written to a socket (persisted) */
   uint64_t queued[3];        /* in the outbound queue now */
-  chat_time_ms last_at[3];   /* when the last frame was queued */
-  bool ever[3];              /* a frame was queued at least once */
+  chat_time_ms last_at;      /* when frames were last queued */
+  bool ever;                 /* frames were queued at least once */
 } chat__mark;
 
 /* Our own typing state in one conversation. */

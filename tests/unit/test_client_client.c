@@ -577,7 +577,7 @@ Test(client, store_failure_refuses_and_loses_nothing) {
   /* Working again: the same calls succeed. */
   cr_assert_eq(chat_client_send(h.c, "c", "x", 1, id, h.now), CHAT_OK);
   cr_assert_eq(chat_client_mark_read(h.c, "c", 5, h.now), CHAT_OK);
-  ch_drain(&h);
+  ch_advance(&h, 1000); /* the delivered mark of 5 used this second */
   cr_assert_eq(ch_count_type(&h, "send", before), 1);
   cr_assert_eq(ch_count_type(&h, "read", before), 1);
 }

@@ -1,6 +1,6 @@
-/* Receipt marks: high-water marks, at most one frame per conversation and
- * kind per receipt_interval_ms, persisted so they survive disconnects and
- * restarts; the automatic delivered mark; read sync from other devices;
+/* Receipt marks: high-water marks, at most one flush (a delivered and/or a
+ * read frame) per conversation per receipt_interval_ms, persisted so they
+ * survive disconnects and restarts; the automatic delivered mark; read sync from other devices;
  * receipts for our own messages. */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
@@ -82,15 +82,32 @@ Test(receipts, batched_once_per_interval) {
   cr_assert_eq(count_marks("read", "c"), 2, "nothing new, nothing sent");
 }
 
-Test(receipts, per_conversation_and_kind) {
+Test(receipts, one_flush_per_conversation) {
   ch_connect(&h);
   chat_client_mark_read(h.c, "a", 5, h.now);
   chat_client_mark_read(h.c, "b", 6, h.now);
   chat_client_mark_delivered(h.c, "a", 7, h.now);
   ch_drain(&h);
+  /* Conversations are independent... */
   cr_assert_eq(nth_mark("read", "a", 0), 5);
   cr_assert_eq(nth_mark("read", "b", 0), 6);
+  /* ...but a conversation's window covers both kinds. */
+  cr_assert_eq(count_marks("delivered", "a"), 0);
+  ch_advance(&h, 999);
+  cr_assert_eq(count_marks("delivered", "a"), 0);
+  ch_advance(&h, 1);
   cr_assert_eq(nth_mark("delivered", "a", 0), 7);
+  /* Both kinds pending at once go out in the same flush. */
+  chat_client_mark_read(h.c, "c", 1, h.now); /* t = 1000: flushed */
+  ch_advance(&h, 100);
+  chat_client_mark_delivered(h.c, "c", 8, h.now);
+  chat_client_mark_read(h.c, "c", 8, h.now);
+  ch_advance(&h, 899); /* t = 1999 */
+  cr_assert_eq(count_marks("delivered", "c"), 0);
+  cr_assert_eq(count_marks("read", "c"), 1);
+  ch_advance(&h, 1);
+  cr_assert_eq(nth_mark("delivered", "c", 0), 8);
+  cr_assert_eq(nth_mark("read", "c", 1), 8);
 }
 
 Test(receipts, backwards_marks_are_ignored) {
