@@ -137,6 +137,9 @@ def test_two_clients_chat_with_receipts_and_resume(chatd, clis, tmp_path):
 
     bob.say("type")
     alice.expect(r"^typing %s bob on$" % conv)
+    # Five quiet seconds: bob's client sends is_typing:false (and alice's
+    # would expire it anyway): both run on the runner's timer.
+    alice.expect(r"^typing %s bob off$" % conv)
 
     # bob goes away; alice writes; bob comes back on the same store and
     # catches up through resume (his last_seen is in his database).

@@ -53,6 +53,8 @@ struct chat_client_lws {
   bool rx_over;
   chat__creq *reqs;
   lws_sorted_usec_list_t sul;
+  bool armed;             /* sul is scheduled ... */
+  chat_time_ms armed_at;  /* ... for this time */
   bool destroying;
   bool in_pump;
   atomic_bool wake_pending;
@@ -65,6 +67,7 @@ static void pump(chat_client_lws *r);
 
 static void on_timer(lws_sorted_usec_list_t *sul) {
   chat_client_lws *r = lws_container_of(sul, chat_client_lws, sul);
+  r->armed = false;
   chat_client_on_timer(r->c, chat__lws_mono_ms());
   pump(r);
 }
@@ -74,16 +77,23 @@ static void arm(chat_client_lws *r) {
     return;
   chat_time_ms d = chat_client_next_deadline(r->c);
   if (d == CHAT_TIME_NEVER) {
-    lws_sul_cancel(&r->sul);
+    if (r->armed)
+      lws_sul_cancel(&r->sul);
+    r->armed = false;
     return;
   }
   chat_time_ms now = chat__lws_mono_ms();
-  uint64_t us = d > now ? (d - now) * 1000u : 0;
-  /* One millisecond at least, so a deadline that is due now runs in the
-   * next service round rather than recursing. */
-  if (us < 1000)
-    us = 1000;
-  lws_sul_schedule(r->ctx, 0, &r->sul, on_timer, (lws_usec_t)us);
+  chat_time_ms at = d > now ? d : now + 1;
+  /* Keep a timer that fires no later than needed. Re-arming a due timer
+   * on every pump would push it into the future for ever: a busy loop
+   * pumps before every service round, and lws runs ripe timers only at
+   * the start of one. */
+  if (r->armed && r->armed_at <= at)
+    return;
+  lws_sul_schedule(r->ctx, 0, &r->sul, on_timer,
+                   (lws_usec_t)((at - now) * 1000u));
+  r->armed = true;
+  r->armed_at = at;
 }
 
 /* ---- REST ---- */
@@ -553,7 +563,9 @@ void chat_client_lws_free(chat_client_lws *r) {
   if (!r)
     return;
   if (r->ctx) {
-    lws_sul_cancel(&r->sul);
+    if (r->armed)
+      lws_sul_cancel(&r->sul);
+    r->armed = false;
     r->destroying = true;
     lws_context_destroy(r->ctx);
     r->ctx = NULL;
