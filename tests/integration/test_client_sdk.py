@@ -193,3 +193,38 @@ def test_resume_gap_over_cap_is_paged_over_rest(chatd_factory, clis,
     bob.expect(r"^caught-up 5$")
     assert alice.quit() == 0
     assert bob.quit() == 0
+
+
+def test_outbox_survives_server_restart(chatd, clis, tmp_path):
+    ta = chatd.token("alice", "phone")
+    tb = chatd.token("bob", "laptop")
+    alice = Cli(chatd.port, ta, tmp_path / "alice.db")
+    clis.append(alice)
+    alice.expect(r"^state ready$")
+    alice.say("create bob")
+    conv = alice.expect(r"^conversation (\S+) direct ").group(1)
+    alice.say("open " + conv)
+    alice.expect(r"^opened ")
+
+    # chatd goes away; alice writes while it is down (the send waits in
+    # her outbox); chatd comes back on the same port and her client
+    # reconnects with backoff and flushes the outbox.
+    port = chatd.port
+    assert chatd.stop() == 0
+    alice.expect(r"^state backoff$")
+    alice.say("say queued while down")
+    cmid = alice.expect(r"^sent (\S+)$").group(1)
+    chatd.args = ["--listen", "127.0.0.1:%d" % port]
+    chatd.start()
+    assert chatd.port == port
+    alice.expect(r"^ack %s \d+$" % re.escape(cmid), timeout=90)
+
+    bob = Cli(chatd.port, tb, tmp_path / "bob.db")
+    clis.append(bob)
+    bob.expect(r"^state ready$")
+    bob.say("open " + conv)
+    bob.say("older")
+    bob.expect(r"^message %s \d+ alice older queued while down$" % conv)
+    assert alice.quit() == 0
+    assert bob.quit() == 0
+    assert "outbox 0" in alice.lines
