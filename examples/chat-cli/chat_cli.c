@@ -1,6 +1,10 @@
 /* chat-cli: a terminal client on the libchat client SDK.
  *
  *   chat-cli --url ws://127.0.0.1:8080 --token TOKEN --db alice.db
+ *            [--ca CA.pem] [--insecure]
+ *
+ * wss:// URLs use TLS: --ca names the CA bundle to trust, --insecure
+ * accepts a self-signed certificate (for tests on loopback only).
  *
  * Commands, one per line on stdin:
  *   list                 fetch and show the conversation list
@@ -271,9 +275,19 @@ static void *reader(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  const char *url = NULL, *token = NULL, *db = ":memory:";
+  const char *url = NULL, *token = NULL, *db = ":memory:", *ca = NULL;
+  bool insecure = false;
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--insecure") == 0) {
+      insecure = true;
+      memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv);
+      argc--;
+      break;
+    }
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--url") == 0)
+    if (strcmp(argv[i], "--ca") == 0)
+      ca = argv[i + 1];
+    else if (strcmp(argv[i], "--url") == 0)
       url = argv[i + 1];
     else if (strcmp(argv[i], "--token") == 0)
       token = argv[i + 1];
@@ -282,7 +296,7 @@ int main(int argc, char **argv) {
   }
   if (!url || !token) {
     fprintf(stderr, "usage: chat-cli --url ws://HOST:PORT --token TOKEN "
-                    "[--db FILE]\n");
+                    "[--db FILE] [--ca FILE] [--insecure]\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -311,6 +325,8 @@ int main(int argc, char **argv) {
   }
   chat_client_lws_settings ls = {.version = CHAT_CLIENT_LWS_SETTINGS_V1,
                                  .url = url, .token = token,
+                                 .ca_file = ca,
+                                 .allow_self_signed = insecure,
                                  .on_wake = on_wake};
   if ((e = chat_client_lws_new(&runner, c, &ls, NULL))) {
     chat_client_free(c);

@@ -11,7 +11,10 @@ import os
 import re
 import select
 import signal
+import socket
+import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -28,10 +31,10 @@ pytestmark = pytest.mark.skipif(
 class Cli:
     """One chat-cli process; its output lines, read with deadlines."""
 
-    def __init__(self, port, token, db):
+    def __init__(self, port, token, db, url=None, extra=()):
         self.proc = subprocess.Popen(
-            [CHAT_CLI, "--url", "ws://127.0.0.1:%d" % port, "--token", token,
-             "--db", str(db)],
+            [CHAT_CLI, "--url", url or "ws://127.0.0.1:%d" % port,
+             "--token", token, "--db", str(db)] + list(extra),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT)
         self.buf = b""
@@ -228,3 +231,100 @@ def test_outbox_survives_server_restart(chatd, clis, tmp_path):
     assert alice.quit() == 0
     assert bob.quit() == 0
     assert "outbox 0" in alice.lines
+
+
+class TlsProxy:
+    """TLS on 127.0.0.1:<port> in front of chatd's plain port, one pair of
+    pump threads per connection; stopped by closing its sockets."""
+
+    def __init__(self, backend_port, cert, key):
+        self.backend = backend_port
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        self.socks = []
+        self.closed = False
+        self.handshakes = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            try:
+                c.settimeout(TIMEOUT)
+                t = self.ctx.wrap_socket(c, server_side=True)
+                t.settimeout(None)
+                self.handshakes += 1
+            except (OSError, ssl.SSLError):
+                c.close()
+                continue
+            b = socket.create_connection(("127.0.0.1", self.backend))
+            self.socks += [t, b]
+            threading.Thread(target=self._pump, args=(t, b),
+                             daemon=True).start()
+            threading.Thread(target=self._pump, args=(b, t),
+                             daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                d = src.recv(65536)
+                if not d:
+                    break
+                dst.sendall(d)
+        except (OSError, ssl.SSLError):
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.ls.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def test_wss_and_https_through_tls(chatd, clis, tmp_path):
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+         "-keyout", key, "-out", cert, "-days", "1", "-subj",
+         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60)
+    proxy = TlsProxy(chatd.port, cert, key)
+    try:
+        ta = chatd.token("alice", "phone")
+        url = "wss://127.0.0.1:%d" % proxy.port
+        alice = Cli(None, ta, tmp_path / "alice.db", url=url,
+                    extra=["--insecure"])
+        clis.append(alice)
+        alice.expect(r"^state ready$")
+        # REST over https (the runner's HTTP client), same proxy.
+        alice.say("create bob")
+        conv = alice.expect(r"^conversation (\S+) direct ").group(1)
+        alice.say("open " + conv)
+        alice.say("say over tls")
+        alice.expect(r"^ack ")
+        assert proxy.handshakes >= 2
+        assert alice.quit() == 0
+        # Without --insecure the self-signed certificate is refused.
+        alice = Cli(None, ta, tmp_path / "alice2.db", url=url)
+        clis.append(alice)
+        alice.expect(r"^state backoff$")
+        assert not any(l == "state ready" for l in alice.lines)
+        alice.kill()
+    finally:
+        proxy.close()
