@@ -51,6 +51,8 @@ struct chat_client_lws {
   bool ws_closing;   /* we asked lws to close it */
   chat__buf rx;
   bool rx_over;
+  bool rx_binary;
+  uint16_t close_code; /* the peer's, from its close frame */
   chat__creq *reqs;
   lws_sorted_usec_list_t sul;
   bool armed;             /* sul is scheduled ... */
@@ -209,6 +211,8 @@ static void ws_connect(chat_client_lws *r) {
   r->ws_closing = false;
   chat__buf_reset(&r->rx);
   r->rx_over = false;
+  r->rx_binary = false;
+  r->close_code = 0;
   if (!lws_client_connect_via_info(&i) && r->ws) {
     r->ws = NULL;
     chat_client_on_close(r->c, 0, now);
@@ -305,19 +309,25 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     if (!is_ws)
       return -1;
     if (lws_frame_is_binary(wsi)) {
-      r->rx_over = true; /* not ours; dropped with its fragments */
-    } else if (!r->rx_over) {
-      if (r->rx.len + len > r->s.max_frame_bytes)
+      r->rx_binary = true; /* not ours; dropped with its fragments */
+    } else if (!r->rx_over && !r->rx_binary) {
+      if (r->rx.len + len > r->s.max_frame_bytes) {
+        /* Dropping it would lose a message for good; closing makes the
+         * client reconnect and resume, which fetches it again. */
         r->rx_over = true;
-      else
-        chat__buf_append(&r->rx, in, len);
+        r->ws_closing = true;
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
+        return -1;
+      }
+      chat__buf_append(&r->rx, in, len);
     }
     if (lws_is_final_fragment(wsi)) {
-      if (!r->rx_over && !r->rx.oom)
+      if (!r->rx_over && !r->rx_binary && !r->rx.oom)
         chat_client_on_frame(r->c, r->rx.data ? r->rx.data : "", r->rx.len,
                              now);
       chat__buf_reset(&r->rx);
       r->rx_over = false;
+      r->rx_binary = false;
       pump(r);
     }
     return 0;
@@ -349,11 +359,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     return 0;
   }
 
+  case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    if (is_ws && in && len >= 2) {
+      const unsigned char *p = in;
+      r->close_code = (uint16_t)(p[0] << 8 | p[1]);
+    }
+    return 0;
+
   case LWS_CALLBACK_CLIENT_CLOSED:
     if (is_ws) {
       r->ws = NULL;
       r->ws_open = false;
-      chat_client_on_close(r->c, 1000, now);
+      chat_client_on_close(r->c, r->close_code ? r->close_code : 1006, now);
+      r->close_code = 0;
       pump(r);
     }
     return 0;
