@@ -30,7 +30,9 @@
  *
  * Threads: a chat_client is used from one thread at a time. Callbacks fire
  * only inside chat_client_* calls, on the calling thread, and may call
- * chat_client_* functions on the same client except chat_client_free().
+ * chat_client_* functions on the same client, except chat_client_free()
+ * and the feeding calls (chat_client_on_frame(), chat_client_on_response()),
+ * which must not be re-entered from a callback.
  *
  * Ownership: settings, callbacks, allocator and input strings are copied.
  * The store is owned by the client from a successful chat_client_new() on.
