@@ -93,6 +93,38 @@ def enc(frames):
             .encode() for f in frames]
 
 
+# fuzz_client: newline-separated sessions (see fuzz/fuzz_client.c for the
+# '!' actions), each driving a connected client.
+def session(*chunks):
+    return b"\n".join(c if isinstance(c, bytes) else
+                      json.dumps(c, separators=(",", ":")).encode()
+                      for c in chunks)
+
+
+resumed = {"type": "resumed", "conversations": 0, "messages": 0}
+cmsg = dict(msg, conversation_id="c")
+client_sessions = [
+    session(resumed, dict(cmsg, type="message"), b"!m9187202", b"!t1000"),
+    session(b"!shello", {"type": "ack", "client_msg_id": "m1",
+                         "message_id": "5", "server_ts": 1}, resumed),
+    session({"type": "history", "conversation_id": "c", "messages": [cmsg],
+             "complete": False}, resumed, b"!r" + json.dumps(
+                 {"messages": [dict(cmsg, message_id="9187203")],
+                  "has_more": False}).encode()),
+    session({"type": "resume_failed", "conversation_id": "c",
+             "reason": "too_old"}, resumed, b"!e503", b"!t5000",
+            b"!r{\"messages\":[],\"has_more\":false}"),
+    session(resumed, b"!k", b"!t3000", b"!k", {"type": "typing",
+            "conversation_id": "c", "user_id": "bob", "is_typing": True},
+            b"!t6000", b"!c", resumed),
+    session(resumed, b"!sx", {"type": "error", "code": "rate_limited",
+                              "message": "slow", "ref": "m0",
+                              "retry_after_ms": 10}, b"!t100", b"not json",
+            b"[1]", {"type": "receipt", "conversation_id": "c",
+                     "message_id": "5", "state": "read", "member_id": "bob",
+                     "counts": {"delivered": 2, "read": 1}}),
+] + [session(resumed, f) for f in enc(to_client)]
+write("fuzz_client", client_sessions)
 write("fuzz_decode_to_server", enc(to_server) + raw_extra)
 write("fuzz_decode_to_client", enc(to_client) + raw_extra)
 

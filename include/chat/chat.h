@@ -10,5 +10,6 @@
 #include "memory.h"
 #include "server.h"
 #include "backoff.h"
+#include "client.h"
 
 #endif /* CHAT_CHAT_H */

@@ -4,6 +4,7 @@
 #ifndef CHAT_SQLITE_H
 #define CHAT_SQLITE_H
 
+#include "client.h"
 #include "modules.h"
 
 #ifdef __cplusplus
@@ -40,6 +41,22 @@ CHAT_API chat_err chat_sqlite_storage_open(chat_storage_ops *out,
                                            const char *path,
                                            const chat_sqlite_options *options,
                                            const chat_allocator *alloc);
+
+/** Open (creating and migrating as needed) a client's local store at
+ * @p path (":memory:" for a private in-memory one): messages, last_seen,
+ * the outbox of unacked sends, receipt marks and the conversation list.
+ * Hand it to chat_client_new(), which then owns it, or free it with
+ * chat_client_store_free(). @p alloc is copied (NULL: libc). One store
+ * belongs to one client and is used from that client's thread.
+ * @retval CHAT_OK *out set
+ * @retval CHAT_ERR_INVAL out or path is NULL
+ * @retval CHAT_ERR_MODULE SQLite could not open or migrate the file
+ *         (including a schema newer than this library knows)
+ * @retval CHAT_ERR_NOMEM
+ * @since 0.1 */
+CHAT_API chat_err chat_sqlite_client_store_open(chat_client_store **out,
+                                                const char *path,
+                                                const chat_allocator *alloc);
 
 #ifdef __cplusplus
 }

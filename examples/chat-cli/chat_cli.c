@@ -1,0 +1,350 @@
+/* chat-cli: a terminal client on the libchat client SDK.
+ *
+ *   chat-cli --url ws://127.0.0.1:8080 --token TOKEN --db alice.db
+ *            [--ca CA.pem] [--insecure]
+ *
+ * wss:// URLs use TLS: --ca names the CA bundle to trust, --insecure
+ * accepts a self-signed certificate (for tests on loopback only).
+ *
+ * Commands, one per line on stdin:
+ *   list                 fetch and show the conversation list
+ *   open CONV            make CONV current and show its stored messages
+ *   create USER          a direct conversation with USER
+ *   group NAME U1,U2     a group conversation
+ *   say TEXT             send TEXT to the current conversation
+ *   older                page older history of the current conversation
+ *   read                 mark the current conversation read
+ *   type                 a keystroke in the current conversation
+ *   watch U1,U2          presence of these users
+ *   quit
+ * Events are printed one per line, starting with a keyword (state,
+ * message, ack, receipt, typing, conversation, presence, error, done,
+ * caught-up), followed for people by a ✓ sent / ✓✓ delivered / ✓✓ read
+ * line.
+ *
+ * Threads: the runner services the client on the main thread; a reader
+ * thread hands stdin lines over through a locked queue and
+ * chat_client_lws_wake(). */
+#include <chat/client.h>
+#include <chat/client_lws.h>
+#include <chat/sqlite.h>
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LINES 256
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static char *lines[MAX_LINES];
+static size_t n_lines;
+static chat_client_lws *runner;
+
+static char current[65];
+static uint64_t newest, oldest;
+static uint32_t list_req;
+
+static const char *origin_name(chat_message_origin o) {
+  switch (o) {
+  case CHAT_ORIGIN_LIVE: return "live";
+  case CHAT_ORIGIN_RESUME: return "resume";
+  case CHAT_ORIGIN_REST: return "rest";
+  case CHAT_ORIGIN_OLDER: return "older";
+  }
+  return "?";
+}
+
+static void track(const chat_message *m) {
+  if (strcmp(m->conversation_id, current) != 0)
+    return;
+  if (m->message_id > newest)
+    newest = m->message_id;
+  if (m->message_id && (!oldest || m->message_id < oldest))
+    oldest = m->message_id;
+}
+
+static void on_connection(chat_client *c, chat_client_state s, void *ud) {
+  (void)c, (void)ud;
+  printf("state %s\n", chat_client_state_name(s));
+}
+
+static void on_message(chat_client *c, const chat_message *m,
+                       chat_message_origin o, void *ud) {
+  (void)c, (void)ud;
+  printf("message %s %llu %s %s %.*s\n", m->conversation_id,
+         (unsigned long long)m->message_id, m->sender_id, origin_name(o),
+         (int)m->body.len, m->body.ptr);
+  track(m);
+}
+
+static void on_ack(chat_client *c, const chat_ack *a, void *ud) {
+  (void)c, (void)ud;
+  printf("ack %s %llu%s\n✓ sent\n", a->client_msg_id,
+         (unsigned long long)a->message_id,
+         a->duplicate ? " duplicate" : "");
+}
+
+static void on_receipt(chat_client *c, const chat_receipt *r, void *ud) {
+  (void)c, (void)ud;
+  bool read = r->state == CHAT_RECEIPT_READ;
+  printf("receipt %s %llu %s %s", r->conversation_id,
+         (unsigned long long)r->message_id, r->member_id,
+         read ? "read" : "delivered");
+  if (r->has_counts)
+    printf(" delivered=%u read=%u", (unsigned)r->delivered_count,
+           (unsigned)r->read_count);
+  printf("\n✓✓ %s\n", read ? "read" : "delivered");
+}
+
+static void on_typing(chat_client *c, const char *conv, const char *user,
+                      bool on, void *ud) {
+  (void)c, (void)ud;
+  printf("typing %s %s %s\n", conv, user, on ? "on" : "off");
+}
+
+static void on_presence(chat_client *c, const chat_presence *p, void *ud) {
+  (void)c, (void)ud;
+  static const char *names[] = {"offline", "online", "idle"};
+  printf("presence %s %s\n", p->user_id,
+         (unsigned)p->state < 3 ? names[p->state] : "?");
+}
+
+static void on_state_change(chat_client *c, const chat_state_change *s,
+                            void *ud) {
+  (void)c, (void)ud;
+  printf("read-elsewhere %s %llu\n", s->conversation_id,
+         (unsigned long long)s->last_read_message_id);
+}
+
+static void print_conv(const chat_conversation *cv, void *ud) {
+  (void)ud;
+  printf("conversation %s %s ", cv->conversation_id,
+         cv->type == CHAT_CONVERSATION_GROUP ? "group" : "direct");
+  for (size_t i = 0; i < cv->n_members; i++)
+    printf("%s%s", i ? "," : "", cv->members[i]);
+  if (cv->name.ptr)
+    printf(" %.*s", (int)cv->name.len, cv->name.ptr);
+  printf("\n");
+}
+
+static void on_conversation(chat_client *c, const chat_conversation *cv,
+                            void *ud) {
+  (void)c;
+  print_conv(cv, ud);
+}
+
+static void on_error(chat_client *c, const chat_client_error *e, void *ud) {
+  (void)c, (void)ud;
+  printf("error %s %s%s%s\n",
+         e->wire && e->wire->code ? e->wire->code : chat_err_name(e->err),
+         e->message, e->client_msg_id ? " ref=" : "",
+         e->client_msg_id ? e->client_msg_id : "");
+}
+
+static void on_progress(chat_client *c, const chat_resume_progress *p,
+                        void *ud) {
+  (void)c, (void)ud;
+  if (p->complete)
+    printf("caught-up %u\n", (unsigned)p->messages);
+}
+
+static void on_done(chat_client *c, uint32_t id, chat_err r, void *ud) {
+  printf("done %u %s\n", (unsigned)id, chat_err_name(r));
+  if (id == list_req)
+    chat_client_list_conversations(c, print_conv, ud);
+}
+
+static void show(const chat_client_message *m, void *ud) {
+  (void)ud;
+  const chat_message *msg = m->message;
+  const char *mark = !m->own ? ""
+                     : m->pending ? " (sending)"
+                     : m->state == CHAT_RECEIPT_READ ? " ✓✓ read"
+                     : m->state == CHAT_RECEIPT_DELIVERED ? " ✓✓ delivered"
+                                                          : " ✓ sent";
+  printf("  %llu %s: %.*s%s\n", (unsigned long long)msg->message_id,
+         msg->sender_id ? msg->sender_id : "me", (int)msg->body.len,
+         msg->body.ptr, mark);
+  track(msg);
+}
+
+/* Split "a,b,c" in place. */
+static size_t split(char *s, const char **out, size_t max) {
+  size_t n = 0;
+  for (char *t = strtok(s, ","); t && n < max; t = strtok(NULL, ","))
+    out[n++] = t;
+  return n;
+}
+
+static void command(chat_client *c, char *line) {
+  chat_time_ms now = chat_client_lws_now();
+  char *arg = strchr(line, ' ');
+  if (arg)
+    *arg++ = 0;
+  chat_err e = CHAT_OK;
+  uint32_t id = 0;
+  if (strcmp(line, "list") == 0) {
+    e = chat_client_fetch_conversations(c, &list_req, now);
+    id = list_req;
+  } else if (strcmp(line, "open") == 0 && arg) {
+    snprintf(current, sizeof current, "%s", arg);
+    newest = oldest = 0;
+    printf("opened %s\n", current);
+    e = chat_client_list_messages(c, current, 0, 50, show, NULL);
+  } else if (strcmp(line, "create") == 0 && arg) {
+    const char *m[1] = {arg};
+    e = chat_client_create_conversation(c, NULL, m, 1, &id, now);
+  } else if (strcmp(line, "group") == 0 && arg) {
+    char *list = strchr(arg, ' ');
+    const char *m[64];
+    size_t n = 0;
+    if (list) {
+      *list++ = 0;
+      n = split(list, m, 64);
+    }
+    e = chat_client_create_conversation(c, arg, m, n, &id, now);
+  } else if (strcmp(line, "say") == 0 && arg && current[0]) {
+    char cmid[CHAT_CLIENT_MSG_ID_BUF];
+    e = chat_client_send(c, current, arg, strlen(arg), cmid, now);
+    if (!e)
+      printf("sent %s\n", cmid);
+  } else if (strcmp(line, "older") == 0 && current[0]) {
+    e = chat_client_load_older(c, current, oldest, 50, &id, now);
+  } else if (strcmp(line, "read") == 0 && current[0]) {
+    uint64_t up_to = newest;
+    if (!up_to)
+      chat_client_last_seen(c, current, &up_to);
+    e = up_to ? chat_client_mark_read(c, current, up_to, now) : CHAT_OK;
+  } else if (strcmp(line, "type") == 0 && current[0]) {
+    e = chat_client_typing(c, current, now);
+  } else if (strcmp(line, "watch") == 0 && arg) {
+    const char *m[100];
+    e = chat_client_watch_presence(c, m, split(arg, m, 100), now);
+  } else if (strcmp(line, "quit") == 0) {
+    chat_client_stop(c, now);
+    chat_client_lws_quit(runner);
+    return;
+  } else if (line[0]) {
+    printf("error unknown-command %s\n", line);
+    return;
+  }
+  if (e)
+    printf("error %s %s\n", chat_err_name(e), line);
+  else if (id)
+    printf("request %u\n", (unsigned)id);
+}
+
+static void on_wake(chat_client_lws *r, chat_client *c, void *ud) {
+  (void)r, (void)ud;
+  for (;;) {
+    pthread_mutex_lock(&mu);
+    char *line = NULL;
+    if (n_lines) {
+      line = lines[0];
+      memmove(lines, lines + 1, --n_lines * sizeof *lines);
+    }
+    pthread_mutex_unlock(&mu);
+    if (!line)
+      break;
+    command(c, line);
+    free(line);
+  }
+}
+
+static void push_line(const char *s) {
+  char *copy = strdup(s);
+  pthread_mutex_lock(&mu);
+  if (copy && n_lines < MAX_LINES)
+    lines[n_lines++] = copy;
+  else
+    free(copy);
+  pthread_mutex_unlock(&mu);
+  chat_client_lws_wake(runner);
+}
+
+static void *reader(void *arg) {
+  (void)arg;
+  char buf[8192];
+  while (fgets(buf, sizeof buf, stdin)) {
+    buf[strcspn(buf, "\r\n")] = 0;
+    push_line(buf);
+  }
+  push_line("quit");
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  const char *url = NULL, *token = NULL, *db = ":memory:", *ca = NULL;
+  bool insecure = false;
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "--insecure") == 0) {
+      insecure = true;
+      memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof *argv);
+      argc--;
+      break;
+    }
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--ca") == 0)
+      ca = argv[i + 1];
+    else if (strcmp(argv[i], "--url") == 0)
+      url = argv[i + 1];
+    else if (strcmp(argv[i], "--token") == 0)
+      token = argv[i + 1];
+    else if (strcmp(argv[i], "--db") == 0)
+      db = argv[i + 1];
+  }
+  if (!url || !token) {
+    fprintf(stderr, "usage: chat-cli --url ws://HOST:PORT --token TOKEN "
+                    "[--db FILE] [--ca FILE] [--insecure]\n");
+    return 2;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+
+  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1};
+  if (chat_env_system(&s.env) != CHAT_OK)
+    return 1;
+  chat_client_callbacks cb = {
+      .version = CHAT_CLIENT_CALLBACKS_V1,
+      .on_connection = on_connection, .on_message = on_message,
+      .on_ack = on_ack, .on_receipt = on_receipt, .on_typing = on_typing,
+      .on_presence = on_presence, .on_state_change = on_state_change,
+      .on_conversation = on_conversation, .on_error = on_error,
+      .on_resume_progress = on_progress, .on_request_done = on_done};
+  chat_client_store *store;
+  chat_err e = chat_sqlite_client_store_open(&store, db, NULL);
+  if (e) {
+    fprintf(stderr, "chat-cli: store %s: %s\n", db, chat_strerror(e));
+    return 1;
+  }
+  chat_client *c;
+  if ((e = chat_client_new(&c, &s, &cb, NULL, store, NULL))) {
+    chat_client_store_free(store);
+    fprintf(stderr, "chat-cli: %s\n", chat_strerror(e));
+    return 1;
+  }
+  chat_client_lws_settings ls = {.version = CHAT_CLIENT_LWS_SETTINGS_V1,
+                                 .url = url, .token = token,
+                                 .ca_file = ca,
+                                 .allow_self_signed = insecure,
+                                 .on_wake = on_wake};
+  if ((e = chat_client_lws_new(&runner, c, &ls, NULL))) {
+    chat_client_free(c);
+    fprintf(stderr, "chat-cli: %s\n", chat_strerror(e));
+    return 1;
+  }
+  chat_client_start(c, chat_client_lws_now());
+  pthread_t th;
+  if (pthread_create(&th, NULL, reader, NULL) != 0)
+    return 1;
+  pthread_detach(th);
+  e = chat_client_lws_run(runner);
+  /* Let a stop's last frames go out. */
+  for (int i = 0; i < 20 && chat_client_get_state(c) != CHAT_CLIENT_IDLE;
+       i++)
+    chat_client_lws_service(runner);
+  chat_client_lws_free(runner);
+  printf("outbox %zu\n", chat_client_outbox_len(c));
+  chat_client_free(c);
+  return e ? 1 : 0;
+}

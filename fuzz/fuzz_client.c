@@ -1,0 +1,174 @@
+/* Fuzz target: a connected chat_client fed arbitrary inbound data.
+ *
+ * The input is split at '\n' into chunks. A chunk is one inbound frame,
+ * unless it starts with '!', which makes it a host or app action:
+ *   !t<ms>   advance the clock (and run due timers)
+ *   !c       the socket drops; the client reconnects (hello again)
+ *   !r<body> answer the oldest REST request with 200 and <body>
+ *   !e<n>    answer the oldest REST request with status n, no body
+ *   !s<body> the app sends <body> to conversation "c"
+ *   !m<id>   the app marks conversation "c" read up to <id>
+ *   !k       a keystroke in conversation "c"
+ * After every chunk the host drains frames and requests as a real one
+ * would. Any crash, sanitizer report or broken invariant is a finding. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <chat/client.h>
+#include <chat/sqlite.h>
+
+typedef struct fz {
+  uint64_t rng;
+  chat_time_ms now;
+  chat_client *c;
+  uint32_t pending[64];
+  size_t n_pending;
+} fz;
+
+static void fz_random(void *ud, uint8_t *out, size_t n) {
+  fz *f = ud;
+  while (n--) {
+    uint64_t z = (f->rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    *out++ = (uint8_t)(z ^ (z >> 31));
+  }
+}
+
+static int64_t fz_wall(void *ud) {
+  return 1700000000000 + (int64_t)((fz *)ud)->now;
+}
+
+static const char hello[] =
+    "{\"type\":\"hello\",\"user_id\":\"alice\",\"device_id\":\"d\","
+    "\"session_id\":\"s\",\"server_ts\":1,\"heartbeat_ms\":30000,\"limits\":{"
+    "\"max_body_bytes\":65536,\"max_frame_bytes\":131072,"
+    "\"rate_per_minute\":60,\"resume_max_messages\":1000,"
+    "\"resume_max_age_ms\":604800000}}";
+
+static void pump(fz *f) {
+  const char *json;
+  size_t len;
+  int guard = 0;
+  while (chat_client_next_frame(f->c, &json, &len) == CHAT_OK && guard++ <
+         100000)
+    if (len == 0 || json[0] != '{')
+      abort(); /* the client only ever writes JSON objects */
+  chat_client_request r;
+  while (chat_client_next_request(f->c, &r) == CHAT_OK) {
+    if (!r.method || !r.path || r.path[0] != '/')
+      abort();
+    if (f->n_pending < 64)
+      f->pending[f->n_pending++] = r.id;
+  }
+  if (chat_client_wants(f->c) & CHAT_CLIENT_WANT_CLOSE)
+    chat_client_on_close(f->c, 1000, f->now);
+  if (chat_client_wants(f->c) & CHAT_CLIENT_WANT_CONNECT) {
+    chat_client_on_connecting(f->c, f->now);
+    chat_client_on_open(f->c, f->now);
+    chat_client_on_frame(f->c, hello, sizeof hello - 1, f->now);
+  }
+}
+
+static void advance(fz *f, chat_time_ms ms) {
+  chat_time_ms target = f->now + ms;
+  for (int i = 0; i < 1000; i++) {
+    chat_time_ms d = chat_client_next_deadline(f->c);
+    if (d > target)
+      break;
+    if (d > f->now)
+      f->now = d;
+    chat_client_on_timer(f->c, f->now);
+    pump(f);
+  }
+  f->now = target;
+}
+
+static uint64_t num(const uint8_t *p, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n && i < 18 && p[i] >= '0' && p[i] <= '9'; i++)
+    v = v * 10 + (uint64_t)(p[i] - '0');
+  return v;
+}
+
+static void answer(fz *f, int status, const uint8_t *body, size_t n) {
+  if (f->n_pending == 0)
+    return;
+  uint32_t id = f->pending[0];
+  memmove(f->pending, f->pending + 1, --f->n_pending * sizeof *f->pending);
+  chat_client_on_response(f->c, id, status, (const char *)body, n, f->now);
+}
+
+static void action(fz *f, const uint8_t *p, size_t n) {
+  char op = n > 1 ? (char)p[1] : 0;
+  const uint8_t *arg = p + 2;
+  size_t an = n > 2 ? n - 2 : 0;
+  switch (op) {
+  case 't':
+    advance(f, num(arg, an) % 7200000);
+    break;
+  case 'c':
+    chat_client_on_close(f->c, 1006, f->now);
+    chat_client_hint_network_up(f->c, f->now);
+    break;
+  case 'r':
+    answer(f, 200, arg, an);
+    break;
+  case 'e':
+    answer(f, (int)(num(arg, an) % 600), NULL, 0);
+    break;
+  case 's':
+    chat_client_send(f->c, "c", (const char *)arg, an, NULL, f->now);
+    break;
+  case 'm':
+    chat_client_mark_read(f->c, "c", num(arg, an), f->now);
+    break;
+  case 'k':
+    chat_client_typing(f->c, "c", f->now);
+    break;
+  default:
+    break;
+  }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  fz f;
+  memset(&f, 0, sizeof f);
+  f.rng = 7;
+  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1};
+  s.env.version = CHAT_ENV_V1;
+  s.env.user_data = &f;
+  s.env.random = fz_random;
+  s.env.wall_ms = fz_wall;
+  chat_client_store *st;
+  if (chat_sqlite_client_store_open(&st, ":memory:", NULL) != CHAT_OK)
+    abort();
+  if (chat_client_new(&f.c, &s, NULL, NULL, st, NULL) != CHAT_OK)
+    abort();
+  chat_client_start(f.c, f.now);
+  pump(&f);
+  const uint8_t *p = data, *end = data + size;
+  while (p < end) {
+    const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+    if (n > 0 && p[0] == '!')
+      action(&f, p, n);
+    else
+      chat_client_on_frame(f.c, (const char *)p, n, f.now);
+    pump(&f);
+    p += n + (nl ? 1 : 0);
+  }
+  advance(&f, 120000);
+  /* The state machine never wedges: a started client is connected,
+   * connecting or waiting to reconnect, and always has a next step. */
+  chat_client_state state = chat_client_get_state(f.c);
+  if (state == CHAT_CLIENT_IDLE)
+    abort();
+  if (state == CHAT_CLIENT_BACKOFF &&
+      chat_client_next_deadline(f.c) == CHAT_TIME_NEVER)
+    abort();
+  chat_client_free(f.c);
+  return 0;
+}

@@ -1,0 +1,449 @@
+/* The sans-I/O chat client: one logged-in device (PROTOCOL.md sections 2-4).
+ *
+ * A chat_client holds no socket, thread or clock. The host (a runner such as
+ * include/chat/client_lws.h, or an app's own event loop) moves bytes and
+ * time in and out:
+ *
+ *   start:    chat_client_start(); then follow chat_client_wants()
+ *   connect:  CHAT_CLIENT_WANT_CONNECT -> chat_client_on_connecting(), open
+ *             the WebSocket, then chat_client_on_open() or, on failure,
+ *             chat_client_on_close()
+ *   inbound:  chat_client_on_frame() for each whole text message
+ *   outbound: CHAT_CLIENT_WANT_WRITE -> while chat_client_next_frame() gives
+ *             CHAT_OK, write that frame
+ *   close:    CHAT_CLIENT_WANT_CLOSE -> write what next_frame() still
+ *             gives (a last typing stop), close the socket, then
+ *             chat_client_on_close(); also call it whenever the socket dies
+ *   REST:     CHAT_CLIENT_WANT_REST -> while chat_client_next_request()
+ *             gives CHAT_OK, perform that HTTP request (same bearer token)
+ *             and later hand the answer to chat_client_on_response()
+ *   time:     arm one timer for chat_client_next_deadline(); when it fires,
+ *             chat_client_on_timer()
+ *
+ * Reconnection is the client's job, not the host's: after a close it waits
+ * (exponential backoff with full jitter) and then wants CONNECT again. After
+ * `hello` it sends `resume` built from its local store, flushes the outbox of
+ * unacknowledged sends in order (same client_msg_ids), re-sends the presence
+ * subscription and any receipt marks not yet sent; conversations whose gap
+ * the server cannot close (`resume_failed`, or `history` with
+ * `complete:false`) are paged from REST.
+ *
+ * Threads: a chat_client is used from one thread at a time. Callbacks fire
+ * only inside chat_client_* calls, on the calling thread, and may call
+ * chat_client_* functions on the same client, except chat_client_free()
+ * and the feeding calls (chat_client_on_frame(), chat_client_on_response()),
+ * which must not be re-entered from a callback.
+ *
+ * Ownership: settings, callbacks, allocator and input strings are copied.
+ * The store is owned by the client from a successful chat_client_new() on.
+ * Pointers given to callbacks are borrowed until the callback returns.
+ * Views returned by chat_client_next_frame() and chat_client_next_request()
+ * stay valid until the next call on the same client.
+ *
+ * Time: `now` is the host's monotonic clock in milliseconds. */
+#ifndef CHAT_CLIENT_H
+#define CHAT_CLIENT_H
+
+#include "backoff.h"
+#include "common.h"
+#include "frame.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct chat_client chat_client;
+
+/** The client's local store (messages, last_seen, outbox, receipt marks,
+ * conversations). Opaque; made by a store backend such as
+ * chat_sqlite_client_store_open() (include/chat/sqlite.h). */
+typedef struct chat_client_store chat_client_store;
+
+/** Free a store that was never handed to chat_client_new() (or whose
+ * chat_client_new() failed). NULL is a no-op. @since 0.1 */
+CHAT_API void chat_client_store_free(chat_client_store *store);
+
+/** Connection state, reported by on_connection. Values are stable. */
+typedef enum chat_client_state {
+  CHAT_CLIENT_IDLE = 0,       /* not started, or stopped */
+  CHAT_CLIENT_CONNECTING = 1, /* wants a socket, or one is being opened */
+  CHAT_CLIENT_HANDSHAKE = 2,  /* socket open, waiting for `hello` */
+  CHAT_CLIENT_RESUMING = 3,   /* `resume` sent, waiting for `resumed` */
+  CHAT_CLIENT_READY = 4,      /* live */
+  CHAT_CLIENT_BACKOFF = 5     /* disconnected, waiting to reconnect */
+} chat_client_state;
+
+/** "ready", "backoff", ...; NULL for an unknown value. @since 0.1 */
+CHAT_API const char *chat_client_state_name(chat_client_state s);
+
+/** Where a message handed to on_message came from. */
+typedef enum chat_message_origin {
+  CHAT_ORIGIN_LIVE = 0,   /* a `message` frame */
+  CHAT_ORIGIN_RESUME = 1, /* a `history` frame answering `resume` */
+  CHAT_ORIGIN_REST = 2,   /* a REST page closing a resume gap */
+  CHAT_ORIGIN_OLDER = 3   /* a REST page asked for by chat_client_load_older */
+} chat_message_origin;
+
+/** What went wrong, for on_error. Exactly one cause is described:
+ * - a server `error` frame: wire is set (client_msg_id is its ref when it
+ *   refused one of our sends, and that send left the outbox for good unless
+ *   retrying is set);
+ * - a bad inbound frame: err is the decode error (CHAT_ERR_JSON, ...);
+ * - a store failure: err is CHAT_ERR_MODULE (nothing was lost: the operation
+ *   will be retried or was refused to the caller);
+ * - a REST failure: err is CHAT_ERR_MODULE and http_status is set. */
+typedef struct chat_client_error {
+  chat_err err;                 /* CHAT_OK when wire is set */
+  const chat_error_frame *wire; /* NULL unless the server sent `error` */
+  const char *client_msg_id;    /* the send this concerns, or NULL */
+  const char *conversation_id;  /* the conversation this concerns, or NULL */
+  const char *message;          /* human-readable detail; never NULL */
+  int http_status;              /* REST failures: the status (0: no answer) */
+  bool retrying;                /* the client will try again by itself */
+} chat_client_error;
+
+/** Progress of catching up after a (re)connect. */
+typedef struct chat_resume_progress {
+  const char *conversation_id; /* the conversation just advanced, or NULL */
+  uint32_t gaps_open;    /* conversations still being paged from REST */
+  uint32_t messages;     /* new messages stored since the resume began */
+  bool resumed;          /* the server's `resumed` frame has arrived */
+  bool complete;         /* resumed and no gap left: fully caught up */
+} chat_resume_progress;
+
+/** Events. Every member may be NULL. Each callback takes the client first
+ * and the user_data given to chat_client_new() last. New members are only
+ * appended, each under a new version. */
+#define CHAT_CLIENT_CALLBACKS_V1 1
+typedef struct chat_client_callbacks {
+  uint32_t version; /* CHAT_CLIENT_CALLBACKS_V1 */
+  /* The connection state changed. */
+  void (*on_connection)(chat_client *c, chat_client_state state,
+                        void *user_data);
+  /* `hello` arrived (who we are, the server's limits). */
+  void (*on_hello)(chat_client *c, const chat_hello *h, void *user_data);
+  /* A message new to the local store (duplicates are never reported). Own
+   * messages from other devices arrive here too. */
+  void (*on_message)(chat_client *c, const chat_message *m,
+                     chat_message_origin origin, void *user_data);
+  /* One of our sends is durably stored; it has left the outbox. Fired once
+   * per client_msg_id, also when the server answers a retry with
+   * duplicate:true. */
+  void (*on_ack)(chat_client *c, const chat_ack *a, void *user_data);
+  /* A member's delivered/read mark for our messages (counts for groups). */
+  void (*on_receipt)(chat_client *c, const chat_receipt *r, void *user_data);
+  /* A peer started or stopped typing. The client reports a stop itself 5 s
+   * (typing_expire_ms) after the last is_typing:true. */
+  void (*on_typing)(chat_client *c, const char *conversation_id,
+                    const char *user_id, bool is_typing, void *user_data);
+  /* A subscribed user's presence. */
+  void (*on_presence)(chat_client *c, const chat_presence *p,
+                      void *user_data);
+  /* Read sync: another device of ours read up to last_read_message_id. */
+  void (*on_state_change)(chat_client *c, const chat_state_change *s,
+                          void *user_data);
+  /* A conversation became known or changed (frame, REST list, create). */
+  void (*on_conversation)(chat_client *c, const chat_conversation *conv,
+                          void *user_data);
+  /* Something failed; see chat_client_error. */
+  void (*on_error)(chat_client *c, const chat_client_error *e,
+                   void *user_data);
+  /* Catch-up progress; complete once every gap is closed. */
+  void (*on_resume_progress)(chat_client *c, const chat_resume_progress *p,
+                             void *user_data);
+  /* chat_client_wants() may have changed (new output, a request, a close),
+   * so a runner knows to look. Runs inside the call that caused it. */
+  void (*on_wants)(chat_client *c, void *user_data);
+  /* A request the app started (chat_client_fetch_conversations,
+   * chat_client_create_conversation, chat_client_load_older) finished:
+   * CHAT_OK, or the failure (also reported through on_error). */
+  void (*on_request_done)(chat_client *c, uint32_t request_id,
+                          chat_err result, void *user_data);
+} chat_client_callbacks;
+
+/** Settings; zero in any numeric field means its default. */
+#define CHAT_CLIENT_SETTINGS_V1 1
+typedef struct chat_client_settings {
+  uint32_t version; /* CHAT_CLIENT_SETTINGS_V1 */
+  /* random is required (reconnect jitter, client_msg_ids); log optional.
+   * Copied. */
+  chat_env env;
+  /* Reconnect schedule; base 1000 ms, cap 60000 ms, floor 100 ms. */
+  chat_backoff backoff;
+  uint32_t stable_after_ms;    /* up this long resets the backoff; 30000 */
+  uint32_t receipt_interval_ms; /* min gap between flushes of one
+                                   conversation's marks; 1000 */
+  uint32_t typing_refresh_ms;  /* is_typing:true at most this often; 3000 */
+  uint32_t typing_idle_ms;     /* is_typing:false after this quiet; 5000 */
+  uint32_t typing_expire_ms;   /* a peer's typing expires after; 5000 */
+  uint32_t typing_max_members; /* no typing in larger groups; 50 */
+  uint32_t hello_timeout_ms;   /* no `hello` this long: reconnect; 10000 */
+  uint32_t rest_page_limit;    /* messages per REST page; 200 */
+  uint32_t send_retry_ms;      /* retry after internal/unknown errors; 2000 */
+  uint32_t max_frame_bytes;    /* inbound limit; 1048576 */
+  /* false (default): the client marks `delivered` itself up to the newest
+   * message it has stored contiguously; true: only the app's
+   * chat_client_mark_delivered() calls do. */
+  bool manual_delivered;
+} chat_client_settings;
+
+/** Create a client over @p store. On CHAT_OK the client owns the store (it
+ * is freed by chat_client_free()); on failure the caller still owns it.
+ * settings, callbacks and alloc are copied (callbacks and alloc may be
+ * NULL). The outbox, receipt marks and last_seen map are loaded from the
+ * store, so a client recreated over the same file continues where the last
+ * one stopped. The client starts IDLE.
+ * @retval CHAT_OK *out set
+ * @retval CHAT_ERR_INVAL out, settings or store NULL; an unknown struct
+ *         version; env.random NULL
+ * @retval CHAT_ERR_MODULE the store could not be read
+ * @retval CHAT_ERR_NOMEM
+ * @since 0.1 */
+CHAT_API chat_err chat_client_new(chat_client **out,
+                                  const chat_client_settings *settings,
+                                  const chat_client_callbacks *callbacks,
+                                  void *user_data, chat_client_store *store,
+                                  const chat_allocator *alloc);
+
+/** Free the client and its store. NULL is a no-op. Nothing is lost: the
+ * outbox and unsent marks are in the store already. @since 0.1 */
+CHAT_API void chat_client_free(chat_client *c);
+
+/** The user_data given to chat_client_new(). @since 0.1 */
+CHAT_API void *chat_client_user_data(const chat_client *c);
+
+/* ------------------------------------------------------------------------
+ * Transport side */
+
+#define CHAT_CLIENT_WANT_WRITE 1u   /* frames are waiting: next_frame() */
+#define CHAT_CLIENT_WANT_CLOSE 2u   /* write what is left, close, on_close() */
+#define CHAT_CLIENT_WANT_CONNECT 4u /* open a socket: on_connecting() */
+#define CHAT_CLIENT_WANT_REST 8u    /* requests waiting: next_request() */
+
+/** Begin connecting (IDLE -> CONNECTING); a no-op when already started.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL c is NULL @since 0.1 */
+CHAT_API chat_err chat_client_start(chat_client *c, chat_time_ms now);
+
+/** Stop: no more reconnects; wants CLOSE when a socket is open. Queued
+ * sends stay in the outbox.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @since 0.1 */
+CHAT_API chat_err chat_client_stop(chat_client *c, chat_time_ms now);
+
+/** The CHAT_CLIENT_WANT_* bits. @since 0.1 */
+CHAT_API uint32_t chat_client_wants(const chat_client *c);
+
+/** The host took WANT_CONNECT and is opening a socket; the client waits
+ * hello_timeout_ms for on_open and `hello`.
+ * @retval CHAT_OK @retval CHAT_ERR_STATE not wanting to connect
+ * @retval CHAT_ERR_INVAL @since 0.1 */
+CHAT_API chat_err chat_client_on_connecting(chat_client *c, chat_time_ms now);
+
+/** The WebSocket is open; the client waits for `hello`.
+ * @retval CHAT_OK @retval CHAT_ERR_STATE not connecting @retval
+ * CHAT_ERR_INVAL @since 0.1 */
+CHAT_API chat_err chat_client_on_open(chat_client *c, chat_time_ms now);
+
+/** One whole text message from the server. A frame that does not decode
+ * (or comes at the wrong time) is reported through on_error and otherwise
+ * ignored; the return value is still CHAT_OK.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_STATE no connection is open (frame ignored)
+ * @retval CHAT_ERR_INVAL c NULL, or json NULL with len > 0
+ * @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_on_frame(chat_client *c, const char *json,
+                                       size_t len, chat_time_ms now);
+
+/** The socket closed or the connection attempt failed (@p ws_code is the
+ * close code, 0 when unknown). Unwritten frames are dropped (their content
+ * is re-sent after the next `hello`); the client moves to BACKOFF, or IDLE
+ * when stopped. Harmless when no connection exists.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @since 0.1 */
+CHAT_API chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
+                                       chat_time_ms now);
+
+/** The next frame to write.
+ * @retval CHAT_OK *json and *len set; valid until the next call on c
+ * @retval CHAT_ERR_AGAIN nothing to write
+ * @retval CHAT_ERR_INVAL @since 0.1 */
+CHAT_API chat_err chat_client_next_frame(chat_client *c, const char **json,
+                                         size_t *len);
+
+/** When chat_client_on_timer() is next due; CHAT_TIME_NEVER when nothing
+ * waits. @since 0.1 */
+CHAT_API chat_time_ms chat_client_next_deadline(const chat_client *c);
+
+/** Run everything due by @p now: reconnect, receipt flush, typing stop and
+ * expiry, heartbeat, send and REST retries.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_on_timer(chat_client *c, chat_time_ms now);
+
+/** The network is back (an OS hint): when waiting in BACKOFF, want CONNECT
+ * at once instead of at the backoff deadline. Otherwise a no-op.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @since 0.1 */
+CHAT_API chat_err chat_client_hint_network_up(chat_client *c,
+                                              chat_time_ms now);
+
+/** The connection state. @since 0.1 */
+CHAT_API chat_client_state chat_client_get_state(const chat_client *c);
+
+/** The current reconnect attempt number (0 after a stable connection).
+ * @since 0.1 */
+CHAT_API uint32_t chat_client_backoff_attempt(const chat_client *c);
+
+/* ------------------------------------------------------------------------
+ * REST, sans-I/O: the client emits requests as data; the host performs
+ * them against the same server (https:// for wss://) with the same bearer
+ * token, and hands back the answer. */
+typedef struct chat_client_request {
+  uint32_t id;        /* pass back to chat_client_on_response() */
+  const char *method; /* "GET" or "POST" */
+  const char *path;   /* "/api/v1/conversations/c1/messages?after=5&limit=200" */
+  const char *body;   /* JSON for POST, NULL for GET */
+  size_t body_len;
+} chat_client_request;
+
+/** The next request to perform; it is now in flight until its answer.
+ * @retval CHAT_OK *out set; its strings are valid until the next call on c
+ * @retval CHAT_ERR_AGAIN none waiting
+ * @retval CHAT_ERR_INVAL @since 0.1 */
+CHAT_API chat_err chat_client_next_request(chat_client *c,
+                                           chat_client_request *out);
+
+/** The answer to request @p id: the HTTP @p status (0 when no answer came:
+ * connection refused, timeout) and the body, read during the call only.
+ * Transient failures (0, 429, 5xx) are retried after a backoff delay.
+ * @retval CHAT_OK (also for failures, which go to on_error)
+ * @retval CHAT_ERR_NOT_FOUND no such request in flight
+ * @retval CHAT_ERR_INVAL @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_on_response(chat_client *c, uint32_t id,
+                                          int status, const char *body,
+                                          size_t len, chat_time_ms now);
+
+/* ------------------------------------------------------------------------
+ * App side */
+
+/** Longest client_msg_id plus its NUL. */
+#define CHAT_CLIENT_MSG_ID_BUF 65
+
+/** Send a text message. It is written to the outbox in the store before this
+ * returns, so it survives a crash, and it is sent now when connected or
+ * after the next `hello` otherwise, until acked. A pending typing
+ * indicator in that conversation is stopped.
+ * @p client_msg_id_out (may be NULL) receives the generated id
+ * (CHAT_CLIENT_MSG_ID_BUF bytes, NUL-terminated).
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL NULL argument, bad conversation id, invalid UTF-8
+ * @retval CHAT_ERR_TOO_LARGE body over the server's max_body_bytes
+ * @retval CHAT_ERR_MODULE the store failed: the message was NOT accepted
+ * @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_send(chat_client *c, const char *conversation_id,
+                                   const char *body, size_t body_len,
+                                   char *client_msg_id_out, chat_time_ms now);
+
+/** Number of sends not yet acked (the outbox). @since 0.1 */
+CHAT_API size_t chat_client_outbox_len(const chat_client *c);
+
+/** This device has every message of the conversation up to @p up_to. Only
+ * a higher mark changes anything; it is persisted at once and sent at most
+ * once per receipt_interval_ms per conversation (also after reconnects and
+ * restarts until sent).
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_MODULE store
+ * failure (mark not recorded) @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_mark_delivered(chat_client *c,
+                                             const char *conversation_id,
+                                             uint64_t up_to,
+                                             chat_time_ms now);
+
+/** The user read up to @p up_to; as chat_client_mark_delivered(). @since 0.1 */
+CHAT_API chat_err chat_client_mark_read(chat_client *c,
+                                        const char *conversation_id,
+                                        uint64_t up_to, chat_time_ms now);
+
+/** Call on every keystroke in a conversation's input box. Sends
+ * is_typing:true at most once per typing_refresh_ms and is_typing:false
+ * after typing_idle_ms without a keystroke (or on send). Nothing is sent in
+ * groups over typing_max_members, nor while disconnected.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_typing(chat_client *c,
+                                     const char *conversation_id,
+                                     chat_time_ms now);
+
+/** Replace the set of users whose presence is wanted (those on screen; at
+ * most 100). Sent now when connected and again after every reconnect;
+ * n == 0 clears it.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL bad id @retval CHAT_ERR_TOO_MANY
+ * @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_watch_presence(chat_client *c,
+                                             const char *const *user_ids,
+                                             size_t n, chat_time_ms now);
+
+/** Fetch the conversation list over REST; each arrives through
+ * on_conversation and is stored. *request_id (may be NULL) names it in
+ * on_request_done.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_fetch_conversations(chat_client *c,
+                                                  uint32_t *request_id,
+                                                  chat_time_ms now);
+
+/** Create a conversation over REST (group when @p name is not NULL, direct
+ * with the one member otherwise). The answer arrives through
+ * on_conversation.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL bad ids, a direct chat without
+ * exactly one member @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_create_conversation(chat_client *c,
+                                                  const char *name,
+                                                  const char *const *members,
+                                                  size_t n_members,
+                                                  uint32_t *request_id,
+                                                  chat_time_ms now);
+
+/** Page older history over REST (@p before 0: the newest page). New
+ * messages arrive through on_message with CHAT_ORIGIN_OLDER.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_NOMEM @since 0.1 */
+CHAT_API chat_err chat_client_load_older(chat_client *c,
+                                         const char *conversation_id,
+                                         uint64_t before, uint32_t limit,
+                                         uint32_t *request_id,
+                                         chat_time_ms now);
+
+/* ------------------------------------------------------------------------
+ * Local reads (from the store; no network) */
+
+/** A stored message as the app displays it. */
+typedef struct chat_client_message {
+  const chat_message *message;
+  bool own;                 /* sent by this user */
+  bool pending;             /* own and not yet acked (message_id is 0) */
+  chat_receipt_state state; /* own: the best receipt seen; 0 = sent only */
+} chat_client_message;
+
+/** Call @p fn for up to @p limit stored messages of a conversation with
+ * message_id < @p before (0: the newest), oldest first, then for the
+ * conversation's unacked sends. Pointers are borrowed for the call.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_MODULE
+ * @since 0.1 */
+CHAT_API chat_err chat_client_list_messages(
+    chat_client *c, const char *conversation_id, uint64_t before,
+    uint32_t limit,
+    void (*fn)(const chat_client_message *m, void *user_data),
+    void *user_data);
+
+/** Call @p fn for each stored conversation, most recent activity first.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_MODULE
+ * @since 0.1 */
+CHAT_API chat_err chat_client_list_conversations(
+    chat_client *c,
+    void (*fn)(const chat_conversation *conv, void *user_data),
+    void *user_data);
+
+/** The stored last_seen of a conversation (0 when none).
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_MODULE
+ * @since 0.1 */
+CHAT_API chat_err chat_client_last_seen(chat_client *c,
+                                        const char *conversation_id,
+                                        uint64_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CHAT_CLIENT_H */

@@ -1,0 +1,271 @@
+#include "client_harness.h"
+
+#include "client/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ch_event *ev(ch *h, const char *kind) {
+  static ch_event sink;
+  ch_event *e = h->n_ev < CH_MAX_EV ? &h->ev[h->n_ev++] : &sink;
+  memset(e, 0, sizeof *e);
+  snprintf(e->kind, sizeof e->kind, "%s", kind);
+  return e;
+}
+
+static void on_connection(chat_client *c, chat_client_state s, void *ud) {
+  (void)c;
+  ev(ud, "state")->n = (int)s;
+}
+static void on_hello(chat_client *c, const chat_hello *hl, void *ud) {
+  (void)c;
+  snprintf(ev(ud, "hello")->a, 80, "%s", hl->user_id);
+}
+static void on_message(chat_client *c, const chat_message *m,
+                       chat_message_origin o, void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "message");
+  snprintf(e->a, sizeof e->a, "%llu", (unsigned long long)m->message_id);
+  snprintf(e->b, sizeof e->b, "%s", m->conversation_id);
+  e->n = (int)o;
+}
+static void on_ack(chat_client *c, const chat_ack *a, void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "ack");
+  snprintf(e->a, sizeof e->a, "%s", a->client_msg_id);
+  e->flag = a->duplicate;
+}
+static void on_receipt(chat_client *c, const chat_receipt *r, void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "receipt");
+  snprintf(e->a, sizeof e->a, "%llu", (unsigned long long)r->message_id);
+  e->n = r->has_counts ? (int)r->read_count : -1;
+}
+static void on_typing(chat_client *c, const char *conv, const char *user,
+                      bool on, void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "typing");
+  snprintf(e->a, sizeof e->a, "%s", conv);
+  snprintf(e->b, sizeof e->b, "%s", user);
+  e->n = on;
+}
+static void on_presence(chat_client *c, const chat_presence *p, void *ud) {
+  (void)c;
+  snprintf(ev(ud, "presence")->a, 80, "%s", p->user_id);
+}
+static void on_state_change(chat_client *c, const chat_state_change *s,
+                            void *ud) {
+  (void)c;
+  snprintf(ev(ud, "state_change")->a, 80, "%s", s->conversation_id);
+}
+static void on_conversation(chat_client *c, const chat_conversation *cv,
+                            void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "conversation");
+  snprintf(e->a, sizeof e->a, "%s", cv->conversation_id);
+  e->n = (int)cv->n_members;
+}
+static void on_error(chat_client *c, const chat_client_error *er, void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "error");
+  snprintf(e->a, sizeof e->a, "%s",
+           er->client_msg_id ? er->client_msg_id : "");
+  snprintf(e->b, sizeof e->b, "%s",
+           er->wire && er->wire->code ? er->wire->code : "");
+  e->n = (int)er->err;
+  e->flag = er->retrying;
+}
+static void on_progress(chat_client *c, const chat_resume_progress *p,
+                        void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "progress");
+  snprintf(e->a, sizeof e->a, "%s", p->conversation_id ? p->conversation_id
+                                                        : "");
+  e->n = (int)p->gaps_open;
+  e->flag = p->complete;
+}
+static void on_done(chat_client *c, uint32_t id, chat_err r, void *ud) {
+  (void)c;
+  ch_event *e = ev(ud, "done");
+  snprintf(e->a, sizeof e->a, "%u", (unsigned)id);
+  e->n = (int)r;
+}
+
+chat_err ch_open(ch *h, const char *path, const chat_client_settings *s) {
+  return ch_open_alloc(h, path, s, NULL);
+}
+
+chat_err ch_open_alloc(ch *h, const char *path, const chat_client_settings *s,
+                       const chat_allocator *alloc) {
+  h->c = NULL;
+  chat_client_settings def = {.version = CHAT_CLIENT_SETTINGS_V1};
+  chat_client_settings set = s ? *s : def;
+  if (!h->fe.env.version)
+    fake_env_init(&h->fe, 1700000000000, 42);
+  set.env = h->fe.env;
+  h->cb = (chat_client_callbacks){
+      .version = CHAT_CLIENT_CALLBACKS_V1,
+      .on_connection = on_connection, .on_hello = on_hello,
+      .on_message = on_message, .on_ack = on_ack, .on_receipt = on_receipt,
+      .on_typing = on_typing, .on_presence = on_presence,
+      .on_state_change = on_state_change, .on_conversation = on_conversation,
+      .on_error = on_error, .on_resume_progress = on_progress,
+      .on_request_done = on_done};
+  chat_client_store *st;
+  chat_err e = chat_sqlite_client_store_open(&st, path, alloc);
+  if (e)
+    return e;
+  h->store = st;
+  e = chat_client_new(&h->c, &set, &h->cb, h, st, alloc);
+  if (e)
+    chat_client_store_free(st);
+  return e;
+}
+
+void ch_close(ch *h) {
+  chat_client_free(h->c);
+  h->c = NULL;
+}
+
+void ch_reset_log(ch *h) {
+  for (size_t i = 0; i < h->n_out; i++)
+    free(h->out[i]);
+  h->n_out = 0;
+  h->n_ev = 0;
+}
+
+void ch_open_socket(ch *h) {
+  chat_client_start(h->c, h->now);
+  if (chat_client_wants(h->c) & CHAT_CLIENT_WANT_CONNECT)
+    chat_client_on_connecting(h->c, h->now);
+  chat_client_on_open(h->c, h->now);
+}
+
+void ch_hello(ch *h, uint32_t heartbeat_ms) {
+  char hello[512];
+  snprintf(hello, sizeof hello,
+           "{\"type\":\"hello\",\"user_id\":\"alice\",\"device_id\":\"phone\","
+           "\"session_id\":\"s1\",\"server_ts\":1700000000000,"
+           "\"heartbeat_ms\":%u,\"limits\":{\"max_body_bytes\":65536,"
+           "\"max_frame_bytes\":131072,\"rate_per_minute\":60,"
+           "\"resume_max_messages\":1000,\"resume_max_age_ms\":604800000}}",
+           (unsigned)heartbeat_ms);
+  ch_feed(h, hello);
+}
+
+void ch_connect(ch *h) {
+  ch_open_socket(h);
+  ch_hello(h, 0);
+  ch_feed(h, "{\"type\":\"resumed\",\"conversations\":0,\"messages\":0}");
+  ch_drain(h);
+}
+
+void ch_feed(ch *h, const char *json) {
+  chat_client_on_frame(h->c, json, strlen(json), h->now);
+}
+
+size_t ch_drain(ch *h) {
+  const char *json;
+  size_t len, n = 0;
+  while (chat_client_next_frame(h->c, &json, &len) == CHAT_OK) {
+    if (h->n_out < CH_MAX_OUT) {
+      char *copy = malloc(len + 1);
+      memcpy(copy, json, len);
+      copy[len] = 0;
+      h->out[h->n_out++] = copy;
+    }
+    n++;
+  }
+  return n;
+}
+
+void ch_advance(ch *h, chat_time_ms ms) {
+  chat_time_ms target = h->now + ms;
+  for (int guard = 0; guard < 100000; guard++) {
+    ch_drain(h);
+    chat_time_ms d = chat_client_next_deadline(h->c);
+    if (d > target)
+      break;
+    if (d > h->now)
+      h->now = d;
+    chat_client_on_timer(h->c, h->now);
+  }
+  h->now = target;
+  ch_drain(h);
+}
+
+static bool is_type(const char *json, const char *type) {
+  char pat[64];
+  snprintf(pat, sizeof pat, "\"type\":\"%s\"", type);
+  return strstr(json, pat) != NULL;
+}
+
+size_t ch_count_type(const ch *h, const char *type, size_t from) {
+  size_t n = 0;
+  for (size_t i = from; i < h->n_out; i++)
+    n += is_type(h->out[i], type);
+  return n;
+}
+
+const char *ch_nth_type(const ch *h, const char *type, size_t k) {
+  for (size_t i = 0; i < h->n_out; i++)
+    if (is_type(h->out[i], type) && k-- == 0)
+      return h->out[i];
+  return NULL;
+}
+
+size_t ch_count_ev(const ch *h, const char *kind) {
+  size_t n = 0;
+  for (size_t i = 0; i < h->n_ev; i++)
+    n += strcmp(h->ev[i].kind, kind) == 0;
+  return n;
+}
+
+const ch_event *ch_last_ev(const ch *h, const char *kind) {
+  for (size_t i = h->n_ev; i-- > 0;)
+    if (strcmp(h->ev[i].kind, kind) == 0)
+      return &h->ev[i];
+  return NULL;
+}
+
+/* Failing store writes: the client holds a pointer to the store's ops, so
+ * swapping the methods in place reaches it. */
+static chat__cstore_ops real_ops;
+
+static chat_err f_put_message(void *s, const chat_message *m, bool own,
+                              bool *ins) {
+  (void)s, (void)m, (void)own, (void)ins;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_set_last_seen(void *s, const char *c, uint64_t id) {
+  (void)s, (void)c, (void)id;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_outbox_add(void *s, const chat__outbox_entry *e) {
+  (void)s, (void)e;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_outbox_remove(void *s, const char *id) {
+  (void)s, (void)id;
+  return CHAT_ERR_MODULE;
+}
+static chat_err f_set_mark(void *s, const char *c, int k, uint64_t w,
+                           uint64_t sent) {
+  (void)s, (void)c, (void)k, (void)w, (void)sent;
+  return CHAT_ERR_MODULE;
+}
+
+void ch_store_fail(ch *h, bool fail) {
+  chat__cstore_ops *o = &h->store->ops;
+  if (fail) {
+    real_ops = *o;
+    o->put_message = f_put_message;
+    o->set_last_seen = f_set_last_seen;
+    o->outbox_add = f_outbox_add;
+    o->outbox_remove = f_outbox_remove;
+    o->set_mark = f_set_mark;
+  } else {
+    *o = real_ops;
+  }
+}

@@ -1,0 +1,326 @@
+/* REST as data: resume gaps (resume_failed, or a history that never
+ * completed) are paged with ?after= until has_more is false; transient
+ * failures are retried after a backoff delay, refusals are final; the
+ * conversation list, create and older history land in the store and the
+ * callbacks. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client_harness.h"
+
+static ch h;
+
+static void setup(void) {
+  memset(&h, 0, sizeof h);
+  cr_assert_eq(ch_open(&h, ":memory:", NULL), CHAT_OK);
+}
+
+static void teardown(void) {
+  ch_close(&h);
+  ch_reset_log(&h);
+}
+
+TestSuite(rest, .init = setup, .fini = teardown);
+
+static void live(const char *conv, uint64_t id) {
+  char f[512];
+  snprintf(f, sizeof f,
+           "{\"type\":\"message\",\"message_id\":\"%llu\",\"conversation_id\":"
+           "\"%s\",\"sender_id\":\"bob\",\"body\":\"b\",\"server_ts\":1,"
+           "\"client_msg_id\":\"k%llu\"}",
+           (unsigned long long)id, conv, (unsigned long long)id);
+  ch_feed(&h, f);
+}
+
+/* A REST page of messages lo..hi of conv (oldest first unless reverse). */
+static char *page(const char *conv, uint64_t lo, uint64_t hi, bool more,
+                  bool reverse) {
+  size_t cap = 256 + (hi - lo + 1) * 200;
+  char *b = malloc(cap);
+  size_t k = (size_t)snprintf(b, cap, "{\"messages\":[");
+  for (uint64_t i = 0; lo && i <= hi - lo; i++) {
+    uint64_t id = reverse ? hi - i : lo + i;
+    k += (size_t)snprintf(b + k, cap - k,
+                          "%s{\"message_id\":\"%llu\",\"conversation_id\":"
+                          "\"%s\",\"sender_id\":\"bob\",\"body\":\"p\","
+                          "\"server_ts\":1,\"client_msg_id\":\"r%llu\"}",
+                          i ? "," : "", (unsigned long long)id, conv,
+                          (unsigned long long)id);
+  }
+  snprintf(b + k, cap - k, "],\"has_more\":%s}", more ? "true" : "false");
+  return b;
+}
+
+static chat_client_request take(void) {
+  chat_client_request r;
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  cr_assert_eq(chat_client_next_request(h.c, &r), CHAT_OK);
+  return r;
+}
+
+static void answer(uint32_t id, int status, char *body) {
+  cr_assert_eq(chat_client_on_response(h.c, id, status, body,
+                                       body ? strlen(body) : 0, h.now),
+               CHAT_OK);
+  free(body);
+}
+
+/* Connected, with conv "c" seen up to 10 before this connection. */
+static void resume_with_seen(void) {
+  ch_connect(&h);
+  live("c", 10);
+  chat_client_on_close(h.c, 1006, h.now);
+  ch_advance(&h, 60000);
+  ch_reset_log(&h);
+  ch_open_socket(&h);
+  ch_hello(&h, 0);
+  ch_drain(&h);
+}
+
+Test(rest, resume_failed_pages_until_gap_closed) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"too_old\"}");
+  ch_feed(&h, "{\"type\":\"resumed\",\"conversations\":0,\"messages\":0}");
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_READY);
+  cr_assert_not(ch_last_ev(&h, "progress")->flag, "not complete yet");
+  cr_assert_eq(ch_last_ev(&h, "progress")->n, 1);
+
+  chat_client_request r = take();
+  cr_assert_str_eq(r.method, "GET");
+  cr_assert_str_eq(r.path,
+                   "/api/v1/conversations/c/messages?after=10&limit=200");
+  cr_assert_null(r.body);
+  /* Only one request at a time per gap. */
+  chat_client_request r2;
+  cr_assert_eq(chat_client_next_request(h.c, &r2), CHAT_ERR_AGAIN);
+  answer(r.id, 200, page("c", 11, 13, true, false));
+  cr_assert_eq(ch_count_ev(&h, "message"), 3);
+  cr_assert_eq(ch_last_ev(&h, "message")->n, CHAT_ORIGIN_REST);
+  uint64_t ls;
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 13);
+
+  r = take();
+  cr_assert_str_eq(r.path,
+                   "/api/v1/conversations/c/messages?after=13&limit=200");
+  answer(r.id, 200, page("c", 14, 15, false, false));
+  cr_assert_eq(ch_count_ev(&h, "message"), 5);
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 15);
+  cr_assert(ch_last_ev(&h, "progress")->flag, "complete");
+  cr_assert_eq(ch_last_ev(&h, "progress")->n, 0);
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  /* The pages also make this device claim delivery (13 at once, 15 after
+   * the receipt interval). */
+  ch_advance(&h, 1000);
+  const char *d = NULL;
+  for (size_t i = 0; (d = ch_nth_type(&h, "delivered", i)); i++)
+    if (strstr(d, "\"up_to_message_id\":\"15\""))
+      break;
+  cr_assert_not_null(d);
+}
+
+Test(rest, incomplete_history_opens_gap) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"history\",\"conversation_id\":\"c\",\"messages\":["
+              "{\"message_id\":\"11\",\"conversation_id\":\"c\",\"sender_id\":"
+              "\"bob\",\"body\":\"a\",\"server_ts\":1,\"client_msg_id\":\"q\"}"
+              "],\"complete\":false}");
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  ch_feed(&h, "{\"type\":\"resumed\",\"conversations\":1,\"messages\":1}");
+  chat_client_request r = take();
+  cr_assert_str_eq(r.path,
+                   "/api/v1/conversations/c/messages?after=11&limit=200");
+  answer(r.id, 200, page("c", 12, 12, false, false));
+  cr_assert(ch_last_ev(&h, "progress")->flag);
+}
+
+Test(rest, complete_history_needs_no_rest) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"history\",\"conversation_id\":\"c\",\"messages\":["
+              "{\"message_id\":\"11\",\"conversation_id\":\"c\",\"sender_id\":"
+              "\"bob\",\"body\":\"a\",\"server_ts\":1,\"client_msg_id\":\"q\"}"
+              "],\"complete\":false}");
+  ch_feed(&h, "{\"type\":\"history\",\"conversation_id\":\"c\",\"messages\":["
+              "{\"message_id\":\"12\",\"conversation_id\":\"c\",\"sender_id\":"
+              "\"bob\",\"body\":\"a\",\"server_ts\":1,\"client_msg_id\":\"r\"}"
+              "],\"complete\":true}");
+  ch_feed(&h, "{\"type\":\"resumed\",\"conversations\":1,\"messages\":2}");
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  cr_assert(ch_last_ev(&h, "progress")->flag);
+}
+
+Test(rest, not_member_is_not_paged) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"not_member\"}");
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  cr_assert_eq(ch_count_ev(&h, "error"), 1);
+}
+
+Test(rest, transient_failures_back_off) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"too_old\"}");
+  ch_feed(&h, "{\"type\":\"resumed\",\"conversations\":0,\"messages\":0}");
+  chat_client_request r = take();
+  answer(r.id, 503, strdup("{}"));
+  cr_assert(ch_last_ev(&h, "error")->flag, "retrying");
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST,
+                "not at once");
+  chat_time_ms d = chat_client_next_deadline(h.c);
+  cr_assert_geq(d, h.now + 100);
+  cr_assert_leq(d, h.now + 1000);
+  ch_advance(&h, d - h.now);
+  r = take();
+  cr_assert_str_eq(r.path,
+                   "/api/v1/conversations/c/messages?after=10&limit=200");
+  answer(r.id, 0, NULL); /* no answer at all */
+  ch_advance(&h, 2000);
+  r = take();
+  answer(r.id, 200, page("c", 11, 11, false, false));
+  cr_assert(ch_last_ev(&h, "progress")->flag);
+}
+
+Test(rest, refusal_is_final) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"too_old\"}");
+  chat_client_request r = take();
+  answer(r.id, 403, strdup("{\"error\":{\"code\":\"not_member\"}}"));
+  cr_assert_not(ch_last_ev(&h, "error")->flag);
+  ch_advance(&h, 120000);
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  /* A stale or unknown answer is refused. */
+  cr_assert_eq(chat_client_on_response(h.c, r.id, 200, "{}", 2, h.now),
+               CHAT_ERR_NOT_FOUND);
+}
+
+Test(rest, malformed_page_is_reported) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"too_old\"}");
+  chat_client_request r = take();
+  answer(r.id, 200, strdup("{\"messages\":[{\"message_id\":1}]}"));
+  cr_assert_eq(ch_count_ev(&h, "message"), 0);
+  cr_assert_neq(ch_last_ev(&h, "error")->n, CHAT_OK);
+  r.id = 0;
+}
+
+Test(rest, live_messages_during_gap_do_not_skip_it) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"too_old\"}");
+  ch_feed(&h, "{\"type\":\"resumed\",\"conversations\":0,\"messages\":0}");
+  live("c", 500);
+  uint64_t ls;
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 10, "the gap 11..499 is still open");
+  chat_client_request r = take();
+  cr_assert(strstr(r.path, "after=10"));
+  /* The page includes 500 too: stored once, reported once. */
+  char *b = page("c", 498, 500, false, false);
+  answer(r.id, 200, b);
+  cr_assert_eq(ch_count_ev(&h, "message"), 1 + 2);
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 500);
+}
+
+Test(rest, conversation_list_and_create) {
+  uint32_t id;
+  cr_assert_eq(chat_client_fetch_conversations(h.c, &id, h.now), CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_eq(r.id, id);
+  cr_assert_str_eq(r.path, "/api/v1/conversations?limit=100");
+#define CONV                                                             \
+  "{\"conversation_id\":\"%s\",\"type\":\"group\",\"name\":\"G\","         \
+  "\"members\":[\"alice\",\"bob\",\"carol\"],\"last_message\":null,"        \
+  "\"unread_count\":0,\"last_read_message_id\":null}"
+  char body[1024], c1[256], c2[256];
+  snprintf(c1, sizeof c1, CONV, "g1");
+  snprintf(c2, sizeof c2, CONV, "g2");
+  snprintf(body, sizeof body,
+           "{\"conversations\":[%s,%s],\"next_cursor\":\"5:g2@x\"}", c1, c2);
+  answer(r.id, 200, strdup(body));
+  cr_assert_eq(ch_count_ev(&h, "conversation"), 2);
+  cr_assert_eq(ch_last_ev(&h, "conversation")->n, 3);
+  r = take();
+  cr_assert_str_eq(r.path,
+                   "/api/v1/conversations?limit=100&cursor=5%3Ag2%40x");
+  answer(r.id, 200, strdup("{\"conversations\":[],\"next_cursor\":null}"));
+  cr_assert_eq(ch_count_ev(&h, "done"), 1);
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+
+  const char *members[] = {"bob"};
+  cr_assert_eq(chat_client_create_conversation(h.c, NULL, members, 1, &id,
+                                               h.now), CHAT_OK);
+  r = take();
+  cr_assert_str_eq(r.method, "POST");
+  cr_assert_str_eq(r.path, "/api/v1/conversations");
+  cr_assert_str_eq(r.body, "{\"type\":\"direct\",\"members\":[\"bob\"]}");
+  cr_assert_eq(r.body_len, strlen(r.body));
+  snprintf(c1, sizeof c1,
+           "{\"conversation_id\":\"d1\",\"type\":\"direct\",\"name\":null,"
+           "\"members\":[\"alice\",\"bob\"],\"last_message\":null,"
+           "\"unread_count\":0,\"last_read_message_id\":null}");
+  answer(r.id, 201, strdup(c1));
+  cr_assert_str_eq(ch_last_ev(&h, "conversation")->a, "d1");
+  cr_assert_eq(chat_client_create_conversation(h.c, NULL, members, 0, &id,
+                                               h.now), CHAT_ERR_INVAL);
+}
+
+static void collect(const chat_conversation *c, void *ud) {
+  char *out = ud;
+  strcat(out, c->conversation_id);
+  strcat(out, " ");
+}
+
+Test(rest, stored_conversations_are_listed) {
+  ch_connect(&h);
+  ch_feed(&h, "{\"type\":\"conversation\",\"conversation\":{"
+              "\"conversation_id\":\"old\",\"type\":\"direct\",\"name\":null,"
+              "\"members\":[\"alice\",\"bob\"],\"last_message\":null,"
+              "\"unread_count\":0,\"last_read_message_id\":null}}");
+  ch_feed(&h, "{\"type\":\"conversation\",\"conversation\":{"
+              "\"conversation_id\":\"new\",\"type\":\"direct\",\"name\":null,"
+              "\"members\":[\"alice\",\"carol\"],\"last_message\":null,"
+              "\"unread_count\":0,\"last_read_message_id\":null}}");
+  live("old", 3);
+  live("new", 7);
+  char out[128] = "";
+  cr_assert_eq(chat_client_list_conversations(h.c, collect, out), CHAT_OK);
+  cr_assert_str_eq(out, "new old ");
+}
+
+Test(rest, older_history_is_stored_oldest_first) {
+  uint32_t id;
+  cr_assert_eq(chat_client_load_older(h.c, "c", 100, 3, &id, h.now), CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_str_eq(r.path,
+                   "/api/v1/conversations/c/messages?before=100&limit=3");
+  answer(r.id, 200, page("c", 97, 99, true, true));
+  cr_assert_eq(ch_count_ev(&h, "message"), 3);
+  cr_assert_str_eq(h.ev[0].a, "97");
+  cr_assert_eq(h.ev[0].n, CHAT_ORIGIN_OLDER);
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+  uint64_t ls;
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 0, "older pages say nothing about the newest");
+}
+
+Test(rest, app_requests_give_up_after_retries) {
+  uint32_t id;
+  chat_client_fetch_conversations(h.c, &id, h.now);
+  for (int i = 0; i < 5; i++) {
+    ch_advance(&h, 120000);
+    chat_client_request r = take();
+    answer(r.id, 500, NULL);
+  }
+  cr_assert_eq(ch_count_ev(&h, "done"), 1);
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_ERR_MODULE);
+  ch_advance(&h, 120000);
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+}
