@@ -1165,7 +1165,10 @@ Test(sqlite, append_is_all_or_nothing) {
   group(&ops, "h", ab, 2);
   put(&ops, "g", 5, "bob", "b5");
   /* h's last id is the largest there is: no id can be raised past it. */
-  put(&ops, "h", (uint64_t)INT64_MAX, "bob", "hmax");
+  chat_msg_in top = msg("h", 1, "bob", "hmax");
+  top.message_id = (uint64_t)INT64_MAX;
+  chat_append_result tr;
+  cr_assert_eq(ops.append(ops.self, &top, 1, &tr), CHAT_OK);
   const char *media[] = {"m1"};
   chat_msg_in m[3] = {
     msg("g", 6, "alice", "a6"),
