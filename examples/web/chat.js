@@ -83,6 +83,8 @@ function emptyState() {
     messages: {},       // conversation_id -> messages, oldest first
     outbox: [],         // unacked sends, in send order
     failed: [],         // sends the server refused for good
+    receiptFlushAt: {}, // conversation_id -> Date.now() of the last flush,
+                        // so that a reload does not flush again too soon
   };
 }
 
@@ -642,7 +644,7 @@ export class ChatClient {
   queueMark(cid, state, id) {
     const m = this.marks[cid] || (this.marks[cid] = {
       delivered: null, read: null, sentDelivered: null, sentRead: null,
-      lastFlush: 0, timer: null });
+      lastFlush: this.state.receiptFlushAt[cid] || 0, timer: null });
     m[state] = idMax(m[state], id);
     if (state === 'read') m.delivered = idMax(m.delivered, id);
     this.scheduleMarks(cid);
@@ -688,7 +690,8 @@ export class ChatClient {
     }
     if (sent) {
       m.lastFlush = Date.now();
-      this.saveSoon();
+      this.state.receiptFlushAt[cid] = m.lastFlush;
+      this.saveNow();
       this.changed();
     }
   }

@@ -143,11 +143,20 @@ async function openUser(user, device) {
     if (process.env.WEB_E2E_VERBOSE) console.log(`[${user}] ${m.text()}`);
   });
   // Every frame the page sends, with the time it left, for the rules on
-  // how often receipts and typing may go out.
+  // how often receipts and typing may go out. The time is read in the page
+  // as it calls send(): events relayed to this process arrive with delays
+  // of their own on a loaded machine. It survives reloads of the page.
   const sent = [];
-  page.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
-    sent.push({ t: Date.now(), f: JSON.parse(payload) });
-  }));
+  await context.exposeFunction('__e2eSent', (t, payload) => {
+    sent.push({ t, f: JSON.parse(payload) });
+  });
+  await context.addInitScript(() => {
+    const send = WebSocket.prototype.send;
+    WebSocket.prototype.send = function (data) {
+      if (this.readyState === WebSocket.OPEN) window.__e2eSent(Date.now(), String(data));
+      return send.call(this, data);
+    };
+  });
   const tok = token(user, device);
   await page.goto(`http://127.0.0.1:${port}/#token=${tok}`);
   await online(page);
@@ -447,7 +456,8 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
   await step('receipts go out at most once a second per conversation', async () => {
     for (const who of [alice, bob]) {
       const flushes = {};
-      for (const { t, f } of who.sent) {
+      const inOrder = [...who.sent].sort((a, b) => a.t - b.t);
+      for (const { t, f } of inOrder) {
         if (f.type !== 'delivered' && f.type !== 'read') continue;
         const times = flushes[f.conversation_id] || (flushes[f.conversation_id] = []);
         // One flush may send `read` and `delivered` back to back.
