@@ -790,6 +790,17 @@ static void on_error_frame(chat_client *c, const chat_error_frame *ef,
                            chat_time_ms now) {
   chat_client_error ce = {.err = CHAT_OK, .wire = ef,
                           .message = ef->message.ptr ? ef->message.ptr : ""};
+  /* The server's resume answer stopped at its queue budget (too many
+   * conversations): what it left out comes over REST. */
+  if (ef->wire == CHAT_WIRE_TOO_LARGE && ef->ref.ptr && ef->ref.len == 6 &&
+      memcmp(ef->ref.ptr, "resume", 6) == 0) {
+    chat_err e = chat__creq_sync(c);
+    if (e)
+      chat__client_error(c, e, NULL, "cannot start the REST sync", 0, false);
+    if (c->cb.on_error)
+      c->cb.on_error(c, &ce, c->ud);
+    return;
+  }
   chat__obox *prev = NULL;
   chat__obox *o = ef->ref.ptr ? obox_find(c, ef->ref.ptr, &prev) : NULL;
   if (o) {

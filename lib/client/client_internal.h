@@ -83,6 +83,9 @@ typedef struct chat__req {
   bool ready;         /* false while waiting for not_before */
   chat_time_ms not_before;
   uint32_t attempt;
+  bool sync;          /* CONVS started by the client itself: open a gap for
+                       * every conversation with messages past last_seen,
+                       * and report to no one */
 } chat__req;
 
 typedef struct chat__partial {
@@ -156,6 +159,9 @@ void chat__client_put_conversation(chat_client *c,
 chat_err chat__creq_gap_open(chat_client *c, const char *conv,
                              chat_time_ms now);
 bool chat__creq_gap_is_open(const chat_client *c, const char *conv);
+/* Walk the whole conversation list over REST and page every conversation
+ * that has messages past its last_seen (the server cut a resume short). */
+chat_err chat__creq_sync(chat_client *c);
 uint32_t chat__creq_gaps(const chat_client *c);
 chat_time_ms chat__creq_deadline(const chat_client *c);
 void chat__creq_timer(chat_client *c, chat_time_ms now);

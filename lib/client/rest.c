@@ -176,6 +176,22 @@ static chat_err app_req(chat_client *c, chat__req *r, uint32_t *id) {
   return CHAT_OK;
 }
 
+chat_err chat__creq_sync(chat_client *c) {
+  for (const chat__req *q = c->reqs; q; q = q->next)
+    if (q->sync)
+      return CHAT_OK; /* one walk at a time */
+  chat__req *r = req_new(c, REQ_CONVS, NULL);
+  if (!r)
+    return CHAT_ERR_NOMEM;
+  if (req_set(c, r, "GET", "/api/v1/conversations?limit=100")) {
+    req_free(c, r);
+    return CHAT_ERR_NOMEM;
+  }
+  r->sync = true;
+  req_link(c, r);
+  return CHAT_OK;
+}
+
 chat_err chat_client_fetch_conversations(chat_client *c, uint32_t *id,
                                          chat_time_ms now) {
   (void)now;
@@ -306,7 +322,7 @@ static chat_err decode_conversation(chat_client *c, const char *raw,
 
 static void finish(chat_client *c, chat__req *r, chat_err result) {
   req_unlink(c, r);
-  if (r->kind == REQ_GAP)
+  if (r->kind == REQ_GAP || r->sync)
     chat__client_progress(c, r->conv);
   else if (c->cb.on_request_done)
     c->cb.on_request_done(c, r->id, result, c->ud);
@@ -351,6 +367,15 @@ static chat_err convs_page(chat_client *c, chat__req *r,
     if (e)
       return e;
     chat__client_put_conversation(c, conv);
+    if (r->sync && conv->last_message) {
+      uint64_t seen = 0;
+      if (c->st->get_last_seen(c->st->self, conv->conversation_id, &seen) ||
+          conv->last_message->message_id > seen) {
+        chat_err ge = chat__creq_gap_open(c, conv->conversation_id, 0);
+        if (ge)
+          return ge;
+      }
+    }
   }
   *more = false;
   if (next && next->kind == CHAT__JSON_STRING && next->len > 0 &&

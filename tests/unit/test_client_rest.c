@@ -324,3 +324,40 @@ Test(rest, app_requests_give_up_after_retries) {
   ch_advance(&h, 120000);
   cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
 }
+
+/* The server cut its resume answer short (error too_large, ref resume):
+ * the client walks the conversation list over REST and pages every
+ * conversation with messages past its last_seen, without bothering the
+ * app's request callback. */
+Test(rest, a_resume_cut_short_is_completed_over_rest) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"error\",\"code\":\"too_large\",\"message\":\"m\","
+              "\"ref\":\"resume\"}");
+  ch_feed(&h, "{\"type\":\"resumed\",\"conversations\":0,\"messages\":0}");
+  chat_client_request r = take();
+  cr_assert_str_eq(r.method, "GET");
+  cr_assert_str_eq(r.path, "/api/v1/conversations?limit=100");
+  const char *body =
+      "{\"conversations\":["
+      "{\"conversation_id\":\"c\",\"type\":\"direct\",\"name\":null,"
+      "\"members\":[\"alice\",\"bob\"],\"last_message\":{\"message_id\":\"20\","
+      "\"conversation_id\":\"c\",\"sender_id\":\"bob\",\"body\":\"x\","
+      "\"server_ts\":1,\"client_msg_id\":\"k20\"},\"unread_count\":1,"
+      "\"last_read_message_id\":null},"
+      "{\"conversation_id\":\"q\",\"type\":\"direct\",\"name\":null,"
+      "\"members\":[\"alice\",\"bob\"],\"last_message\":null,"
+      "\"unread_count\":0,\"last_read_message_id\":null}"
+      "],\"next_cursor\":null}";
+  answer(r.id, 200, strdup(body));
+  cr_assert_eq(ch_count_ev(&h, "done"), 0);
+  r = take();
+  cr_assert_str_eq(r.path,
+                   "/api/v1/conversations/c/messages?after=10&limit=200");
+  answer(r.id, 200, page("c", 11, 20, false, false));
+  uint64_t ls;
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 20);
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST,
+                "q has no messages: nothing to page");
+  cr_assert(ch_last_ev(&h, "progress")->flag, "complete");
+}
