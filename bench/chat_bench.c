@@ -1874,6 +1874,7 @@ static void usage(void) {
           "  --chatd PATH        chatd binary (started per scenario)\n"
           "  --sync full|normal  passed to chatd (default full)\n"
           "  --chatd-args 'A B'  more flags for chatd serve\n"
+          "  --attach PORT DIR PID  use a running chatd instead (not stopped)\n"
           "  --conns N           idle: connections; churn: extra churning "
           "connections\n"
           "  --procs N           generator processes (default: 4000 "
@@ -1921,6 +1922,14 @@ int main(int argc, char **argv) {
       S.sync = argv[++i];
     else if (strcmp(a, "--chatd-args") == 0 && i + 1 < argc)
       S.extra = argv[++i];
+    else if (strcmp(a, "--attach") == 0 && i + 3 < argc) {
+      /* a chatd someone else started (under valgrind, say): PORT DIR PID */
+      S.attached = true;
+      S.port = (uint16_t)atoi(argv[++i]);
+      snprintf(S.dir, sizeof S.dir, "%s", argv[++i]);
+      S.pid = (pid_t)atoi(argv[++i]);
+      S.chatd = "attached";
+    }
     else if (a[0] != '-' && ns < 16)
       names[ns++] = a;
     else
