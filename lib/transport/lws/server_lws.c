@@ -364,13 +364,19 @@ static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
       return -1;
     t->st.ws_pings++;
   }
-  /* Several frames per pass, one lws_write() each, while the socket takes
-   * them whole; lws keeps whatever a short send() leaves and we stop.
+  /* All the frames a pass may take go out in one send(): each is framed
+   * here (a server frame is FIN + opcode, the length, no mask) behind the
+   * previous one in the scratch buffer, and the batch is handed to lws as
+   * raw bytes (LWS_WRITE_HTTP skips lws's own framing on a WebSocket).
+   * One lws_write() per frame cost one send() per frame, and send() was
+   * nearly all of chatd's CPU time under fan-out. lws keeps whatever a
+   * short send() leaves and we stop; the next pass waits until it is out.
    * The core asks for a writable callback again (on_session_wants) only
    * after next_frame() has said CHAT_ERR_AGAIN, so the loop ends on AGAIN
    * whenever the queue is empty, and re-arms itself when it stops early. */
   size_t budget = t->s.write_budget_bytes;
   bool more = false;
+  size_t used = 0; /* batched bytes after LWS_PRE */
   for (;;) {
     if (lws_partial_buffered(wsi) ||
         (budget == 0 && (chat_session_wants(c->sess) & CHAT_WANT_WRITE))) {
@@ -381,16 +387,34 @@ static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
     size_t len;
     if (chat_session_next_frame(c->sess, &json, &len) != CHAT_OK)
       break;
-    unsigned char *buf = chat__lws_tx(t, len);
+    size_t hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    if (used + hl + len < used)
+      return close_with(t, wsi, 1011, "out of memory");
+    unsigned char *buf = chat__lws_tx(t, used + hl + len);
     if (!buf)
       return close_with(t, wsi, 1011, "out of memory");
-    memcpy(buf + LWS_PRE, json, len);
-    if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
-      return -1;
+    unsigned char *h = buf + LWS_PRE + used;
+    h[0] = 0x81; /* FIN, text */
+    if (hl == 2) {
+      h[1] = (unsigned char)len;
+    } else if (hl == 4) {
+      h[1] = 126;
+      h[2] = (unsigned char)(len >> 8);
+      h[3] = (unsigned char)len;
+    } else {
+      h[1] = 127;
+      for (int i = 0; i < 8; i++)
+        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    }
+    memcpy(h + hl, json, len);
+    used += hl + len;
     t->st.ws_messages_out++;
     t->st.ws_bytes_out += len;
     budget = len >= budget ? 0 : budget - len;
   }
+  if (used && lws_write(wsi, t->tx + LWS_PRE, used, LWS_WRITE_HTTP) <
+                  (int)used)
+    return -1;
   uint32_t w = chat_session_wants(c->sess);
   if ((w & CHAT_WANT_CLOSE) && !lws_partial_buffered(wsi)) {
     const char *reason = "";
