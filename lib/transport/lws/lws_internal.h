@@ -108,6 +108,7 @@ struct chat_lws {
   struct lws_context *ctx; /* ours or the host's (seen at PROTOCOL_INIT) */
   bool own_ctx;
   uint16_t port;
+  unsigned int fd_cap;    /* sockets numbered at or above it are refused */
   bool draining;
   bool destroying;        /* inside chat_lws_free(): schedule nothing */
 

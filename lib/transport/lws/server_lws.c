@@ -547,6 +547,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
       t->st.net_refused++;
       return 1;
     }
+    /* Descriptors are handed out lowest first, so a new socket numbered
+     * at or above the cap means the reserve is being eaten into: close it
+     * at once (lws has not adopted it yet), before accept() can ever run
+     * out of descriptors and spin. */
+    if (t->fd_cap && (intptr_t)in >= (intptr_t)t->fd_cap) {
+      chat__lws_log(t, CHAT_LOG_INFO, "event=fd_cap_refused fd=%d cap=%u",
+                    (int)(intptr_t)in, t->fd_cap);
+      return 1;
+    }
     return 0;
   case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
     return chat__lws_confirm_upgrade(t, wsi, in ? in : "");
@@ -729,10 +738,15 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
   t->protocols[0].rx_buffer_size = rx;
   t->protocols[1].rx_buffer_size = rx;
 
-  /* lws keeps its own table of every socket; leave descriptors for the
-   * store, the logs and the key so that when sockets run out lws stops
-   * accepting (connections wait in the backlog) instead of accept()
-   * failing in a loop. */
+  /* Leave descriptors for the store, the logs, the key and static files,
+   * so that accept() never fails for lack of one and spins: a new socket
+   * numbered at or above the cap is closed at once (see
+   * FILTER_NETWORK_CONNECTION). The cap is not given to lws as
+   * fd_limit_per_thread: below RLIMIT_NOFILE that switches lws 4.1 to its
+   * "max_fds_unrelated_to_ulimit" mode, where wsi_from_fd() scans the
+   * whole socket table on every event instead of indexing it by fd, which
+   * made each event cost O(connections) (a third of chatd's CPU at 10,000
+   * connections). */
   unsigned int fds = o->max_fds;
   if (!fds) {
     struct rlimit rl;
@@ -767,7 +781,7 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
       (unsigned short)(o->max_http_header_bytes ? o->max_http_header_bytes
                                                 : 4096);
   info.max_http_header_pool = 256;
-  info.fd_limit_per_thread = fds;
+  t->fd_cap = fds;
   info.count_threads = 1;
   info.pt_serv_buf_size = 32768;
   info.server_string = "libchat";
