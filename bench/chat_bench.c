@@ -412,7 +412,7 @@ struct conn {
   size_t wlen, woff, wcap;
   char *frag;      /* continuation reassembly */
   size_t flen;
-  uint64_t t_start, t_hello, t_done;
+  uint64_t t_first, t_start, t_hello, t_done; /* t_first: first conn_open */
   /* scenario state */
   uint64_t sent, acked, recvd;
   uint64_t mark_id, mark_sent_id; /* receipt batching */
@@ -604,6 +604,8 @@ static void conn_open(conn *c) {
   c->failed = false;
   c->hello = false;
   c->queued = true;
+  if (!c->t_first)
+    c->t_first = now_ns();
   if (L.qlen == L.qcap) {
     size_t ncap = L.qcap ? L.qcap * 2 : 1024;
     conn **q = xcalloc(ncap, sizeof *q);
@@ -734,6 +736,10 @@ static void on_readable(conn *c) {
     }
     ssize_t r = recv(c->fd, c->rb + c->rlen, c->rcap - c->rlen, 0);
     if (r == 0) {
+      if (!c->hello)
+        snprintf(L.last_error, sizeof L.last_error,
+                 "closed by chatd before hello (%s)",
+                 c->state == C_UPGRADING ? "no HTTP answer" : "after 101");
       conn_close(c, !c->hello);
       return;
     }
@@ -742,6 +748,8 @@ static void on_readable(conn *c) {
         return;
       if (errno == EINTR)
         continue;
+      snprintf(L.last_error, sizeof L.last_error, "recv: %s",
+               strerror(errno));
       conn_close(c, true);
       return;
     }
@@ -863,7 +871,7 @@ static uint64_t body_time(const char *json, size_t len) {
 typedef struct opts {
   long conns, procs, pairs, window, messages, members, online, burst,
       singles, receipt_msgs, clients, convs, missed, group_size, seconds,
-      rate, churn_rate, timeout, receipts;
+      rate, churn_rate, timeout, receipts, max_pending;
   int json_only;
 } opts;
 
@@ -892,6 +900,8 @@ static void idle_child(const char *const *tokens, size_t n, uint32_t src,
   if (read(go_fd, &b, 1) != 1)
     _exit(1);
   loop_init((scen){0});
+  if (O.max_pending)
+    L.max_pending = (size_t)O.max_pending;
   conn *cs = conns_new(n, tokens, src);
   uint64_t t0 = now_ns();
   for (size_t i = 0; i < n; i++)
@@ -1392,6 +1402,9 @@ static struct {
   size_t n;
   uint64_t expect;       /* messages per client */
   uint64_t done, bad;
+  uint64_t *retry_at;    /* per client: when to try again, 0: not due */
+  uint32_t *attempts;
+  uint64_t retries;
   uint64_t acks;
 } R;
 
@@ -1431,7 +1444,7 @@ static void resume_frame(conn *c, const char *type, const char *json,
 }
 
 typedef struct res_report {
-  uint64_t ok, bad, failed, t_last_ns, n;
+  uint64_t ok, bad, failed, t_last_ns, n, retries;
   char err[120];
 } res_report;
 
@@ -1439,7 +1452,7 @@ static void resume_body(const char *const *tokens, size_t n, uint32_t src,
                         int go, int rep, size_t first) {
   R.first = first;
   loop_init((scen){.on_hello = resume_hello, .on_frame = resume_frame});
-  L.max_pending = 4096; /* all at once */
+  L.max_pending = O.max_pending ? (size_t)O.max_pending : 4096;
   R.cs = conns_new(n, tokens, src);
   R.n = n;
   char b;
@@ -1449,14 +1462,41 @@ static void resume_body(const char *const *tokens, size_t n, uint32_t src,
   for (size_t i = 0; i < n; i++)
     conn_open(&R.cs[i]);
   uint64_t deadline = t0 + (uint64_t)O.timeout * 1000000000u;
-  while (R.done + L.n_failed < n && now_ns() < deadline)
+  /* A client refused or cut before `resumed` tries again after a jittered
+   * backoff (250 ms doubling, at most 4 s), as the SDK does. */
+  R.retry_at = xcalloc(n, sizeof *R.retry_at);
+  R.attempts = xcalloc(n, sizeof *R.attempts);
+  uint64_t rng = 0x2545f4914f6cdd1dull ^ first;
+  while (R.done < n && now_ns() < deadline) {
     loop_once(5);
-  res_report r = {.ok = R.done, .bad = R.bad, .failed = n - R.done, .n = n};
+    uint64_t now = now_ns();
+    for (size_t i = 0; i < n; i++) {
+      conn *c = &R.cs[i];
+      if (c->t_done || c->state != C_CLOSED || c->queued)
+        continue;
+      if (!R.retry_at[i]) {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        uint32_t a = R.attempts[i] < 4 ? R.attempts[i] : 4;
+        uint64_t base = 250000000ull << a;
+        R.retry_at[i] = now + base / 2 + rng % base;
+      } else if (now >= R.retry_at[i]) {
+        R.retry_at[i] = 0;
+        R.attempts[i]++;
+        R.retries++;
+        c->recvd = 0;
+        conn_open(c); /* per-client time still counts from t_first */
+      }
+    }
+  }
+  res_report r = {.ok = R.done, .bad = R.bad, .failed = n - R.done, .n = n,
+                  .retries = R.retries};
   snprintf(r.err, sizeof r.err, "%s", L.last_error);
   uint32_t *us = xcalloc(n, sizeof *us);
   for (size_t i = 0; i < n; i++) {
     if (R.cs[i].t_done) {
-      uint64_t d = (R.cs[i].t_done - R.cs[i].t_start) / 1000u;
+      uint64_t d = (R.cs[i].t_done - R.cs[i].t_first) / 1000u;
       us[i] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
       if (R.cs[i].t_done > r.t_last_ns)
         r.t_last_ns = R.cs[i].t_done;
@@ -1555,7 +1595,7 @@ static void run_resume(void) {
   gens_go(&g);
   lat all;
   memset(&all, 0, sizeof all);
-  uint64_t ok = 0, bad = 0, failed = 0, t_last = 0;
+  uint64_t ok = 0, bad = 0, failed = 0, t_last = 0, retries = 0;
   char err[120] = "";
   for (size_t i = 0; i < g.n; i++) {
     res_report r;
@@ -1567,6 +1607,7 @@ static void run_resume(void) {
         lat_add(&all, (uint64_t)us[k] * 1000u);
     free(us);
     ok += r.ok;
+    retries += r.retries;
     bad += r.bad;
     failed += r.failed;
     if (r.t_last_ns > t_last)
@@ -1582,15 +1623,17 @@ static void run_resume(void) {
   printf(",\"clients\":%zu,\"convs_per_client\":%ld,\"group_size\":%zu,"
          "\"conversations\":%zu,\"missed_per_client\":%" PRIu64
          ",\"generators\":%zu,\"resumed\":%" PRIu64 ",\"wrong_count\":%" PRIu64
-         ",\"failed\":%" PRIu64 ",\"all_resumed_s\":%.3f,%s,"
+         ",\"failed\":%" PRIu64 ",\"retries\":%" PRIu64
+         ",\"all_resumed_s\":%.3f,%s,"
          "\"chatd_cpu_s\":%.2f,\"setup_s\":%.2f,\"error\":\"%s\"}\n",
-         m, O.convs, gs, R.nconv, R.expect, nproc, ok, bad, failed, all_s, lr,
+         m, O.convs, gs, R.nconv, R.expect, nproc, ok, bad, failed, retries,
+         all_s, lr,
          cpu1 - cpu0, setup_s, err);
   printf("# resume: %zu clients x %" PRIu64 " missed in %ld conversations: "
          "all resumed in %.3f s, per client p50 %.1f ms p99 %.1f ms (%" PRIu64
-         " failed, %" PRIu64 " wrong count)\n",
+         " failed, %" PRIu64 " wrong count, %" PRIu64 " retries)\n",
          m, R.expect, O.convs, all_s, lat_pct(&all, 50), lat_pct(&all, 99),
-         failed, bad);
+         failed, bad, retries);
   fflush(stdout);
   gens_end(&g);
   chatd_stop();
@@ -1884,7 +1927,9 @@ static void usage(void) {
           "group\n"
           "  --clients N --convs N --missed N --group-size N   resume\n"
           "  --seconds N --rate N --churn-rate N   churn\n"
-          "  --timeout S         bound on each phase (default 120)\n");
+          "  --timeout S         bound on each phase (default 120)\n"
+          "  --max-pending N     handshakes in progress per generator (512;\n"
+          "                      resume: 4096, i.e. all at once)\n");
   exit(2);
 }
 
@@ -1905,7 +1950,7 @@ int main(int argc, char **argv) {
              {"--missed", &O.missed},     {"--group-size", &O.group_size},
              {"--seconds", &O.seconds},   {"--rate", &O.rate},
              {"--churn-rate", &O.churn_rate}, {"--timeout", &O.timeout},
-             {"--receipts", &O.receipts}};
+             {"--receipts", &O.receipts}, {"--max-pending", &O.max_pending}};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool matched = false;
