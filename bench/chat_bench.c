@@ -960,6 +960,15 @@ static void gens_fork(gens *g, size_t nproc, const char *const *tokens,
     if (pid == 0) {
       close(go[1]);
       close(rep[0]);
+      /* A fresh loop: an epoll instance inherited across fork() is shared
+       * with the parent and the other generators, which would then be
+       * woken for (and read from) each other's sockets. */
+      if (L.ep > 0)
+        close(L.ep);
+      free(L.queue);
+      free(L.dirty);
+      memset(&L, 0, sizeof L);
+      L.max_pending = 512;
       body(tokens + first, cnt, 0x7f000002u + (uint32_t)i, go[0], rep[1],
            first);
       _exit(0);
