@@ -115,7 +115,7 @@ struct chat_lws {
   lws_sorted_usec_list_t sul_core; /* chat_server_on_timer() */
   lws_sorted_usec_list_t sul_tick; /* heartbeats, idle sweep, buckets */
   bool core_armed, tick_armed;
-  uint64_t core_at_ms;
+  uint64_t core_at_us;      /* when sul_core fires, monotonic us */
   uint64_t next_sweep_ms, next_bucket_sweep_ms;
 
   chat__lws_conn *conns;

@@ -150,18 +150,23 @@ static void arm(chat_lws *t, uint64_t min_delay_us) {
   chat_time_ms d = chat_server_next_deadline(t->srv);
   if (d == CHAT_TIME_NEVER)
     return; /* an armed timer just finds nothing to do */
-  uint64_t now = chat__lws_mono_ms();
-  uint64_t at = d < now ? now : d;
+  /* In microseconds: a send read while the fan-out round is still
+   * NEXT_ROUND_US away must move the timer forward, or every send of an
+   * unloaded client waits out the previous message's round (the floor
+   * was ~1 ms to the ack). Running the core early is safe: the acks of
+   * the previous round were written before the client could send again,
+   * and the new commit's own fan-out still waits for its next round. */
+  uint64_t now_us = chat__lws_mono_us();
+  uint64_t at_us = d <= now_us / 1000u ? now_us : d * 1000u;
+  if (at_us < now_us + min_delay_us)
+    at_us = now_us + min_delay_us;
   /* Many reads in one service round all ask for "now": one schedule. */
-  if (t->core_armed && t->core_at_ms <= at)
+  if (t->core_armed && t->core_at_us <= at_us)
     return;
-  uint64_t delay_us = (at - now) * 1000;
-  if (delay_us < min_delay_us)
-    delay_us = min_delay_us;
   lws_sul_schedule(t->ctx, 0, &t->sul_core, on_core_timer,
-                   (lws_usec_t)delay_us);
+                   (lws_usec_t)(at_us - now_us));
   t->core_armed = true;
-  t->core_at_ms = at;
+  t->core_at_us = at_us;
 }
 
 void chat__lws_arm(chat_lws *t) { arm(t, 0); }
