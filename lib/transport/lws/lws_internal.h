@@ -108,13 +108,14 @@ struct chat_lws {
   struct lws_context *ctx; /* ours or the host's (seen at PROTOCOL_INIT) */
   bool own_ctx;
   uint16_t port;
+  unsigned int fd_cap;    /* sockets numbered at or above it are refused */
   bool draining;
   bool destroying;        /* inside chat_lws_free(): schedule nothing */
 
   lws_sorted_usec_list_t sul_core; /* chat_server_on_timer() */
   lws_sorted_usec_list_t sul_tick; /* heartbeats, idle sweep, buckets */
   bool core_armed, tick_armed;
-  uint64_t core_at_ms;
+  uint64_t core_at_us;      /* when sul_core fires, monotonic us */
   uint64_t next_sweep_ms, next_bucket_sweep_ms;
 
   chat__lws_conn *conns;

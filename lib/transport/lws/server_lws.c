@@ -150,18 +150,23 @@ static void arm(chat_lws *t, uint64_t min_delay_us) {
   chat_time_ms d = chat_server_next_deadline(t->srv);
   if (d == CHAT_TIME_NEVER)
     return; /* an armed timer just finds nothing to do */
-  uint64_t now = chat__lws_mono_ms();
-  uint64_t at = d < now ? now : d;
+  /* In microseconds: a send read while the fan-out round is still
+   * NEXT_ROUND_US away must move the timer forward, or every send of an
+   * unloaded client waits out the previous message's round (the floor
+   * was ~1 ms to the ack). Running the core early is safe: the acks of
+   * the previous round were written before the client could send again,
+   * and the new commit's own fan-out still waits for its next round. */
+  uint64_t now_us = chat__lws_mono_us();
+  uint64_t at_us = d <= now_us / 1000u ? now_us : d * 1000u;
+  if (at_us < now_us + min_delay_us)
+    at_us = now_us + min_delay_us;
   /* Many reads in one service round all ask for "now": one schedule. */
-  if (t->core_armed && t->core_at_ms <= at)
+  if (t->core_armed && t->core_at_us <= at_us)
     return;
-  uint64_t delay_us = (at - now) * 1000;
-  if (delay_us < min_delay_us)
-    delay_us = min_delay_us;
   lws_sul_schedule(t->ctx, 0, &t->sul_core, on_core_timer,
-                   (lws_usec_t)delay_us);
+                   (lws_usec_t)(at_us - now_us));
   t->core_armed = true;
-  t->core_at_ms = at;
+  t->core_at_us = at_us;
 }
 
 void chat__lws_arm(chat_lws *t) { arm(t, 0); }
@@ -364,13 +369,19 @@ static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
       return -1;
     t->st.ws_pings++;
   }
-  /* Several frames per pass, one lws_write() each, while the socket takes
-   * them whole; lws keeps whatever a short send() leaves and we stop.
+  /* All the frames a pass may take go out in one send(): each is framed
+   * here (a server frame is FIN + opcode, the length, no mask) behind the
+   * previous one in the scratch buffer, and the batch is handed to lws as
+   * raw bytes (LWS_WRITE_HTTP skips lws's own framing on a WebSocket).
+   * One lws_write() per frame cost one send() per frame, and send() was
+   * nearly all of chatd's CPU time under fan-out. lws keeps whatever a
+   * short send() leaves and we stop; the next pass waits until it is out.
    * The core asks for a writable callback again (on_session_wants) only
    * after next_frame() has said CHAT_ERR_AGAIN, so the loop ends on AGAIN
    * whenever the queue is empty, and re-arms itself when it stops early. */
   size_t budget = t->s.write_budget_bytes;
   bool more = false;
+  size_t used = 0; /* batched bytes after LWS_PRE */
   for (;;) {
     if (lws_partial_buffered(wsi) ||
         (budget == 0 && (chat_session_wants(c->sess) & CHAT_WANT_WRITE))) {
@@ -381,16 +392,34 @@ static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
     size_t len;
     if (chat_session_next_frame(c->sess, &json, &len) != CHAT_OK)
       break;
-    unsigned char *buf = chat__lws_tx(t, len);
+    size_t hl = len < 126 ? 2 : len < 65536 ? 4 : 10;
+    if (used + hl + len < used)
+      return close_with(t, wsi, 1011, "out of memory");
+    unsigned char *buf = chat__lws_tx(t, used + hl + len);
     if (!buf)
       return close_with(t, wsi, 1011, "out of memory");
-    memcpy(buf + LWS_PRE, json, len);
-    if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
-      return -1;
+    unsigned char *h = buf + LWS_PRE + used;
+    h[0] = 0x81; /* FIN, text */
+    if (hl == 2) {
+      h[1] = (unsigned char)len;
+    } else if (hl == 4) {
+      h[1] = 126;
+      h[2] = (unsigned char)(len >> 8);
+      h[3] = (unsigned char)len;
+    } else {
+      h[1] = 127;
+      for (int i = 0; i < 8; i++)
+        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    }
+    memcpy(h + hl, json, len);
+    used += hl + len;
     t->st.ws_messages_out++;
     t->st.ws_bytes_out += len;
     budget = len >= budget ? 0 : budget - len;
   }
+  if (used && lws_write(wsi, t->tx + LWS_PRE, used, LWS_WRITE_HTTP) <
+                  (int)used)
+    return -1;
   uint32_t w = chat_session_wants(c->sess);
   if ((w & CHAT_WANT_CLOSE) && !lws_partial_buffered(wsi)) {
     const char *reason = "";
@@ -521,6 +550,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
   case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     if (t->draining) {
       t->st.net_refused++;
+      return 1;
+    }
+    /* Descriptors are handed out lowest first, so a new socket numbered
+     * at or above the cap means the reserve is being eaten into: close it
+     * at once (lws has not adopted it yet), before accept() can ever run
+     * out of descriptors and spin. */
+    if (t->fd_cap && (intptr_t)in >= (intptr_t)t->fd_cap) {
+      chat__lws_log(t, CHAT_LOG_INFO, "event=fd_cap_refused fd=%d cap=%u",
+                    (int)(intptr_t)in, t->fd_cap);
       return 1;
     }
     return 0;
@@ -705,10 +743,15 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
   t->protocols[0].rx_buffer_size = rx;
   t->protocols[1].rx_buffer_size = rx;
 
-  /* lws keeps its own table of every socket; leave descriptors for the
-   * store, the logs and the key so that when sockets run out lws stops
-   * accepting (connections wait in the backlog) instead of accept()
-   * failing in a loop. */
+  /* Leave descriptors for the store, the logs, the key and static files,
+   * so that accept() never fails for lack of one and spins: a new socket
+   * numbered at or above the cap is closed at once (see
+   * FILTER_NETWORK_CONNECTION). The cap is not given to lws as
+   * fd_limit_per_thread: below RLIMIT_NOFILE that switches lws 4.1 to its
+   * "max_fds_unrelated_to_ulimit" mode, where wsi_from_fd() scans the
+   * whole socket table on every event instead of indexing it by fd, which
+   * made each event cost O(connections) (a third of chatd's CPU at 10,000
+   * connections). */
   unsigned int fds = o->max_fds;
   if (!fds) {
     struct rlimit rl;
@@ -743,9 +786,16 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
       (unsigned short)(o->max_http_header_bytes ? o->max_http_header_bytes
                                                 : 4096);
   info.max_http_header_pool = 256;
-  info.fd_limit_per_thread = fds;
+  t->fd_cap = fds;
   info.count_threads = 1;
   info.pt_serv_buf_size = 32768;
+  /* How long lws lets a new connection take to get its request served
+   * (and other network round trips). lws 4.1's default of 5 s resets
+   * every connection still waiting after a reconnect storm: with 10,000
+   * clients connecting at once, 30-240 % of them had to retry (counted
+   * by the kernel as TCPAbortOnClose, lws closing with the request
+   * unread). Dead peers after the upgrade are the sweep's business. */
+  info.timeout_secs = 30;
   info.server_string = "libchat";
   info.vhost_name = "default";
   info.user = t;
