@@ -2284,3 +2284,141 @@ Test(sqlite, a_late_smaller_id_is_raised_past_the_last_one) {
   (void)v;
   ops.destroy(ops.self);
 }
+
+/* ---- fsyncs, counted by a VFS that wraps the default one ---- */
+
+typedef struct sync_file {
+  sqlite3_file base;
+  sqlite3_file *real; /* follows this struct in the same allocation */
+} sync_file;
+
+static sqlite3_vfs *real_vfs;
+static sqlite3_io_methods sync_methods;
+static unsigned n_syncs;
+
+static int sf_close(sqlite3_file *f) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods ? s->real->pMethods->xClose(s->real) : SQLITE_OK;
+}
+static int sf_read(sqlite3_file *f, void *b, int n, sqlite3_int64 o) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xRead(s->real, b, n, o);
+}
+static int sf_write(sqlite3_file *f, const void *b, int n, sqlite3_int64 o) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xWrite(s->real, b, n, o);
+}
+static int sf_truncate(sqlite3_file *f, sqlite3_int64 n) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xTruncate(s->real, n);
+}
+static int sf_sync(sqlite3_file *f, int flags) {
+  sync_file *s = (sync_file *)f;
+  n_syncs++;
+  return s->real->pMethods->xSync(s->real, flags);
+}
+static int sf_size(sqlite3_file *f, sqlite3_int64 *n) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xFileSize(s->real, n);
+}
+static int sf_lock(sqlite3_file *f, int l) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xLock(s->real, l);
+}
+static int sf_unlock(sqlite3_file *f, int l) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xUnlock(s->real, l);
+}
+static int sf_check(sqlite3_file *f, int *out) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xCheckReservedLock(s->real, out);
+}
+static int sf_fcntl(sqlite3_file *f, int op, void *arg) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xFileControl(s->real, op, arg);
+}
+static int sf_sector(sqlite3_file *f) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xSectorSize(s->real);
+}
+static int sf_dev(sqlite3_file *f) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xDeviceCharacteristics(s->real);
+}
+static int sf_shm_map(sqlite3_file *f, int pg, int sz, int ext,
+                      void volatile **pp) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xShmMap(s->real, pg, sz, ext, pp);
+}
+static int sf_shm_lock(sqlite3_file *f, int off, int n, int flags) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xShmLock(s->real, off, n, flags);
+}
+static void sf_shm_barrier(sqlite3_file *f) {
+  sync_file *s = (sync_file *)f;
+  s->real->pMethods->xShmBarrier(s->real);
+}
+static int sf_shm_unmap(sqlite3_file *f, int del) {
+  sync_file *s = (sync_file *)f;
+  return s->real->pMethods->xShmUnmap(s->real, del);
+}
+
+static int sv_open(sqlite3_vfs *v, const char *name, sqlite3_file *f,
+                   int flags, int *out) {
+  (void)v;
+  sync_file *s = (sync_file *)f;
+  s->real = (sqlite3_file *)(s + 1);
+  int rc = real_vfs->xOpen(real_vfs, name, s->real, flags, out);
+  /* Version 2 methods: no xFetch/xUnfetch, so SQLite does not mmap. */
+  s->base.pMethods = rc == SQLITE_OK ? &sync_methods : NULL;
+  return rc;
+}
+
+static sqlite3_vfs sync_vfs;
+
+/* Installs the counting VFS as the default one (once per process). */
+static void count_syncs(void) {
+  if (real_vfs)
+    return;
+  real_vfs = sqlite3_vfs_find(NULL);
+  cr_assert_not_null(real_vfs);
+  sync_methods = (sqlite3_io_methods){
+      .iVersion = 2, .xClose = sf_close, .xRead = sf_read,
+      .xWrite = sf_write, .xTruncate = sf_truncate, .xSync = sf_sync,
+      .xFileSize = sf_size, .xLock = sf_lock, .xUnlock = sf_unlock,
+      .xCheckReservedLock = sf_check, .xFileControl = sf_fcntl,
+      .xSectorSize = sf_sector, .xDeviceCharacteristics = sf_dev,
+      .xShmMap = sf_shm_map, .xShmLock = sf_shm_lock,
+      .xShmBarrier = sf_shm_barrier, .xShmUnmap = sf_shm_unmap};
+  sync_vfs = *real_vfs;
+  sync_vfs.zName = "chat-count-syncs";
+  sync_vfs.szOsFile = (int)sizeof(sync_file) + real_vfs->szOsFile;
+  sync_vfs.xOpen = sv_open;
+  cr_assert_eq(sqlite3_vfs_register(&sync_vfs, 1), SQLITE_OK);
+}
+
+/* With synchronous=FULL every message commit is fsynced, but receipt marks
+ * are not: 100 marks cost no fsync, and the next message commit fsyncs
+ * (which makes the marks before it durable too). */
+Test(sqlite_file, marks_ride_on_the_next_message_fsync) {
+  count_syncs();
+  chat_storage_ops ops = open_path(db_path);
+  const char *const members[] = {"alice", "bob", "carol"};
+  group(&ops, "g", members, 3);
+  put(&ops, "g", 10, "alice", "m10");
+  for (uint64_t i = 0; i < 100; i++)
+    put(&ops, "g", 11 + i, "alice", NULL);
+  unsigned before = n_syncs;
+  for (uint64_t i = 0; i < 100; i++)
+    mark(&ops, "g", i % 2 ? "bob" : "carol", CHAT_RECEIPT_READ, 11 + i, true,
+         NULL);
+  cr_assert_eq(n_syncs, before, "%u fsyncs for 100 marks", n_syncs - before);
+  put(&ops, "g", 500, "alice", "m500");
+  cr_assert_geq(n_syncs, before + 1, "the message commit was not fsynced");
+  /* And the marks are there, on disk, after a reopen. */
+  close_ops(&ops);
+  ops = open_path(db_path);
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert_eq(v.unread, 1, "bob read up to 110 of 111 messages");
+  close_ops(&ops);
+}

@@ -159,6 +159,8 @@ enum list_col {
   X(BEGIN_READ, "BEGIN")                                                  \
   X(BEGIN_WRITE, "BEGIN IMMEDIATE")                                       \
   X(COMMIT, "COMMIT")                                                     \
+  X(SYNC_NORMAL, "PRAGMA synchronous = NORMAL")                           \
+  X(SYNC_FULL, "PRAGMA synchronous = FULL")                               \
   X(ROLLBACK, "ROLLBACK")                                                 \
   X(CONV_ROW, "SELECT type, name, last_message_id FROM conversations"     \
               " WHERE conversation_id = ?1")                              \
@@ -285,6 +287,8 @@ typedef struct store {
   chat__arena scratch;
   size_t scratch_bytes; /* requested since the last reset */
   unsigned depth;       /* nesting of method calls (see the file comment) */
+  bool full;            /* CHAT_SQLITE_SYNC_FULL: messages fsync per commit */
+  bool relaxed;         /* synchronous=NORMAL is still set after a mark */
 } store;
 
 /* ------------------------------------------------------------------------
@@ -1097,6 +1101,12 @@ static chat_err append(void *self, const chat_msg_in *msgs, size_t n,
   }
   if (n == 0)
     return CHAT_OK;
+  /* A mark could not put FULL back: no message commits without it. */
+  if (s->relaxed) {
+    if (exec_id(s, S_SYNC_FULL))
+      return CHAT_ERR_MODULE;
+    s->relaxed = false;
+  }
   chat_err e = begin(s, true);
   return e ? e : end(s, append_tx(s, msgs, n, results));
 }
@@ -1257,9 +1267,20 @@ static chat_err mark(void *self, const chat_mark_in *in, bool *advanced,
   enter(s);
   chat_mark_update *ups = NULL;
   size_t n = 0;
+  /* A receipt mark is a high-water mark, not a message: it commits without
+   * an fsync of its own (synchronous=NORMAL for this transaction) and
+   * becomes durable with the next message commit, which fsyncs the whole
+   * WAL. A 1,000-member group reading one message is then 1,000 commits
+   * but not 1,000 fsyncs. A power loss may forget marks made since the
+   * last message commit, never a message; a process crash loses nothing. */
+  bool relaxed = s->full && !exec_id(s, S_SYNC_NORMAL);
   chat_err e = begin(s, true);
   if (!e)
     e = end(s, mark_tx(s, in, advanced, &ups, &n));
+  /* If FULL cannot be restored now, append() restores it before any
+   * message commits, or refuses to commit. */
+  if (relaxed)
+    s->relaxed = exec_id(s, S_SYNC_FULL) != CHAT_OK;
   if (e)
     *advanced = false;
   /* Updates are announced only once they are committed. */
@@ -1576,6 +1597,7 @@ chat_err chat_sqlite_storage_open(chat_storage_ops *out, const char *path,
     destroy(s);
     return e;
   }
+  s->full = o.sync == CHAT_SQLITE_SYNC_FULL;
   out->version = CHAT_STORAGE_OPS_V1;
   out->self = s;
   out->conversation_get = conversation_get;
