@@ -7,7 +7,9 @@
  *   start:    chat_client_start(); then follow chat_client_wants()
  *   connect:  CHAT_CLIENT_WANT_CONNECT -> chat_client_on_connecting(), open
  *             the WebSocket, then chat_client_on_open() or, on failure,
- *             chat_client_on_close()
+ *             chat_client_on_close(), or chat_client_on_refused() when
+ *             the server answered the upgrade with an HTTP status (401:
+ *             the token was refused; the client stops reconnecting)
  *   inbound:  chat_client_on_frame() for each whole text message
  *   outbound: CHAT_CLIENT_WANT_WRITE -> while chat_client_next_frame() gives
  *             CHAT_OK, write that frame
