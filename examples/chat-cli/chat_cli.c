@@ -2,9 +2,12 @@
  *
  *   chat-cli --url ws://127.0.0.1:8080 --token TOKEN --db alice.db
  *            [--ca CA.pem] [--insecure]
+ *            [--backoff-base-ms N] [--backoff-cap-ms N]
  *
  * wss:// URLs use TLS: --ca names the CA bundle to trust, --insecure
  * accepts a self-signed certificate (for tests on loopback only).
+ * --backoff-base-ms and --backoff-cap-ms shape the reconnect schedule
+ * (chat_backoff; defaults 1000 and 60000).
  *
  * Commands, one per line on stdin:
  *   list                 fetch and show the conversation list
@@ -12,10 +15,14 @@
  *   create USER          a direct conversation with USER
  *   group NAME U1,U2     a group conversation
  *   say TEXT             send TEXT to the current conversation
+ *   burst N PREFIX       send N messages "PREFIX-0000", "PREFIX-0001", ...
+ *                        to the current conversation at once
  *   older                page older history of the current conversation
  *   read                 mark the current conversation read
  *   type                 a keystroke in the current conversation
  *   watch U1,U2          presence of these users
+ *   token TOKEN          use TOKEN from now on and start again (after
+ *                        "state unauthorized")
  *   quit
  * Events are printed one per line, starting with a keyword (state,
  * message, ack, receipt, typing, conversation, presence, error, done,
@@ -209,6 +216,32 @@ static void command(chat_client *c, char *line) {
     e = chat_client_send(c, current, arg, strlen(arg), cmid, now);
     if (!e)
       printf("sent %s\n", cmid);
+  } else if (strcmp(line, "burst") == 0 && arg && current[0]) {
+    char *prefix = strchr(arg, ' ');
+    long n = strtol(arg, NULL, 10);
+    if (!prefix || n <= 0 || n > 1000000) {
+      printf("error usage burst N PREFIX\n");
+      return;
+    }
+    prefix++;
+    long i = 0;
+    for (; i < n && !e; i++) {
+      char body[256];
+      int bl = snprintf(body, sizeof body, "%s-%04ld", prefix, i);
+      if (bl < 0 || (size_t)bl >= sizeof body) {
+        e = CHAT_ERR_TOO_LARGE;
+        break;
+      }
+      e = chat_client_send(c, current, body, (size_t)bl, NULL, now);
+    }
+    if (!e)
+      printf("burst %ld sent\n", i);
+  } else if (strcmp(line, "token") == 0 && arg) {
+    e = chat_client_lws_set_token(runner, arg);
+    if (!e)
+      e = chat_client_start(c, now);
+    if (!e)
+      printf("token set\n");
   } else if (strcmp(line, "older") == 0 && current[0]) {
     e = chat_client_load_older(c, current, oldest, 50, &id, now);
   } else if (strcmp(line, "read") == 0 && current[0]) {
@@ -276,6 +309,7 @@ static void *reader(void *arg) {
 
 int main(int argc, char **argv) {
   const char *url = NULL, *token = NULL, *db = ":memory:", *ca = NULL;
+  uint32_t backoff_base = 0, backoff_cap = 0;
   bool insecure = false;
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "--insecure") == 0) {
@@ -293,10 +327,15 @@ int main(int argc, char **argv) {
       token = argv[i + 1];
     else if (strcmp(argv[i], "--db") == 0)
       db = argv[i + 1];
+    else if (strcmp(argv[i], "--backoff-base-ms") == 0)
+      backoff_base = (uint32_t)strtoul(argv[i + 1], NULL, 10);
+    else if (strcmp(argv[i], "--backoff-cap-ms") == 0)
+      backoff_cap = (uint32_t)strtoul(argv[i + 1], NULL, 10);
   }
   if (!url || !token) {
     fprintf(stderr, "usage: chat-cli --url ws://HOST:PORT --token TOKEN "
-                    "[--db FILE] [--ca FILE] [--insecure]\n");
+                    "[--db FILE] [--ca FILE] [--insecure] "
+                    "[--backoff-base-ms N] [--backoff-cap-ms N]\n");
     return 2;
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
@@ -304,6 +343,9 @@ int main(int argc, char **argv) {
   chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1};
   if (chat_env_system(&s.env) != CHAT_OK)
     return 1;
+  /* Zero keeps a field's default (version 0 keeps the default floor). */
+  s.backoff.base_ms = backoff_base;
+  s.backoff.cap_ms = backoff_cap;
   chat_client_callbacks cb = {
       .version = CHAT_CLIENT_CALLBACKS_V1,
       .on_connection = on_connection, .on_message = on_message,

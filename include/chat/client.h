@@ -7,7 +7,9 @@
  *   start:    chat_client_start(); then follow chat_client_wants()
  *   connect:  CHAT_CLIENT_WANT_CONNECT -> chat_client_on_connecting(), open
  *             the WebSocket, then chat_client_on_open() or, on failure,
- *             chat_client_on_close()
+ *             chat_client_on_close(), or chat_client_on_refused() when
+ *             the server answered the upgrade with an HTTP status (401:
+ *             the token was refused; the client stops reconnecting)
  *   inbound:  chat_client_on_frame() for each whole text message
  *   outbound: CHAT_CLIENT_WANT_WRITE -> while chat_client_next_frame() gives
  *             CHAT_OK, write that frame
@@ -70,7 +72,11 @@ typedef enum chat_client_state {
   CHAT_CLIENT_HANDSHAKE = 2,  /* socket open, waiting for `hello` */
   CHAT_CLIENT_RESUMING = 3,   /* `resume` sent, waiting for `resumed` */
   CHAT_CLIENT_READY = 4,      /* live */
-  CHAT_CLIENT_BACKOFF = 5     /* disconnected, waiting to reconnect */
+  CHAT_CLIENT_BACKOFF = 5,    /* disconnected, waiting to reconnect */
+  /* The server refused the token (HTTP 401 on the upgrade): no reconnects
+   * until chat_client_start() is called again, after the app has given the
+   * transport a new token (chat_client_lws_set_token()). @since 0.1 */
+  CHAT_CLIENT_UNAUTHORIZED = 6
 } chat_client_state;
 
 /** "ready", "backoff", ...; NULL for an unknown value. @since 0.1 */
@@ -91,7 +97,10 @@ typedef enum chat_message_origin {
  * - a bad inbound frame: err is the decode error (CHAT_ERR_JSON, ...);
  * - a store failure: err is CHAT_ERR_MODULE (nothing was lost: the operation
  *   will be retried or was refused to the caller);
- * - a REST failure: err is CHAT_ERR_MODULE and http_status is set. */
+ * - a REST failure: err is CHAT_ERR_MODULE and http_status is set;
+ * - the server refused the token on the WebSocket upgrade: err is
+ *   CHAT_ERR_AUTH, http_status 401, retrying false, and the client is
+ *   CHAT_CLIENT_UNAUTHORIZED (see chat_client_on_refused()). */
 typedef struct chat_client_error {
   chat_err err;                 /* CHAT_OK when wire is set */
   const chat_error_frame *wire; /* NULL unless the server sent `error` */
@@ -220,7 +229,8 @@ CHAT_API void *chat_client_user_data(const chat_client *c);
 #define CHAT_CLIENT_WANT_CONNECT 4u /* open a socket: on_connecting() */
 #define CHAT_CLIENT_WANT_REST 8u    /* requests waiting: next_request() */
 
-/** Begin connecting (IDLE -> CONNECTING); a no-op when already started.
+/** Begin connecting (IDLE or UNAUTHORIZED -> CONNECTING); a no-op when
+ * already started.
  * @retval CHAT_OK @retval CHAT_ERR_INVAL c is NULL @since 0.1 */
 CHAT_API chat_err chat_client_start(chat_client *c, chat_time_ms now);
 
@@ -260,6 +270,22 @@ CHAT_API chat_err chat_client_on_frame(chat_client *c, const char *json,
  * @retval CHAT_OK @retval CHAT_ERR_INVAL @since 0.1 */
 CHAT_API chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
                                        chat_time_ms now);
+
+/** The connection attempt was answered with HTTP @p http_status instead of
+ * the WebSocket upgrade (101); use it instead of chat_client_on_close() for
+ * that attempt. 401 means the token was refused: the client reports
+ * on_error (err CHAT_ERR_AUTH, http_status 401, retrying false) and moves
+ * to CHAT_CLIENT_UNAUTHORIZED, where it stays, without reconnecting, until
+ * chat_client_start() (or chat_client_stop()). Any other status is a
+ * failed attempt like chat_client_on_close(c, 0, now): BACKOFF, or IDLE
+ * when stopped.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_STATE no connection attempt is in progress (nothing
+ *         changed)
+ * @retval CHAT_ERR_INVAL c NULL, or http_status outside 100..599
+ * @since 0.1 */
+CHAT_API chat_err chat_client_on_refused(chat_client *c, int http_status,
+                                         chat_time_ms now);
 
 /** The next frame to write.
  * @retval CHAT_OK *json and *len set; valid until the next call on c

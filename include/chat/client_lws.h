@@ -58,6 +58,18 @@ CHAT_API chat_err chat_client_lws_new(chat_client_lws **out, chat_client *c,
                                       const chat_client_lws_settings *s,
                                       const chat_allocator *alloc);
 
+/** Replace the token sent as Authorization: Bearer on every later request
+ * (the current connection is left alone). After the client reported
+ * CHAT_ERR_AUTH and went CHAT_CLIENT_UNAUTHORIZED, set a fresh token and
+ * call chat_client_start() to connect again. Service thread only. The
+ * token is copied.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL r or token NULL, or token empty
+ * @retval CHAT_ERR_NOMEM (the old token stays)
+ * @since 0.1 */
+CHAT_API chat_err chat_client_lws_set_token(chat_client_lws *r,
+                                            const char *token);
+
 /** Destroy the context (closing the socket and cancelling requests; the
  * client sees on_close) and free the runner. NULL is a no-op. Call it on
  * the service thread, or after that thread has returned. @since 0.1 */

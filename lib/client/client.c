@@ -1005,7 +1005,8 @@ chat_err chat_client_start(chat_client *c, chat_time_ms now) {
   if (!c)
     return CHAT_ERR_INVAL;
   c->started = true;
-  if (c->state == CHAT_CLIENT_IDLE) {
+  if (c->state == CHAT_CLIENT_IDLE ||
+      c->state == CHAT_CLIENT_UNAUTHORIZED) {
     c->connect_taken = false;
     set_state(c, CHAT_CLIENT_CONNECTING);
   }
@@ -1073,10 +1074,10 @@ chat_err chat_client_on_open(chat_client *c, chat_time_ms now) {
   return CHAT_OK;
 }
 
-chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
-                              chat_time_ms now) {
-  if (!c)
-    return CHAT_ERR_INVAL;
+/* The socket closed or the attempt failed; @p unauthorized: the server
+ * refused our token, so reconnecting with it would only be refused again. */
+static chat_err closed(chat_client *c, uint16_t ws_code, bool unauthorized,
+                       chat_time_ms now) {
   bool had = c->state == CHAT_CLIENT_HANDSHAKE ||
              c->state == CHAT_CLIENT_RESUMING ||
              c->state == CHAT_CLIENT_READY ||
@@ -1102,6 +1103,16 @@ chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
     set_state(c, CHAT_CLIENT_IDLE);
     return CHAT_OK;
   }
+  if (unauthorized) {
+    /* Terminal until the app calls chat_client_start() again (with a new
+     * token given to its transport): retrying the same token on a backoff
+     * schedule would hammer the server with requests it must refuse. */
+    c->started = false;
+    set_state(c, CHAT_CLIENT_UNAUTHORIZED);
+    chat__client_error(c, CHAT_ERR_AUTH, NULL,
+                       "the server refused the token (HTTP 401)", 401, false);
+    return CHAT_OK;
+  }
   uint32_t delay = 0;
   if (chat_backoff_next(&c->s.backoff, c->attempt, &c->s.env, &delay))
     delay = c->s.backoff.cap_ms;
@@ -1110,6 +1121,23 @@ chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
   c->reconnect_at = now + delay;
   set_state(c, CHAT_CLIENT_BACKOFF);
   return CHAT_OK;
+}
+
+chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
+                              chat_time_ms now) {
+  if (!c)
+    return CHAT_ERR_INVAL;
+  return closed(c, ws_code, false, now);
+}
+
+chat_err chat_client_on_refused(chat_client *c, int http_status,
+                                chat_time_ms now) {
+  if (!c || http_status < 100 || http_status > 599)
+    return CHAT_ERR_INVAL;
+  if (!(c->state == CHAT_CLIENT_CONNECTING && c->connect_taken) &&
+      !c->want_close)
+    return CHAT_ERR_STATE;
+  return closed(c, 0, http_status == 401, now);
 }
 
 chat_err chat_client_hint_network_up(chat_client *c, chat_time_ms now) {
@@ -1360,6 +1388,7 @@ const char *chat_client_state_name(chat_client_state s) {
   case CHAT_CLIENT_RESUMING: return "resuming";
   case CHAT_CLIENT_READY: return "ready";
   case CHAT_CLIENT_BACKOFF: return "backoff";
+  case CHAT_CLIENT_UNAUTHORIZED: return "unauthorized";
   }
   return NULL;
 }

@@ -139,6 +139,82 @@ Test(client, network_hint_reconnects_at_once) {
   cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
 }
 
+Test(client, refused_token_stops_reconnecting_until_start) {
+  ch_advance(&h, 1);
+  chat_client_start(h.c, h.now);
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+  cr_assert_eq(chat_client_on_connecting(h.c, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_on_refused(h.c, 401, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_str_eq(chat_client_state_name(CHAT_CLIENT_UNAUTHORIZED),
+                   "unauthorized");
+  const ch_event *e = ch_last_ev(&h, "error");
+  cr_assert_not_null(e);
+  cr_assert_eq(e->n, CHAT_ERR_AUTH);
+  cr_assert_not(e->flag, "not retrying by itself");
+  /* Nothing is due and nothing is wanted, however long we wait, and an
+   * OS network hint does not revive a refused token. */
+  cr_assert_eq(chat_client_wants(h.c), 0);
+  cr_assert_eq(chat_client_next_deadline(h.c), CHAT_TIME_NEVER);
+  ch_advance(&h, 3600 * 1000);
+  chat_client_hint_network_up(h.c, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(chat_client_wants(h.c), 0);
+  /* A refused attempt is over: a late close changes nothing. */
+  cr_assert_eq(chat_client_on_close(h.c, 0, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(chat_client_on_refused(h.c, 401, h.now), CHAT_ERR_STATE);
+  /* Sends made meanwhile wait in the outbox... */
+  cr_assert_eq(chat_client_send(h.c, "c1", "queued", 6, NULL, h.now),
+               CHAT_OK);
+  cr_assert_eq(chat_client_outbox_len(h.c), 1);
+  /* ... until the app starts again (with a new token in its transport). */
+  cr_assert_eq(chat_client_start(h.c, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+  chat_client_on_connecting(h.c, h.now);
+  chat_client_on_open(h.c, h.now);
+  ch_hello(&h, 0);
+  ch_drain(&h);
+  cr_assert_eq(ch_count_type(&h, "send", 0), 1);
+}
+
+Test(client, refused_token_then_stop_is_idle) {
+  chat_client_start(h.c, h.now);
+  chat_client_on_connecting(h.c, h.now);
+  chat_client_on_refused(h.c, 401, h.now);
+  cr_assert_eq(chat_client_stop(h.c, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+  cr_assert_eq(chat_client_wants(h.c), 0);
+}
+
+Test(client, refused_upgrade_other_status_backs_off) {
+  chat_client_start(h.c, h.now);
+  chat_client_on_connecting(h.c, h.now);
+  cr_assert_eq(chat_client_on_refused(h.c, 503, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_BACKOFF);
+  cr_assert_null(ch_last_ev(&h, "error"));
+  ch_advance(&h, backoff_delay());
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+}
+
+Test(client, refused_checks_arguments_and_state) {
+  cr_assert_eq(chat_client_on_refused(NULL, 401, h.now), CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_on_refused(h.c, 0, h.now), CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_on_refused(h.c, 600, h.now), CHAT_ERR_INVAL);
+  /* No attempt in progress: nothing changes. */
+  cr_assert_eq(chat_client_on_refused(h.c, 401, h.now), CHAT_ERR_STATE);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+  chat_client_start(h.c, h.now);
+  cr_assert_eq(chat_client_on_refused(h.c, 401, h.now), CHAT_ERR_STATE);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+  /* Stopped while the attempt was under way: IDLE, not UNAUTHORIZED. */
+  chat_client_on_connecting(h.c, h.now);
+  chat_client_stop(h.c, h.now);
+  cr_assert_eq(chat_client_on_refused(h.c, 401, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+}
+
 Test(client, hello_timeout_closes_and_backs_off) {
   ch_open_socket(&h);
   ch_advance(&h, 9999);

@@ -378,9 +378,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
 
   case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
     if (is_ws) {
+      /* An HTTP answer instead of the upgrade: lws keeps its status until
+       * the wsi goes (4.1 fails a 401 with "HS: ws upgrade unauthorized",
+       * any other status with "HS: ws upgrade response not 101"). The
+       * client must hear of a 401, or it would retry a refused token for
+       * ever. */
+      unsigned int status = lws_http_client_http_response(wsi);
+      static const char unauth[] = "HS: ws upgrade unauthorized";
+      if (!status && in && len >= sizeof unauth - 1 &&
+          memcmp(in, unauth, sizeof unauth - 1) == 0)
+        status = 401;
       r->ws = NULL;
       r->ws_open = false;
-      chat_client_on_close(r->c, 0, now);
+      if (status >= 100 && status <= 599 && status != 101)
+        chat_client_on_refused(r->c, (int)status, now);
+      else
+        chat_client_on_close(r->c, 0, now);
       pump(r);
       return 0;
     } else {
@@ -600,6 +613,19 @@ void chat_client_lws_free(chat_client_lws *r) {
   chat__free(&r->a, r->auth);
   chat_allocator a = r->a;
   chat__free(&a, r);
+}
+
+chat_err chat_client_lws_set_token(chat_client_lws *r, const char *token) {
+  if (!r || !token || !token[0])
+    return CHAT_ERR_INVAL;
+  size_t tl = strlen(token);
+  char *auth = chat__alloc(&r->a, tl + 8);
+  if (!auth)
+    return CHAT_ERR_NOMEM;
+  snprintf(auth, tl + 8, "Bearer %s", token);
+  chat__free(&r->a, r->auth);
+  r->auth = auth;
+  return CHAT_OK;
 }
 
 chat_err chat_client_lws_service(chat_client_lws *r) {
