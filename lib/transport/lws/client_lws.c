@@ -133,6 +133,25 @@ static void req_finish(chat_client_lws *r, chat__creq *q, bool ok) {
   req_free(r, q);
 }
 
+/* What the WebSocket and every REST request share: where to connect and
+ * how hard to check TLS, set in one place so the two cannot drift. */
+static void connect_info(chat_client_lws *r, struct lws_client_connect_info *i,
+                         const char *path) {
+  memset(i, 0, sizeof *i);
+  i->context = r->ctx;
+  i->address = r->host;
+  i->port = r->port;
+  i->host = r->host;
+  i->origin = r->host;
+  i->path = path;
+  i->local_protocol_name = r->protocols[0].name;
+  i->ssl_connection = r->tls ? LCCSCF_USE_SSL : 0;
+  if (r->tls && r->s.allow_self_signed)
+    i->ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+                         LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
+  i->alpn = "http/1.1";
+}
+
 static void req_start(chat_client_lws *r, const chat_client_request *cr) {
   chat__creq *q = chat__calloc(&r->a, 1, sizeof *q);
   if (!q) {
@@ -155,22 +174,10 @@ static void req_start(chat_client_lws *r, const chat_client_request *cr) {
     return;
   }
   struct lws_client_connect_info i;
-  memset(&i, 0, sizeof i);
-  i.context = r->ctx;
-  i.address = r->host;
-  i.port = r->port;
-  i.host = r->host;
-  i.origin = r->host;
-  i.path = q->path;
+  connect_info(r, &i, q->path);
   i.method = q->method;
-  i.ssl_connection = r->tls ? LCCSCF_USE_SSL : 0;
-  if (r->tls && r->s.allow_self_signed)
-    i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
-                        LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
   i.ssl_connection |= LCCSCF_HTTP_NO_FOLLOW_REDIRECT;
   i.protocol = r->protocols[0].name;
-  i.local_protocol_name = r->protocols[0].name;
-  i.alpn = "http/1.1";
   i.userdata = q;
   i.pwsi = &q->wsi;
   if (!lws_client_connect_via_info(&i)) {
@@ -192,20 +199,8 @@ static void ws_connect(chat_client_lws *r) {
   if (chat_client_on_connecting(r->c, now) != CHAT_OK)
     return;
   struct lws_client_connect_info i;
-  memset(&i, 0, sizeof i);
-  i.context = r->ctx;
-  i.address = r->host;
-  i.port = r->port;
-  i.host = r->host;
-  i.origin = r->host;
-  i.path = r->ws_path;
+  connect_info(r, &i, r->ws_path);
   i.protocol = "chat.v1";
-  i.local_protocol_name = r->protocols[0].name;
-  i.ssl_connection = r->tls ? LCCSCF_USE_SSL : 0;
-  if (r->tls && r->s.allow_self_signed)
-    i.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
-                        LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
-  i.alpn = "http/1.1";
   i.pwsi = &r->ws;
   r->ws_open = false;
   r->ws_closing = false;
