@@ -44,6 +44,7 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -489,6 +490,8 @@ static void ws_frame(conn *c, int opcode, const char *p, size_t n) {
   wb_put(c, p, n);
 }
 
+static void ws_text(conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void ws_text(conn *c, const char *fmt, ...) {
   char buf[65536];
   va_list ap;
