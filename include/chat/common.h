@@ -83,6 +83,18 @@ CHAT_API const char *chat_err_name(chat_err e);
 /** True when @p e leaves the object unusable (e <= CHAT_ERR_FATAL). @since 0.1 */
 CHAT_API bool chat_err_is_fatal(chat_err e);
 
+/** Why a call failed, in one line that names the argument or field and the
+ * rule it broke ("settings.machine_id: 2000 is over 1023"), for bindings
+ * that raise exceptions with a message. Constructors take an optional
+ * chat_errbuf * as their last argument: on failure it holds a
+ * NUL-terminated line; on success it is left untouched. Objects keep the
+ * detail of their last failed call (chat_server_errmsg(),
+ * chat_client_errmsg()). The size is fixed for good. @since 1.0 */
+#define CHAT_ERRBUF_SIZE 256
+typedef struct chat_errbuf {
+  char msg[CHAT_ERRBUF_SIZE];
+} chat_errbuf;
+
 /* ------------------------------------------------------------------------
  * Time. The cores never read a clock: every entry point takes `now` from the
  * host's monotonic clock, and wall time comes through chat_env.wall_ms. */

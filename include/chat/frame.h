@@ -75,6 +75,7 @@ typedef enum chat_body_type {
 } chat_body_type;
 
 typedef enum chat_receipt_state {
+  CHAT_RECEIPT_NONE = 0, /* sent only: no receipt yet (never on the wire) */
   CHAT_RECEIPT_DELIVERED = 1,
   CHAT_RECEIPT_READ = 2
 } chat_receipt_state;

@@ -3,8 +3,8 @@
 #ifndef CHAT_VERSION_H
 #define CHAT_VERSION_H
 
-#define CHAT_VERSION_MAJOR 0
-#define CHAT_VERSION_MINOR 1
+#define CHAT_VERSION_MAJOR 1
+#define CHAT_VERSION_MINOR 0
 #define CHAT_VERSION_PATCH 0
 
 /* Numeric form for compile-time checks: 0xMMmmpp. */
