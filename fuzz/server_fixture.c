@@ -62,7 +62,7 @@ void fx_tick(fixture *fx) {
 }
 
 chat_session *fx_open(fixture *fx, const char *user, const char *device) {
-  chat_identity id = {.expires_ms = 0};
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   snprintf(id.user_id, sizeof id.user_id, "%s", user);
   snprintf(id.device_id, sizeof id.device_id, "%s", device);
   chat_session *s;
@@ -159,16 +159,17 @@ chat_http_response fx_http(fixture *fx, const char *user, const char *method,
                            const char *path, const char *query,
                            const char *content_type, const void *body,
                            size_t body_len) {
-  chat_identity id = {.expires_ms = 0};
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (user) {
     snprintf(id.user_id, sizeof id.user_id, "%s", user);
     snprintf(id.device_id, sizeof id.device_id, "phone");
   }
-  chat_http_request req = {.method = method, .path = path, .query = query,
+  chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
+                           .method = method, .path = path, .query = query,
                            .content_type = content_type, .body = body,
                            .body_len = body_len,
                            .identity = user ? &id : NULL};
-  chat_http_response resp;
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
   chat_err rc = chat_server_http(fx->srv, &req, &resp, fx->now);
   if (rc != CHAT_OK)
     fx_fail("chat_server_http %s %s: %s", method, path, chat_err_name(rc));
@@ -224,7 +225,7 @@ static void fixture_make(fixture *fx, bool with_bus) {
   fake_env_init(&fx->fe, INT64_C(1800000000000), 42);
   fx->now = 1000000;
   chat_storage_ops store;
-  if (chat_sqlite_storage_open(&store, ":memory:", NULL, NULL) != CHAT_OK)
+  if (chat_sqlite_storage_open(&store, ":memory:", NULL, NULL, NULL) != CHAT_OK)
     fx_fail("sqlite open");
   chat_presence_ops presence;
   chat_bus_ops bus;
@@ -242,12 +243,16 @@ static void fixture_make(fixture *fx, bool with_bus) {
    * paths are the same at any size. */
   chat_server_settings st = {.version = CHAT_SERVER_SETTINGS_V1,
                              .resume_max_messages = 50,
-                             .env = fx->fe.env};
-  chat_err rc = chat_server_new(&fx->srv, &st, NULL, NULL, &store,
-                                with_bus ? &presence : NULL,
-                                with_bus ? &bus : NULL, &push, NULL, NULL);
+                             .env = &fx->fe.env};
+  chat_server_modules mods = {.version = CHAT_SERVER_MODULES_V1,
+                              .storage = &store,
+                              .presence = with_bus ? &presence : NULL,
+                              .bus = with_bus ? &bus : NULL,
+                              .push = &push};
+  chat_errbuf eb = {{0}};
+  chat_err rc = chat_server_new(&fx->srv, &st, &mods, NULL, NULL, NULL, &eb);
   if (rc != CHAT_OK)
-    fx_fail("chat_server_new: %s", chat_err_name(rc));
+    fx_fail("chat_server_new: %s: %s", chat_err_name(rc), eb.msg);
   if (!oracle && chat_codec_new(&oracle, &oracle_cs, NULL) != CHAT_OK)
     fx_fail("codec");
   const char *t = getenv("FX_TRACE");
@@ -269,7 +274,8 @@ static void fixture_make(fixture *fx, bool with_bus) {
   setup_call(fx, "bob", "/api/v1/media", "text/plain", "bob's", 201,
              "media_id", fx->media_other, sizeof fx->media_other);
 
-  static chat_identity setup_id = {"alice", "setup", 0};
+  static chat_identity setup_id = {CHAT_IDENTITY_V1, "alice", "setup", 0,
+                                   CHAT_SENDER_USER};
   chat_session *s;
   if (chat_server_open_session(fx->srv, &s, &setup_id, &setup_id,
                                fx->now) != CHAT_OK)
