@@ -1142,7 +1142,7 @@ chat_err chat_server_http_cancel(chat_server *srv, void *tag) {
     return CHAT_ERR_INVAL;
   bool any = false;
   for (rq *q = srv->rest_pending; q; q = q->next)
-    if (q->tag == tag && !q->cancelled) {
+    if (q->tag == tag) {
       q->cancelled = true;
       any = true;
     }

@@ -650,4 +650,16 @@ size_t defer_store_run_where(defer_store *d,
 
 size_t defer_store_pending(const defer_store *d) { return d->queued; }
 
+size_t defer_store_pending_where(const defer_store *d,
+                                 bool (*pred)(const defer_call_info *c,
+                                              void *ud),
+                                 void *ud) {
+  size_t n = 0;
+  for (const rec *r = d->head; r; r = r->next) {
+    defer_call_info ci = {r->kind, r->s[0] ? r->s[0] : ""};
+    n += r->state == R_QUEUED && pred(&ci, ud);
+  }
+  return n;
+}
+
 size_t defer_store_calls(const defer_store *d) { return d->calls; }

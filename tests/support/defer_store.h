@@ -76,6 +76,11 @@ size_t defer_store_run_where(defer_store *d,
                              bool (*pred)(const defer_call_info *c, void *ud),
                              void *ud);
 size_t defer_store_pending(const defer_store *d);
+/* Queued calls for which pred says true. */
+size_t defer_store_pending_where(const defer_store *d,
+                                 bool (*pred)(const defer_call_info *c,
+                                              void *ud),
+                                 void *ud);
 /* Calls made through the wrapper so far (each answered CHAT_PENDING). */
 size_t defer_store_calls(const defer_store *d);
 

@@ -137,8 +137,9 @@ static chat_err w_media_get(void *self, const char *id, const char *r,
 static void init_all(harness *h, const chat_server_settings *settings,
                      const chat_presence_ops *presence,
                      const chat_bus_ops *bus, const char *db_path,
-                     defer_mode mode) {
+                     defer_mode mode, bool hold) {
   memset(h, 0, sizeof *h);
+  h->hold = hold;
   fake_env_init(&h->fe, INT64_C(1800000000000), 42);
   h->now = 1000000;
   h->mode = mode;
@@ -194,7 +195,8 @@ static void init_all(harness *h, const chat_server_settings *settings,
 void harness_init_path(harness *h, const chat_server_settings *settings,
                        const chat_presence_ops *presence,
                        const chat_bus_ops *bus, const char *db_path) {
-  init_all(h, settings, presence, bus, db_path, defer_mode_from_env());
+  init_all(h, settings, presence, bus, db_path, defer_mode_from_env(),
+           false);
 }
 
 void harness_init_full(harness *h, const chat_server_settings *settings,
@@ -209,7 +211,12 @@ void harness_init(harness *h, const chat_server_settings *settings) {
 
 void harness_init_mode(harness *h, const chat_server_settings *settings,
                        defer_mode mode) {
-  init_all(h, settings, NULL, NULL, ":memory:", mode);
+  init_all(h, settings, NULL, NULL, ":memory:", mode, false);
+}
+
+void harness_init_held(harness *h, const chat_server_settings *settings,
+                       defer_mode mode) {
+  init_all(h, settings, NULL, NULL, ":memory:", mode, true);
 }
 
 void harness_hold(harness *h, bool hold) { h->hold = hold; }

@@ -106,8 +106,11 @@ void harness_fini(harness *h);
  * harness_pump. Only meaningful with CHAT_TEST_STORE set; tests that need
  * it use harness_init_mode(). */
 void harness_hold(harness *h, bool hold);
-/* Like harness_init, with the deferred module mode chosen by the test. */
+/* Like harness_init, with the deferred module mode chosen by the test;
+ * held: complete nothing from the start (not even max_message_id). */
 void harness_init_mode(harness *h, const chat_server_settings *settings,
+                       defer_mode mode);
+void harness_init_held(harness *h, const chat_server_settings *settings,
                        defer_mode mode);
 /* Complete deferred calls until none is left (tick between rounds too). */
 void harness_settle(harness *h);
