@@ -228,13 +228,15 @@ typedef struct state_cap {
   } v[MAX_CAP];
 } state_cap;
 
-static void on_state(void *ctx, const char *member, int state) {
+static void on_state(void *ctx, const char *member,
+                     chat_receipt_state state) {
   state_cap *cap = ctx;
-  cr_assert(state >= 0 && state <= 2);
+  cr_assert(state == CHAT_RECEIPT_NONE || state == CHAT_RECEIPT_DELIVERED ||
+            state == CHAT_RECEIPT_READ);
   cap->count[state]++;
   if (cap->n < MAX_CAP) {
     snprintf(cap->v[cap->n].member, CHAT_ID_BUF, "%s", member);
-    cap->v[cap->n].state = state;
+    cap->v[cap->n].state = (int)state;
   }
   cap->n++;
 }
