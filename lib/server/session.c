@@ -413,8 +413,11 @@ chat_err chat_session_on_frame(chat_session *s, const char *json, size_t len,
 
 chat_err chat_session_next_frame(chat_session *s, const char **json,
                                  size_t *len) {
-  if (!s || !json || !len)
+  if (!s)
     return CHAT_ERR_INVAL;
+  if (!json || !len)
+    return chat__srv_fail(s->srv, CHAT_ERR_INVAL, "%s: NULL",
+                          !json ? "json" : "len");
   chat_server *srv = s->srv;
   if (s->lent) {
     chat__frame_unref(srv, s->lent);

@@ -522,3 +522,29 @@ Test(server, closed_sessions_leave_the_expiry_heap) {
     }
   }
 }
+
+/* R5: every INVAL/STATE return of a public call leaves its reason. */
+Test(server, refused_calls_leave_their_reason) {
+  dev *a = dev_open(&h, "alice", "phone");
+  cr_assert_str_eq(chat_server_errmsg(NULL), "");
+  cr_assert_eq(chat_session_on_frame(a->sess, NULL, 5, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert_str_eq(chat_server_errmsg(h.srv), "json: NULL with len 5");
+  size_t len;
+  cr_assert_eq(chat_session_next_frame(a->sess, NULL, &len), CHAT_ERR_INVAL);
+  cr_assert_str_eq(chat_server_errmsg(h.srv), "json: NULL");
+  cr_assert_eq(chat_server_bus_deliver(h.srv, NULL, 3, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert_str_eq(chat_server_errmsg(h.srv), "msg: NULL with len 3");
+  cr_assert_eq(chat_server_bus_deliver(h.srv, "{}", 2, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert(strstr(chat_server_errmsg(h.srv), "not a bus message"));
+  chat_server_drain(h.srv, h.now);
+  harness_pump(&h);
+  cr_assert_eq(a->close_code, 1001);
+  chat_identity id = {CHAT_IDENTITY_V1, "bob", "phone", 0, CHAT_SENDER_USER};
+  chat_session *s;
+  cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),
+               CHAT_ERR_STATE);
+  cr_assert_str_eq(chat_server_errmsg(h.srv), "server: draining");
+}
