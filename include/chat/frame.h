@@ -244,8 +244,9 @@ typedef struct chat_hello {
   chat_limits limits;
   /* Section 8 additions. On the wire resume_batch_hint is a member of
    * `limits`, but chat_limits is embedded by value here and has no version,
-   * so it is frozen (docs/abi.md): growing it would move every field after
-   * it. Fields of `limits` added later go here, at the end of chat_hello.
+   * so it is frozen (the ABI rule for unversioned structs): growing it would
+   * move every field after it. Fields of `limits` added later go here, at
+   * the end of chat_hello.
    * resume_batch_hint: how many conversations the server would like one
    * `resume` frame to catch up (1 or more); absent when the server does not
    * pace resumes. */
