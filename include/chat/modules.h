@@ -73,12 +73,6 @@ extern "C" {
 /** Longest id (PROTOCOL.md section 1) plus its NUL. */
 #define CHAT_ID_BUF 65
 
-/** What kind of account an identity is (PROTOCOL.md section 8). */
-typedef enum chat_sender_kind {
-  CHAT_SENDER_USER = 0, /* a person's device */
-  CHAT_SENDER_BOT = 1   /* an automated account */
-} chat_sender_kind;
-
 /** Who a connection or REST request is: one user and one device.
  * Filled by the library in chat_server_authenticate() (only the fields of
  * the version the caller set), and by an auth module's verify(). Read by
@@ -92,7 +86,7 @@ typedef struct chat_identity {
   /* Unix wall-clock ms when the credential expires; 0: never. An open
    * session is closed with 4001 "token_expired" when it passes. */
   int64_t expires_ms;
-  chat_sender_kind kind;
+  chat_sender_kind kind; /* user or bot (frame.h, PROTOCOL.md section 8) */
 } chat_identity;
 
 /* ------------------------------------------------------------------------
