@@ -352,7 +352,7 @@ Test(sqlite_file, migrates_empty_file_and_reopens) {
   put(&ops, "g", 7, "alice", "c1");
   close_ops(&ops);
 
-  cr_assert_eq(file_int("PRAGMA user_version"), 1);
+  cr_assert_eq(file_int("PRAGMA user_version"), 2);
   cr_assert_eq(file_int("SELECT count(*) FROM sqlite_master"
                         " WHERE name = 'messages'"),
                1);
@@ -365,7 +365,7 @@ Test(sqlite_file, migrates_empty_file_and_reopens) {
   sqlite3_finalize(st);
   sqlite3_close(db);
 
-  /* Reopening finds version 1 and migrates nothing; the data is there. */
+  /* Reopening finds version 2 and migrates nothing; the data is there. */
   ops = open_path(db_path);
   conv_view v = get(&ops, "g", "bob");
   cr_assert(v.has_last);
@@ -375,14 +375,14 @@ Test(sqlite_file, migrates_empty_file_and_reopens) {
   cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 7);
   close_ops(&ops);
-  cr_assert_eq(file_int("PRAGMA user_version"), 1);
+  cr_assert_eq(file_int("PRAGMA user_version"), 2);
 }
 
 Test(sqlite_file, refuses_newer_schema) {
   sqlite3 *db;
   cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
   cr_assert_eq(sqlite3_exec(db, "CREATE TABLE future(x);"
-                                "PRAGMA user_version = 2;",
+                                "PRAGMA user_version = 3;",
                             NULL, NULL, NULL),
                SQLITE_OK);
   sqlite3_close(db);
@@ -392,7 +392,7 @@ Test(sqlite_file, refuses_newer_schema) {
   cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, &fa.a, NULL),
                CHAT_ERR_MODULE);
   cr_assert_eq(fa.live, 0, "a failed open frees everything");
-  cr_assert_eq(file_int("PRAGMA user_version"), 2, "the file is untouched");
+  cr_assert_eq(file_int("PRAGMA user_version"), 3, "the file is untouched");
   cr_assert_eq(file_int("SELECT count(*) FROM sqlite_master"), 1);
   /* Not even switched to WAL, which an older libchat has no business
    * deciding for a newer one's file. */
