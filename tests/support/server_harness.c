@@ -46,6 +46,19 @@ static chat_err push_notify(void *self, const chat_push_note *n) {
   snprintf(r->sender, sizeof r->sender, "%s", n->sender_id);
   snprintf(r->preview, sizeof r->preview, "%.*s", (int)n->preview.len,
            n->preview.ptr);
+  r->message_id = n->message_id;
+  return CHAT_OK;
+}
+
+static chat_err push_clear(void *self, const chat_push_clear *c) {
+  harness *h = self;
+  if (h->n_clears >= sizeof h->clears / sizeof h->clears[0])
+    return CHAT_ERR_MODULE;
+  clear_rec *r = &h->clears[h->n_clears++];
+  snprintf(r->user, sizeof r->user, "%s", c->user_id);
+  snprintf(r->device, sizeof r->device, "%s", c->device_id);
+  snprintf(r->conv, sizeof r->conv, "%s", c->conversation_id);
+  r->up_to = c->up_to;
   return CHAT_OK;
 }
 
@@ -132,6 +145,33 @@ static chat_err w_media_get(void *self, const char *id, const char *r,
                             chat_media_sink e, void *x, chat_op *op) {
   FWD(media_get, id, r, e, x, op);
 }
+static chat_err w_member_change(void *self, const chat_member_change *ch,
+                                chat_member_change_result *res,
+                                chat_conversation_sink e, void *x,
+                                chat_op *op) {
+  FWD(member_change, ch, res, e, x, op);
+}
+static chat_err w_messages_as(void *self, const char *c, const char *v,
+                              chat_page_dir d, uint64_t a, uint32_t l,
+                              chat_message_sink e, void *x, chat_op *op) {
+  FWD(messages_as, c, v, d, a, l, e, x, op);
+}
+static chat_err w_ban_set(void *self, const char *u, bool b, int64_t now,
+                          chat_op *op) {
+  FWD(shadow_ban_set, u, b, now, op);
+}
+static chat_err w_bans(void *self, uint64_t k, uint64_t *v, chat_user_sink e,
+                       void *x, chat_op *op) {
+  FWD(shadow_bans, k, v, e, x, op);
+}
+static chat_err w_push_record(void *self, const char *c, const char *u,
+                              uint64_t id, chat_op *op) {
+  FWD(push_record, c, u, id, op);
+}
+static chat_err w_push_read(void *self, const char *c, const char *u,
+                            uint64_t read, uint64_t *clear, chat_op *op) {
+  FWD(push_read, c, u, read, clear, op);
+}
 #undef FWD
 
 static void init_all(harness *h, const chat_server_settings *settings,
@@ -163,7 +203,10 @@ static void init_all(harness *h, const chat_server_settings *settings,
       .receipts = w_receipts, .purge_receipts = w_purge,
       .device_register = w_dev_reg, .push_targets = w_targets,
       .media_put = w_media_put, .media_get = w_media_get,
-      .destroy = w_destroy};
+      .destroy = w_destroy, .member_change = w_member_change,
+      .messages_as = w_messages_as, .shadow_ban_set = w_ban_set,
+      .shadow_bans = w_bans, .push_record = w_push_record,
+      .push_read = w_push_read};
   chat_storage_ops store = h->store;
   chat_presence_ops pres;
   if (mode != DEFER_OFF) {
@@ -176,7 +219,7 @@ static void init_all(harness *h, const chat_server_settings *settings,
     }
   }
   chat_push_ops push = {.version = CHAT_PUSH_OPS_V1, .self = h,
-                        .notify = push_notify};
+                        .notify = push_notify, .clear = push_clear};
   chat_server_callbacks cbs = {.version = CHAT_SERVER_CALLBACKS_V1,
                                .on_session_wants = on_wants,
                                .on_http_response = on_http_response};
@@ -536,4 +579,14 @@ const char *harness_create(harness *h, const char *creator, const char *type,
   }
   id[i] = 0;
   return id;
+}
+
+void harness_ban(harness *h, const char *user, bool banned) {
+  cr_assert_eq(h->inner.shadow_ban_set(h->inner.self, user, banned,
+                                       h->fe.wall_ms, NULL),
+               CHAT_OK);
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1};
+  cr_assert_eq(chat_server_get_settings(h->srv, &s), CHAT_OK);
+  harness_advance(h, s.ban_poll_ms);
+  harness_settle(h);
 }

@@ -53,7 +53,14 @@ typedef struct dev {
 
 typedef struct push_rec {
   char user[65], device[65], conv[65], sender[65], preview[128];
+  uint64_t message_id;
 } push_rec;
+
+/* A receipt-aware push clear (push.clear). */
+typedef struct clear_rec {
+  char user[65], device[65], conv[65];
+  uint64_t up_to;
+} clear_rec;
 
 struct harness {
   fake_env fe;
@@ -64,6 +71,8 @@ struct harness {
   size_t n_devs;
   push_rec pushes[1024];
   size_t n_pushes;
+  clear_rec clears[256];
+  size_t n_clears;
   unsigned wants_calls;
   const char *gateway_id;
   /* Fault injection: the store's append fails while set. */
@@ -159,6 +168,11 @@ int harness_http_raw(harness *h, const char *user, const char *method,
  * chat_server_bus_deliver (each must be accepted), then collect output.
  * Returns the number delivered. */
 size_t harness_bus_pump(harness *h, chat_memory_hub *hub);
+
+/* Shadow-ban (or unban) a user in the store, as `chatd ban` does, and
+ * let the server's next poll pick it up (advances the clock by the poll
+ * interval). */
+void harness_ban(harness *h, const char *user, bool banned);
 
 /* Create a conversation through REST and return its id (static buffer
  * per call slot: copy it). */

@@ -541,7 +541,7 @@ Test(server, refused_calls_leave_their_reason) {
   cr_assert(strstr(chat_server_errmsg(h.srv), "not a bus message"));
   chat_server_drain(h.srv, h.now);
   harness_pump(&h);
-  cr_assert_eq(a->close_code, 1001);
+  cr_assert_eq(a->close_code, 1012);
   chat_identity id = {CHAT_IDENTITY_V1, "bob", "phone", 0, CHAT_SENDER_USER};
   chat_session *s;
   cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),
