@@ -18,6 +18,28 @@
 
 #define APP_MAX_ATTEMPTS 5
 
+/* Keep n_ready and n_waiting true whenever a request changes state, so
+ * chat_client_wants() and the deadline need no walk. */
+static bool is_ready(const chat__req *r) { return r->ready && !r->in_flight; }
+static bool is_waiting(const chat__req *r) {
+  return !r->ready && !r->in_flight;
+}
+
+static void req_count(chat_client *c, const chat__req *r, int d) {
+  if (is_ready(r))
+    c->n_ready += (uint32_t)d;
+  if (is_waiting(r))
+    c->n_waiting += (uint32_t)d;
+}
+
+static void req_flags(chat_client *c, chat__req *r, bool ready,
+                      bool in_flight) {
+  req_count(c, r, -1);
+  r->ready = ready;
+  r->in_flight = in_flight;
+  req_count(c, r, +1);
+}
+
 static chat__req *req_new(chat_client *c, req_kind kind, const char *conv) {
   chat__req *r = chat__calloc(&c->a, 1, sizeof *r);
   if (!r)
@@ -42,21 +64,33 @@ static void req_free(chat_client *c, chat__req *r) {
   chat__free(&c->a, r);
 }
 
+/* Append r (a gap is also indexed by its conversation; the caller made
+ * sure the index has room). */
 static void req_link(chat_client *c, chat__req *r) {
-  chat__req **p = &c->reqs;
-  while (*p)
-    p = &(*p)->next;
-  *p = r;
+  r->prev = c->reqs_tail;
+  r->next = NULL;
+  if (c->reqs_tail)
+    c->reqs_tail->next = r;
+  else
+    c->reqs = r;
+  c->reqs_tail = r;
+  req_count(c, r, +1);
   chat__client_wants_changed(c);
 }
 
 static void req_unlink(chat_client *c, chat__req *r) {
-  for (chat__req **p = &c->reqs; *p; p = &(*p)->next)
-    if (*p == r) {
-      *p = r->next;
-      r->next = NULL;
-      return;
-    }
+  req_count(c, r, -1);
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    c->reqs = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  else
+    c->reqs_tail = r->prev;
+  r->prev = r->next = NULL;
+  if (r->kind == REQ_GAP)
+    chat__map_del(&c->gaps, r->conv, strlen(r->conv), NULL);
 }
 
 static chat_err req_set(chat_client *c, chat__req *r, const char *method,
@@ -84,17 +118,11 @@ static chat_err gap_path(chat_client *c, chat__req *r) {
 }
 
 bool chat__creq_gap_is_open(const chat_client *c, const char *conv) {
-  for (const chat__req *r = c->reqs; r; r = r->next)
-    if (r->kind == REQ_GAP && strcmp(r->conv, conv) == 0)
-      return true;
-  return false;
+  return chat__map_get(&c->gaps, conv, strlen(conv)) != NULL;
 }
 
 uint32_t chat__creq_gaps(const chat_client *c) {
-  uint32_t n = 0;
-  for (const chat__req *r = c->reqs; r; r = r->next)
-    n += r->kind == REQ_GAP;
-  return n;
+  return (uint32_t)chat__map_len(&c->gaps);
 }
 
 chat_err chat__creq_gap_open(chat_client *c, const char *conv,
@@ -112,30 +140,35 @@ chat_err chat__creq_gap_open(chat_client *c, const char *conv,
     req_free(c, r);
     return e == CHAT_ERR_NOMEM ? e : CHAT_ERR_MODULE;
   }
+  if (chat__map_put(&c->gaps, r->conv, strlen(r->conv), r, NULL)) {
+    req_free(c, r);
+    return CHAT_ERR_NOMEM;
+  }
   req_link(c, r);
   return CHAT_OK;
 }
 
 bool chat__creq_ready(const chat_client *c) {
-  for (const chat__req *r = c->reqs; r; r = r->next)
-    if (r->ready && !r->in_flight)
-      return true;
-  return false;
+  return c->n_ready > 0;
 }
 
 chat_time_ms chat__creq_deadline(const chat_client *c) {
   chat_time_ms d = CHAT_TIME_NEVER;
+  if (c->n_waiting == 0)
+    return d;
   for (const chat__req *r = c->reqs; r; r = r->next)
-    if (!r->ready && !r->in_flight && r->not_before < d)
+    if (is_waiting(r) && r->not_before < d)
       d = r->not_before;
   return d;
 }
 
 void chat__creq_timer(chat_client *c, chat_time_ms now) {
+  if (c->n_waiting == 0)
+    return;
   bool any = false;
   for (chat__req *r = c->reqs; r; r = r->next)
-    if (!r->ready && !r->in_flight && r->not_before <= now) {
-      r->ready = true;
+    if (is_waiting(r) && r->not_before <= now) {
+      req_flags(c, r, true, false);
       any = true;
     }
   if (any)
@@ -145,7 +178,7 @@ void chat__creq_timer(chat_client *c, chat_time_ms now) {
 void chat__creq_free_all(chat_client *c) {
   while (c->reqs) {
     chat__req *r = c->reqs;
-    c->reqs = r->next;
+    req_unlink(c, r);
     req_free(c, r);
   }
 }
@@ -153,9 +186,11 @@ void chat__creq_free_all(chat_client *c) {
 chat_err chat_client_next_request(chat_client *c, chat_client_request *out) {
   if (!c || !out)
     return CHAT_ERR_INVAL;
+  if (c->n_ready == 0)
+    return CHAT_ERR_AGAIN;
   for (chat__req *r = c->reqs; r; r = r->next)
-    if (r->ready && !r->in_flight) {
-      r->in_flight = true;
+    if (is_ready(r)) {
+      req_flags(c, r, true, true);
       out->id = r->id;
       out->method = r->method;
       out->path = r->path;
@@ -179,7 +214,7 @@ static chat_err app_req(chat_client *c, chat__req *r, uint32_t *id) {
 chat_err chat__creq_sync(chat_client *c) {
   for (const chat__req *q = c->reqs; q; q = q->next)
     if (q->sync)
-      return CHAT_OK; /* one walk at a time */
+      return CHAT_OK; /* one walk at a time (requests are few) */
   chat__req *r = req_new(c, REQ_CONVS, NULL);
   if (!r)
     return CHAT_ERR_NOMEM;
@@ -433,7 +468,8 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
     r = r->next;
   if (!r)
     return CHAT_ERR_NOT_FOUND;
-  r->in_flight = false;
+  /* r stays in flight until its answer is handled: the callbacks below
+   * may ask for the next request, and must not be handed this one. */
   const char *conv = r->conv;
 
   if (status == 0 || status == 429 || status >= 500) {
@@ -448,8 +484,8 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
     if (chat_backoff_next(&c->s.backoff, r->attempt, &c->s.env, &delay))
       delay = c->s.backoff.cap_ms;
     r->attempt++;
-    r->ready = false;
     r->not_before = now + delay;
+    req_flags(c, r, false, false);
     return CHAT_OK;
   }
   if (status < 200 || status > 299) {
@@ -500,7 +536,7 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
   }
   if (more) {
     r->attempt = 0;
-    r->ready = true;
+    req_flags(c, r, true, false);
     if (r->kind == REQ_GAP)
       chat__client_progress(c, r->conv);
     chat__client_wants_changed(c);

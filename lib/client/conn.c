@@ -1,0 +1,244 @@
+/* The connection state machine: IDLE -> CONNECTING -> HANDSHAKE ->
+ * RESUMING -> READY, BACKOFF between attempts (full jitter, reset after a
+ * stable connection), UNAUTHORIZED after a refused token; heartbeats, the
+ * hello timeout, and the one deadline that covers every timer of the
+ * client. */
+#include "client/client_internal.h"
+
+static chat_time_ms tmin(chat_time_ms a, chat_time_ms b) {
+  return a < b ? a : b;
+}
+
+void chat__client_set_state(chat_client *c, chat_client_state st) {
+  if (c->state == st)
+    return;
+  c->state = st;
+  if (c->cb.on_connection)
+    c->cb.on_connection(c, st, c->ud);
+  chat__client_wants_changed(c);
+}
+
+void chat__client_request_close(chat_client *c, const char *why) {
+  chat__client_log(c, CHAT_LOG_WARN, "closing:", why, NULL);
+  c->want_close = true;
+  chat__client_wants_changed(c);
+}
+
+chat_err chat_client_start(chat_client *c, chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  c->started = true;
+  if (c->state == CHAT_CLIENT_IDLE ||
+      c->state == CHAT_CLIENT_UNAUTHORIZED) {
+    c->connect_taken = false;
+    chat__client_set_state(c, CHAT_CLIENT_CONNECTING);
+  }
+  return CHAT_OK;
+}
+
+chat_err chat_client_stop(chat_client *c, chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  c->started = false;
+  bool socket = c->state == CHAT_CLIENT_HANDSHAKE ||
+                c->state == CHAT_CLIENT_RESUMING ||
+                c->state == CHAT_CLIENT_READY ||
+                (c->state == CHAT_CLIENT_CONNECTING && c->connect_taken);
+  if (socket) {
+    if (c->state == CHAT_CLIENT_READY || c->state == CHAT_CLIENT_RESUMING)
+      chat__client_typing_stop_all(c);
+    c->want_close = true;
+    chat__client_wants_changed(c);
+  } else {
+    chat__client_set_state(c, CHAT_CLIENT_IDLE);
+  }
+  return CHAT_OK;
+}
+
+uint32_t chat_client_wants(const chat_client *c) {
+  if (!c)
+    return 0;
+  uint32_t w = 0;
+  if (c->q_head)
+    w |= CHAT_CLIENT_WANT_WRITE;
+  if (c->want_close)
+    w |= CHAT_CLIENT_WANT_CLOSE;
+  if (c->state == CHAT_CLIENT_CONNECTING && !c->connect_taken)
+    w |= CHAT_CLIENT_WANT_CONNECT;
+  if (chat__creq_ready(c))
+    w |= CHAT_CLIENT_WANT_REST;
+  return w;
+}
+
+chat_err chat_client_on_connecting(chat_client *c, chat_time_ms now) {
+  if (!c)
+    return CHAT_ERR_INVAL;
+  if (c->state != CHAT_CLIENT_CONNECTING || c->connect_taken)
+    return CHAT_ERR_STATE;
+  c->connect_taken = true;
+  c->handshake_deadline = now + c->s.hello_timeout_ms;
+  return CHAT_OK;
+}
+
+chat_err chat_client_on_open(chat_client *c, chat_time_ms now) {
+  if (!c)
+    return CHAT_ERR_INVAL;
+  if (c->state != CHAT_CLIENT_CONNECTING)
+    return CHAT_ERR_STATE;
+  if (!c->connect_taken)
+    c->handshake_deadline = now + c->s.hello_timeout_ms;
+  c->connect_taken = true;
+  c->conn_gen++;
+  c->last_in = c->last_out = now;
+  c->want_close = false;
+  chat__client_set_state(c, CHAT_CLIENT_HANDSHAKE);
+  return CHAT_OK;
+}
+
+/* The socket closed or the attempt failed; @p unauthorized: the server
+ * refused our token, so reconnecting with it would only be refused again. */
+static chat_err closed(chat_client *c, uint16_t ws_code, bool unauthorized,
+                       chat_time_ms now) {
+  bool had = c->state == CHAT_CLIENT_HANDSHAKE ||
+             c->state == CHAT_CLIENT_RESUMING ||
+             c->state == CHAT_CLIENT_READY ||
+             (c->state == CHAT_CLIENT_CONNECTING && c->connect_taken);
+  if (!had && !c->want_close)
+    return CHAT_OK;
+  chat__client_log(c, CHAT_LOG_INFO, "connection closed",
+                   ws_code ? "" : "(no code)", NULL);
+  bool was_up = c->state == CHAT_CLIENT_RESUMING ||
+                c->state == CHAT_CLIENT_READY;
+  chat__client_queue_drop(c);
+  c->want_close = false;
+  c->connect_taken = false;
+  chat__client_resume_reset(c);
+  chat__client_typing_reset(c);
+  chat__client_peers_expire(c, now, true);
+  /* A connection that stayed up long enough proves the server healthy:
+   * start the schedule over instead of growing the delay. */
+  if (was_up && now - c->ready_at >= c->s.stable_after_ms)
+    c->attempt = 0;
+  if (!c->started) {
+    chat__client_set_state(c, CHAT_CLIENT_IDLE);
+    return CHAT_OK;
+  }
+  if (unauthorized) {
+    /* Terminal until the app calls chat_client_start() again (with a new
+     * token given to its transport): retrying the same token on a backoff
+     * schedule would hammer the server with requests it must refuse. */
+    c->started = false;
+    chat__client_set_state(c, CHAT_CLIENT_UNAUTHORIZED);
+    chat__client_error(c, CHAT_ERR_AUTH, NULL,
+                       "the server refused the token (HTTP 401)", 401, false);
+    return CHAT_OK;
+  }
+  uint32_t delay = 0;
+  if (chat_backoff_next(&c->s.backoff, c->attempt, &c->s.env, &delay))
+    delay = c->s.backoff.cap_ms;
+  if (c->attempt < UINT32_MAX)
+    c->attempt++;
+  c->reconnect_at = now + delay;
+  chat__client_set_state(c, CHAT_CLIENT_BACKOFF);
+  return CHAT_OK;
+}
+
+chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
+                              chat_time_ms now) {
+  if (!c)
+    return CHAT_ERR_INVAL;
+  return closed(c, ws_code, false, now);
+}
+
+chat_err chat_client_on_refused(chat_client *c, int http_status,
+                                chat_time_ms now) {
+  if (!c || http_status < 100 || http_status > 599)
+    return CHAT_ERR_INVAL;
+  if (!(c->state == CHAT_CLIENT_CONNECTING && c->connect_taken) &&
+      !c->want_close)
+    return CHAT_ERR_STATE;
+  return closed(c, 0, http_status == 401, now);
+}
+
+chat_err chat_client_hint_network_up(chat_client *c, chat_time_ms now) {
+  if (!c)
+    return CHAT_ERR_INVAL;
+  if (c->state == CHAT_CLIENT_BACKOFF) {
+    c->reconnect_at = now;
+    c->connect_taken = false;
+    chat__client_set_state(c, CHAT_CLIENT_CONNECTING);
+  }
+  return CHAT_OK;
+}
+
+chat_time_ms chat_client_next_deadline(const chat_client *c) {
+  if (!c)
+    return CHAT_TIME_NEVER;
+  chat_time_ms d = chat__creq_deadline(c);
+  switch (c->state) {
+  case CHAT_CLIENT_BACKOFF:
+    d = tmin(d, c->reconnect_at);
+    break;
+  case CHAT_CLIENT_CONNECTING:
+    if (c->connect_taken && !c->want_close)
+      d = tmin(d, c->handshake_deadline);
+    break;
+  case CHAT_CLIENT_HANDSHAKE:
+    if (!c->want_close)
+      d = tmin(d, c->handshake_deadline);
+    break;
+  default:
+    break;
+  }
+  if (chat__client_online(c)) {
+    if (c->heartbeat_ms) {
+      d = tmin(d, c->last_out + c->heartbeat_ms);
+      d = tmin(d, c->last_in + 2ull * c->heartbeat_ms);
+    }
+    if (c->state == CHAT_CLIENT_READY &&
+        c->ready_at + c->s.stable_after_ms > c->ready_at && c->attempt)
+      d = tmin(d, c->ready_at + c->s.stable_after_ms);
+    d = tmin(d, chat__client_marks_deadline(c));
+    d = tmin(d, chat__client_typing_deadline(c));
+    d = tmin(d, chat__client_outbox_deadline(c));
+  }
+  return tmin(d, chat__client_peers_deadline(c));
+}
+
+chat_err chat_client_on_timer(chat_client *c, chat_time_ms now) {
+  if (!c)
+    return CHAT_ERR_INVAL;
+  if (c->state == CHAT_CLIENT_BACKOFF && now >= c->reconnect_at) {
+    c->connect_taken = false;
+    chat__client_set_state(c, CHAT_CLIENT_CONNECTING);
+  }
+  if (!c->want_close &&
+      ((c->state == CHAT_CLIENT_CONNECTING && c->connect_taken) ||
+       c->state == CHAT_CLIENT_HANDSHAKE) &&
+      now >= c->handshake_deadline)
+    chat__client_request_close(c, "no hello in time");
+  if (chat__client_online(c)) {
+    if (c->heartbeat_ms && now >= c->last_in + 2ull * c->heartbeat_ms) {
+      chat__client_request_close(c, "server silent past two heartbeats");
+    } else {
+      if (c->state == CHAT_CLIENT_READY &&
+          now - c->ready_at >= c->s.stable_after_ms)
+        c->attempt = 0;
+      if (c->heartbeat_ms && now >= c->last_out + c->heartbeat_ms) {
+        chat_ping p = {.nonce_json = {NULL, 0}};
+        chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_PING,
+                        .ping = &p};
+        if (chat__client_queue_frame(c, &f, NULL) == CHAT_OK)
+          c->last_out = now;
+      }
+      chat__client_typing_timer(c, now);
+      chat__client_outbox_flush(c, now);
+      chat__client_marks_flush(c, now);
+    }
+  }
+  chat__client_peers_expire(c, now, false);
+  chat__creq_timer(c, now);
+  return CHAT_OK;
+}
