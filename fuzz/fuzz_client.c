@@ -55,7 +55,7 @@ static void pump(fz *f) {
          100000)
     if (len == 0 || json[0] != '{')
       abort(); /* the client only ever writes JSON objects */
-  chat_client_request r;
+  chat_client_request r = {.version = CHAT_CLIENT_REQUEST_V1};
   while (chat_client_next_request(f->c, &r) == CHAT_OK) {
     if (!r.method || !r.path || r.path[0] != '/')
       abort();
@@ -137,15 +137,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz f;
   memset(&f, 0, sizeof f);
   f.rng = 7;
-  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1};
-  s.env.version = CHAT_ENV_V1;
-  s.env.user_data = &f;
-  s.env.random = fz_random;
-  s.env.wall_ms = fz_wall;
-  chat_client_store *st;
-  if (chat_sqlite_client_store_open(&st, ":memory:", NULL) != CHAT_OK)
+  chat_env env = {.version = CHAT_ENV_V1, .user_data = &f,
+                  .random = fz_random, .wall_ms = fz_wall};
+  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1, .env = &env};
+  chat_client_store_ops st;
+  if (chat_sqlite_client_store_open(&st, ":memory:", NULL, NULL) != CHAT_OK)
     abort();
-  if (chat_client_new(&f.c, &s, NULL, NULL, st, NULL) != CHAT_OK)
+  if (chat_client_new(&f.c, &s, &st, NULL, NULL, NULL, NULL) != CHAT_OK)
     abort();
   chat_client_start(f.c, f.now);
   pump(&f);

@@ -71,13 +71,13 @@ static void track(const chat_message *m) {
     oldest = m->message_id;
 }
 
-static void on_connection(chat_client *c, chat_client_state s, void *ud) {
+static void on_connection(void *ud, chat_client *c, chat_client_state s) {
   (void)c, (void)ud;
   printf("state %s\n", chat_client_state_name(s));
 }
 
-static void on_message(chat_client *c, const chat_message *m,
-                       chat_message_origin o, void *ud) {
+static void on_message(void *ud, chat_client *c, const chat_message *m,
+                       chat_message_origin o) {
   (void)c, (void)ud;
   printf("message %s %llu %s %s %.*s\n", m->conversation_id,
          (unsigned long long)m->message_id, m->sender_id, origin_name(o),
@@ -85,14 +85,14 @@ static void on_message(chat_client *c, const chat_message *m,
   track(m);
 }
 
-static void on_ack(chat_client *c, const chat_ack *a, void *ud) {
+static void on_ack(void *ud, chat_client *c, const chat_ack *a) {
   (void)c, (void)ud;
   printf("ack %s %llu%s\n✓ sent\n", a->client_msg_id,
          (unsigned long long)a->message_id,
          a->duplicate ? " duplicate" : "");
 }
 
-static void on_receipt(chat_client *c, const chat_receipt *r, void *ud) {
+static void on_receipt(void *ud, chat_client *c, const chat_receipt *r) {
   (void)c, (void)ud;
   bool read = r->state == CHAT_RECEIPT_READ;
   printf("receipt %s %llu %s %s", r->conversation_id,
@@ -104,27 +104,27 @@ static void on_receipt(chat_client *c, const chat_receipt *r, void *ud) {
   printf("\n✓✓ %s\n", read ? "read" : "delivered");
 }
 
-static void on_typing(chat_client *c, const char *conv, const char *user,
-                      bool on, void *ud) {
+static void on_typing(void *ud, chat_client *c, const char *conv,
+                      const char *user, bool on) {
   (void)c, (void)ud;
   printf("typing %s %s %s\n", conv, user, on ? "on" : "off");
 }
 
-static void on_presence(chat_client *c, const chat_presence *p, void *ud) {
+static void on_presence(void *ud, chat_client *c, const chat_presence *p) {
   (void)c, (void)ud;
   static const char *names[] = {"offline", "online", "idle"};
   printf("presence %s %s\n", p->user_id,
          (unsigned)p->state < 3 ? names[p->state] : "?");
 }
 
-static void on_state_change(chat_client *c, const chat_state_change *s,
-                            void *ud) {
+static void on_state_change(void *ud, chat_client *c,
+                            const chat_state_change *s) {
   (void)c, (void)ud;
   printf("read-elsewhere %s %llu\n", s->conversation_id,
          (unsigned long long)s->last_read_message_id);
 }
 
-static void print_conv(const chat_conversation *cv, void *ud) {
+static void print_conv(void *ud, const chat_conversation *cv) {
   (void)ud;
   printf("conversation %s %s ", cv->conversation_id,
          cv->type == CHAT_CONVERSATION_GROUP ? "group" : "direct");
@@ -135,13 +135,13 @@ static void print_conv(const chat_conversation *cv, void *ud) {
   printf("\n");
 }
 
-static void on_conversation(chat_client *c, const chat_conversation *cv,
-                            void *ud) {
+static void on_conversation(void *ud, chat_client *c,
+                            const chat_conversation *cv) {
   (void)c;
-  print_conv(cv, ud);
+  print_conv(ud, cv);
 }
 
-static void on_error(chat_client *c, const chat_client_error *e, void *ud) {
+static void on_error(void *ud, chat_client *c, const chat_client_error *e) {
   (void)c, (void)ud;
   printf("error %s %s%s%s\n",
          e->wire && e->wire->code ? e->wire->code : chat_err_name(e->err),
@@ -149,20 +149,20 @@ static void on_error(chat_client *c, const chat_client_error *e, void *ud) {
          e->client_msg_id ? e->client_msg_id : "");
 }
 
-static void on_progress(chat_client *c, const chat_resume_progress *p,
-                        void *ud) {
+static void on_progress(void *ud, chat_client *c,
+                        const chat_resume_progress *p) {
   (void)c, (void)ud;
   if (p->complete)
     printf("caught-up %u\n", (unsigned)p->messages);
 }
 
-static void on_done(chat_client *c, uint32_t id, chat_err r, void *ud) {
+static void on_done(void *ud, chat_client *c, uint32_t id, chat_err r) {
   printf("done %u %s\n", (unsigned)id, chat_err_name(r));
   if (id == list_req)
     chat_client_list_conversations(c, print_conv, ud);
 }
 
-static void show(const chat_client_message *m, void *ud) {
+static void show(void *ud, const chat_client_message *m) {
   (void)ud;
   const chat_message *msg = m->message;
   const char *mark = !m->own ? ""
@@ -340,12 +340,17 @@ int main(int argc, char **argv) {
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
 
-  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1};
-  if (chat_env_system(&s.env) != CHAT_OK)
+  chat_env env;
+  if (chat_env_system(&env) != CHAT_OK)
     return 1;
-  /* Zero keeps a field's default (version 0 keeps the default floor). */
-  s.backoff.base_ms = backoff_base;
-  s.backoff.cap_ms = backoff_cap;
+  /* Zero keeps a field's default. */
+  chat_backoff bo = chat_backoff_default();
+  if (backoff_base)
+    bo.base_ms = backoff_base;
+  if (backoff_cap)
+    bo.cap_ms = backoff_cap;
+  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1, .env = &env,
+                            .backoff = &bo};
   chat_client_callbacks cb = {
       .version = CHAT_CLIENT_CALLBACKS_V1,
       .on_connection = on_connection, .on_message = on_message,
@@ -353,16 +358,17 @@ int main(int argc, char **argv) {
       .on_presence = on_presence, .on_state_change = on_state_change,
       .on_conversation = on_conversation, .on_error = on_error,
       .on_resume_progress = on_progress, .on_request_done = on_done};
-  chat_client_store *store;
-  chat_err e = chat_sqlite_client_store_open(&store, db, NULL);
+  chat_client_store_ops store;
+  chat_errbuf eb;
+  chat_err e = chat_sqlite_client_store_open(&store, db, NULL, &eb);
   if (e) {
-    fprintf(stderr, "chat-cli: store %s: %s\n", db, chat_strerror(e));
+    fprintf(stderr, "chat-cli: store %s: %s\n", db, eb.msg);
     return 1;
   }
   chat_client *c;
-  if ((e = chat_client_new(&c, &s, &cb, NULL, store, NULL))) {
-    chat_client_store_free(store);
-    fprintf(stderr, "chat-cli: %s\n", chat_strerror(e));
+  if ((e = chat_client_new(&c, &s, &store, &cb, NULL, NULL, &eb))) {
+    store.destroy(store.self);
+    fprintf(stderr, "chat-cli: %s\n", eb.msg);
     return 1;
   }
   chat_client_lws_settings ls = {.version = CHAT_CLIENT_LWS_SETTINGS_V1,

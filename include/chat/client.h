@@ -47,6 +47,7 @@
 #define CHAT_CLIENT_H
 
 #include "backoff.h"
+#include "client_store.h"
 #include "common.h"
 #include "frame.h"
 
@@ -55,15 +56,6 @@ extern "C" {
 #endif
 
 typedef struct chat_client chat_client;
-
-/** The client's local store (messages, last_seen, outbox, receipt marks,
- * conversations). Opaque; made by a store backend such as
- * chat_sqlite_client_store_open() (include/chat/sqlite.h). */
-typedef struct chat_client_store chat_client_store;
-
-/** Free a store that was never handed to chat_client_new() (or whose
- * chat_client_new() failed). NULL is a no-op. @since 0.1 */
-CHAT_API void chat_client_store_free(chat_client_store *store);
 
 /** Connection state, reported by on_connection. Values are stable. */
 typedef enum chat_client_state {
@@ -120,65 +112,70 @@ typedef struct chat_resume_progress {
   bool complete;         /* resumed and no gap left: fully caught up */
 } chat_resume_progress;
 
-/** Events. Every member may be NULL. Each callback takes the client first
- * and the user_data given to chat_client_new() last. New members are only
- * appended, each under a new version. */
+/** Events. Every member may be NULL. Each callback takes the user_data
+ * given to chat_client_new() first and the client second (docs/abi.md:
+ * the context always comes first). They fire only inside chat_client_*
+ * calls, on the calling thread; pointers they get are borrowed until they
+ * return. New members are only appended, each under a new version. */
 #define CHAT_CLIENT_CALLBACKS_V1 1
 typedef struct chat_client_callbacks {
   uint32_t version; /* CHAT_CLIENT_CALLBACKS_V1 */
   /* The connection state changed. */
-  void (*on_connection)(chat_client *c, chat_client_state state,
-                        void *user_data);
+  void (*on_connection)(void *user_data, chat_client *c,
+                        chat_client_state state);
   /* `hello` arrived (who we are, the server's limits). */
-  void (*on_hello)(chat_client *c, const chat_hello *h, void *user_data);
+  void (*on_hello)(void *user_data, chat_client *c, const chat_hello *h);
   /* A message new to the local store (duplicates are never reported). Own
    * messages from other devices arrive here too. */
-  void (*on_message)(chat_client *c, const chat_message *m,
-                     chat_message_origin origin, void *user_data);
+  void (*on_message)(void *user_data, chat_client *c, const chat_message *m,
+                     chat_message_origin origin);
   /* One of our sends is durably stored; it has left the outbox. Fired once
    * per client_msg_id, also when the server answers a retry with
    * duplicate:true. */
-  void (*on_ack)(chat_client *c, const chat_ack *a, void *user_data);
+  void (*on_ack)(void *user_data, chat_client *c, const chat_ack *a);
   /* A member's delivered/read mark for our messages (counts for groups). */
-  void (*on_receipt)(chat_client *c, const chat_receipt *r, void *user_data);
+  void (*on_receipt)(void *user_data, chat_client *c, const chat_receipt *r);
   /* A peer started or stopped typing. The client reports a stop itself 5 s
    * (typing_expire_ms) after the last is_typing:true. */
-  void (*on_typing)(chat_client *c, const char *conversation_id,
-                    const char *user_id, bool is_typing, void *user_data);
+  void (*on_typing)(void *user_data, chat_client *c,
+                    const char *conversation_id, const char *user_id,
+                    bool is_typing);
   /* A subscribed user's presence. */
-  void (*on_presence)(chat_client *c, const chat_presence *p,
-                      void *user_data);
+  void (*on_presence)(void *user_data, chat_client *c,
+                      const chat_presence *p);
   /* Read sync: another device of ours read up to last_read_message_id. */
-  void (*on_state_change)(chat_client *c, const chat_state_change *s,
-                          void *user_data);
+  void (*on_state_change)(void *user_data, chat_client *c,
+                          const chat_state_change *s);
   /* A conversation became known or changed (frame, REST list, create). */
-  void (*on_conversation)(chat_client *c, const chat_conversation *conv,
-                          void *user_data);
+  void (*on_conversation)(void *user_data, chat_client *c,
+                          const chat_conversation *conv);
   /* Something failed; see chat_client_error. */
-  void (*on_error)(chat_client *c, const chat_client_error *e,
-                   void *user_data);
+  void (*on_error)(void *user_data, chat_client *c,
+                   const chat_client_error *e);
   /* Catch-up progress; complete once every gap is closed. */
-  void (*on_resume_progress)(chat_client *c, const chat_resume_progress *p,
-                             void *user_data);
+  void (*on_resume_progress)(void *user_data, chat_client *c,
+                             const chat_resume_progress *p);
   /* chat_client_wants() may have changed (new output, a request, a close),
    * so a runner knows to look. Runs inside the call that caused it. */
-  void (*on_wants)(chat_client *c, void *user_data);
+  void (*on_wants)(void *user_data, chat_client *c);
   /* A request the app started (chat_client_fetch_conversations,
    * chat_client_create_conversation, chat_client_load_older) finished:
    * CHAT_OK, or the failure (also reported through on_error). */
-  void (*on_request_done)(chat_client *c, uint32_t request_id,
-                          chat_err result, void *user_data);
+  void (*on_request_done)(void *user_data, chat_client *c,
+                          uint32_t request_id, chat_err result);
 } chat_client_callbacks;
 
 /** Settings; zero in any numeric field means its default. */
 #define CHAT_CLIENT_SETTINGS_V1 1
 typedef struct chat_client_settings {
   uint32_t version; /* CHAT_CLIENT_SETTINGS_V1 */
-  /* random is required (reconnect jitter, client_msg_ids); log optional.
-   * Copied. */
-  chat_env env;
-  /* Reconnect schedule; base 1000 ms, cap 60000 ms, floor 100 ms. */
-  chat_backoff backoff;
+  /* Required, copied (CHAT_ENV_V1): random for reconnect jitter and
+   * client_msg_ids; log optional; wall_ms and wake are not used. */
+  const chat_env *env;
+  /* Reconnect and REST retry schedule, copied (CHAT_BACKOFF_V1). NULL:
+   * base 1000 ms, cap 60000 ms, floor 100 ms. In a given one, a zero
+   * base_ms or cap_ms takes its default; floor_ms is taken as given. */
+  const chat_backoff *backoff;
   uint32_t stable_after_ms;    /* up this long resets the backoff; 30000 */
   uint32_t receipt_interval_ms; /* min gap between flushes of one
                                    conversation's marks; 1000 */
@@ -196,30 +193,45 @@ typedef struct chat_client_settings {
   bool manual_delivered;
 } chat_client_settings;
 
-/** Create a client over @p store. On CHAT_OK the client owns the store (it
- * is freed by chat_client_free()); on failure the caller still owns it.
- * settings, callbacks and alloc are copied (callbacks and alloc may be
- * NULL). The outbox, receipt marks and last_seen map are loaded from the
- * store, so a client recreated over the same file continues where the last
- * one stopped. The client starts IDLE.
+/** Create a client over a store (include/chat/client_store.h).
+ * @p store is copied; from CHAT_OK on the client owns the store and
+ * chat_client_free() destroys it; on failure the caller still owns it.
+ * settings (with the env and backoff it points at), callbacks and alloc
+ * are copied (callbacks and alloc may be NULL). The outbox and receipt
+ * marks are loaded from the store, so a client recreated over the same
+ * store continues where the last one stopped. The client starts IDLE.
+ * @p err (may be NULL) receives one line naming the field and the rule on
+ * a refusal ("settings.env: required"); it is untouched on success.
  * @retval CHAT_OK *out set
- * @retval CHAT_ERR_INVAL out, settings or store NULL; an unknown struct
- *         version; env.random NULL
+ * @retval CHAT_ERR_INVAL out, settings, settings->env or store NULL; a
+ *         struct version 0 or newer than this library knows (settings,
+ *         env, backoff, callbacks, store); env->random NULL; a store
+ *         method NULL
  * @retval CHAT_ERR_MODULE the store could not be read
  * @retval CHAT_ERR_NOMEM
- * @since 0.1 */
+ * @since 1.0 */
 CHAT_API chat_err chat_client_new(chat_client **out,
                                   const chat_client_settings *settings,
+                                  const chat_client_store_ops *store,
                                   const chat_client_callbacks *callbacks,
-                                  void *user_data, chat_client_store *store,
-                                  const chat_allocator *alloc);
+                                  void *user_data,
+                                  const chat_allocator *alloc,
+                                  chat_errbuf *err);
 
-/** Free the client and its store. NULL is a no-op. Nothing is lost: the
- * outbox and unsent marks are in the store already. @since 0.1 */
+/** Free the client and destroy its store. NULL is a no-op. Nothing is
+ * lost: the outbox and unsent marks are in the store already. No callback
+ * fires. @since 0.1 */
 CHAT_API void chat_client_free(chat_client *c);
 
 /** The user_data given to chat_client_new(). @since 0.1 */
 CHAT_API void *chat_client_user_data(const chat_client *c);
+
+/** Why the last call on @p c that failed with CHAT_ERR_INVAL, _STATE,
+ * _MODULE, _TOO_LARGE, _TOO_MANY, _NOT_FOUND or _NOMEM failed, in one line
+ * ("conversation_id: not 1..64 bytes of [A-Za-z0-9_.:@-]"); "" when none
+ * has. Successful calls leave it alone. The string belongs to @p c and
+ * changes with the next failing call; "" for a NULL @p c. @since 1.0 */
+CHAT_API const char *chat_client_errmsg(const chat_client *c);
 
 /* ------------------------------------------------------------------------
  * Transport side */
@@ -320,7 +332,9 @@ CHAT_API uint32_t chat_client_backoff_attempt(const chat_client *c);
  * REST, sans-I/O: the client emits requests as data; the host performs
  * them against the same server (https:// for wss://) with the same bearer
  * token, and hands back the answer. */
+#define CHAT_CLIENT_REQUEST_V1 1
 typedef struct chat_client_request {
+  uint32_t version;   /* set by the caller: CHAT_CLIENT_REQUEST_V1 */
   uint32_t id;        /* pass back to chat_client_on_response() */
   const char *method; /* "GET" or "POST" */
   const char *path;   /* "/api/v1/conversations/c1/messages?after=5&limit=200" */
@@ -329,9 +343,12 @@ typedef struct chat_client_request {
 } chat_client_request;
 
 /** The next request to perform; it is now in flight until its answer.
+ * The caller sets out->version; the library fills only the fields of that
+ * version.
  * @retval CHAT_OK *out set; its strings are valid until the next call on c
  * @retval CHAT_ERR_AGAIN none waiting
- * @retval CHAT_ERR_INVAL @since 0.1 */
+ * @retval CHAT_ERR_INVAL c or out NULL, or out->version 0 or unknown
+ * @since 1.0 */
 CHAT_API chat_err chat_client_next_request(chat_client *c,
                                            chat_client_request *out);
 
@@ -440,7 +457,9 @@ typedef struct chat_client_message {
   const chat_message *message;
   bool own;                 /* sent by this user */
   bool pending;             /* own and not yet acked (message_id is 0) */
-  chat_receipt_state state; /* own: the best receipt seen; 0 = sent only */
+  /* own: the best receipt seen; CHAT_RECEIPT_NONE: sent only (or pending,
+   * or not own) */
+  chat_receipt_state state;
 } chat_client_message;
 
 /** Call @p fn for up to @p limit stored messages of a conversation with
@@ -451,7 +470,7 @@ typedef struct chat_client_message {
 CHAT_API chat_err chat_client_list_messages(
     chat_client *c, const char *conversation_id, uint64_t before,
     uint32_t limit,
-    void (*fn)(const chat_client_message *m, void *user_data),
+    void (*fn)(void *user_data, const chat_client_message *m),
     void *user_data);
 
 /** Call @p fn for each stored conversation, most recent activity first.
@@ -459,7 +478,7 @@ CHAT_API chat_err chat_client_list_messages(
  * @since 0.1 */
 CHAT_API chat_err chat_client_list_conversations(
     chat_client *c,
-    void (*fn)(const chat_conversation *conv, void *user_data),
+    void (*fn)(void *user_data, const chat_conversation *conv),
     void *user_data);
 
 /** The stored last_seen of a conversation (0 when none).

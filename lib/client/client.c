@@ -2,6 +2,7 @@
  * the helpers every other file of the core shares, and freeing. */
 #include "client/client_internal.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,12 +21,12 @@
 
 void chat__client_log(chat_client *c, int level, const char *what,
                       const char *a, const char *b) {
-  if (!c->s.env.log)
+  if (!c->env.log)
     return;
   char line[256];
   snprintf(line, sizeof line, "client: %s %s %s", what, a ? a : "",
            b ? b : "");
-  c->s.env.log(c->s.env.user_data, level, line);
+  c->env.log(c->env.user_data, level, line);
 }
 
 chat_err chat__client_dup(chat_client *c, const char *s, char **out) {
@@ -35,7 +36,7 @@ chat_err chat__client_dup(chat_client *c, const char *s, char **out) {
 
 void chat__client_wants_changed(chat_client *c) {
   if (c->cb.on_wants)
-    c->cb.on_wants(c, c->ud);
+    c->cb.on_wants(c->ud, c);
 }
 
 void chat__client_error(chat_client *c, chat_err err, const char *conv,
@@ -46,7 +47,7 @@ void chat__client_error(chat_client *c, chat_err err, const char *conv,
   chat_client_error e = {.err = err, .conversation_id = conv,
                          .message = message ? message : "",
                          .http_status = http_status, .retrying = retrying};
-  c->cb.on_error(c, &e, c->ud);
+  c->cb.on_error(c->ud, c, &e);
 }
 
 bool chat__client_online(const chat_client *c) {
@@ -79,43 +80,132 @@ void *chat_client_user_data(const chat_client *c) {
   return c ? c->ud : NULL;
 }
 
-void chat_client_store_free(chat_client_store *store) {
-  if (store && store->ops.destroy)
-    store->ops.destroy(store->ops.self);
+const char *chat_client_errmsg(const chat_client *c) {
+  return c ? c->errmsg : "";
+}
+
+chat_err chat__client_fail(chat_client *c, chat_err rc, const char *fmt,
+                           ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(c->errmsg, sizeof c->errmsg, fmt, ap);
+  va_end(ap);
+  if (n < 0)
+    c->errmsg[0] = 0;
+  return rc;
+}
+
+chat_err chat__client_check_id(chat_client *c, const char *what,
+                               const char *id) {
+  if (!id)
+    return chat__client_fail(c, CHAT_ERR_INVAL, "%s: required", what);
+  if (!chat_id_valid(id, strlen(id)))
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "%s: not 1..64 bytes of [A-Za-z0-9_.:@-]", what);
+  return CHAT_OK;
 }
 
 static uint32_t or_default(uint32_t v, uint32_t d) {
   return v ? v : d;
 }
 
+/* Every store method the client calls, by name, for the refusal text. */
+static chat_err check_store(const chat_client_store_ops *st,
+                            chat_errbuf *err) {
+  if (!st)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "store: required");
+  if (!chat__version_ok(st->version, CHAT_CLIENT_STORE_OPS_V1))
+    return chat__version_refused(err, "store", st->version,
+                                 CHAT_CLIENT_STORE_OPS_V1);
+  const struct {
+    const char *name;
+    bool set;
+  } m[] = {
+      {"put_message", st->put_message != NULL},
+      {"each_message", st->each_message != NULL},
+      {"set_receipt", st->set_receipt != NULL},
+      {"get_last_seen", st->get_last_seen != NULL},
+      {"set_last_seen", st->set_last_seen != NULL},
+      {"each_last_seen", st->each_last_seen != NULL},
+      {"outbox_add", st->outbox_add != NULL},
+      {"outbox_remove", st->outbox_remove != NULL},
+      {"each_outbox", st->each_outbox != NULL},
+      {"set_mark", st->set_mark != NULL},
+      {"each_mark", st->each_mark != NULL},
+      {"put_conversation", st->put_conversation != NULL},
+      {"get_conversation", st->get_conversation != NULL},
+      {"each_conversation", st->each_conversation != NULL},
+  };
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)
+    if (!m[i].set)
+      return chat__errbuf_set(err, CHAT_ERR_INVAL, "store.%s: required",
+                              m[i].name);
+  return CHAT_OK;
+}
+
+static chat_err check_settings(const chat_client_settings *s,
+                               chat_errbuf *err) {
+  if (!s)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "settings: required");
+  if (!chat__version_ok(s->version, CHAT_CLIENT_SETTINGS_V1))
+    return chat__version_refused(err, "settings", s->version,
+                                 CHAT_CLIENT_SETTINGS_V1);
+  if (!s->env)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "settings.env: required");
+  if (!chat__version_ok(s->env->version, CHAT_ENV_V1))
+    return chat__version_refused(err, "settings.env", s->env->version,
+                                 CHAT_ENV_V1);
+  if (!s->env->random)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                            "settings.env.random: required (reconnect "
+                            "jitter, client_msg_ids)");
+  if (s->backoff && !chat__version_ok(s->backoff->version, CHAT_BACKOFF_V1))
+    return chat__version_refused(err, "settings.backoff",
+                                 s->backoff->version, CHAT_BACKOFF_V1);
+  return CHAT_OK;
+}
+
 chat_err chat_client_new(chat_client **out,
                          const chat_client_settings *settings,
+                         const chat_client_store_ops *store,
                          const chat_client_callbacks *callbacks,
-                         void *user_data, chat_client_store *store,
-                         const chat_allocator *alloc) {
+                         void *user_data, const chat_allocator *alloc,
+                         chat_errbuf *err) {
   if (!out)
-    return CHAT_ERR_INVAL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "out: required");
   *out = NULL;
-  if (!settings || !store || settings->version != CHAT_CLIENT_SETTINGS_V1 ||
-      settings->env.version != CHAT_ENV_V1 || !settings->env.random ||
-      (callbacks && callbacks->version != CHAT_CLIENT_CALLBACKS_V1))
-    return CHAT_ERR_INVAL;
-  chat_allocator a;
-  chat_err e = chat__allocator_init(&a, alloc);
+  chat_err e = check_settings(settings, err);
+  if (!e)
+    e = check_store(store, err);
+  if (!e && callbacks &&
+      !chat__version_ok(callbacks->version, CHAT_CLIENT_CALLBACKS_V1))
+    e = chat__version_refused(err, "callbacks", callbacks->version,
+                              CHAT_CLIENT_CALLBACKS_V1);
   if (e)
     return e;
+  chat_allocator a;
+  if (chat__allocator_init(&a, alloc))
+    return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                            "alloc: alloc, resize and release are all "
+                            "required");
   chat_client *c = chat__calloc(&a, 1, sizeof *c);
   if (!c)
-    return CHAT_ERR_NOMEM;
+    return chat__errbuf_set(err, CHAT_ERR_NOMEM, "out of memory");
   c->a = a;
   c->s = *settings;
+  c->env = *settings->env;
+  c->s.env = &c->env;
+  c->backoff = chat_backoff_default();
+  if (settings->backoff) {
+    /* Zero base or cap take their defaults; the floor is as given (0 is
+     * a valid floor, as in chat_backoff_delay()). */
+    const chat_backoff *b = settings->backoff;
+    c->backoff.base_ms = or_default(b->base_ms, c->backoff.base_ms);
+    c->backoff.cap_ms = or_default(b->cap_ms, c->backoff.cap_ms);
+    c->backoff.floor_ms = b->floor_ms;
+  }
+  c->s.backoff = &c->backoff;
   chat_client_settings *s = &c->s;
-  chat_backoff bd = chat_backoff_default();
-  s->backoff.version = CHAT_BACKOFF_V1;
-  s->backoff.base_ms = or_default(s->backoff.base_ms, bd.base_ms);
-  s->backoff.cap_ms = or_default(s->backoff.cap_ms, bd.cap_ms);
-  if (!settings->backoff.version && !s->backoff.floor_ms)
-    s->backoff.floor_ms = bd.floor_ms;
   s->stable_after_ms = or_default(s->stable_after_ms, DEF_STABLE_MS);
   s->receipt_interval_ms = or_default(s->receipt_interval_ms, DEF_RECEIPT_MS);
   s->typing_refresh_ms = or_default(s->typing_refresh_ms,
@@ -133,8 +223,8 @@ chat_err chat_client_new(chat_client **out,
   if (callbacks)
     c->cb = *callbacks;
   c->ud = user_data;
-  c->store = store;
-  c->st = &store->ops;
+  c->store = *store;
+  c->st = &c->store;
   c->max_body_bytes = CHAT__CLIENT_DEF_MAX_BODY;
   c->next_req_id = 1;
   chat__buf_init(&c->scratch, &c->a);
@@ -153,27 +243,27 @@ chat_err chat_client_new(chat_client **out,
   chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1,
                             .max_frame_bytes_to_client = s->max_frame_bytes};
   e = chat_codec_new(&c->dec, &cs, &c->a);
-  if (!e) {
-    /* REST pages are rewrapped as frames: allow a full page of maximal
-     * bodies, escaped. */
-    chat_codec_settings rs = {.version = CHAT_CODEC_SETTINGS_V1,
-                              .max_frame_bytes_to_client = 1u << 30,
-                              .max_history = 1000};
-    e = chat_codec_new(&c->rdec, &rs, &c->a);
-  }
   if (!e)
     e = chat_codec_new(&c->enc, NULL, &c->a);
-  if (!e) {
+  if (e) {
+    chat__errbuf_set(err, e, "out of memory");
+  } else {
     e = chat__client_outbox_load(c);
-    if (!e)
+    const char *what = "each_outbox";
+    if (!e) {
       e = chat__client_marks_load(c);
-    if (e && e != CHAT_ERR_NOMEM)
-      e = CHAT_ERR_MODULE;
+      what = "each_mark";
+    }
     if (!e && c->load_oom)
       e = CHAT_ERR_NOMEM;
+    e = chat__client_store_err(e);
+    if (e == CHAT_ERR_NOMEM)
+      chat__errbuf_set(err, e, "out of memory while loading the store");
+    else if (e)
+      chat__errbuf_set(err, e, "store.%s: failed", what);
   }
   if (e) {
-    c->store = NULL; /* the caller keeps it */
+    c->store.destroy = NULL; /* the caller keeps the store */
     chat_client_free(c);
     return e;
   }
@@ -195,9 +285,9 @@ void chat_client_free(chat_client *c) {
   chat__free(&c->a, c->user_id);
   chat__buf_free(&c->scratch);
   chat_codec_free(c->dec);
-  chat_codec_free(c->rdec);
   chat_codec_free(c->enc);
-  chat_client_store_free(c->store);
+  if (c->store.destroy)
+    c->store.destroy(c->store.self);
   chat_allocator a = c->a;
   chat__free(&a, c);
 }

@@ -14,6 +14,7 @@
  *   resume.c    the resume frame, history, resume_failed, resumed, progress
  *   dispatch.c  inbound frames: decode, hello, live messages, errors
  *   rest.c      REST as data: gap paging, conversation list, create, older
+ *   rest_decode.c  REST answer bodies -> messages and conversations
  *
  * Invariants worth knowing before changing anything here:
  * - The store is written before memory, so a store failure leaves both as
@@ -35,8 +36,9 @@
 
 #include <chat/client.h>
 
-#include "client/store.h"
+#include "common/check.h"
 #include "common/alloc.h"
+#include "common/arena.h"
 #include "common/buf.h"
 #include "common/map.h"
 
@@ -47,6 +49,8 @@
 #define CHAT__CLIENT_MAX_PRESENCE 100
 /* An id (conversation, user, client_msg_id) plus its NUL. */
 #define CHAT__CLIENT_ID_BUF 65
+/* A group name, as the codec allows it. */
+#define CHAT__CLIENT_MAX_NAME 256
 
 /* ---- queue.c ---- */
 
@@ -58,7 +62,7 @@ typedef struct chat__out {
   struct chat__out *next;
   out_kind kind;
   struct chat__mark *mark; /* OUT_MARK */
-  int mark_kind;           /* 1 delivered, 2 read */
+  chat_receipt_state mark_kind; /* DELIVERED or READ */
   uint64_t up_to;
   size_t len;
   char json[]; /* len bytes plus a NUL */
@@ -138,17 +142,62 @@ typedef struct chat__req {
                     * and report to no one */
 } chat__req;
 
+/* ---- rest_decode.c ---- */
+
+/* The longest conversation-list cursor the client echoes back. */
+#define CHAT__REST_MAX_CURSOR 512
+
+typedef enum chat__rest_kind {
+  CHAT__REST_MESSAGES = 1,      /* {"messages":[...], "has_more": bool} */
+  CHAT__REST_CONVERSATIONS = 2, /* {"conversations":[...], "next_cursor"} */
+  CHAT__REST_CONVERSATION = 3,  /* one conversation object */
+  CHAT__REST_ERROR = 4          /* {"error":{"code","message"}} */
+} chat__rest_kind;
+
+typedef struct chat__rest_limits {
+  uint32_t max_answer_bytes;
+  uint32_t max_items;      /* messages or conversations in one answer */
+  uint32_t max_body_bytes; /* a message body */
+  uint32_t max_members;    /* a conversation's members */
+  uint32_t max_media_refs; /* a message's media_refs */
+} chat__rest_limits;
+
+/* What an answer holds; the members of its kind are set, the rest zero.
+ * Everything points into the arena given to chat__rest_decode(). */
+typedef struct chat__rest_answer {
+  chat_message *messages;
+  size_t n_messages;
+  bool has_more;
+  chat_conversation *conversations;
+  size_t n_conversations;
+  chat_str next_cursor;         /* ptr NULL: the last page */
+  chat_conversation *conversation;
+  chat_str error_code, error_message; /* ptr NULL: absent */
+} chat__rest_answer;
+
+/* Decode body as an answer of `kind`. On failure err (errcap bytes, may be
+ * NULL) holds the field path and the rule: "messages[2].message_id: not a
+ * canonical decimal message id". Returns CHAT_OK, CHAT_ERR_NOMEM, or the
+ * decode error (CHAT_ERR_JSON, CHAT_ERR_MISSING_FIELD, ...). */
+chat_err chat__rest_decode(chat__arena *ar, chat__rest_kind kind,
+                           const char *body, size_t len,
+                           const chat__rest_limits *lim,
+                           chat__rest_answer *out, char *err, size_t errcap);
+
 /* ---- the client ---- */
 
 struct chat_client {
   chat_allocator a;
-  chat_client_settings s; /* zeros replaced by defaults */
+  chat_client_settings s; /* zeros replaced by defaults; s.env and
+                             s.backoff point at env and backoff below */
+  chat_env env;
+  chat_backoff backoff;
   chat_client_callbacks cb;
   void *ud;
-  chat_client_store *store;
-  chat__cstore_ops *st;
+  chat_client_store_ops store; /* owned from chat_client_new() on */
+  chat_client_store_ops *st;   /* &store */
+  char errmsg[CHAT_ERRBUF_SIZE]; /* the last failed call's detail */
   chat_codec *dec;  /* inbound frames */
-  chat_codec *rdec; /* REST answers, rewrapped as frames */
   chat_codec *enc;
   uint64_t map_seed;
 
@@ -206,6 +255,19 @@ struct chat_client {
 };
 
 /* ---- client.c ---- */
+/* Record why a public call failed (chat_client_errmsg()) and return rc:
+ *   return chat__client_fail(c, CHAT_ERR_INVAL, "conversation_id: ...");  */
+chat_err chat__client_fail(chat_client *c, chat_err rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A store failure as the client reports it: NOMEM stays, anything else is
+ * CHAT_ERR_MODULE. */
+static inline chat_err chat__client_store_err(chat_err e) {
+  return e == CHAT_OK || e == CHAT_ERR_NOMEM ? e : CHAT_ERR_MODULE;
+}
+/* Checks shared by the app-facing calls; on failure they record the
+ * detail and return CHAT_ERR_INVAL. */
+chat_err chat__client_check_id(chat_client *c, const char *what,
+                               const char *id);
 chat_err chat__client_dup(chat_client *c, const char *s, char **out);
 void chat__client_log(chat_client *c, int level, const char *what,
                       const char *a, const char *b);
@@ -268,7 +330,8 @@ chat_time_ms chat__client_marks_deadline(const chat_client *c);
 /* The host took a mark frame: from here on the mark counts as sent. */
 void chat__client_marks_written(chat_client *c, const chat__out *o);
 /* The queue was dropped: a mark frame in it never went out. */
-void chat__client_marks_unqueued(chat_client *c, chat__mark *m, int kind);
+void chat__client_marks_unqueued(chat_client *c, chat__mark *m,
+                                 chat_receipt_state kind);
 void chat__client_auto_delivered(chat_client *c, const char *conv,
                                  uint64_t up_to, chat_time_ms now);
 void chat__client_marks_state_change(chat_client *c,

@@ -14,7 +14,7 @@ void chat__client_set_state(chat_client *c, chat_client_state st) {
     return;
   c->state = st;
   if (c->cb.on_connection)
-    c->cb.on_connection(c, st, c->ud);
+    c->cb.on_connection(c->ud, c, st);
   chat__client_wants_changed(c);
 }
 
@@ -76,7 +76,11 @@ chat_err chat_client_on_connecting(chat_client *c, chat_time_ms now) {
   if (!c)
     return CHAT_ERR_INVAL;
   if (c->state != CHAT_CLIENT_CONNECTING || c->connect_taken)
-    return CHAT_ERR_STATE;
+    return chat__client_fail(c, CHAT_ERR_STATE,
+                             "on_connecting: the client does not want to "
+                             "connect (state %s%s)",
+                             chat_client_state_name(c->state),
+                             c->connect_taken ? ", attempt under way" : "");
   c->connect_taken = true;
   c->handshake_deadline = now + c->s.hello_timeout_ms;
   return CHAT_OK;
@@ -86,7 +90,9 @@ chat_err chat_client_on_open(chat_client *c, chat_time_ms now) {
   if (!c)
     return CHAT_ERR_INVAL;
   if (c->state != CHAT_CLIENT_CONNECTING)
-    return CHAT_ERR_STATE;
+    return chat__client_fail(c, CHAT_ERR_STATE,
+                             "on_open: no connection attempt (state %s)",
+                             chat_client_state_name(c->state));
   if (!c->connect_taken)
     c->handshake_deadline = now + c->s.hello_timeout_ms;
   c->connect_taken = true;
@@ -136,8 +142,8 @@ static chat_err closed(chat_client *c, uint16_t ws_code, bool unauthorized,
     return CHAT_OK;
   }
   uint32_t delay = 0;
-  if (chat_backoff_next(&c->s.backoff, c->attempt, &c->s.env, &delay))
-    delay = c->s.backoff.cap_ms;
+  if (chat_backoff_next(&c->backoff, c->attempt, &c->env, &delay))
+    delay = c->backoff.cap_ms;
   if (c->attempt < UINT32_MAX)
     c->attempt++;
   c->reconnect_at = now + delay;
@@ -154,11 +160,16 @@ chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
 
 chat_err chat_client_on_refused(chat_client *c, int http_status,
                                 chat_time_ms now) {
-  if (!c || http_status < 100 || http_status > 599)
+  if (!c)
     return CHAT_ERR_INVAL;
+  if (http_status < 100 || http_status > 599)
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "http_status: %d is not 100..599", http_status);
   if (!(c->state == CHAT_CLIENT_CONNECTING && c->connect_taken) &&
       !c->want_close)
-    return CHAT_ERR_STATE;
+    return chat__client_fail(c, CHAT_ERR_STATE,
+                             "on_refused: no connection attempt (state %s)",
+                             chat_client_state_name(c->state));
   return closed(c, 0, http_status == 401, now);
 }
 

@@ -31,7 +31,7 @@ static void on_hello(chat_client *c, const chat_hello *h, chat_time_ms now) {
   if (e)
     chat__client_error(c, e, NULL, "cannot build resume", 0, false);
   if (c->cb.on_hello)
-    c->cb.on_hello(c, h, c->ud);
+    c->cb.on_hello(c->ud, c, h);
 }
 
 static void on_error_frame(chat_client *c, const chat_error_frame *ef,
@@ -46,13 +46,13 @@ static void on_error_frame(chat_client *c, const chat_error_frame *ef,
     if (e)
       chat__client_error(c, e, NULL, "cannot start the REST sync", 0, false);
     if (c->cb.on_error)
-      c->cb.on_error(c, &ce, c->ud);
+      c->cb.on_error(c->ud, c, &ce);
     return;
   }
   if (chat__client_outbox_refused(c, ef, now))
     return;
   if (c->cb.on_error)
-    c->cb.on_error(c, &ce, c->ud);
+    c->cb.on_error(c->ud, c, &ce);
 }
 
 static void on_live_message(chat_client *c, const chat_message *m,
@@ -71,7 +71,7 @@ static void on_receipt(chat_client *c, const chat_receipt *r) {
     chat__client_error(c, CHAT_ERR_MODULE, r->conversation_id,
                        "cannot store a receipt", 0, false);
   if (c->cb.on_receipt)
-    c->cb.on_receipt(c, r, c->ud);
+    c->cb.on_receipt(c->ud, c, r);
 }
 
 static void dispatch(chat_client *c, const chat_frame *f, chat_time_ms now) {
@@ -112,12 +112,12 @@ static void dispatch(chat_client *c, const chat_frame *f, chat_time_ms now) {
     break;
   case CHAT_FRAME_PRESENCE:
     if (c->cb.on_presence)
-      c->cb.on_presence(c, f->presence, c->ud);
+      c->cb.on_presence(c->ud, c, f->presence);
     break;
   case CHAT_FRAME_STATE_CHANGE:
     chat__client_marks_state_change(c, f->state_change);
     if (c->cb.on_state_change)
-      c->cb.on_state_change(c, f->state_change, c->ud);
+      c->cb.on_state_change(c->ud, c, f->state_change);
     break;
   case CHAT_FRAME_CONVERSATION:
     chat__client_put_conversation(c, f->conversation);
@@ -136,18 +136,23 @@ static void dispatch(chat_client *c, const chat_frame *f, chat_time_ms now) {
 
 chat_err chat_client_on_frame(chat_client *c, const char *json, size_t len,
                               chat_time_ms now) {
-  if (!c || (!json && len > 0))
+  if (!c)
     return CHAT_ERR_INVAL;
+  if (!json && len > 0)
+    return chat__client_fail(c, CHAT_ERR_INVAL, "json: NULL with len %zu",
+                             len);
   if (c->state != CHAT_CLIENT_HANDSHAKE && c->state != CHAT_CLIENT_RESUMING &&
       c->state != CHAT_CLIENT_READY)
-    return CHAT_ERR_STATE;
+    return chat__client_fail(c, CHAT_ERR_STATE,
+                             "on_frame: no connection is open (state %s)",
+                             chat_client_state_name(c->state));
   c->last_in = now;
   const chat_frame *f;
   chat_decode_error de;
   chat_err e = chat_codec_decode(c->dec, CHAT_DIR_TO_CLIENT, json, len, &f,
                                  &de);
   if (e == CHAT_ERR_NOMEM)
-    return e;
+    return chat__client_fail(c, e, "out of memory decoding a frame");
   if (e) {
     chat__client_error(c, e, NULL, de.message ? de.message : chat_strerror(e),
                        0, false);

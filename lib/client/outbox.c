@@ -115,8 +115,8 @@ chat_time_ms chat__client_outbox_deadline(const chat_client *c) {
   return d;
 }
 
-static void load_cb(const chat__outbox_entry *e, void *ud) {
-  chat_client *c = ud;
+static void load_cb(void *ctx, const chat_client_outbox_entry *e) {
+  chat_client *c = ctx;
   if (chat__client_outbox_append(c, e->client_msg_id, e->conversation_id,
                                  e->body.ptr, e->body.len))
     c->load_oom = true;
@@ -171,7 +171,7 @@ void chat__client_outbox_ack(chat_client *c, const chat_ack *a) {
     chat__client_error(c, CHAT_ERR_MODULE, o->conv,
                        "cannot store an acked send", 0, false);
   if (c->cb.on_ack)
-    c->cb.on_ack(c, a, c->ud);
+    c->cb.on_ack(c->ud, c, a);
   chat__client_outbox_free_entry(c, o);
 }
 
@@ -197,7 +197,7 @@ bool chat__client_outbox_refused(chat_client *c, const chat_error_frame *ef,
     o->retry_at = now + wait;
     ce.retrying = true;
     if (c->cb.on_error)
-      c->cb.on_error(c, &ce, c->ud);
+      c->cb.on_error(c->ud, c, &ce);
     return true;
   }
   /* Refused for good (not a member, too large, ...): it leaves the
@@ -208,7 +208,7 @@ bool chat__client_outbox_refused(chat_client *c, const chat_error_frame *ef,
                        false);
   chat__client_outbox_unlink(c, o);
   if (c->cb.on_error)
-    c->cb.on_error(c, &ce, c->ud);
+    c->cb.on_error(c->ud, c, &ce);
   chat__client_outbox_free_entry(c, o);
   return true;
 }

@@ -2,6 +2,7 @@
  * again after every reconnect. */
 #include "client/client_internal.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static void queue_subscribe(chat_client *c, const char *const *ids,
@@ -31,25 +32,34 @@ chat_err chat_client_watch_presence(chat_client *c,
                                     const char *const *user_ids, size_t n,
                                     chat_time_ms now) {
   (void)now;
-  if (!c || (n && !user_ids))
+  if (!c)
     return CHAT_ERR_INVAL;
+  if (n && !user_ids)
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "user_ids: NULL with n %zu", n);
   if (n > CHAT__CLIENT_MAX_PRESENCE)
-    return CHAT_ERR_TOO_MANY;
-  for (size_t i = 0; i < n; i++)
-    if (!user_ids[i] || !chat_id_valid(user_ids[i], strlen(user_ids[i])))
-      return CHAT_ERR_INVAL;
+    return chat__client_fail(c, CHAT_ERR_TOO_MANY,
+                             "n: %zu users; at most %d may be watched", n,
+                             CHAT__CLIENT_MAX_PRESENCE);
+  for (size_t i = 0; i < n; i++) {
+    char what[32];
+    snprintf(what, sizeof what, "user_ids[%zu]", i);
+    chat_err e = chat__client_check_id(c, what, user_ids[i]);
+    if (e)
+      return e;
+  }
   char **ids = NULL;
   if (n) {
     ids = chat__calloc(&c->a, n, sizeof *ids);
     if (!ids)
-      return CHAT_ERR_NOMEM;
+      return chat__client_fail(c, CHAT_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < n; i++)
       if (!(ids[i] = chat__strndup(&c->a, user_ids[i],
                                    strlen(user_ids[i])))) {
         for (size_t j = 0; j < i; j++)
           chat__free(&c->a, ids[j]);
         chat__free(&c->a, ids);
-        return CHAT_ERR_NOMEM;
+        return chat__client_fail(c, CHAT_ERR_NOMEM, "out of memory");
       }
   }
   bool had = c->n_presence > 0;

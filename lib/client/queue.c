@@ -73,8 +73,11 @@ void chat__client_queue_free(chat_client *c) {
 
 chat_err chat_client_next_frame(chat_client *c, const char **json,
                                 size_t *len) {
-  if (!c || !json || !len)
+  if (!c)
     return CHAT_ERR_INVAL;
+  if (!json || !len)
+    return chat__client_fail(c, CHAT_ERR_INVAL, "%s: required",
+                             !json ? "json" : "len");
   if (c->taken) {
     chat__free(&c->a, c->taken);
     c->taken = NULL;

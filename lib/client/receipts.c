@@ -37,7 +37,7 @@ static void todo_add(chat_client *c, chat__mark *m) {
   c->mark_todo = m;
 }
 
-static uint64_t mark_have(const chat__mark *m, int k) {
+static uint64_t mark_have(const chat__mark *m, chat_receipt_state k) {
   return m->queued[k] > m->sent[k] ? m->queued[k] : m->sent[k];
 }
 
@@ -59,13 +59,15 @@ void chat__client_marks_flush(chat_client *c, chat_time_ms now) {
     chat__mark *m = *pp;
     chat_time_ms due = mark_due(c, m);
     if (due != CHAT_TIME_NEVER && due <= now) {
-      for (int k = 1; k <= 2; k++) {
+      for (chat_receipt_state k = CHAT_RECEIPT_DELIVERED;
+           k <= CHAT_RECEIPT_READ; k++) {
         if (m->want[k] <= mark_have(m, k))
           continue;
         chat_mark mk = {.conversation_id = m->conv,
                         .up_to_message_id = m->want[k]};
         chat_frame f = {.version = CHAT_FRAME_V1,
-                        .type = k == 1 ? CHAT_FRAME_DELIVERED
+                        .type = k == CHAT_RECEIPT_DELIVERED
+                                    ? CHAT_FRAME_DELIVERED
                                        : CHAT_FRAME_READ,
                         .mark = &mk};
         chat__out *o;
@@ -104,7 +106,7 @@ chat_time_ms chat__client_marks_deadline(const chat_client *c) {
 
 void chat__client_marks_written(chat_client *c, const chat__out *o) {
   chat__mark *m = o->mark;
-  int k = o->mark_kind;
+  chat_receipt_state k = o->mark_kind;
   if (m->queued[k] == o->up_to)
     m->queued[k] = 0;
   if (o->up_to > m->sent[k]) {
@@ -115,24 +117,36 @@ void chat__client_marks_written(chat_client *c, const chat__out *o) {
   }
 }
 
-void chat__client_marks_unqueued(chat_client *c, chat__mark *m, int kind) {
+void chat__client_marks_unqueued(chat_client *c, chat__mark *m,
+                                 chat_receipt_state kind) {
   m->queued[kind] = 0;
   todo_add(c, m);
 }
 
-static chat_err set_mark(chat_client *c, const char *conv, int k,
-                         uint64_t up_to, chat_time_ms now) {
-  if (!c || !conv || !chat_id_valid(conv, strlen(conv)) || up_to == 0 ||
-      up_to > INT64_MAX)
+static chat_err set_mark(chat_client *c, const char *conv,
+                         chat_receipt_state k, uint64_t up_to,
+                         chat_time_ms now) {
+  if (!c)
     return CHAT_ERR_INVAL;
+  chat_err e = chat__client_check_id(c, "conversation_id", conv);
+  if (e)
+    return e;
+  if (up_to == 0 || up_to > INT64_MAX)
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "up_to: %llu is not a message id (1..2^63-1)",
+                             (unsigned long long)up_to);
   chat__mark *m = mark_get(c, conv, true);
   if (!m)
-    return CHAT_ERR_NOMEM;
+    return chat__client_fail(c, CHAT_ERR_NOMEM, "out of memory");
   if (up_to <= m->want[k])
     return CHAT_OK;
-  chat_err e = c->st->set_mark(c->st->self, conv, k, up_to, m->sent[k]);
+  e = chat__client_store_err(
+      c->st->set_mark(c->st->self, conv, k, up_to, m->sent[k]));
   if (e)
-    return e == CHAT_ERR_NOMEM ? e : CHAT_ERR_MODULE;
+    return chat__client_fail(c, e, e == CHAT_ERR_NOMEM
+                                       ? "out of memory"
+                                       : "store.set_mark: failed; the mark "
+                                         "was not recorded");
   m->want[k] = up_to;
   todo_add(c, m);
   chat__client_marks_flush(c, now);
@@ -141,19 +155,19 @@ static chat_err set_mark(chat_client *c, const char *conv, int k,
 
 chat_err chat_client_mark_delivered(chat_client *c, const char *conv,
                                     uint64_t up_to, chat_time_ms now) {
-  return set_mark(c, conv, 1, up_to, now);
+  return set_mark(c, conv, CHAT_RECEIPT_DELIVERED, up_to, now);
 }
 
 chat_err chat_client_mark_read(chat_client *c, const char *conv,
                                uint64_t up_to, chat_time_ms now) {
-  return set_mark(c, conv, 2, up_to, now);
+  return set_mark(c, conv, CHAT_RECEIPT_READ, up_to, now);
 }
 
 void chat__client_auto_delivered(chat_client *c, const char *conv,
                                  uint64_t up_to, chat_time_ms now) {
   if (c->s.manual_delivered || up_to == 0)
     return;
-  chat_err e = set_mark(c, conv, 1, up_to, now);
+  chat_err e = set_mark(c, conv, CHAT_RECEIPT_DELIVERED, up_to, now);
   if (e)
     chat__client_error(c, e, conv, "cannot record the delivered mark", 0,
                        false);
@@ -166,17 +180,18 @@ void chat__client_marks_state_change(chat_client *c,
   if (m && id > m->sent[2]) {
     /* The server has this mark already (another device sent it). */
     uint64_t want = m->want[2] > id ? m->want[2] : id;
-    if (c->st->set_mark(c->st->self, m->conv, 2, want, id) == CHAT_OK) {
+    if (c->st->set_mark(c->st->self, m->conv, CHAT_RECEIPT_READ, want, id) ==
+        CHAT_OK) {
       m->want[2] = want;
       m->sent[2] = id;
     }
   }
 }
 
-static void load_cb(const char *conv, int kind, uint64_t want, uint64_t sent,
-                    void *ud) {
-  chat_client *c = ud;
-  if (kind < 1 || kind > 2)
+static void load_cb(void *ctx, const char *conv, chat_receipt_state kind,
+                    uint64_t want, uint64_t sent) {
+  chat_client *c = ctx;
+  if (kind != CHAT_RECEIPT_DELIVERED && kind != CHAT_RECEIPT_READ)
     return;
   chat__mark *m = mark_get(c, conv, true);
   if (!m) {

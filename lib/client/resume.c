@@ -15,8 +15,8 @@ typedef struct resume_build {
   bool oom;
 } resume_build;
 
-static void resume_cb(const char *conv, uint64_t id, void *ud) {
-  resume_build *b = ud;
+static void resume_cb(void *ctx, const char *conv, uint64_t id) {
+  resume_build *b = ctx;
   if (b->oom || id == 0)
     return;
   if (b->n == b->cap) {
@@ -118,7 +118,7 @@ void chat__client_progress(chat_client *c, const char *conv) {
                             .messages = c->resume_msgs,
                             .resumed = c->resumed,
                             .complete = c->resumed && gaps == 0};
-  c->cb.on_resume_progress(c, &p, c->ud);
+  c->cb.on_resume_progress(c->ud, c, &p);
 }
 
 void chat__client_on_history(chat_client *c, const chat_history *h,

@@ -35,24 +35,28 @@ static chat_err queue_typing(chat_client *c, const char *conv, bool on) {
 
 chat_err chat_client_typing(chat_client *c, const char *conv,
                             chat_time_ms now) {
-  if (!c || !conv || !chat_id_valid(conv, strlen(conv)))
+  if (!c)
     return CHAT_ERR_INVAL;
+  chat_err e = chat__client_check_id(c, "conversation_id", conv);
+  if (e)
+    return e;
   if (!chat__client_online(c))
     return CHAT_OK;
   chat_conversation_type type = CHAT_CONVERSATION_DIRECT;
   uint32_t n = 0;
-  chat_err e = c->st->get_conversation(c->st->self, conv, &type, &n);
+  e = c->st->get_conversation(c->st->self, conv, &type, &n);
   /* Typing is a nicety: an unknown conversation still gets it, but a large
    * group never does (PROTOCOL.md 4.8). */
   if (e == CHAT_OK && n > c->s.typing_max_members)
     return CHAT_OK;
   chat__mytyping *t = typing_get(c, conv, true);
   if (!t)
-    return CHAT_ERR_NOMEM;
+    return chat__client_fail(c, CHAT_ERR_NOMEM, "out of memory");
   if (!t->active || now - t->last_true >= c->s.typing_refresh_ms) {
     e = queue_typing(c, conv, true);
     if (e)
-      return e;
+      return chat__client_fail(c, e, "cannot queue the typing frame: %s",
+                               chat_strerror(e));
     t->active = true;
     t->last_true = now;
   }
@@ -147,7 +151,7 @@ static void peer_stopped(chat_client *c, chat__peer *p) {
   size_t n = peer_key(key, p->conv, p->user);
   chat__map_del(&c->peers, key, n, NULL);
   if (c->cb.on_typing)
-    c->cb.on_typing(c, p->conv, p->user, false, c->ud);
+    c->cb.on_typing(c->ud, c, p->conv, p->user, false);
   peer_free(c, p);
 }
 
@@ -175,7 +179,7 @@ void chat__client_peer_typing(chat_client *c, const chat_typing *ty,
     }
     p->expires = now + c->s.typing_expire_ms;
     if (fresh && c->cb.on_typing)
-      c->cb.on_typing(c, ty->conversation_id, ty->user_id, true, c->ud);
+      c->cb.on_typing(c->ud, c, ty->conversation_id, ty->user_id, true);
     return;
   }
   if (p)

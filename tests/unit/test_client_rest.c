@@ -54,7 +54,7 @@ static char *page(const char *conv, uint64_t lo, uint64_t hi, bool more,
 }
 
 static chat_client_request take(void) {
-  chat_client_request r;
+  chat_client_request r = {.version = CHAT_CLIENT_REQUEST_V1};
   cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
   cr_assert_eq(chat_client_next_request(h.c, &r), CHAT_OK);
   return r;
@@ -94,7 +94,7 @@ Test(rest, resume_failed_pages_until_gap_closed) {
                    "/api/v1/conversations/c/messages?after=10&limit=200");
   cr_assert_null(r.body);
   /* Only one request at a time per gap. */
-  chat_client_request r2;
+  chat_client_request r2 = {.version = CHAT_CLIENT_REQUEST_V1};
   cr_assert_eq(chat_client_next_request(h.c, &r2), CHAT_ERR_AGAIN);
   answer(r.id, 200, page("c", 11, 13, true, false));
   cr_assert_eq(ch_count_ev(&h, "message"), 3);
@@ -272,7 +272,7 @@ Test(rest, conversation_list_and_create) {
                                                h.now), CHAT_ERR_INVAL);
 }
 
-static void collect(const chat_conversation *c, void *ud) {
+static void collect(void *ud, const chat_conversation *c) {
   char *out = ud;
   strcat(out, c->conversation_id);
   strcat(out, " ");
@@ -360,4 +360,42 @@ Test(rest, a_resume_cut_short_is_completed_over_rest) {
   cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST,
                 "q has no messages: nothing to page");
   cr_assert(ch_last_ev(&h, "progress")->flag, "complete");
+}
+
+/* R3: the caller sets the request's version; 0 and newer are refused (with
+ * a reason), and nothing is handed out or taken off the queue. */
+Test(rest, request_version_is_checked) {
+  uint32_t id;
+  cr_assert_eq(chat_client_fetch_conversations(h.c, &id, h.now), CHAT_OK);
+  uint32_t bad[] = {0, CHAT_CLIENT_REQUEST_V1 + 1};
+  for (size_t i = 0; i < 2; i++) {
+    chat_client_request r;
+    memset(&r, 0x5a, sizeof r);
+    r.version = bad[i];
+    cr_assert_eq(chat_client_next_request(h.c, &r), CHAT_ERR_INVAL);
+    cr_assert(strstr(chat_client_errmsg(h.c), "out.version"), "%s",
+              chat_client_errmsg(h.c));
+    cr_assert_eq(r.id, 0x5a5a5a5a, "nothing written");
+    cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST, "still queued");
+  }
+  chat_client_request r = take();
+  cr_assert_eq(r.version, CHAT_CLIENT_REQUEST_V1);
+  cr_assert_eq(r.id, id);
+}
+
+/* A page holding a message of another conversation is refused whole:
+ * filing it would put it in the wrong chat. */
+Test(rest, page_of_another_conversation_is_refused) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"too_old\"}");
+  chat_client_request r = take();
+  char *b = page("c", 11, 12, false, false);
+  char *p = strstr(b, "\"conversation_id\":\"c\"");
+  cr_assert_not_null(p);
+  p[19] = 'x'; /* "c" -> "x" in the first message */
+  answer(r.id, 200, b);
+  cr_assert_eq(ch_count_ev(&h, "message"), 0);
+  const ch_event *e = ch_last_ev(&h, "error");
+  cr_assert_eq(e->n, CHAT_ERR_BAD_VALUE);
 }

@@ -241,7 +241,7 @@ static void pump(chat_client_lws *r) {
       lws_set_timeout(r->ws, PENDING_TIMEOUT_CLOSE_ACK, LWS_TO_KILL_ASYNC);
     }
     if (w & CHAT_CLIENT_WANT_REST) {
-      chat_client_request cr;
+      chat_client_request cr = {.version = CHAT_CLIENT_REQUEST_V1};
       while (chat_client_next_request(r->c, &cr) == CHAT_OK)
         req_start(r, &cr);
       again = true;
