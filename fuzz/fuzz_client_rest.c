@@ -45,7 +45,7 @@ static void check_message(const chat_message *m) {
 
 static void check_conversation(const chat_conversation *c) {
   if (!chat_id_valid(c->conversation_id, strlen(c->conversation_id)) ||
-      c->n_members > lim.max_members ||
+      c->n_members > lim.max_members || c->n_admins > lim.max_members ||
       (c->type != CHAT_CONVERSATION_DIRECT &&
        c->type != CHAT_CONVERSATION_GROUP))
     abort();
@@ -73,6 +73,12 @@ static bool same_message(const chat_message *a, const chat_message *b) {
       a->has_reply_to != b->has_reply_to ||
       (a->has_reply_to && a->reply_to != b->reply_to) ||
       a->n_media_refs != b->n_media_refs || a->body_type != b->body_type ||
+      a->has_target_id != b->has_target_id ||
+      (a->has_target_id && a->target_id != b->target_id) ||
+      a->sender_kind != b->sender_kind ||
+      a->has_edited_ts != b->has_edited_ts ||
+      (a->has_edited_ts && a->edited_ts != b->edited_ts) ||
+      a->deleted != b->deleted ||
       a->body.len != b->body.len ||
       (a->body.len && memcmp(a->body.ptr, b->body.ptr, a->body.len) != 0))
     return false;
@@ -95,6 +101,11 @@ static bool same_conversation(const chat_conversation *a,
     return false;
   for (size_t i = 0; i < a->n_members; i++)
     if (strcmp(a->members[i], b->members[i]) != 0)
+      return false;
+  if (a->n_admins != b->n_admins)
+    return false;
+  for (size_t i = 0; i < a->n_admins; i++)
+    if (strcmp(a->admins[i], b->admins[i]) != 0)
       return false;
   return true;
 }

@@ -65,7 +65,8 @@ typedef struct chat_client_store_ops {
   /* Store m unless (conversation_id, message_id) is there already (the
    * stored copy is kept). *inserted says which. own: a message of this
    * user (their receipt state starts at CHAT_RECEIPT_NONE). Keep every
-   * field of m except media_refs. */
+   * field of m except media_refs (section 8 ones included: target_id,
+   * sender_kind, edited_ts, deleted). */
   chat_err (*put_message)(void *self, const chat_message *m, bool own,
                           bool *inserted);
   /* Up to `limit` (0: 50) messages of a conversation with message_id <
@@ -131,8 +132,9 @@ typedef struct chat_client_store_ops {
   chat_err (*get_conversation)(void *self, const char *conversation_id,
                                chat_conversation_type *type,
                                uint32_t *n_members);
-  /* Every stored conversation, most recent activity first (ties: by id).
-   * last_message is not kept: it is NULL here. */
+  /* Every stored conversation, most recent activity first (ties: by id),
+   * with everything put_conversation() was given (admins included) except
+   * last_message, which is not kept: it is NULL here. */
   chat_err (*each_conversation)(void *self,
                                 void (*fn)(void *ctx,
                                            const chat_conversation *conv),

@@ -163,9 +163,27 @@ static chat_err as_body_type(rd *d, const chat__json *v, chat_body_type *out) {
     *out = CHAT_BODY_MEDIA;
   else if (v->len == 6 && memcmp(v->str, "system", 6) == 0)
     *out = CHAT_BODY_SYSTEM;
+  else if (v->len == 4 && memcmp(v->str, "edit", 4) == 0)
+    *out = CHAT_BODY_EDIT;
+  else if (v->len == 6 && memcmp(v->str, "delete", 6) == 0)
+    *out = CHAT_BODY_DELETE;
   else
     return fail(d, CHAT_ERR_BAD_VALUE,
-                "must be \"text\", \"media\" or \"system\"");
+                "must be \"text\", \"media\", \"system\", \"edit\" or "
+                "\"delete\"");
+  return CHAT_OK;
+}
+
+static chat_err as_sender_kind(rd *d, const chat__json *v,
+                               chat_sender_kind *out) {
+  if (v->kind != CHAT__JSON_STRING)
+    return wrong(d, "a string", v);
+  if (v->len == 3 && memcmp(v->str, "bot", 3) == 0)
+    *out = CHAT_SENDER_BOT;
+  else if (v->len == 4 && memcmp(v->str, "user", 4) == 0)
+    *out = CHAT_SENDER_USER;
+  else
+    return fail(d, CHAT_ERR_BAD_VALUE, "must be \"user\" or \"bot\"");
   return CHAT_OK;
 }
 
@@ -216,6 +234,29 @@ static chat_err message(rd *d, const char *pfx, const chat__json *obj,
   OPT(pfx, "media_refs", NULL, as_ids, d->lim->max_media_refs,
       &m->media_refs, &m->n_media_refs);
   OPT(pfx, "body_type", NULL, as_body_type, &m->body_type);
+  /* Section 8: edit and delete entries, bots, and the state a stored
+   * message is read back in. */
+  OPT(pfx, "target_id", &m->has_target_id, as_msgid, &m->target_id);
+  OPT(pfx, "sender_kind", NULL, as_sender_kind, &m->sender_kind);
+  OPT(pfx, "edited_ts", &m->has_edited_ts, as_i64, &m->edited_ts);
+  OPT(pfx, "deleted", NULL, as_bool, &m->deleted);
+  bool targets =
+      m->body_type == CHAT_BODY_EDIT || m->body_type == CHAT_BODY_DELETE;
+  if (targets && !m->has_target_id) {
+    at(d, pfx, "target_id");
+    return fail(d, CHAT_ERR_MISSING_FIELD,
+                "missing (required with body_type edit and delete)");
+  }
+  if (!targets && m->has_target_id) {
+    at(d, pfx, "target_id");
+    return fail(d, CHAT_ERR_BAD_VALUE,
+                "only for body_type edit and delete");
+  }
+  if ((m->body_type == CHAT_BODY_DELETE || m->deleted) && m->body.len > 0) {
+    at(d, pfx, "body");
+    return fail(d, CHAT_ERR_BAD_VALUE,
+                "a deleted message or a delete entry has an empty body");
+  }
   return CHAT_OK;
 }
 
@@ -259,6 +300,9 @@ static chat_err conversation(rd *d, const char *pfx, const chat__json *obj,
   OPT(pfx, "unread_count", NULL, as_u32, &c->unread_count);
   OPT(pfx, "last_read_message_id", &c->has_last_read, as_msgid,
       &c->last_read_message_id);
+  /* Section 8; absent from an older server. */
+  OPT(pfx, "admins", NULL, as_ids, d->lim->max_members, &c->admins,
+      &c->n_admins);
   return CHAT_OK;
 }
 

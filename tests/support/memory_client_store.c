@@ -37,10 +37,11 @@ static void *grow(void **arr, size_t *n, size_t *cap, size_t sz) {
 typedef struct mmsg {
   char *conv, *sender, *cmid, *body;
   size_t body_len;
-  uint64_t id, reply_to;
-  bool has_reply_to, own;
+  uint64_t id, reply_to, target_id;
+  bool has_reply_to, own, has_target_id, has_edited_ts, deleted;
   chat_body_type body_type;
-  int64_t server_ts;
+  chat_sender_kind sender_kind;
+  int64_t server_ts, edited_ts;
   chat_receipt_state state;
 } mmsg;
 
@@ -66,8 +67,8 @@ typedef struct mconv {
   size_t name_len;
   bool has_name;
   chat_conversation_type type;
-  char **members;
-  size_t n_members;
+  char **members, **admins;
+  size_t n_members, n_admins;
   uint32_t unread;
   bool has_last_read;
   uint64_t last_read, activity;
@@ -100,7 +101,10 @@ static chat_err put_message(void *self, const chat_message *m, bool own,
     }
   mmsg x = {.id = m->message_id, .own = own, .body_type = m->body_type,
             .server_ts = m->server_ts, .has_reply_to = m->has_reply_to,
-            .reply_to = m->reply_to, .body_len = m->body.len};
+            .reply_to = m->reply_to, .body_len = m->body.len,
+            .has_target_id = m->has_target_id, .target_id = m->target_id,
+            .sender_kind = m->sender_kind, .has_edited_ts = m->has_edited_ts,
+            .edited_ts = m->edited_ts, .deleted = m->deleted};
   x.conv = dup0(m->conversation_id);
   x.sender = dup0(m->sender_id);
   x.cmid = dup0(m->client_msg_id);
@@ -167,7 +171,12 @@ static chat_err each_message(void *self, const char *conv, uint64_t before,
                                                           m->body_len},
                          .server_ts = m->server_ts, .client_msg_id = m->cmid,
                          .has_reply_to = m->has_reply_to,
-                         .reply_to = m->reply_to, .body_type = m->body_type};
+                         .reply_to = m->reply_to, .body_type = m->body_type,
+                         .has_target_id = m->has_target_id,
+                         .target_id = m->target_id,
+                         .sender_kind = m->sender_kind,
+                         .has_edited_ts = m->has_edited_ts,
+                         .edited_ts = m->edited_ts, .deleted = m->deleted};
       fn(ctx, &cm, m->own, m->state);
     }
     free_msg(m);
@@ -369,6 +378,9 @@ static void free_conv(mconv *c) {
   for (size_t i = 0; i < c->n_members; i++)
     free(c->members[i]);
   free(c->members);
+  for (size_t i = 0; i < c->n_admins; i++)
+    free(c->admins[i]);
+  free(c->admins);
 }
 
 /* A deep copy of in (last_message only as its id); false when out of
@@ -391,6 +403,14 @@ static bool copy_conv(mconv *out, const chat_conversation *in) {
     if (!(out->members[i] = dup0(in->members[i])))
       return false;
     out->n_members++;
+  }
+  out->admins = calloc(in->n_admins + 1, sizeof *out->admins);
+  if (!out->admins)
+    return false;
+  for (size_t i = 0; i < in->n_admins; i++) {
+    if (!(out->admins[i] = dup0(in->admins[i])))
+      return false;
+    out->n_admins++;
   }
   return true;
 }
@@ -460,7 +480,9 @@ static chat_err each_conversation(void *self,
                             .name = {c->has_name ? c->name : NULL,
                                      c->name_len},
                             .members = (const char *const *)c->members,
-                            .n_members = c->n_members};
+                            .n_members = c->n_members,
+                            .admins = (const char *const *)c->admins,
+                            .n_admins = c->n_admins};
     if (!copy_conv(&snap[i].c, &cv))
       oom = true;
     snap[i].c.unread = c->unread;
@@ -481,6 +503,8 @@ static chat_err each_conversation(void *self,
                                        c->name_len},
                               .members = (const char *const *)c->members,
                               .n_members = c->n_members,
+                              .admins = (const char *const *)c->admins,
+                              .n_admins = c->n_admins,
                               .unread_count = c->unread,
                               .has_last_read = c->has_last_read,
                               .last_read_message_id = c->last_read};

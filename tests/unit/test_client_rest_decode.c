@@ -38,6 +38,11 @@ static chat_err dec(chat__rest_kind k, const char *body) {
   "{\"message_id\":\"" id "\",\"conversation_id\":\"c\",\"sender_id\":"       \
   "\"bob\",\"body\":\"hi\",\"server_ts\":17" extra "}"
 
+#define CONV(id, extra)                                                        \
+  "{\"conversation_id\":\"" id "\",\"type\":\"group\",\"name\":\"G\","        \
+  "\"members\":[\"a\",\"b\"],\"last_message\":null,\"unread_count\":2,"       \
+  "\"last_read_message_id\":null" extra "}"
+
 Test(rest_decode, a_messages_page) {
   cr_assert_eq(dec(CHAT__REST_MESSAGES,
                    "{\"messages\":[" MSG("5", "") "," MSG(
@@ -125,6 +130,18 @@ Test(rest_decode, refusals_name_the_field) {
           "{\"messages\":[" MSG("1", ",\"body_type\":\"gif\"") "]}",
           CHAT_ERR_BAD_VALUE, "messages[0].body_type: must be");
   refused(CHAT__REST_MESSAGES,
+          "{\"messages\":[" MSG("2", ",\"body_type\":\"edit\"") "]}",
+          CHAT_ERR_MISSING_FIELD, "messages[0].target_id: missing");
+  refused(CHAT__REST_MESSAGES,
+          "{\"messages\":[" MSG("2", ",\"target_id\":\"1\"") "]}",
+          CHAT_ERR_BAD_VALUE, "messages[0].target_id: only for");
+  refused(CHAT__REST_MESSAGES,
+          "{\"messages\":[" MSG("2", ",\"deleted\":true") "]}",
+          CHAT_ERR_BAD_VALUE, "messages[0].body: a deleted message");
+  refused(CHAT__REST_MESSAGES,
+          "{\"messages\":[" MSG("2", ",\"sender_kind\":\"robot\"") "]}",
+          CHAT_ERR_BAD_VALUE, "messages[0].sender_kind: must be");
+  refused(CHAT__REST_MESSAGES,
           "{\"messages\":[" MSG("1", ",\"media_refs\":[\"a\",\"b\",\"c\"]")
           "]}",
           CHAT_ERR_TOO_MANY, "messages[0].media_refs: 3 entries");
@@ -132,10 +149,30 @@ Test(rest_decode, refusals_name_the_field) {
           CHAT_ERR_FIELD_TYPE, "has_more: must be a boolean");
 }
 
-#define CONV(id, extra)                                                        \
-  "{\"conversation_id\":\"" id "\",\"type\":\"group\",\"name\":\"G\","        \
-  "\"members\":[\"a\",\"b\"],\"last_message\":null,\"unread_count\":2,"       \
-  "\"last_read_message_id\":null" extra "}"
+/* Section 8: edit and delete entries, bots, edited and deleted state, and
+ * group admins. */
+Test(rest_decode, section_8_fields) {
+  cr_assert_eq(
+      dec(CHAT__REST_MESSAGES,
+          "{\"messages\":[" MSG("7", ",\"body_type\":\"edit\","
+                                     "\"target_id\":\"5\",\"sender_kind\":"
+                                     "\"bot\"") ","
+          "{\"message_id\":\"8\",\"conversation_id\":\"c\",\"sender_id\":"
+          "\"bob\",\"body\":\"\",\"server_ts\":1,\"deleted\":true,"
+          "\"edited_ts\":99}]}"),
+      CHAT_OK, "%s", why);
+  cr_assert_eq(a.messages[0].body_type, CHAT_BODY_EDIT);
+  cr_assert(a.messages[0].has_target_id);
+  cr_assert_eq(a.messages[0].target_id, 5);
+  cr_assert_eq(a.messages[0].sender_kind, CHAT_SENDER_BOT);
+  cr_assert(a.messages[1].deleted);
+  cr_assert(a.messages[1].has_edited_ts);
+  cr_assert_eq(a.messages[1].edited_ts, 99);
+  cr_assert_eq(dec(CHAT__REST_CONVERSATION,
+                   CONV("g", ",\"admins\":[\"a\"]")), CHAT_OK, "%s", why);
+  cr_assert_eq(a.conversation->n_admins, 1);
+  cr_assert_str_eq(a.conversation->admins[0], "a");
+}
 
 Test(rest_decode, conversations) {
   cr_assert_eq(dec(CHAT__REST_CONVERSATIONS,

@@ -175,6 +175,34 @@ CASE(every_field_but_media_refs_round_trips) {
   cr_assert_eq(f.m.body_type, CHAT_BODY_MEDIA);
   cr_assert(f.own);
   cr_assert_eq(f.m.n_media_refs, 0, "media refs are not kept");
+  cr_assert_not(f.m.has_target_id);
+  cr_assert_eq(f.m.sender_kind, CHAT_SENDER_USER);
+  cr_assert_not(f.m.has_edited_ts);
+  cr_assert_not(f.m.deleted);
+  /* Section 8 state: an edit entry by a bot, a deleted message. */
+  chat_message e = mk("c3", 7, "bot1", "new");
+  e.body_type = CHAT_BODY_EDIT;
+  e.has_target_id = true;
+  e.target_id = 6;
+  e.sender_kind = CHAT_SENDER_BOT;
+  chat_message d = mk("c3", 6, "bob", "");
+  d.deleted = true;
+  d.has_edited_ts = true;
+  d.edited_ts = 1700000000123;
+  cr_assert_eq(S.put_message(S.self, &e, false, &ins), CHAT_OK);
+  cr_assert_eq(S.put_message(S.self, &d, false, &ins), CHAT_OK);
+  f.n = 0;
+  cr_assert_eq(S.each_message(S.self, "c3", 7, 0, keep_full, &f), CHAT_OK);
+  cr_assert_eq(f.n, 1);
+  cr_assert(f.m.deleted);
+  cr_assert(f.m.has_edited_ts);
+  cr_assert_eq(f.m.edited_ts, 1700000000123);
+  f.n = 0;
+  cr_assert_eq(S.each_message(S.self, "c3", 0, 1, keep_full, &f), CHAT_OK);
+  cr_assert_eq(f.m.body_type, CHAT_BODY_EDIT);
+  cr_assert(f.m.has_target_id);
+  cr_assert_eq(f.m.target_id, 6);
+  cr_assert_eq(f.m.sender_kind, CHAT_SENDER_BOT);
   /* No client_msg_id, no reply_to. */
   chat_message n = mk("c2", 1, "bob", "");
   n.client_msg_id = NULL;
@@ -383,6 +411,9 @@ static void put_conv(const char *id, chat_conversation_type t,
   chat_conversation c = {.conversation_id = id, .type = t,
                          .name = {name, name ? strlen(name) : 0},
                          .members = members, .n_members = n,
+                         .admins = t == CHAT_CONVERSATION_GROUP ? members + 1
+                                                                : NULL,
+                         .n_admins = t == CHAT_CONVERSATION_GROUP ? n - 1 : 0,
                          .last_message = last ? &lm : NULL,
                          .unread_count = 3, .has_last_read = last > 1,
                          .last_read_message_id = last - 1};
@@ -399,6 +430,8 @@ typedef struct conv_list {
   bool has_last_read[8];
   uint64_t last_read[8];
   bool has_last_message[8];
+  size_t n_admins[8];
+  char last_admin[8][16];
   size_t n;
 } conv_list;
 
@@ -416,6 +449,9 @@ static void collect_conv(void *ctx, const chat_conversation *c) {
   l->has_last_read[i] = c->has_last_read;
   l->last_read[i] = c->last_read_message_id;
   l->has_last_message[i] = c->last_message != NULL;
+  l->n_admins[i] = c->n_admins;
+  snprintf(l->last_admin[i], 16, "%s",
+           c->n_admins ? c->admins[c->n_admins - 1] : "");
 }
 
 CASE(conversations_by_activity) {
@@ -452,6 +488,9 @@ CASE(conversations_by_activity) {
   cr_assert_eq(l.last_read[0], 8);
   cr_assert_not(l.has_last_read[3]);
   cr_assert_not(l.has_last_message[0], "last_message is not kept");
+  cr_assert_eq(l.n_admins[0], 2);
+  cr_assert_str_eq(l.last_admin[0], "carol");
+  cr_assert_eq(l.n_admins[1], 0);
   /* A stored message newer than the list's last message moves it up; a
    * put replaces. */
   put("z", 50, false);

@@ -140,3 +140,61 @@ Test(sqlite_store, open_refuses_with_a_reason) {
                CHAT_ERR_MODULE);
   cr_assert(strstr(err.msg, "schema 9"), "%s", err.msg);
 }
+
+/* A store file from before section 8 (schema 1) is migrated in place: its
+ * messages keep everything and read back with the new fields at their
+ * defaults. */
+Test(sqlite_store, schema_1_files_are_migrated) {
+  S.destroy(S.self);
+  S.destroy = NULL;
+  ch_dir_remove(&dir);
+  ch_dir_make(&dir);
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(dir.path, &db), SQLITE_OK);
+  const char *v1 =
+      "CREATE TABLE messages(conversation_id TEXT NOT NULL, message_id "
+      "INTEGER NOT NULL, sender_id TEXT NOT NULL, client_msg_id TEXT, body "
+      "BLOB NOT NULL, body_type INTEGER NOT NULL, reply_to INTEGER, "
+      "server_ts INTEGER NOT NULL, own INTEGER NOT NULL, state INTEGER NOT "
+      "NULL DEFAULT 0, PRIMARY KEY(conversation_id, message_id)) WITHOUT "
+      "ROWID;"
+      "CREATE TABLE last_seen(conversation_id TEXT PRIMARY KEY, message_id "
+      "INTEGER NOT NULL) WITHOUT ROWID;"
+      "CREATE TABLE outbox(seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+      "client_msg_id TEXT NOT NULL UNIQUE, conversation_id TEXT NOT NULL, "
+      "body BLOB NOT NULL);"
+      "CREATE TABLE marks(conversation_id TEXT NOT NULL, kind INTEGER NOT "
+      "NULL, want INTEGER NOT NULL, sent INTEGER NOT NULL, PRIMARY "
+      "KEY(conversation_id, kind)) WITHOUT ROWID;"
+      "CREATE TABLE conversations(conversation_id TEXT PRIMARY KEY, type "
+      "INTEGER NOT NULL, name TEXT, members TEXT NOT NULL, n_members INTEGER "
+      "NOT NULL, unread_count INTEGER NOT NULL, last_read INTEGER, activity "
+      "INTEGER NOT NULL) WITHOUT ROWID;"
+      "INSERT INTO messages VALUES('c', 4, 'bob', 'k', 'old', 0, NULL, 9, 1, "
+      "2);"
+      "PRAGMA user_version = 1;";
+  cr_assert_eq(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  cr_assert_eq(chat_sqlite_client_store_open(&S, dir.path, NULL, NULL),
+               CHAT_OK);
+  int n = 0;
+  cr_assert_eq(S.each_message(S.self, "c", 0, 0, count, &n), CHAT_OK);
+  cr_assert_eq(n, 1);
+  chat_message m = {.message_id = 5, .conversation_id = "c",
+                    .sender_id = "bot", .body = {"", 0}, .server_ts = 1,
+                    .sender_kind = CHAT_SENDER_BOT, .deleted = true};
+  bool ins;
+  cr_assert_eq(S.put_message(S.self, &m, false, &ins), CHAT_OK);
+  cr_assert(ins);
+  S.destroy(S.self);
+  cr_assert_eq(sqlite3_open(dir.path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  cr_assert_eq(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL),
+               SQLITE_OK);
+  cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+  cr_assert_eq(sqlite3_column_int(st, 0), 2);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  cr_assert_eq(chat_sqlite_client_store_open(&S, dir.path, NULL, NULL),
+               CHAT_OK);
+}

@@ -27,7 +27,7 @@
 #include "common/arena.h"
 #include "common/check.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char schema_v1[] =
   "CREATE TABLE messages("
@@ -68,6 +68,16 @@ static const char schema_v1[] =
   " last_read INTEGER,"
   " activity INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* Version 2: the section 8 state of a message (edit and delete entries
+ * name their target; bots; edited and deleted messages read back) and a
+ * group's admins (joined by spaces, like members). */
+static const char schema_v2[] =
+  "ALTER TABLE messages ADD COLUMN target_id INTEGER;"
+  "ALTER TABLE messages ADD COLUMN sender_kind INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE messages ADD COLUMN edited_ts INTEGER;"
+  "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE conversations ADD COLUMN admins TEXT NOT NULL DEFAULT '';";
+
 /* The statements, one per kind; each is cached in cstore.cache. */
 enum {
   Q_PUT_MESSAGE,
@@ -90,12 +100,14 @@ enum {
 static const char *const sql_of[Q_COUNT] = {
   [Q_PUT_MESSAGE] =
     "INSERT OR IGNORE INTO messages(conversation_id, message_id, sender_id,"
-    " client_msg_id, body, body_type, reply_to, server_ts, own)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    " client_msg_id, body, body_type, reply_to, server_ts, own, target_id,"
+    " sender_kind, edited_ts, deleted)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
   /* The newest `limit` below `before`, handed out oldest first. */
   [Q_EACH_MESSAGE] =
     "SELECT * FROM (SELECT message_id, sender_id, client_msg_id, body,"
-    " body_type, reply_to, server_ts, own, state FROM messages"
+    " body_type, reply_to, server_ts, own, state, target_id, sender_kind,"
+    " edited_ts, deleted FROM messages"
     " WHERE conversation_id = ?1 AND message_id <= ?2"
     " ORDER BY message_id DESC LIMIT ?3) ORDER BY message_id",
   [Q_SET_RECEIPT] =
@@ -125,14 +137,14 @@ static const char *const sql_of[Q_COUNT] = {
     " ORDER BY conversation_id, kind",
   [Q_PUT_CONVERSATION] =
     "INSERT OR REPLACE INTO conversations(conversation_id, type, name,"
-    " members, n_members, unread_count, last_read, activity)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    " members, n_members, unread_count, last_read, activity, admins)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
   [Q_GET_CONVERSATION] =
     "SELECT type, n_members FROM conversations WHERE conversation_id = ?1",
   /* Activity: the newest stored message, else the list's last message. */
   [Q_EACH_CONVERSATION] =
     "SELECT c.conversation_id, c.type, c.name, c.members, c.n_members,"
-    " c.unread_count, c.last_read, max(c.activity, coalesce((SELECT"
+    " c.unread_count, c.last_read, c.admins, max(c.activity, coalesce((SELECT"
     " max(message_id) FROM messages m WHERE m.conversation_id ="
     " c.conversation_id), 0)) AS act FROM conversations c"
     " ORDER BY act DESC, c.conversation_id",
@@ -260,6 +272,16 @@ static chat_err put_message(void *self, const chat_message *m, bool own,
     sqlite3_bind_null(st, 7);
   sqlite3_bind_int64(st, 8, m->server_ts);
   sqlite3_bind_int(st, 9, own ? 1 : 0);
+  if (m->has_target_id)
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)m->target_id);
+  else
+    sqlite3_bind_null(st, 10);
+  sqlite3_bind_int(st, 11, (int)m->sender_kind);
+  if (m->has_edited_ts)
+    sqlite3_bind_int64(st, 12, m->edited_ts);
+  else
+    sqlite3_bind_null(st, 12);
+  sqlite3_bind_int(st, 13, m->deleted ? 1 : 0);
   int changes;
   e = run(s, Q_PUT_MESSAGE, st, &changes);
   if (!e && inserted)
@@ -319,6 +341,16 @@ static chat_err each_message(void *self, const char *conv, uint64_t before,
       m.reply_to = (uint64_t)sqlite3_column_int64(st, 5);
     }
     m.server_ts = sqlite3_column_int64(st, 6);
+    if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
+      m.has_target_id = true;
+      m.target_id = (uint64_t)sqlite3_column_int64(st, 9);
+    }
+    m.sender_kind = (chat_sender_kind)sqlite3_column_int(st, 10);
+    if (sqlite3_column_type(st, 11) != SQLITE_NULL) {
+      m.has_edited_ts = true;
+      m.edited_ts = sqlite3_column_int64(st, 11);
+    }
+    m.deleted = sqlite3_column_int(st, 12) != 0;
     fn(ctx, &m, sqlite3_column_int(st, 7) != 0,
        as_state(sqlite3_column_int(st, 8)));
   }
@@ -503,49 +535,75 @@ static chat_err each_mark(void *self,
 /* ------------------------------------------------------------------------
  * Conversations */
 
-static chat_err put_conversation(void *self, const chat_conversation *c) {
-  cstore *s = self;
-  size_t n = 1;
-  for (size_t i = 0; i < c->n_members; i++)
-    n += strlen(c->members[i]) + 1;
-  /* Not an arena: this may run inside a walk's sink. */
-  char *members = chat__alloc(&s->alloc, n);
-  if (!members)
-    return CHAT_ERR_NOMEM;
+/* ids joined by single spaces (ids never hold one), in s->alloc memory:
+ * not an arena, since this may run inside a walk's sink. */
+static char *join_ids(cstore *s, const char *const *ids, size_t n) {
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++)
+    len += strlen(ids[i]) + 1;
+  char *out = chat__alloc(&s->alloc, len);
+  if (!out)
+    return NULL;
   size_t at = 0;
-  for (size_t i = 0; i < c->n_members; i++) {
-    size_t k = strlen(c->members[i]);
+  for (size_t i = 0; i < n; i++) {
+    size_t k = strlen(ids[i]);
     if (i)
-      members[at++] = ' ';
-    memcpy(members + at, c->members[i], k);
+      out[at++] = ' ';
+    memcpy(out + at, ids[i], k);
     at += k;
   }
-  members[at] = 0;
-  sqlite3_stmt *st;
-  chat_err e = stmt_get(s, Q_PUT_CONVERSATION, &st);
-  if (e) {
-    chat__free(&s->alloc, members);
-    return e;
+  out[at] = 0;
+  return out;
+}
+
+/* Split a joined list in place into at most max ids (arena memory). */
+static const char **split_ids(chat__arena *ar, char *joined, size_t max,
+                              size_t *n) {
+  const char **ids = chat__arena_alloc(ar, (max + 1) * sizeof *ids);
+  *n = 0;
+  if (!ids || !joined)
+    return ids;
+  for (char *p = joined; *p && *n < max;) {
+    ids[(*n)++] = p;
+    char *sp = strchr(p, ' ');
+    if (!sp)
+      break;
+    *sp = 0;
+    p = sp + 1;
   }
-  bind_text(st, 1, c->conversation_id);
-  sqlite3_bind_int(st, 2, (int)c->type);
-  if (c->name.ptr)
-    sqlite3_bind_text64(st, 3, c->name.ptr, (sqlite3_uint64)c->name.len,
-                        SQLITE_TRANSIENT, SQLITE_UTF8);
-  else
-    sqlite3_bind_null(st, 3);
-  bind_text(st, 4, members);
-  sqlite3_bind_int64(st, 5, (sqlite3_int64)c->n_members);
-  sqlite3_bind_int64(st, 6, c->unread_count);
-  if (c->has_last_read)
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)c->last_read_message_id);
-  else
-    sqlite3_bind_null(st, 7);
-  sqlite3_bind_int64(st, 8, c->last_message
-                                ? (sqlite3_int64)c->last_message->message_id
-                                : 0);
-  e = run(s, Q_PUT_CONVERSATION, st, NULL);
+  return ids;
+}
+
+static chat_err put_conversation(void *self, const chat_conversation *c) {
+  cstore *s = self;
+  char *members = join_ids(s, c->members, c->n_members);
+  char *admins = join_ids(s, c->admins, c->n_admins);
+  sqlite3_stmt *st = NULL;
+  chat_err e = members && admins ? stmt_get(s, Q_PUT_CONVERSATION, &st)
+                                 : CHAT_ERR_NOMEM;
+  if (!e) {
+    bind_text(st, 1, c->conversation_id);
+    sqlite3_bind_int(st, 2, (int)c->type);
+    if (c->name.ptr)
+      sqlite3_bind_text64(st, 3, c->name.ptr, (sqlite3_uint64)c->name.len,
+                          SQLITE_TRANSIENT, SQLITE_UTF8);
+    else
+      sqlite3_bind_null(st, 3);
+    bind_text(st, 4, members);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)c->n_members);
+    sqlite3_bind_int64(st, 6, c->unread_count);
+    if (c->has_last_read)
+      sqlite3_bind_int64(st, 7, (sqlite3_int64)c->last_read_message_id);
+    else
+      sqlite3_bind_null(st, 7);
+    sqlite3_bind_int64(st, 8, c->last_message
+                                  ? (sqlite3_int64)c->last_message->message_id
+                                  : 0);
+    bind_text(st, 9, admins);
+    e = run(s, Q_PUT_CONVERSATION, st, NULL);
+  }
   chat__free(&s->alloc, members);
+  chat__free(&s->alloc, admins);
   return e;
 }
 
@@ -591,23 +649,17 @@ static chat_err each_conversation(void *self,
     c.name.ptr = col_text(ar, st, 2);
     c.name.len = c.name.ptr ? (size_t)sqlite3_column_bytes(st, 2) : 0;
     char *members = (char *)col_text(ar, st, 3);
+    char *admins = (char *)col_text(ar, st, 7);
     size_t n = (size_t)sqlite3_column_int64(st, 4);
-    const char **ids = chat__arena_alloc(ar, (n + 1) * sizeof *ids);
-    if (!c.conversation_id || !members || !ids) {
+    const char **ids = split_ids(ar, members, n, &c.n_members);
+    /* Admins are members: no more of them than members. */
+    const char **adm = split_ids(ar, admins, n, &c.n_admins);
+    if (!c.conversation_id || !members || !ids || !admins || !adm) {
       rc = SQLITE_NOMEM;
       break;
     }
-    size_t k = 0;
-    for (char *p = members; *p && k < n;) {
-      ids[k++] = p;
-      char *sp = strchr(p, ' ');
-      if (!sp)
-        break;
-      *sp = 0;
-      p = sp + 1;
-    }
     c.members = ids;
-    c.n_members = k;
+    c.admins = adm;
     c.unread_count = (uint32_t)sqlite3_column_int64(st, 5);
     if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
       c.has_last_read = true;
@@ -673,8 +725,10 @@ static chat_err migrate(sqlite3 *db, chat_errbuf *err, const char *path) {
   e = user_version(db, &v);
   if (!e && v == 0)
     e = exec(db, schema_v1);
+  if (!e && v < 2)
+    e = exec(db, schema_v2);
   if (!e && v < SCHEMA_VERSION)
-    e = exec(db, "PRAGMA user_version = 1");
+    e = exec(db, "PRAGMA user_version = 2");
   if (!e)
     e = exec(db, "COMMIT");
   if (e && !sqlite3_get_autocommit(db))
