@@ -65,14 +65,26 @@ typedef enum chat_client_state {
   CHAT_CLIENT_RESUMING = 3,   /* `resume` sent, waiting for `resumed` */
   CHAT_CLIENT_READY = 4,      /* live */
   CHAT_CLIENT_BACKOFF = 5,    /* disconnected, waiting to reconnect */
-  /* The server refused the token (HTTP 401 on the upgrade): no reconnects
-   * until chat_client_start() is called again, after the app has given the
-   * transport a new token (chat_client_lws_set_token()). @since 0.1 */
+  /* The token is no good: refused with HTTP 401 (on the upgrade or a REST
+   * request) or expired on an open session (close 4001). Nothing
+   * reconnects and no REST request goes out until
+   * chat_client_set_token() gives a new token (or chat_client_start()
+   * retries the old one); on_auth_required says so. @since 0.1 */
   CHAT_CLIENT_UNAUTHORIZED = 6
 } chat_client_state;
 
 /** "ready", "backoff", ...; NULL for an unknown value. @since 0.1 */
 CHAT_API const char *chat_client_state_name(chat_client_state s);
+
+/** Why the client needs a new token (on_auth_required). */
+typedef enum chat_auth_reason {
+  /* HTTP 401: the server refused the token, on the WebSocket upgrade or a
+   * REST request. */
+  CHAT_AUTH_REFUSED = 1,
+  /* The server closed the session with 4001 (token_expired): the token's
+   * expiry passed while it was open (PROTOCOL.md section 8). */
+  CHAT_AUTH_EXPIRED = 2
+} chat_auth_reason;
 
 /** Where a message handed to on_message came from. */
 typedef enum chat_message_origin {
@@ -90,9 +102,10 @@ typedef enum chat_message_origin {
  * - a store failure: err is CHAT_ERR_MODULE (nothing was lost: the operation
  *   will be retried or was refused to the caller);
  * - a REST failure: err is CHAT_ERR_MODULE and http_status is set;
- * - the server refused the token on the WebSocket upgrade: err is
- *   CHAT_ERR_AUTH, http_status 401, retrying false, and the client is
- *   CHAT_CLIENT_UNAUTHORIZED (see chat_client_on_refused()). */
+ * - the token is no good (also told through on_auth_required, which is
+ *   the one to act on): err is CHAT_ERR_AUTH, retrying false, http_status
+ *   401 for a refusal (upgrade or REST) and 0 for a session closed with
+ *   4001; the client is CHAT_CLIENT_UNAUTHORIZED. */
 typedef struct chat_client_error {
   chat_err err;                 /* CHAT_OK when wire is set */
   const chat_error_frame *wire; /* NULL unless the server sent `error` */
@@ -163,6 +176,14 @@ typedef struct chat_client_callbacks {
    * CHAT_OK, or the failure (also reported through on_error). */
   void (*on_request_done)(void *user_data, chat_client *c,
                           uint32_t request_id, chat_err result);
+  /* The token is no good (reason) and the client is now
+   * CHAT_CLIENT_UNAUTHORIZED: get a fresh one from the app's login and
+   * hand it over with chat_client_set_token() (from here or later, on the
+   * client's thread); the client then reconnects and resumes, and REST
+   * requests held meanwhile go out, outbox and marks intact. Fired once
+   * each time the client enters that state. */
+  void (*on_auth_required)(void *user_data, chat_client *c,
+                           chat_auth_reason reason);
 } chat_client_callbacks;
 
 /** Settings; zero in any numeric field means its default. */
@@ -233,6 +254,38 @@ CHAT_API void *chat_client_user_data(const chat_client *c);
  * changes with the next failing call; "" for a NULL @p c. @since 1.0 */
 CHAT_API const char *chat_client_errmsg(const chat_client *c);
 
+/** Longest token chat_client_set_token() takes, in bytes. */
+#define CHAT_CLIENT_TOKEN_MAX 8192
+
+/** Give the client its bearer token (copied), the one transports send on
+ * the WebSocket upgrade and every REST request (PROTOCOL.md section 1).
+ * Set it before chat_client_start(); set a new one whenever the app has
+ * one (the connection open now is left alone; the next connection and
+ * request use it). While CHAT_CLIENT_UNAUTHORIZED a new token ends that
+ * state: the client reconnects and resumes at once (or goes IDLE when
+ * stopped) and the held REST requests go out again.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL c or token NULL; len 0 or over
+ *         CHAT_CLIENT_TOKEN_MAX; a byte outside visible ASCII (0x21-0x7e:
+ *         it goes into an HTTP header); or, while UNAUTHORIZED, the very
+ *         token the server refused (call chat_client_start() to retry it)
+ * @retval CHAT_ERR_NOMEM the old token stays
+ * @since 1.0 */
+CHAT_API chat_err chat_client_set_token(chat_client *c, const char *token,
+                                        size_t len, chat_time_ms now);
+
+/** The token for a transport to send: *token (NUL-terminated, valid until
+ * the next chat_client_set_token() or chat_client_free()) and *len. Read
+ * it when opening each connection (after chat_client_on_connecting()) and
+ * for each request (after chat_client_next_request()), not once: the app
+ * may replace it at any time.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_NOT_FOUND no token was set (*token NULL, *len 0)
+ * @retval CHAT_ERR_INVAL a NULL argument
+ * @since 1.0 */
+CHAT_API chat_err chat_client_token(const chat_client *c, const char **token,
+                                    size_t *len);
+
 /* ------------------------------------------------------------------------
  * Transport side */
 
@@ -241,8 +294,10 @@ CHAT_API const char *chat_client_errmsg(const chat_client *c);
 #define CHAT_CLIENT_WANT_CONNECT 4u /* open a socket: on_connecting() */
 #define CHAT_CLIENT_WANT_REST 8u    /* requests waiting: next_request() */
 
-/** Begin connecting (IDLE or UNAUTHORIZED -> CONNECTING); a no-op when
- * already started.
+/** Begin connecting (IDLE -> CONNECTING); a no-op when already started.
+ * From UNAUTHORIZED it retries the current token (CONNECTING, REST
+ * requests released): for a token refused by mistake; a new token goes
+ * through chat_client_set_token().
  * @retval CHAT_OK @retval CHAT_ERR_INVAL c is NULL @since 0.1 */
 CHAT_API chat_err chat_client_start(chat_client *c, chat_time_ms now);
 
@@ -278,19 +333,24 @@ CHAT_API chat_err chat_client_on_frame(chat_client *c, const char *json,
 /** The socket closed or the connection attempt failed (@p ws_code is the
  * close code, 0 when unknown). Unwritten frames are dropped (their content
  * is re-sent after the next `hello`); the client moves to BACKOFF, or IDLE
- * when stopped. Harmless when no connection exists.
+ * when stopped. Code 4001 (token_expired) means the token is no good: the
+ * client moves to UNAUTHORIZED and fires on_auth_required
+ * (CHAT_AUTH_EXPIRED) instead of reconnecting with it. Harmless when no
+ * connection exists.
  * @retval CHAT_OK @retval CHAT_ERR_INVAL @since 0.1 */
 CHAT_API chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
                                        chat_time_ms now);
 
 /** The connection attempt was answered with HTTP @p http_status instead of
  * the WebSocket upgrade (101); use it instead of chat_client_on_close() for
- * that attempt. 401 means the token was refused: the client reports
- * on_error (err CHAT_ERR_AUTH, http_status 401, retrying false) and moves
- * to CHAT_CLIENT_UNAUTHORIZED, where it stays, without reconnecting, until
- * chat_client_start() (or chat_client_stop()). Any other status is a
- * failed attempt like chat_client_on_close(c, 0, now): BACKOFF, or IDLE
- * when stopped.
+ * that attempt. 401 means the token was refused: the client moves to
+ * CHAT_CLIENT_UNAUTHORIZED and fires on_auth_required (CHAT_AUTH_REFUSED;
+ * on_error too, err CHAT_ERR_AUTH, http_status 401), and waits there,
+ * without reconnecting, for chat_client_set_token() (or
+ * chat_client_start(), or chat_client_stop()). A 401 for an attempt made
+ * with a token that has been replaced since only reconnects, with the new
+ * one. Any other status is a failed attempt like
+ * chat_client_on_close(c, 0, now): BACKOFF, or IDLE when stopped.
  * @retval CHAT_OK
  * @retval CHAT_ERR_STATE no connection attempt is in progress (nothing
  *         changed)
@@ -354,7 +414,11 @@ CHAT_API chat_err chat_client_next_request(chat_client *c,
 
 /** The answer to request @p id: the HTTP @p status (0 when no answer came:
  * connection refused, timeout) and the body, read during the call only.
- * Transient failures (0, 429, 5xx) are retried after a backoff delay.
+ * Transient failures (0, 429, 5xx but 501) are retried after a backoff
+ * delay. 401 is no failure of the request: it is held, and the client
+ * goes UNAUTHORIZED as for a refused upgrade (on_auth_required
+ * CHAT_AUTH_REFUSED), closing its socket; the request goes out again
+ * after chat_client_set_token().
  * @retval CHAT_OK (also for failures, which go to on_error)
  * @retval CHAT_ERR_NOT_FOUND no such request in flight
  * @retval CHAT_ERR_INVAL @retval CHAT_ERR_NOMEM @since 0.1 */
@@ -448,6 +512,22 @@ CHAT_API chat_err chat_client_load_older(chat_client *c,
                                          uint64_t before, uint32_t limit,
                                          uint32_t *request_id,
                                          chat_time_ms now);
+
+/** Tie this device's push token to it on the server (POST
+ * /api/v1/devices, PROTOCOL.md section 5), so that messages arriving while
+ * the app sleeps are pushed. @p platform is "apns", "fcm" or "webpush";
+ * @p push_token the token the platform gave the app (copied). Call it
+ * again whenever the platform hands out a new token. The result arrives
+ * through on_request_done (*request_id may be NULL).
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL a NULL argument, an unknown platform, an empty
+ *         push_token, or one over 4096 bytes or not UTF-8 without NUL
+ * @retval CHAT_ERR_NOMEM @since 1.0 */
+CHAT_API chat_err chat_client_register_device(chat_client *c,
+                                              const char *platform,
+                                              const char *push_token,
+                                              uint32_t *request_id,
+                                              chat_time_ms now);
 
 /* ------------------------------------------------------------------------
  * Local reads (from the store; no network) */

@@ -283,6 +283,7 @@ void chat_client_free(chat_client *c) {
   chat__creq_free_all(c);
   chat__map_free(&c->gaps);
   chat__free(&c->a, c->user_id);
+  chat__free(&c->a, c->token);
   chat__buf_free(&c->scratch);
   chat_codec_free(c->dec);
   chat_codec_free(c->enc);

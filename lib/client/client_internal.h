@@ -120,7 +120,8 @@ typedef enum req_kind {
   REQ_GAP = 1,    /* page a resume gap after a cursor */
   REQ_CONVS = 2,  /* the conversation list */
   REQ_CREATE = 3, /* create a conversation */
-  REQ_OLDER = 4   /* older history for the app */
+  REQ_OLDER = 4,  /* older history for the app */
+  REQ_DEVICE = 5  /* register the push token */
 } req_kind;
 
 typedef struct chat__req {
@@ -137,6 +138,7 @@ typedef struct chat__req {
   bool ready;      /* false while waiting for not_before */
   chat_time_ms not_before;
   uint32_t attempt;
+  uint64_t token_gen; /* c->token_gen when it was last handed out */
   bool sync;       /* CONVS started by the client itself: open a gap for
                     * every conversation with messages past last_seen,
                     * and report to no one */
@@ -205,7 +207,14 @@ struct chat_client {
   chat_client_state state;
   bool started;
   bool connect_taken; /* the host took WANT_CONNECT */
+  bool sock;          /* the host holds a socket or an attempt at one */
   bool want_close;
+  bool auth_wait;     /* the token is no good: wait for a new one */
+  bool fast_reconnect; /* after the socket closes: CONNECTING, no backoff */
+  char *token;        /* NUL-terminated; NULL: none set */
+  size_t token_len;
+  uint64_t token_gen;      /* bumped by every chat_client_set_token() */
+  uint64_t conn_token_gen; /* token_gen when this connection began */
   uint64_t conn_gen;
   uint32_t attempt;
   chat_time_ms reconnect_at;
@@ -288,6 +297,10 @@ static inline size_t chat__client_klen(const char *s) {
 /* ---- conn.c ---- */
 void chat__client_set_state(chat_client *c, chat_client_state st);
 void chat__client_request_close(chat_client *c, const char *why);
+/* The server says the token is no good: UNAUTHORIZED (closing any socket),
+ * on_error and on_auth_required, once until a new token or a start. */
+void chat__client_auth_lost(chat_client *c, chat_auth_reason why,
+                            int http_status, const char *conv);
 
 /* ---- queue.c ---- */
 /* Encode f and queue it; *item (may be NULL) receives the entry. */

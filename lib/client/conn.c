@@ -5,6 +5,8 @@
  * client. */
 #include "client/client_internal.h"
 
+#include <string.h>
+
 static chat_time_ms tmin(chat_time_ms a, chat_time_ms b) {
   return a < b ? a : b;
 }
@@ -24,13 +26,49 @@ void chat__client_request_close(chat_client *c, const char *why) {
   chat__client_wants_changed(c);
 }
 
+void chat__client_auth_lost(chat_client *c, chat_auth_reason why,
+                            int http_status, const char *conv) {
+  if (c->auth_wait)
+    return; /* told once per token */
+  c->auth_wait = true;
+  c->fast_reconnect = false;
+  if (c->sock && !c->want_close)
+    chat__client_request_close(c, "the token is no good");
+  chat__client_set_state(c, CHAT_CLIENT_UNAUTHORIZED);
+  chat__client_error(c, CHAT_ERR_AUTH, conv,
+                     why == CHAT_AUTH_EXPIRED
+                         ? "the token expired (close 4001)"
+                         : "the server refused the token (HTTP 401)",
+                     http_status, false);
+  if (c->cb.on_auth_required)
+    c->cb.on_auth_required(c->ud, c, why);
+}
+
+/* Leave UNAUTHORIZED (a new token, or an explicit start): connect now, or
+ * once the socket still closing is gone; IDLE when stopped. */
+static void auth_resume(chat_client *c) {
+  c->auth_wait = false;
+  if (c->state == CHAT_CLIENT_UNAUTHORIZED) {
+    if (c->sock) {
+      c->fast_reconnect = c->started;
+    } else if (c->started) {
+      c->connect_taken = false;
+      chat__client_set_state(c, CHAT_CLIENT_CONNECTING);
+    } else {
+      chat__client_set_state(c, CHAT_CLIENT_IDLE);
+    }
+  }
+  chat__client_wants_changed(c); /* held REST requests may go out */
+}
+
 chat_err chat_client_start(chat_client *c, chat_time_ms now) {
   (void)now;
   if (!c)
     return CHAT_ERR_INVAL;
   c->started = true;
-  if (c->state == CHAT_CLIENT_IDLE ||
-      c->state == CHAT_CLIENT_UNAUTHORIZED) {
+  if (c->state == CHAT_CLIENT_UNAUTHORIZED || c->auth_wait)
+    auth_resume(c);
+  if (c->state == CHAT_CLIENT_IDLE && !c->sock) {
     c->connect_taken = false;
     chat__client_set_state(c, CHAT_CLIENT_CONNECTING);
   }
@@ -42,11 +80,8 @@ chat_err chat_client_stop(chat_client *c, chat_time_ms now) {
   if (!c)
     return CHAT_ERR_INVAL;
   c->started = false;
-  bool socket = c->state == CHAT_CLIENT_HANDSHAKE ||
-                c->state == CHAT_CLIENT_RESUMING ||
-                c->state == CHAT_CLIENT_READY ||
-                (c->state == CHAT_CLIENT_CONNECTING && c->connect_taken);
-  if (socket) {
+  c->fast_reconnect = false;
+  if (c->sock) {
     if (c->state == CHAT_CLIENT_READY || c->state == CHAT_CLIENT_RESUMING)
       chat__client_typing_stop_all(c);
     c->want_close = true;
@@ -55,6 +90,57 @@ chat_err chat_client_stop(chat_client *c, chat_time_ms now) {
     chat__client_set_state(c, CHAT_CLIENT_IDLE);
   }
   return CHAT_OK;
+}
+
+/* A token the app gives: visible ASCII only, since it goes into an HTTP
+ * header and a query string. */
+static bool token_ok(const char *t, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)t[i] < 0x21 || (unsigned char)t[i] > 0x7e)
+      return false;
+  return true;
+}
+
+chat_err chat_client_set_token(chat_client *c, const char *token, size_t len,
+                               chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  if (!token)
+    return chat__client_fail(c, CHAT_ERR_INVAL, "token: required");
+  if (len == 0 || len > CHAT_CLIENT_TOKEN_MAX)
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "len: %zu is not 1..%d", len,
+                             CHAT_CLIENT_TOKEN_MAX);
+  if (!token_ok(token, len))
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "token: a byte outside visible ASCII "
+                             "(0x21-0x7e)");
+  if (c->auth_wait && c->token && c->token_len == len &&
+      memcmp(c->token, token, len) == 0)
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "token: the server refused this very token; "
+                             "get a fresh one (chat_client_start() retries "
+                             "it)");
+  char *copy = chat__strndup(&c->a, token, len);
+  if (!copy)
+    return chat__client_fail(c, CHAT_ERR_NOMEM, "out of memory");
+  chat__free(&c->a, c->token);
+  c->token = copy;
+  c->token_len = len;
+  c->token_gen++;
+  if (c->auth_wait)
+    auth_resume(c);
+  return CHAT_OK;
+}
+
+chat_err chat_client_token(const chat_client *c, const char **token,
+                           size_t *len) {
+  if (!c || !token || !len)
+    return CHAT_ERR_INVAL;
+  *token = c->token;
+  *len = c->token ? c->token_len : 0;
+  return c->token ? CHAT_OK : CHAT_ERR_NOT_FOUND;
 }
 
 uint32_t chat_client_wants(const chat_client *c) {
@@ -67,7 +153,7 @@ uint32_t chat_client_wants(const chat_client *c) {
     w |= CHAT_CLIENT_WANT_CLOSE;
   if (c->state == CHAT_CLIENT_CONNECTING && !c->connect_taken)
     w |= CHAT_CLIENT_WANT_CONNECT;
-  if (chat__creq_ready(c))
+  if (chat__creq_ready(c) && !c->auth_wait)
     w |= CHAT_CLIENT_WANT_REST;
   return w;
 }
@@ -82,6 +168,8 @@ chat_err chat_client_on_connecting(chat_client *c, chat_time_ms now) {
                              chat_client_state_name(c->state),
                              c->connect_taken ? ", attempt under way" : "");
   c->connect_taken = true;
+  c->sock = true;
+  c->conn_token_gen = c->token_gen;
   c->handshake_deadline = now + c->s.hello_timeout_ms;
   return CHAT_OK;
 }
@@ -93,9 +181,12 @@ chat_err chat_client_on_open(chat_client *c, chat_time_ms now) {
     return chat__client_fail(c, CHAT_ERR_STATE,
                              "on_open: no connection attempt (state %s)",
                              chat_client_state_name(c->state));
-  if (!c->connect_taken)
+  if (!c->connect_taken) {
     c->handshake_deadline = now + c->s.hello_timeout_ms;
+    c->conn_token_gen = c->token_gen;
+  }
   c->connect_taken = true;
+  c->sock = true;
   c->conn_gen++;
   c->last_in = c->last_out = now;
   c->want_close = false;
@@ -103,15 +194,12 @@ chat_err chat_client_on_open(chat_client *c, chat_time_ms now) {
   return CHAT_OK;
 }
 
-/* The socket closed or the attempt failed; @p unauthorized: the server
- * refused our token, so reconnecting with it would only be refused again. */
-static chat_err closed(chat_client *c, uint16_t ws_code, bool unauthorized,
-                       chat_time_ms now) {
-  bool had = c->state == CHAT_CLIENT_HANDSHAKE ||
-             c->state == CHAT_CLIENT_RESUMING ||
-             c->state == CHAT_CLIENT_READY ||
-             (c->state == CHAT_CLIENT_CONNECTING && c->connect_taken);
-  if (!had && !c->want_close)
+/* The socket closed or the attempt failed. @p why (0: none) says the
+ * server found the token no good: reconnecting with it would only be
+ * refused again, so the client waits for a new one instead. */
+static chat_err closed(chat_client *c, uint16_t ws_code, int why,
+                       int http_status, chat_time_ms now) {
+  if (!c->sock && !c->want_close)
     return CHAT_OK;
   chat__client_log(c, CHAT_LOG_INFO, "connection closed",
                    ws_code ? "" : "(no code)", NULL);
@@ -120,6 +208,7 @@ static chat_err closed(chat_client *c, uint16_t ws_code, bool unauthorized,
   chat__client_queue_drop(c);
   c->want_close = false;
   c->connect_taken = false;
+  c->sock = false;
   chat__client_resume_reset(c);
   chat__client_typing_reset(c);
   chat__client_peers_expire(c, now, true);
@@ -128,17 +217,24 @@ static chat_err closed(chat_client *c, uint16_t ws_code, bool unauthorized,
   if (was_up && now - c->ready_at >= c->s.stable_after_ms)
     c->attempt = 0;
   if (!c->started) {
+    c->fast_reconnect = false;
     chat__client_set_state(c, CHAT_CLIENT_IDLE);
     return CHAT_OK;
   }
-  if (unauthorized) {
-    /* Terminal until the app calls chat_client_start() again (with a new
-     * token given to its transport): retrying the same token on a backoff
-     * schedule would hammer the server with requests it must refuse. */
-    c->started = false;
+  if (why && c->conn_token_gen == c->token_gen) {
+    chat__client_auth_lost(c, (chat_auth_reason)why, http_status, NULL);
+    return CHAT_OK;
+  }
+  if (c->auth_wait) {
+    /* The socket a REST 401 closed: stay until a new token. */
     chat__client_set_state(c, CHAT_CLIENT_UNAUTHORIZED);
-    chat__client_error(c, CHAT_ERR_AUTH, NULL,
-                       "the server refused the token (HTTP 401)", 401, false);
+    return CHAT_OK;
+  }
+  if (why || c->fast_reconnect) {
+    /* Refused or expired with a token replaced since, or a new token came
+     * while the old socket closed: try the new one at once. */
+    c->fast_reconnect = false;
+    chat__client_set_state(c, CHAT_CLIENT_CONNECTING);
     return CHAT_OK;
   }
   uint32_t delay = 0;
@@ -151,11 +247,17 @@ static chat_err closed(chat_client *c, uint16_t ws_code, bool unauthorized,
   return CHAT_OK;
 }
 
+/* The close code a server sends when the session's token expired
+ * (PROTOCOL.md section 8). */
+#define CLOSE_TOKEN_EXPIRED 4001
+
 chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
                               chat_time_ms now) {
   if (!c)
     return CHAT_ERR_INVAL;
-  return closed(c, ws_code, false, now);
+  return closed(c, ws_code,
+                ws_code == CLOSE_TOKEN_EXPIRED ? CHAT_AUTH_EXPIRED : 0, 0,
+                now);
 }
 
 chat_err chat_client_on_refused(chat_client *c, int http_status,
@@ -165,12 +267,14 @@ chat_err chat_client_on_refused(chat_client *c, int http_status,
   if (http_status < 100 || http_status > 599)
     return chat__client_fail(c, CHAT_ERR_INVAL,
                              "http_status: %d is not 100..599", http_status);
-  if (!(c->state == CHAT_CLIENT_CONNECTING && c->connect_taken) &&
+  if (!(c->sock && (c->state == CHAT_CLIENT_CONNECTING ||
+                    c->state == CHAT_CLIENT_UNAUTHORIZED)) &&
       !c->want_close)
     return chat__client_fail(c, CHAT_ERR_STATE,
                              "on_refused: no connection attempt (state %s)",
                              chat_client_state_name(c->state));
-  return closed(c, 0, http_status == 401, now);
+  return closed(c, 0, http_status == 401 ? CHAT_AUTH_REFUSED : 0,
+                http_status, now);
 }
 
 chat_err chat_client_hint_network_up(chat_client *c, chat_time_ms now) {
@@ -187,7 +291,7 @@ chat_err chat_client_hint_network_up(chat_client *c, chat_time_ms now) {
 chat_time_ms chat_client_next_deadline(const chat_client *c) {
   if (!c)
     return CHAT_TIME_NEVER;
-  chat_time_ms d = chat__creq_deadline(c);
+  chat_time_ms d = c->auth_wait ? CHAT_TIME_NEVER : chat__creq_deadline(c);
   switch (c->state) {
   case CHAT_CLIENT_BACKOFF:
     d = tmin(d, c->reconnect_at);

@@ -197,11 +197,13 @@ chat_err chat_client_next_request(chat_client *c, chat_client_request *out) {
     chat__version_refused(&eb, "out", out->version, CHAT_CLIENT_REQUEST_V1);
     return chat__client_fail(c, CHAT_ERR_INVAL, "%s", eb.msg);
   }
-  if (c->n_ready == 0)
+  /* Nothing goes out with a token the server refused. */
+  if (c->n_ready == 0 || c->auth_wait)
     return CHAT_ERR_AGAIN;
   for (chat__req *r = c->reqs; r; r = r->next)
     if (is_ready(r)) {
       req_flags(c, r, true, true);
+      r->token_gen = c->token_gen;
       chat_client_request full = {.version = out->version,
                                   .id = r->id,
                                   .method = r->method,
@@ -347,6 +349,42 @@ chat_err chat_client_load_older(chat_client *c, const char *conv,
   return app_req(c, r, id);
 }
 
+static bool platform_ok(const char *p) {
+  return strcmp(p, "apns") == 0 || strcmp(p, "fcm") == 0 ||
+         strcmp(p, "webpush") == 0;
+}
+
+/* The server's limit on push tokens. */
+#define MAX_PUSH_TOKEN 4096
+
+chat_err chat_client_register_device(chat_client *c, const char *platform,
+                                     const char *push_token, uint32_t *id,
+                                     chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  if (!platform || !platform_ok(platform))
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "platform: must be \"apns\", \"fcm\" or "
+                             "\"webpush\"");
+  size_t n = push_token ? strlen(push_token) : 0;
+  if (n == 0 || n > MAX_PUSH_TOKEN || !chat__utf8_valid(push_token, n))
+    return chat__client_fail(c, CHAT_ERR_INVAL,
+                             "push_token: must be UTF-8 of 1..%d bytes",
+                             MAX_PUSH_TOKEN);
+  chat__buf b;
+  chat__buf_init(&b, &c->a);
+  chat__jw w;
+  chat__jw_init(&w, &b);
+  chat__jw_obj_begin(&w);
+  chat__jw_key(&w, "platform");
+  chat__jw_str(&w, platform, strlen(platform));
+  chat__jw_key(&w, "push_token");
+  chat__jw_str(&w, push_token, n);
+  chat__jw_obj_end(&w);
+  return post_req(c, REQ_DEVICE, "/api/v1/devices", &b, id);
+}
+
 /* ------------------------------------------------------------------------
  * Answers */
 
@@ -452,6 +490,7 @@ static const chat__rest_kind answer_kind[] = {
     [REQ_CONVS] = CHAT__REST_CONVERSATIONS,
     [REQ_CREATE] = CHAT__REST_CONVERSATION,
     [REQ_OLDER] = CHAT__REST_MESSAGES,
+    [REQ_DEVICE] = CHAT__REST_ERROR, /* any JSON object; nothing to keep */
 };
 
 /* The server's own words for a refusal, when its body says. */
@@ -495,7 +534,17 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
    * may ask for the next request, and must not be handed this one. */
   const char *conv = r->conv;
 
-  if (status == 0 || status == 429 || status >= 500) {
+  if (status == 401) {
+    /* Not the request's fault: it goes out again with the next token,
+     * at once when the app has replaced the token since this one went
+     * out. The client waits for a token otherwise. */
+    req_flags(c, r, true, false);
+    if (r->token_gen == c->token_gen)
+      chat__client_auth_lost(c, CHAT_AUTH_REFUSED, 401, conv);
+    chat__client_wants_changed(c);
+    return CHAT_OK;
+  }
+  if (status == 0 || status == 429 || (status >= 500 && status != 501)) {
     bool give_up = r->kind != REQ_GAP && r->attempt + 1 >= APP_MAX_ATTEMPTS;
     chat__client_error(c, CHAT_ERR_MODULE, conv, "REST request failed",
                        status, !give_up);
@@ -554,6 +603,8 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
       break;
     case REQ_OLDER:
       older_page(c, r, &a);
+      break;
+    case REQ_DEVICE:
       break;
     }
   }

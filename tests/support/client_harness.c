@@ -73,6 +73,7 @@ static void on_error(void *ud, chat_client *c, const chat_client_error *er) {
   snprintf(e->b, sizeof e->b, "%s",
            er->wire && er->wire->code ? er->wire->code : "");
   e->n = (int)er->err;
+  e->http = er->http_status;
   e->flag = er->retrying;
 }
 static void on_progress(void *ud, chat_client *c,
@@ -89,6 +90,14 @@ static void on_done(void *ud, chat_client *c, uint32_t id, chat_err r) {
   ch_event *e = ev(ud, "done");
   snprintf(e->a, sizeof e->a, "%u", (unsigned)id);
   e->n = (int)r;
+}
+
+static void on_auth(void *ud, chat_client *c, chat_auth_reason why) {
+  ch *h = ud;
+  ev(h, "auth")->n = (int)why;
+  if (h->token_on_auth)
+    chat_client_set_token(c, h->token_on_auth, strlen(h->token_on_auth),
+                          h->now);
 }
 
 chat_err ch_open(ch *h, const char *path, const chat_client_settings *s) {
@@ -110,7 +119,7 @@ chat_err ch_open_alloc(ch *h, const char *path, const chat_client_settings *s,
       .on_typing = on_typing, .on_presence = on_presence,
       .on_state_change = on_state_change, .on_conversation = on_conversation,
       .on_error = on_error, .on_resume_progress = on_progress,
-      .on_request_done = on_done};
+      .on_request_done = on_done, .on_auth_required = on_auth};
   /* CH_STORE=memory runs the suites that ask for ":memory:" on the
    * in-memory reference store instead (meson registers each client suite
    * both ways). */

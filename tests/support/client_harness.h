@@ -21,6 +21,7 @@ typedef struct ch_event {
   char b[80];       /* second: user, origin, wire code */
   int n;            /* a number: state, is_typing, err */
   bool flag;        /* retrying, duplicate, complete */
+  int http;         /* error: http_status */
 } ch_event;
 
 typedef struct ch {
@@ -33,6 +34,9 @@ typedef struct ch {
   size_t n_ev;
   chat_client_callbacks cb;
   failing_store *fail; /* the store's wrapper, owned by c */
+  /* When set, on_auth_required hands this token over at once, from inside
+   * the callback. */
+  const char *token_on_auth;
   chat_errbuf err;     /* chat_client_new's detail */
 } ch;
 

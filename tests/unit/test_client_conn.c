@@ -235,3 +235,174 @@ Test(conn, heartbeat_pings_and_detects_silence) {
   ch_advance(&h, 1000); /* 2 s since the pong: dead */
   cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CLOSE);
 }
+
+/* ------------------------------------------------------------------------
+ * The token (PROTOCOL.md section 8, API-1.0.md R9): held by the client,
+ * refused (401) or expired (4001) tokens stop reconnects until the app
+ * gives a new one, which reconnects and resumes with outbox and marks
+ * intact. */
+
+static void set_token(const char *t) {
+  cr_assert_eq(chat_client_set_token(h.c, t, strlen(t), h.now), CHAT_OK,
+               "%s", chat_client_errmsg(h.c));
+}
+
+static const char *token_now(void) {
+  const char *t;
+  size_t n;
+  cr_assert_eq(chat_client_token(h.c, &t, &n), CHAT_OK);
+  cr_assert_eq(strlen(t), n);
+  return t;
+}
+
+Test(conn, token_is_copied_and_checked) {
+  const char *t;
+  size_t n = 7;
+  cr_assert_eq(chat_client_token(h.c, &t, &n), CHAT_ERR_NOT_FOUND);
+  cr_assert_null(t);
+  cr_assert_eq(n, 0);
+  cr_assert_eq(chat_client_token(h.c, NULL, &n), CHAT_ERR_INVAL);
+  char buf[] = "abc.DEF-123_~+/=";
+  cr_assert_eq(chat_client_set_token(h.c, buf, 3, h.now), CHAT_OK);
+  buf[0] = 'X';
+  cr_assert_str_eq(token_now(), "abc", "copied, NUL-terminated");
+  set_token(buf);
+  cr_assert_str_eq(token_now(), buf);
+  const char *bad[] = {"has space", "new\nline", "tab\t", "\x7f", "\xc3\xa9"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cr_assert_eq(chat_client_set_token(h.c, bad[i], strlen(bad[i]), h.now),
+                 CHAT_ERR_INVAL, "%s", bad[i]);
+    cr_assert(strstr(chat_client_errmsg(h.c), "token"));
+  }
+  cr_assert_eq(chat_client_set_token(h.c, "x", 0, h.now), CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_set_token(h.c, NULL, 3, h.now), CHAT_ERR_INVAL);
+  char *big = malloc(CHAT_CLIENT_TOKEN_MAX + 1);
+  memset(big, 'a', CHAT_CLIENT_TOKEN_MAX + 1);
+  cr_assert_eq(chat_client_set_token(h.c, big, CHAT_CLIENT_TOKEN_MAX + 1,
+                                     h.now), CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_set_token(h.c, big, CHAT_CLIENT_TOKEN_MAX, h.now),
+               CHAT_OK);
+  free(big);
+  cr_assert_str_eq(chat_client_state_name(chat_client_get_state(h.c)),
+                   "idle", "setting a token connects nothing by itself");
+}
+
+/* Connected, a send waiting in the outbox and a read mark not yet sent,
+ * then the server closes with 4001. */
+static char pending_id[CHAT_CLIENT_MSG_ID_BUF];
+
+static void expire_with_work_pending(void) {
+  set_token("t1");
+  ch_connect(&h);
+  /* Queued while connected but never written: the socket dies first. */
+  cr_assert_eq(chat_client_send(h.c, "c", "kept", 4, pending_id, h.now),
+               CHAT_OK);
+  cr_assert_eq(chat_client_mark_read(h.c, "c", 9, h.now), CHAT_OK);
+  ch_reset_log(&h);
+  chat_client_on_close(h.c, 4001, h.now);
+}
+
+Test(conn, expired_token_waits_for_a_new_one) {
+  expire_with_work_pending();
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  cr_assert_eq(ch_last_ev(&h, "auth")->n, CHAT_AUTH_EXPIRED);
+  const ch_event *e = ch_last_ev(&h, "error");
+  cr_assert_eq(e->n, CHAT_ERR_AUTH);
+  cr_assert_eq(e->http, 0);
+  /* No reconnect with the old token, however long. */
+  cr_assert_eq(chat_client_wants(h.c), 0);
+  cr_assert_eq(chat_client_next_deadline(h.c), CHAT_TIME_NEVER);
+  ch_advance(&h, 3600 * 1000);
+  chat_client_hint_network_up(h.c, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1, "told once");
+  /* The same token again is refused; a new one reconnects at once. */
+  cr_assert_eq(chat_client_set_token(h.c, "t1", 2, h.now), CHAT_ERR_INVAL);
+  cr_assert(strstr(chat_client_errmsg(h.c), "refused"));
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  set_token("t2");
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+  cr_assert_str_eq(token_now(), "t2");
+  /* And resumes: resume first, then the outbox and the mark. */
+  ch_open_socket(&h);
+  ch_hello(&h, 0);
+  ch_drain(&h);
+  cr_assert_eq(ch_count_type(&h, "resume", 0), 1);
+  cr_assert_eq(ch_count_type(&h, "send", 0), 1);
+  cr_assert(strstr(ch_nth_type(&h, "send", 0), pending_id));
+  cr_assert_eq(ch_count_with(&h, "read", "\"up_to_message_id\":\"9\"", 0), 1);
+  cr_assert_eq(chat_client_outbox_len(h.c), 1);
+}
+
+Test(conn, refused_upgrade_asks_for_a_token) {
+  set_token("old");
+  chat_client_start(h.c, h.now);
+  chat_client_on_connecting(h.c, h.now);
+  cr_assert_eq(chat_client_on_refused(h.c, 401, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_last_ev(&h, "auth")->n, CHAT_AUTH_REFUSED);
+  cr_assert_eq(ch_last_ev(&h, "error")->http, 401);
+  set_token("new");
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+}
+
+/* A token handed over from inside on_auth_required itself. */
+Test(conn, token_from_inside_the_callback) {
+  set_token("old");
+  h.token_on_auth = "fresh";
+  ch_connect(&h);
+  chat_client_on_close(h.c, 4001, h.now);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+  cr_assert_str_eq(token_now(), "fresh");
+  ch_open_socket(&h);
+  ch_hello(&h, 0);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_RESUMING);
+}
+
+/* A connection opened with a token the app has replaced since: its 4001
+ * or 401 is about the old token, so the client just reconnects with the
+ * new one, at once and without bothering the app. */
+Test(conn, stale_token_refusal_just_reconnects) {
+  set_token("t1");
+  ch_connect(&h);
+  set_token("t2"); /* proactive refresh; the session keeps t1 */
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_READY);
+  chat_client_on_close(h.c, 4001, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 0);
+  cr_assert_eq(chat_client_on_connecting(h.c, h.now), CHAT_OK);
+  set_token("t3");
+  cr_assert_eq(chat_client_on_refused(h.c, 401, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 0);
+  /* With the current token, the same refusal is the app's business. */
+  chat_client_on_connecting(h.c, h.now);
+  chat_client_on_refused(h.c, 401, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+}
+
+Test(conn, other_close_codes_back_off_as_before) {
+  set_token("t1");
+  ch_connect(&h);
+  chat_client_on_close(h.c, 4000, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_BACKOFF);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 0);
+}
+
+Test(conn, stopped_while_unauthorized_then_token) {
+  set_token("t1");
+  ch_connect(&h);
+  chat_client_on_close(h.c, 4001, h.now);
+  chat_client_stop(h.c, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+  set_token("t2");
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE,
+               "stopped stays stopped");
+  chat_client_start(h.c, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
+}

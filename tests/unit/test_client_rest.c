@@ -399,3 +399,106 @@ Test(rest, page_of_another_conversation_is_refused) {
   const ch_event *e = ch_last_ev(&h, "error");
   cr_assert_eq(e->n, CHAT_ERR_BAD_VALUE);
 }
+
+/* A REST 401 is no module error: the request is held (not failed), the
+ * client goes UNAUTHORIZED, closes its socket and asks for a token; the
+ * request goes out again after the new token. */
+Test(rest, unauthorized_answer_holds_the_request) {
+  chat_client_set_token(h.c, "t1", 2, h.now);
+  ch_connect(&h);
+  uint32_t id;
+  cr_assert_eq(chat_client_fetch_conversations(h.c, &id, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_load_older(h.c, "c", 0, 10, NULL, h.now),
+               CHAT_OK);
+  chat_client_request r1 = take(), r2 = take();
+  cr_assert_eq(chat_client_on_response(h.c, r1.id, 401, "{}", 2, h.now),
+               CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  cr_assert_eq(ch_last_ev(&h, "auth")->n, CHAT_AUTH_REFUSED);
+  cr_assert_eq(ch_count_ev(&h, "done"), 0, "not failed");
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CLOSE,
+            "the socket goes too");
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  chat_client_request rx = {.version = CHAT_CLIENT_REQUEST_V1};
+  cr_assert_eq(chat_client_next_request(h.c, &rx), CHAT_ERR_AGAIN);
+  /* The other request in flight meets the same answer: told once. */
+  cr_assert_eq(chat_client_on_response(h.c, r2.id, 401, NULL, 0, h.now),
+               CHAT_OK);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  /* The socket closes: no backoff, still waiting for a token. */
+  chat_client_on_close(h.c, 1000, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(chat_client_next_deadline(h.c), CHAT_TIME_NEVER);
+  ch_advance(&h, 600000);
+  cr_assert_eq(chat_client_wants(h.c), 0);
+  /* A new token: both requests go out again, and the client connects. */
+  cr_assert_eq(chat_client_set_token(h.c, "t2", 2, h.now), CHAT_OK);
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+  chat_client_request a = take(), b = take();
+  cr_assert_eq(a.id, r1.id);
+  cr_assert_str_eq(a.path, "/api/v1/conversations?limit=100");
+  cr_assert_eq(b.id, r2.id);
+  answer(a.id, 200, strdup("{\"conversations\":[],\"next_cursor\":null}"));
+  cr_assert_eq(ch_count_ev(&h, "done"), 1);
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+}
+
+/* The app replaced the token after the request went out: its 401 is about
+ * the old token, and the request simply goes out again. */
+Test(rest, unauthorized_with_a_replaced_token_retries_at_once) {
+  chat_client_set_token(h.c, "t1", 2, h.now);
+  uint32_t id;
+  chat_client_fetch_conversations(h.c, &id, h.now);
+  chat_client_request r = take();
+  chat_client_set_token(h.c, "t2", 2, h.now);
+  answer(r.id, 401, NULL);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 0);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+  r = take();
+  cr_assert_eq(r.id, id);
+}
+
+/* Not started: a 401 still asks for a token; the new one sends the held
+ * request and leaves the client IDLE. */
+Test(rest, unauthorized_while_idle) {
+  chat_client_set_token(h.c, "t1", 2, h.now);
+  uint32_t id;
+  chat_client_fetch_conversations(h.c, &id, h.now);
+  answer(take().id, 401, NULL);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  chat_client_set_token(h.c, "t2", 2, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+  cr_assert_eq(take().id, id);
+}
+
+Test(rest, register_device) {
+  uint32_t id = 0;
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", "tok:1/\"x\"", &id,
+                                           h.now), CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_eq(r.id, id);
+  cr_assert_str_eq(r.method, "POST");
+  cr_assert_str_eq(r.path, "/api/v1/devices");
+  cr_assert_str_eq(r.body,
+                   "{\"platform\":\"fcm\",\"push_token\":\"tok:1/\\\"x\\\"\"}");
+  answer(r.id, 200, strdup("{\"device_id\":\"phone\",\"platform\":\"fcm\"}"));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+  /* A server without push support says 501: final, not retried. */
+  cr_assert_eq(chat_client_register_device(h.c, "apns", "t", &id, h.now),
+               CHAT_OK);
+  answer(take().id, 501, strdup("{\"error\":{\"code\":\"internal\"}}"));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_ERR_MODULE);
+  ch_advance(&h, 120000);
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  cr_assert_eq(chat_client_register_device(h.c, "sms", "t", &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert(strstr(chat_client_errmsg(h.c), "platform"));
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", "", &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", NULL, &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", "\xff", &id, h.now),
+               CHAT_ERR_INVAL);
+}
