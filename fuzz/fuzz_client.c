@@ -9,6 +9,9 @@
  *   !s<body> the app sends <body> to conversation "c"
  *   !m<id>   the app marks conversation "c" read up to <id>
  *   !k       a keystroke in conversation "c"
+ *   !x       the server closes the session with 4001 (token expired)
+ *   !T<tok>  the app hands over a token
+ *   !d<tok>  the app registers a push token
  * After every chunk the host drains frames and requests as a real one
  * would. Any crash, sanitizer report or broken invariant is a finding. */
 #include <stdint.h>
@@ -127,6 +130,20 @@ static void action(fz *f, const uint8_t *p, size_t n) {
   case 'k':
     chat_client_typing(f->c, "c", f->now);
     break;
+  case 'x':
+    chat_client_on_close(f->c, 4001, f->now);
+    break;
+  case 'T':
+    chat_client_set_token(f->c, (const char *)arg, an, f->now);
+    break;
+  case 'd': {
+    char tok[128];
+    size_t k = an < sizeof tok - 1 ? an : sizeof tok - 1;
+    memcpy(tok, arg, k);
+    tok[k] = 0;
+    chat_client_register_device(f->c, "fcm", tok, NULL, f->now);
+    break;
+  }
   default:
     break;
   }

@@ -179,6 +179,10 @@ client_sessions = [
             b"[1]", {"type": "receipt", "conversation_id": "c",
                      "message_id": "5", "state": "read", "member_id": "bob",
                      "counts": {"delivered": 2, "read": 1}}),
+    session(b"!Ttok1", resumed, b"!x", b"!t60000", b"!Ttok1", b"!Ttok2",
+            resumed, b"!s after", b"!e401", b"!Ttok3", b"!dpush-1"),
+    session(resumed, {"type": "goaway", "reason": "drain",
+                      "retry_after_ms": 5000}, b"!c", b"!t6000", resumed),
 ] + [session(resumed, f) for f in enc(to_client)]
 write("fuzz_client", client_sessions)
 

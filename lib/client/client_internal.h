@@ -215,6 +215,8 @@ struct chat_client {
   size_t token_len;
   uint64_t token_gen;      /* bumped by every chat_client_set_token() */
   uint64_t conn_token_gen; /* token_gen when this connection began */
+  bool goaway;             /* the server announced its close (section 8) */
+  uint64_t goaway_ms;      /* ... and asked for a wait up to this long */
   uint64_t conn_gen;
   uint32_t attempt;
   chat_time_ms reconnect_at;

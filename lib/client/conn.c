@@ -187,6 +187,7 @@ chat_err chat_client_on_open(chat_client *c, chat_time_ms now) {
   }
   c->connect_taken = true;
   c->sock = true;
+  c->goaway = false;
   c->conn_gen++;
   c->last_in = c->last_out = now;
   c->want_close = false;
@@ -235,6 +236,22 @@ static chat_err closed(chat_client *c, uint16_t ws_code, int why,
      * while the old socket closed: try the new one at once. */
     c->fast_reconnect = false;
     chat__client_set_state(c, CHAT_CLIENT_CONNECTING);
+    return CHAT_OK;
+  }
+  if (c->goaway) {
+    /* A deliberate close (drain, overload) announced by `goaway`: wait a
+     * uniformly random delay in [0, retry_after_ms] instead of the backoff,
+     * so that a restart's clients do not all return at once; the attempt
+     * counter does not grow (PROTOCOL.md section 8). */
+    c->goaway = false;
+    uint8_t b[8];
+    c->env.random(c->env.user_data, b, sizeof b);
+    uint64_t r = 0;
+    for (int i = 0; i < 8; i++)
+      r |= (uint64_t)b[i] << (8 * i);
+    uint64_t span = c->goaway_ms;
+    c->reconnect_at = now + (span == UINT64_MAX ? r : r % (span + 1));
+    chat__client_set_state(c, CHAT_CLIENT_BACKOFF);
     return CHAT_OK;
   }
   uint32_t delay = 0;

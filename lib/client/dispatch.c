@@ -127,6 +127,13 @@ static void dispatch(chat_client *c, const chat_frame *f, chat_time_ms now) {
     break;
   case CHAT_FRAME_PONG:
     break;
+  case CHAT_FRAME_GOAWAY:
+    /* The close follows; closed() then waits as the server asked. */
+    c->goaway = true;
+    c->goaway_ms = f->goaway->retry_after_ms;
+    chat__client_log(c, CHAT_LOG_INFO, "the server is going away:",
+                     f->goaway->reason.ptr, NULL);
+    break;
   default:
     chat__client_error(c, CHAT_ERR_UNKNOWN_TYPE, NULL,
                        "unexpected frame type", 0, false);

@@ -406,3 +406,41 @@ Test(conn, stopped_while_unauthorized_then_token) {
   chat_client_start(h.c, h.now);
   cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_CONNECTING);
 }
+
+/* Section 8: `goaway` before a deliberate close makes the client wait a
+ * uniformly random delay in [0, retry_after_ms] instead of its backoff,
+ * without growing the attempt counter. */
+Test(conn, goaway_spreads_the_reconnect) {
+  chat_time_ms lo = CHAT_TIME_NEVER, hi = 0;
+  for (int i = 0; i < 40; i++) {
+    ch_connect(&h);
+    ch_feed(&h, "{\"type\":\"goaway\",\"reason\":\"drain\","
+                "\"retry_after_ms\":30000}");
+    cr_assert_eq(ch_count_ev(&h, "error"), 0, "not an error");
+    chat_client_on_close(h.c, 1012, h.now);
+    cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_BACKOFF);
+    cr_assert_eq(chat_client_backoff_attempt(h.c), 0);
+    chat_time_ms d = chat_client_next_deadline(h.c) - h.now;
+    cr_assert_leq(d, 30000);
+    if (d < lo)
+      lo = d;
+    if (d > hi)
+      hi = d;
+    ch_advance(&h, d);
+    cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+    ch_reset_log(&h);
+  }
+  cr_assert_lt(lo, 10000, "spread low");
+  cr_assert_gt(hi, 20000, "spread high");
+  /* Only the close after a goaway: the next one backs off as usual. */
+  ch_connect(&h);
+  chat_client_on_close(h.c, 1006, h.now);
+  cr_assert_eq(chat_client_backoff_attempt(h.c), 1);
+  /* retry_after_ms 0: back at once. */
+  ch_advance(&h, 60000);
+  ch_connect(&h);
+  ch_feed(&h, "{\"type\":\"goaway\",\"reason\":\"overload\","
+              "\"retry_after_ms\":0}");
+  chat_client_on_close(h.c, 1013, h.now);
+  cr_assert_eq(chat_client_next_deadline(h.c), h.now);
+}
