@@ -76,6 +76,8 @@ struct chat_client_lws {
   struct lws_protocols protocols[2];
   struct lws *ws;
   char *ws_auth;   /* the WebSocket's Authorization value */
+  bool ws_told;    /* the client was told of an attempt and not yet of
+                    * its end: a stop must close it for the client */
   bool ws_open;    /* established */
   bool ws_closing; /* we asked lws to close it */
   chat__buf rx;
@@ -210,6 +212,19 @@ static creq *req_of(chat_client_lws *r, struct lws *wsi) {
   return NULL;
 }
 
+/* The WebSocket attempt or connection is over: tell the client once. */
+static void ws_ended(chat_client_lws *r, int refused_status, uint16_t code) {
+  if (!r->ws_told)
+    return;
+  r->ws_told = false;
+  chat_time_ms now = chat__lws_mono_ms();
+  if (refused_status)
+    check(r, chat_client_on_refused(r->c, refused_status, now),
+          "chat_client_on_refused");
+  else
+    check(r, chat_client_on_close(r->c, code, now), "chat_client_on_close");
+}
+
 /* Hand the answer (status 0: none) to the client and forget the request. */
 static void req_finish(chat_client_lws *r, creq *q, bool ok) {
   int status = ok && !q->too_big && !q->resp.oom ? q->status : 0;
@@ -291,6 +306,7 @@ static void ws_connect(chat_client_lws *r) {
   chat_time_ms now = chat__lws_mono_ms();
   if (chat_client_on_connecting(r->c, now) != CHAT_OK)
     return;
+  r->ws_told = true;
   struct lws_client_connect_info i;
   connect_info(r, &i, r->ws_path);
   i.protocol = "chat.v1";
@@ -303,12 +319,10 @@ static void ws_connect(chat_client_lws *r) {
   r->rx_over = false;
   r->rx_binary = false;
   r->close_code = 0;
-  if (!lws_client_connect_via_info(&i) && r->ws) {
+  if (!lws_client_connect_via_info(&i) || !r->ws) {
+    /* Failed at once (the callback may have reported it already). */
     r->ws = NULL;
-    check(r, chat_client_on_close(r->c, 0, now), "chat_client_on_close");
-  } else if (!r->ws &&
-             chat_client_get_state(r->c) == CHAT_CLIENT_CONNECTING) {
-    check(r, chat_client_on_close(r->c, 0, now), "chat_client_on_close");
+    ws_ended(r, 0, 0);
   }
 }
 
@@ -327,8 +341,9 @@ static void pump(chat_client_lws *r) {
         r->ws_open)
       lws_callback_on_writable(r->ws);
     if ((w & CHAT_CLIENT_WANT_CLOSE) && !r->ws) {
-      check(r, chat_client_on_close(r->c, 0, chat__lws_mono_ms()),
-            "chat_client_on_close");
+      /* Nothing of ours is open: the close is done. */
+      r->ws_told = true;
+      ws_ended(r, 0, 0);
       again = true;
     } else if ((w & CHAT_CLIENT_WANT_CLOSE) && r->ws && !r->ws_open &&
                !r->ws_closing) {
@@ -577,9 +592,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
       r->ws_open = false;
       uint16_t code = r->close_code ? r->close_code : 1006;
       r->close_code = 0;
-      if (!check(r, chat_client_on_close(r->c, code, now),
-                 "chat_client_on_close"))
-        pump(r);
+      ws_ended(r, 0, code);
+      pump(r);
     }
     return 0;
 
@@ -596,13 +610,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
         status = 401;
       r->ws = NULL;
       r->ws_open = false;
-      chat_err rc;
-      if (status >= 100 && status <= 599 && status != 101)
-        rc = chat_client_on_refused(r->c, (int)status, now);
-      else
-        rc = chat_client_on_close(r->c, 0, now);
-      if (!check(r, rc, "chat_client_on_close"))
-        pump(r);
+      ws_ended(r, status >= 100 && status <= 599 && status != 101
+                      ? (int)status
+                      : 0,
+               0);
+      pump(r);
       return 0;
     } else {
       creq *q = req_of(r, wsi);
@@ -883,7 +895,6 @@ static void do_stop(chat_client_lws *r) {
   pthread_mutex_lock(&r->mu);
   r->closed = true; /* no more posts */
   pthread_mutex_unlock(&r->mu);
-  bool had_ws = r->ws != NULL || r->ws_open;
   context_down(r);
   r->ws = NULL;
   r->ws_open = false;
@@ -892,8 +903,9 @@ static void do_stop(chat_client_lws *r) {
    * fatally may only be freed: it hears nothing. */
   bool tell = r->fatal == CHAT_OK || r->fatal == CHAT_ERR_NOMEM;
   chat_time_ms now = chat__lws_mono_ms();
-  if (had_ws && tell)
+  if (r->ws_told && tell)
     (void)chat_client_on_close(r->c, 1001, now);
+  r->ws_told = false;
   while (r->reqs) {
     creq *q = r->reqs;
     uint32_t id = q->id;
