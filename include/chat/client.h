@@ -6,10 +6,10 @@
  *
  *   start:    chat_client_start(); then follow chat_client_wants()
  *   connect:  CHAT_CLIENT_WANT_CONNECT -> chat_client_on_connecting(), open
- *             the WebSocket, then chat_client_on_open() or, on failure,
- *             chat_client_on_close(), or chat_client_on_refused() when
- *             the server answered the upgrade with an HTTP status (401:
- *             the token was refused; the client stops reconnecting)
+ *             the WebSocket with the token of chat_client_token(), then
+ *             chat_client_on_open() or, on failure, chat_client_on_close(),
+ *             or chat_client_on_refused() when the server answered the
+ *             upgrade with an HTTP status (401: the token was refused)
  *   inbound:  chat_client_on_frame() for each whole text message
  *   outbound: CHAT_CLIENT_WANT_WRITE -> while chat_client_next_frame() gives
  *             CHAT_OK, write that frame
@@ -17,8 +17,8 @@
  *             gives (a last typing stop), close the socket, then
  *             chat_client_on_close(); also call it whenever the socket dies
  *   REST:     CHAT_CLIENT_WANT_REST -> while chat_client_next_request()
- *             gives CHAT_OK, perform that HTTP request (same bearer token)
- *             and later hand the answer to chat_client_on_response()
+ *             gives CHAT_OK, perform that HTTP request (the same bearer
+ *             token) and later hand the answer to chat_client_on_response()
  *   time:     arm one timer for chat_client_next_deadline(); when it fires,
  *             chat_client_on_timer()
  *
@@ -30,14 +30,20 @@
  * the server cannot close (`resume_failed`, or `history` with
  * `complete:false`) are paged from REST.
  *
+ * The token is the client's (chat_client_set_token()). When the server
+ * finds it no good (401 on the upgrade or a REST request, close 4001 on an
+ * open session) the client stops using it, goes CHAT_CLIENT_UNAUTHORIZED
+ * and asks the app for a new one through on_auth_required.
+ *
  * Threads: a chat_client is used from one thread at a time. Callbacks fire
  * only inside chat_client_* calls, on the calling thread, and may call
  * chat_client_* functions on the same client, except chat_client_free()
  * and the feeding calls (chat_client_on_frame(), chat_client_on_response()),
  * which must not be re-entered from a callback.
  *
- * Ownership: settings, callbacks, allocator and input strings are copied.
- * The store is owned by the client from a successful chat_client_new() on.
+ * Ownership: settings (with the env and backoff they point at), callbacks,
+ * store ops, allocator, the token and input strings are copied. The store
+ * is owned by the client from a successful chat_client_new() on.
  * Pointers given to callbacks are borrowed until the callback returns.
  * Views returned by chat_client_next_frame() and chat_client_next_request()
  * stay valid until the next call on the same client.
