@@ -494,9 +494,9 @@ Test(bus, membership_changes_reach_every_gateway) {
   const char *want[] = {"hi", "bob left", "alice added dave", "hello",
                         "welcome dave"};
   for (size_t i = 0; i < 5; i++) {
-    const chat_frame *m = dev_expect(a, CHAT_FRAME_MESSAGE);
-    cr_assert_str_eq(m->message->body.ptr, want[i]);
-    cr_assert_eq(m->message->body_type,
+    const chat_frame *got = dev_expect(a, CHAT_FRAME_MESSAGE);
+    cr_assert_str_eq(got->message->body.ptr, want[i]);
+    cr_assert_eq(got->message->body_type,
                  i == 1 || i == 2 ? CHAT_BODY_SYSTEM : CHAT_BODY_TEXT);
   }
   cr_assert_eq(dev_count(a, CHAT_FRAME_MESSAGE), 0);
