@@ -1052,6 +1052,8 @@ static chat_err row_conversation(store *s, sqlite3_stmt *st,
     e = col_str(s, st, L_NAME, &c->name.ptr, &c->name.len);
   if (!e)
     e = col_list(s, st, L_MEMBERS, SIZE_MAX, &c->members, &c->n_members);
+  if (!e)
+    e = col_list(s, st, L_ADMINS, SIZE_MAX, &c->admins, &c->n_admins);
   /* The LEFT JOIN found no last message. */
   if (e || sqlite3_column_type(st, L_MSG + 1) == SQLITE_NULL)
     return e;
