@@ -183,6 +183,10 @@ typedef struct chat_append_result {
    * refused (nothing stored for it, the rest of the batch commits):
    * CHAT_ERR_NOT_FOUND or CHAT_ERR_DENIED (see append). */
   chat_err status;
+  /* Appended in 1.0: the sender was shadow-banned when the message was
+   * stored (see append); the server delivers it to the sender's own
+   * devices only. */
+  bool withheld;
 } chat_append_result;
 
 typedef enum chat_page_dir {
@@ -255,8 +259,9 @@ typedef struct chat_member_change {
   uint32_t max_members;      /* ADD: CHAT_ERR_CONFLICT when the group has
                                 this many members; 0: no cap */
   /* The change's system message: body_type SYSTEM, sender actor_id, no
-   * client_msg_id, server_ts. Its id follows append's rule (raised past
-   * the conversation's last id when it does not grow). */
+   * client_msg_id, server_ts. It is stored as append stores a message:
+   * its id raised past the conversation's last id when it does not grow,
+   * withheld when actor_id is shadow-banned. */
   uint64_t message_id;
   int64_t server_ts;
   chat_str body;
@@ -289,11 +294,11 @@ typedef struct chat_storage_ops {
    * last_read_message_id are the viewer's; viewer may be NULL), with all
    * members, in the order they joined, and its admins (section 8; empty
    * for a direct conversation). last_message is the newest message of
-   * body_type TEXT, MEDIA or SYSTEM the viewer may see (shadow-banned
-   * senders' messages are seen by their sender only; with viewer NULL, by
-   * nobody), read back with its current state; unread_count counts the
-   * TEXT and MEDIA messages of other senders after the viewer's read mark
-   * that the viewer may see. CHAT_ERR_NOT_FOUND when unknown. Required. */
+   * body_type TEXT, MEDIA or SYSTEM the viewer may see (a withheld one,
+   * see append, only by its sender; with viewer NULL, by nobody), read
+   * back with its current state; unread_count counts the TEXT and MEDIA
+   * messages of other senders after the viewer's read mark that are not
+   * withheld. CHAT_ERR_NOT_FOUND when unknown. Required. */
   chat_err (*conversation_get)(void *self, const char *conversation_id,
                                const char *viewer, chat_conversation_sink emit,
                                void *ctx, chat_op *op);
@@ -341,6 +346,16 @@ typedef struct chat_storage_ops {
    * cap of conversation_create; SYSTEM, EDIT and DELETE entries do not
    * count).
    *
+   * Shadow bans (section 8), decided inside this transaction against the
+   * ban list (shadow_ban_set) as it is at the commit: a message whose
+   * sender is banned then is stored "withheld" (results[i].withheld =
+   * true) for good. A withheld message is read back only by its sender
+   * (messages_as, last_message, unread counts), covers no receipt update
+   * of mark(), does not count as having written, and does not move the
+   * chat list's activity order; a withheld edit or delete entry is not
+   * applied to its target. Unbanning withholds nothing further and
+   * reveals nothing withheld before.
+   *
    * Edit and delete entries (has_target_id; PROTOCOL.md section 8), in
    * this order inside the batch's transaction, so that a retry is always
    * answered as a duplicate whatever happened to the target since:
@@ -371,8 +386,8 @@ typedef struct chat_storage_ops {
 
   /** Page through a conversation's messages (see chat_page_dir); emits at
    * most @p limit messages. An unknown conversation emits nothing. Every
-   * message, shadow-banned senders' included (messages_as is the view of
-   * one reader). Required. */
+   * message, withheld ones included (messages_as is the view of one
+   * reader). Required. */
   chat_err (*messages)(void *self, const char *conversation_id,
                        chat_page_dir dir, uint64_t anchor, uint32_t limit,
                        chat_message_sink emit, void *ctx, chat_op *op);
@@ -386,9 +401,10 @@ typedef struct chat_storage_ops {
   /** Apply a receipt mark in one transaction. *advanced is false when the
    * mark did not move (it is not higher than the stored one, or the member
    * is not a member); emits one update per sender whose messages the mark
-   * newly covers, shadow-banned senders excepted (they see no receipts). in->group must match the conversation's stored type (the
-   * server passes it from its membership cache). A member who leaves and
-   * rejoins starts with no marks. Required. */
+   * newly covers, withheld messages excepted (see append). in->group
+   * must match the conversation's stored type (the server passes it from
+   * its membership cache). A member who leaves and rejoins starts with no
+   * marks. Required. */
   chat_err (*mark)(void *self, const chat_mark_in *in, bool *advanced,
                    chat_mark_sink emit, void *ctx, chat_op *op);
 
@@ -461,8 +477,8 @@ typedef struct chat_storage_ops {
                             chat_conversation_sink emit, void *ctx,
                             chat_op *op);
 
-  /** messages() as @p viewer sees it: a message whose sender is
-   * shadow-banned is emitted only when the viewer is that sender, and
+  /** messages() as @p viewer sees it: a withheld message (see append) is
+   * emitted only when the viewer is its sender (viewer NULL: never), and
    * @p limit counts the messages emitted. Resume and REST history use it.
    * NULL: the server uses messages(), and shadow bans do not hide
    * history. */
@@ -472,18 +488,19 @@ typedef struct chat_storage_ops {
                           chat_message_sink emit, void *ctx, chat_op *op);
 
   /** Shadow-ban (@p banned true) or unban a user, durably; idempotent.
-   * Every change bumps the ban list's version (see shadow_bans). Operator
-   * tools call it directly (`chatd ban`, with op NULL); the server never
-   * does. NULL: no shadow bans. */
+   * Every change bumps the ban list's version (see shadow_bans), and
+   * append consults the list from its next commit on. Operator tools call
+   * it directly (`chatd ban`, with op NULL); the server never does. NULL:
+   * no shadow bans. */
   chat_err (*shadow_ban_set)(void *self, const char *user_id, bool banned,
                              int64_t now_ms, chat_op *op);
 
   /** The shadow-banned users. *version receives the ban list's version, a
    * number that changes (and is never 0) whenever the list does; when it
    * differs from @p known_version every banned user is emitted, otherwise
-   * nothing is. The server polls it (settings.ban_poll_ms) and starts with
-   * known_version 0, so a ban made by another process reaches every
-   * gateway within one poll. NULL: nobody is banned. */
+   * nothing is. The server polls it (settings.ban_poll_ms, starting with
+   * known_version 0) for what append does not decide: the typing relay.
+   * NULL: nobody's typing is held back. */
   chat_err (*shadow_bans)(void *self, uint64_t known_version,
                           uint64_t *version, chat_user_sink emit, void *ctx,
                           chat_op *op);

@@ -873,7 +873,8 @@ static void deliver_system(rq *q, const chat_append_result *r,
                     .body = {text, pl + bl},
                     .server_ts = r->server_ts,
                     .body_type = CHAT_BODY_SYSTEM};
-  chat__deliver_message(srv, &m, q->notify, q->n_notify, NULL, false);
+  chat__deliver_message(srv, &m, q->notify, q->n_notify, NULL, false,
+                        r->withheld);
 }
 
 static void on_changed(chat_server *srv, chat__job *j, uint32_t idx,

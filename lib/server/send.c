@@ -279,14 +279,15 @@ static void fanout_release(chat_server *srv, chat__job *j) {
 
 void chat__deliver_message(chat_server *srv, const chat_message *m,
                            const char *const *members, size_t n_members,
-                           const char *except_device, bool push) {
+                           const char *except_device, bool push,
+                           bool withheld) {
   chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_MESSAGE,
                   .message = m};
   chat__shared_frame *sf = chat__frame_make(srv, &f);
   if (!sf)
     return; /* stored; members catch up by resume */
   const char *sender = m->sender_id;
-  if (chat__banned(srv, sender)) {
+  if (withheld) {
     /* Shadow ban: stored and acked as usual, but only the sender's own
      * devices see it, and nobody is pushed (PROTOCOL.md section 8). */
     srv->st.shadow_withheld_total++;
@@ -327,7 +328,8 @@ static void on_fanout_conv(chat_server *srv, chat__job *job,
   /* Edits and deletes change what a notification would show; they are
    * not pushed. */
   chat__deliver_message(srv, &m, (const char *const *)c->members,
-                        c->n_members, p->device, !is_entry(&p->msg));
+                        c->n_members, p->device, !is_entry(&p->msg),
+                        j->r.withheld);
 }
 
 static void fan_out(chat_server *srv, pending_send *p,

@@ -692,8 +692,6 @@ chat_err chat_server_on_timer(chat_server *srv, chat_time_ms now) {
       purge(srv);
     srv->next_purge = now + 3600 * 1000;
   }
-  /* Sends that wait for the first answer go at the next round, which
-   * next_deadline() makes due at once. */
   if (srv->next_ban_poll <= now)
     poll_bans(srv);
   chat__push_run(srv);

@@ -282,9 +282,9 @@ struct chat_server {
   chat_time_ms next_rest_sweep;
   bool draining;
   bool drain_closed;             /* sessions told to close (1001/1012) */
-  /* Shadow bans (storage shadow_bans), polled every ban_poll_ms. Until the
-   * first answer nothing commits, so no banned sender's message is ever
-   * delivered to others. */
+  /* Shadow bans (storage shadow_bans), polled every ban_poll_ms for the
+   * typing relay; whether a message is withheld is decided by the store
+   * in its commit (chat_append_result.withheld). */
   chat__map bans;                /* user_id -> (void *)1 */
   uint64_t bans_version;         /* 0: not loaded */
   bool bans_loaded;
@@ -311,10 +311,10 @@ struct chat_server {
 
 static inline void chat__enter(chat_server *srv) { srv->depth++; }
 
-/* A group commit may start now: none in flight, ids minted above the
- * store's, and the ban list known. */
+/* A group commit may start now: none in flight, and ids minted above the
+ * store's. */
 static inline bool chat__can_commit(const chat_server *srv) {
-  return !srv->commit_busy && srv->ids_ready && srv->bans_loaded;
+  return !srv->commit_busy && srv->ids_ready;
 }
 
 /* ---- server.c ---- */
@@ -405,12 +405,13 @@ void chat__on_delete(chat_session *s, const chat_delete *m,
                      chat_time_ms now);
 /* Deliver a stored entry of the log (a committed send, edit, delete or
  * system message) as a `message` frame: to every member's devices but
- * except_device of the sender, or only to the sender's own devices when
- * the sender is shadow-banned. push: text and media from an unbanned
- * sender only. */
+ * except_device of the sender, or, when the store withheld it (a
+ * shadow-banned sender), only to the sender's own devices and without
+ * push. */
 void chat__deliver_message(chat_server *srv, const chat_message *m,
                            const char *const *members, size_t n_members,
-                           const char *except_device, bool push);
+                           const char *except_device, bool push,
+                           bool withheld);
 /* Start the next group commit unless one is in flight. */
 chat_err chat__flush_sends(chat_server *srv, chat_time_ms now);
 /* Deliver every message committed in an earlier timer round. */

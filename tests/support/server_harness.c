@@ -372,6 +372,11 @@ void harness_advance(harness *h, uint64_t ms) {
 }
 
 dev *dev_open(harness *h, const char *user, const char *device) {
+  return dev_open_kind(h, user, device, CHAT_SENDER_USER);
+}
+
+dev *dev_open_kind(harness *h, const char *user, const char *device,
+                   chat_sender_kind kind) {
   cr_assert_lt(h->n_devs, HARNESS_MAX_DEVS);
   dev *d = &h->devs[h->n_devs++];
   memset(d, 0, sizeof *d);
@@ -379,6 +384,7 @@ dev *dev_open(harness *h, const char *user, const char *device) {
   snprintf(d->id.user_id, sizeof d->id.user_id, "%s", user);
   snprintf(d->id.device_id, sizeof d->id.device_id, "%s", device);
   d->id.version = CHAT_IDENTITY_V1;
+  d->id.kind = kind;
   cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL), CHAT_OK);
   chat_err rc = chat_server_open_session(h->srv, &d->sess, &d->id, d, h->now);
   cr_assert_eq(rc, CHAT_OK, "open_session: %s", chat_err_name(rc));
@@ -512,6 +518,7 @@ int harness_http(harness *h, const char *user, const char *method,
   chat_identity id = {.version = CHAT_IDENTITY_V1};
   snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
   snprintf(id.device_id, sizeof id.device_id, "rest");
+  id.kind = h->http_kind;
   chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
                            .method = method, .path = path, .query = query,
                            .content_type = "application/json",

@@ -96,6 +96,9 @@ struct harness {
   size_t http_len;
   char http_type[256];
   unsigned http_callbacks;
+  /* The kind of the identity harness_http() calls with (user by
+   * default). */
+  chat_sender_kind http_kind;
 };
 
 /* settings may be NULL (defaults); its env is replaced by the fake one. */
@@ -132,6 +135,9 @@ void harness_tick(harness *h);
 void harness_pump(harness *h);
 
 dev *dev_open(harness *h, const char *user, const char *device);
+/* A device whose token says user or bot (CHAT_SENDER_BOT). */
+dev *dev_open_kind(harness *h, const char *user, const char *device,
+                   chat_sender_kind kind);
 void dev_close(dev *d);
 void dev_send(dev *d, const char *json);
 void dev_sendf(dev *d, const char *fmt, ...)

@@ -3229,58 +3229,77 @@ Test(sqlite, shadow_banned_messages_are_seen_by_their_sender_only) {
   chat_storage_ops ops = open_mem();
   group(&ops, "g", abc, 3);
   put(&ops, "g", 10, "alice", "a1");
+  put(&ops, "g", 15, "bob", "b0");
   cr_assert_eq(ops.shadow_ban_set(ops.self, "bob", true, 1, NULL), CHAT_OK);
-  put(&ops, "g", 20, "bob", "b1");
-  put(&ops, "g", 30, "bob", "b2");
-  /* Others: not in history, unread or last_message. */
+  cr_assert(put(&ops, "g", 20, "bob", "b1").withheld);
+  cr_assert(put(&ops, "g", 30, "bob", "b2").withheld);
+  cr_assert_not(put(&ops, "g", 35, "alice", "a2").withheld);
+  /* A withheld edit is stored, but changes nothing others read back. */
+  chat_msg_in e = entry("g", 36, "bob", "e1", 15, "edited while banned");
+  chat_append_result er = put_one(&ops, &e);
+  cr_assert_eq(er.status, CHAT_OK);
+  cr_assert(er.withheld);
+  cr_assert_str_eq(one_msg(&ops, "g", 15).body, "hi");
+  /* Others: not in history, unread or last_message; what bob sent
+   * before the ban stays. */
   msg_cap mc = {0};
   cr_assert_eq(ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_LATEST, 0,
                                10, on_msg, &mc, NULL),
                CHAT_OK);
-  cr_assert_eq(mc.n, 1);
-  cr_assert_eq(mc.v[0].id, 10);
-  /* limit counts what is emitted: one message after 10 is none for
-   * carol. */
+  cr_assert_eq(mc.n, 3);
+  cr_assert_eq(mc.v[0].id, 35);
+  cr_assert_eq(mc.v[1].id, 15);
+  cr_assert_eq(mc.v[2].id, 10);
+  /* limit counts what is emitted: the one message after 15 is 35. */
   mc.n = 0;
-  ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_AFTER, 0, 1, on_msg, &mc,
-                  NULL);
-  cr_assert_eq(mc.n, 1);
-  mc.n = 0;
-  ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_BEFORE, 31, 10, on_msg,
+  ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_AFTER, 15, 1, on_msg,
                   &mc, NULL);
   cr_assert_eq(mc.n, 1);
+  cr_assert_eq(mc.v[0].id, 35);
+  mc.n = 0;
+  ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_BEFORE, 35, 10, on_msg,
+                  &mc, NULL);
+  cr_assert_eq(mc.n, 2);
+  put(&ops, "g", 37, "bob", "b-late"); /* still banned: withheld */
   conv_view v = get(&ops, "g", "carol");
-  cr_assert_eq(v.last_id, 10);
-  cr_assert_eq(v.unread, 1);
+  cr_assert_eq(v.last_id, 35);
+  cr_assert_eq(v.unread, 3, "10, 15 and 35");
   v = get(&ops, "g", NULL);
-  cr_assert_eq(v.last_id, 10, "a view for nobody hides them too");
+  cr_assert_eq(v.last_id, 35, "a view for nobody hides them too");
   conv_cap cap = {0};
   char next[CHAT_CURSOR_BUF];
   ops.conversations_of(ops.self, "carol", NULL, 10, on_conv, &cap, next,
                        NULL);
-  cr_assert_eq(cap.v[0].last_id, 10);
-  cr_assert_eq(cap.v[0].unread, 1);
+  cr_assert_eq(cap.v[0].last_id, 35);
+  cr_assert_eq(cap.v[0].unread, 3);
   /* The sender sees everything, as if nothing had happened. */
   mc.n = 0;
   ops.messages_as(ops.self, "g", "bob", CHAT_PAGE_LATEST, 0, 10, on_msg, &mc,
                   NULL);
-  cr_assert_eq(mc.n, 3);
-  cr_assert_eq(get(&ops, "g", "bob").last_id, 30);
+  cr_assert_eq(mc.n, 7);
+  cr_assert_eq(get(&ops, "g", "bob").last_id, 37);
   /* The raw log has everything. */
   mc.n = 0;
   ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 10, on_msg, &mc, NULL);
-  cr_assert_eq(mc.n, 3);
-  /* Reads do not tell the banned sender anything. */
+  cr_assert_eq(mc.n, 7);
+  /* Reads tell the banned sender about what was delivered only. */
   upd_cap u = {0};
-  mark(&ops, "g", "carol", CHAT_RECEIPT_READ, 30, true, &u);
-  cr_assert_eq(u.n, 1);
+  mark(&ops, "g", "carol", CHAT_RECEIPT_READ, 37, true, &u);
+  cr_assert_eq(u.n, 2);
   cr_assert_str_eq(u.v[0].sender, "alice");
-  /* Unbanned: visible again (the ban hides, it never deletes). */
+  cr_assert_str_eq(u.v[1].sender, "bob");
+  cr_assert_eq(u.v[1].id, 15, "not the withheld 20, 30, 36, 37");
+  /* Unbanned: what was withheld stays withheld (nobody received it live
+   * either); what comes next is delivered. */
   ops.shadow_ban_set(ops.self, "bob", false, 2, NULL);
+  chat_msg_in m4 = msg("g", 40, "bob", "b3");
+  cr_assert_not(put_one(&ops, &m4).withheld);
   mc.n = 0;
   ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_LATEST, 0, 10, on_msg,
                   &mc, NULL);
-  cr_assert_eq(mc.n, 3);
+  cr_assert_eq(mc.n, 4, "40, 35, 15 and 10");
+  cr_assert_eq(mc.v[0].id, 40);
+  cr_assert_eq(mc.v[1].id, 35);
   close_ops(&ops);
 }
 

@@ -121,7 +121,9 @@ static const char schema_v1[] =
  * - writers: who has written in which conversation, which answers "has
  *   this user ever sent the creator a message" without scanning messages.
  * - bans (shadow bans) and meta.bans_version, which every change bumps so
- *   that polling gateways reread the list only when it changed. */
+ *   that polling gateways reread the list only when it changed;
+ *   messages.shadowed marks what was stored while its sender was banned
+ *   (seen by that sender only). */
 static const char migrate_1_to_2[] =
   "ALTER TABLE members ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0;"
   "ALTER TABLE members ADD COLUMN push_lo INTEGER NOT NULL DEFAULT 0;"
@@ -130,6 +132,7 @@ static const char migrate_1_to_2[] =
   "ALTER TABLE messages ADD COLUMN target_id INTEGER;"
   "ALTER TABLE messages ADD COLUMN edited_ts INTEGER;"
   "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE messages ADD COLUMN shadowed INTEGER NOT NULL DEFAULT 0;"
   "ALTER TABLE conversations ADD COLUMN cold INTEGER NOT NULL DEFAULT 0;"
   "CREATE INDEX messages_by_target ON messages(conversation_id, target_id)"
   " WHERE target_id IS NOT NULL;"
@@ -164,11 +167,11 @@ static const char migrate_1_to_2[] =
   T "edited_ts, " T "deleted"
 #define MSG_COLS MSG_COLS_OF("")
 
-/* A message ?V may see: shadow-banned senders' messages are seen by their
- * sender only (?V NULL: by nobody). T qualifies sender_id. */
+/* A message ?V may see: what was stored while its sender was
+ * shadow-banned is seen by that sender only (?V NULL: by nobody). T
+ * qualifies the columns. */
 #define VISIBLE_TO(T, V)                                                  \
-  " AND (" T "sender_id = " V " OR " T "sender_id NOT IN"                 \
-  " (SELECT user_id FROM bans))"
+  " AND (" T "shadowed = 0 OR " T "sender_id = " V ")"
 
 /* What a chat list shows as the last message, and what counts as unread:
  * edit and delete entries are applied to their targets, not shown. */
@@ -206,7 +209,7 @@ static const char migrate_1_to_2[] =
   " (SELECT count(*) FROM messages WHERE conversation_id = page.cid"      \
   " AND message_id > coalesce(me.last_read_message_id, 0)"                \
   " AND sender_id <> ?1 AND body_type" UNREAD_TYPES                       \
-  " AND sender_id NOT IN (SELECT user_id FROM bans)),"                    \
+  " AND shadowed = 0),"                                                   \
   " (SELECT group_concat(user_id, char(0)) FROM (SELECT user_id"          \
   " FROM members WHERE conversation_id = page.cid"                        \
   " ORDER BY joined_at, user_id)),"                                       \
@@ -247,8 +250,7 @@ enum list_col {
                 " WHERE conversation_id = ?1 AND user_id = ?2")           \
   X(UNREAD, "SELECT count(*) FROM messages WHERE conversation_id = ?1"    \
             " AND message_id > ?2 AND sender_id <> ?3"                    \
-            " AND body_type" UNREAD_TYPES                                 \
-            " AND sender_id NOT IN (SELECT user_id FROM bans)")           \
+            " AND body_type" UNREAD_TYPES " AND shadowed = 0")           \
   X(LAST_SHOWN_MSG, "SELECT " MSG_COLS " FROM messages"                   \
                     " WHERE conversation_id = ?1 AND message_id = "       \
                     LAST_SHOWN("?1", "?2"))                               \
@@ -290,8 +292,10 @@ enum list_col {
    * conflict (a reused message id) is an error. */                       \
   X(MSG_INSERT, "INSERT INTO messages(conversation_id, message_id,"       \
                 " sender_id, client_msg_id, body, body_type, reply_to,"   \
-                " server_ts, media_count, sender_kind, target_id)"        \
-                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"   \
+                " server_ts, media_count, sender_kind, target_id,"        \
+                " shadowed)"                                              \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"   \
+                " ?12)"                                                   \
                 " ON CONFLICT(sender_id, client_msg_id) DO NOTHING")      \
   X(TARGET_ROW, "SELECT sender_id, body_type, server_ts, deleted"         \
                 " FROM messages WHERE conversation_id = ?1"               \
@@ -367,7 +371,7 @@ enum list_col {
   X(MARK_UPDATES, "SELECT sender_id, max(message_id), delivered_count,"   \
                   " read_count, delivered_at IS NOT NULL,"                \
                   " read_at IS NOT NULL FROM messages" MARK_RANGE         \
-                  " AND sender_id NOT IN (SELECT user_id FROM bans)"      \
+                  " AND shadowed = 0"                                     \
                   " GROUP BY sender_id ORDER BY sender_id")               \
   X(RECEIPT_MSG, "SELECT m.sender_id, m.delivered_count, m.read_count,"   \
                  " m.delivered_at IS NOT NULL, m.read_at IS NOT NULL,"    \
@@ -398,6 +402,7 @@ enum list_col {
   X(BAN_INSERT, "INSERT OR IGNORE INTO bans(user_id, created_at)"         \
                 " VALUES(?1, ?2)")                                        \
   X(BAN_DELETE, "DELETE FROM bans WHERE user_id = ?1")                    \
+  X(BANNED, "SELECT 1 FROM bans WHERE user_id = ?1")                      \
   X(BANS_BUMP, "UPDATE meta SET bans_version = bans_version + 1")         \
   X(BANS_VERSION, "SELECT bans_version FROM meta")                        \
   X(BANS_LIST, "SELECT user_id FROM bans ORDER BY user_id")               \
@@ -1220,6 +1225,7 @@ static chat_err dedup_find(store *s, const chat_msg_in *m,
     r->server_ts = sqlite3_column_int64(st, 1);
     r->duplicate = true;
     r->status = CHAT_OK;
+    r->withheld = false; /* a duplicate is not delivered again anyway */
   }
   finish(st);
   return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
@@ -1304,19 +1310,27 @@ static chat_err append_one(store *s, const chat_msg_in *m,
       r->message_id = 0;
       r->server_ts = 0;
       r->duplicate = false;
+      r->withheld = false;
       return CHAT_OK;
     }
   }
   if ((e = commit_id(s, m, b, &id)))
     return e;
+  /* Stored while its sender is shadow-banned: seen by that sender only,
+   * decided here, in the commit, against the ban list as it is now. */
+  bool shadowed;
+  int64_t v;
+  if ((e = query(s, S_BANNED, &st, "s", m->sender_id)) ||
+      (e = one_int(st, &shadowed, &v)))
+    return e;
   /* A delete entry carries no body, whatever it was given. */
   bool del = m->body_type == CHAT_BODY_DELETE;
-  e = query(s, S_MSG_INSERT, &st, "sussbioiiio", m->conversation_id, id,
+  e = query(s, S_MSG_INSERT, &st, "sussbioiiioi", m->conversation_id, id,
             m->sender_id, m->client_msg_id, del ? "" : m->body.ptr,
             del ? (size_t)0 : m->body.len, (int64_t)m->body_type,
             (int)m->has_reply_to, m->reply_to, m->server_ts,
             (int64_t)m->n_media_refs, (int64_t)m->sender_kind,
-            (int)targeted, m->target_id);
+            (int)targeted, m->target_id, (int64_t)shadowed);
   if (e || (e = run(st)))
     return e;
   if (sqlite3_changes(s->db) == 0) {
@@ -1331,10 +1345,13 @@ static chat_err append_one(store *s, const chat_msg_in *m,
         (e = run(st)))
       return e;
   }
-  if (targeted && (e = target_apply(s, m, id)))
+  /* A withheld edit or delete changes nothing others read back; its
+   * sender's devices apply it from the entry, which they do see. */
+  if (targeted && !shadowed && (e = target_apply(s, m, id)))
     return e;
   /* Who has written where: the cold-direct cap's "never wrote to me". */
   if ((m->body_type == CHAT_BODY_TEXT || m->body_type == CHAT_BODY_MEDIA) &&
+      !shadowed &&
       ((e = query(s, S_WRITER_INSERT, &st, "ss", m->sender_id,
                   m->conversation_id)) ||
        (e = run(st))))
@@ -1347,11 +1364,13 @@ static chat_err append_one(store *s, const chat_msg_in *m,
     b->id = id;
     b->ts = m->server_ts;
   }
-  if (!targeted && m->server_ts > b->act)
+  /* The chat list's order moves for what others are shown. */
+  if (!targeted && !shadowed && m->server_ts > b->act)
     b->act = m->server_ts;
   r->message_id = id;
   r->server_ts = m->server_ts;
   r->duplicate = false;
+  r->withheld = shadowed;
   return CHAT_OK;
 }
 
