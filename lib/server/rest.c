@@ -144,8 +144,12 @@ static void finish(rq *q) {
   q->resp.body_len = b->len;
 }
 
-static int fail(rq *q, int status, const char *code, const char *msg) {
+/* An error answer with Retry-After (seconds), set before the answer is
+ * handed over. */
+static int fail_retry(rq *q, int status, const char *code, const char *msg,
+                      uint32_t retry_after_s) {
   begin(q, status);
+  q->resp.retry_after_s = retry_after_s;
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "error");
   chat__jw_obj_begin(&q->w);
@@ -157,6 +161,10 @@ static int fail(rq *q, int status, const char *code, const char *msg) {
   chat__jw_obj_end(&q->w);
   finish(q);
   return reply(q);
+}
+
+static int fail(rq *q, int status, const char *code, const char *msg) {
+  return fail_retry(q, status, code, msg, 0);
 }
 
 static int store_failed(rq *q, chat_err rc) {
@@ -390,10 +398,10 @@ static void on_created(chat_server *srv, chat__job *j, uint32_t idx,
       srv->st.direct_capped_total++;
       int64_t wall = chat__srv_wall(srv);
       int64_t left = q->day_end > wall ? q->day_end - wall : 1000;
-      fail(q, 429, "rate_limited",
-           "too many new direct conversations today with users who have "
-           "not written to you");
-      q->resp.retry_after_s = (uint32_t)((left + 999) / 1000);
+      fail_retry(q, 429, "rate_limited",
+                 "too many new direct conversations today with users who "
+                 "have not written to you",
+                 (uint32_t)((left + 999) / 1000));
     } else {
       store_failed(q, rc);
     }
@@ -1451,8 +1459,7 @@ chat_err chat_server_http(chat_server *srv, const chat_http_request *req,
     (void)fail(q, 401, "unauthorized", "missing or invalid token");
   } else if (!chat__rest_rate_take(srv, id->user_id, now, &retry_s)) {
     srv->st.rest_limited_total++;
-    (void)fail(q, 429, "rate_limited", "too many requests");
-    q->resp.retry_after_s = retry_s;
+    (void)fail_retry(q, 429, "rate_limited", "too many requests", retry_s);
   } else {
     snprintf(q->user, sizeof q->user, "%s", id->user_id);
     snprintf(q->device, sizeof q->device, "%s", id->device_id);
