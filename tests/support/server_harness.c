@@ -108,6 +108,7 @@ static chat_err w_member_remove(void *self, const char *c, const char *u,
 static chat_err w_convs_of(void *self, const char *u, const char *cur,
                            uint32_t lim, chat_conversation_sink e, void *x,
                            char *next, chat_op *op) {
+  ((harness *)self)->convs_of_calls++;
   FWD(conversations_of, u, cur, lim, e, x, next, op);
 }
 static chat_err w_messages(void *self, const char *c, chat_page_dir d,

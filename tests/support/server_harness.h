@@ -78,6 +78,7 @@ struct harness {
   /* Fault injection: the store's append fails while set. */
   bool fail_append;
   unsigned appends;     /* append calls (group commits) */
+  unsigned convs_of_calls; /* conversations_of calls */
   size_t last_batch;    /* messages in the last append */
   int64_t purged_before; /* last purge_receipts cutoff; 0 if none */
   chat_storage_ops inner; /* the real store behind the wrapper */

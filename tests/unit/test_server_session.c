@@ -242,6 +242,11 @@ Test(session, bad_identity_refused) {
   cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),
                CHAT_ERR_INVAL);
   cr_assert_null(s);
+  chat_identity k = {CHAT_IDENTITY_V1, "bot", "phone", 0,
+                     (chat_sender_kind)2};
+  cr_assert_eq(chat_server_open_session(h.srv, &s, &k, NULL, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert(strstr(chat_server_errmsg(h.srv), "identity.kind"));
 }
 
 Test(session, wants_callback_fires_once_per_batch) {
