@@ -26,7 +26,7 @@ typedef struct chat__hist {
 void chat__hist_observe(chat__hist *h, uint64_t us);
 
 /* Close codes the adapter counts, by index (see chat__lws_close_index). */
-#define CHAT__N_CLOSE_CODES 10
+#define CHAT__N_CLOSE_CODES 11
 /* HTTP statuses the adapter counts, by index (last one: any other). */
 #define CHAT__N_STATUS 16
 
