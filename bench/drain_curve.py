@@ -12,7 +12,7 @@ and data directory):
 Every client resumes after reconnecting. It writes the raw runs and the
 medians to bench/results/drain-<date>.json and plots reconnects per
 100 ms and the share of clients resumed against the time since SIGTERM
-(per-bin medians of the runs) to docs/img/drain-curve.png.
+(every run, the median one bold) to docs/img/drain-curve.png.
 
   bench/drain_curve.py [--build-dir DIR] [--runs 3] [--clients 10000]
                        [--spread 10000] [--plot-only RESULTS.json]
@@ -102,27 +102,32 @@ modes = [("goaway", "with goaway (spread %d ms)" % data["spread_ms"],
           "tab:blue"),
          ("no_goaway", "without goaway (SDK backoff)", "tab:red")]
 fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+total = data["clients"]
 for key, label, color in modes:
     s = data["summary"][key]
-    rec = s["reconnects_per_bin_median"]
-    res = s["resumes_per_bin_median"]
-    t = [0.1 * i for i in range(len(rec))]
-    ax1.step(t, rec, where="post", color=color,
-             label="%s: peak %d / 100 ms" % (
-                 label, s["peak_reconnects_per_100ms"]["median"]))
-    total = data["clients"]
-    cum, acc = [], 0
-    for v in res:
-        acc += v
-        cum.append(100.0 * acc / total)
-    ax2.step([0.1 * i for i in range(len(cum))], cum, where="post",
-             color=color,
-             label="%s: all resumed after %.1f s" % (
-                 label, s["all_resumed_s"]["median"]))
-    ax2.axvline(s["all_resumed_s"]["median"], color=color, ls=":", lw=1)
+    runs = sorted(data["raw"][key], key=lambda r: r["all_resumed_s"])
+    middle = runs[len(runs) // 2]  # the median run, drawn bold
+    for r in runs:
+        bold = r is middle
+        rec = r["reconnects_per_bin"]
+        t = [0.1 * i for i in range(len(rec))]
+        ax1.step(t, rec, where="post", color=color,
+                 lw=1.6 if bold else 0.7, alpha=1.0 if bold else 0.35,
+                 label=("%s: peak %d / 100 ms (median of runs)" % (
+                     label, s["peak_reconnects_per_100ms"]["median"])
+                        if bold else None))
+        cum, acc = [], 0
+        for v in r["resumes_per_bin"]:
+            acc += v
+            cum.append(100.0 * acc / total)
+        ax2.step([0.1 * i for i in range(len(cum))], cum, where="post",
+                 color=color, lw=1.6 if bold else 0.7,
+                 alpha=1.0 if bold else 0.35,
+                 label=("%s: all resumed after %.1f s (median)" % (
+                     label, s["all_resumed_s"]["median"]) if bold else None))
 ax1.set_ylabel("reconnects per 100 ms")
-ax1.set_title("chatd restart under %d connected clients (median of %d "
-              "runs per 100 ms bin)" % (data["clients"], data["runs"]))
+ax1.set_title("chatd restart under %d connected clients: %d runs each, "
+              "the median run bold" % (data["clients"], data["runs"]))
 ax1.legend()
 ax1.grid(alpha=0.3)
 ax2.set_ylabel("clients resumed (%)")
