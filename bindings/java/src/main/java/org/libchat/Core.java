@@ -89,6 +89,11 @@ final class Core extends NativeEvents {
   private long timerAt; // core
   private List<Runnable> out = new ArrayList<>(); // core: listener calls to hand over
 
+  /* Every future handed out and not yet complete: close() fails those
+   * whose task it skipped (completing a done future is a no-op). */
+  private final java.util.Set<CompletableFuture<?>> waiting =
+      java.util.Collections.newSetFromMap(
+          new java.util.concurrent.ConcurrentHashMap<CompletableFuture<?>, Boolean>());
   private final AtomicBoolean closed = new AtomicBoolean();
   private final CountDownLatch freed = new CountDownLatch(1);
   private volatile ConnectionState state = ConnectionState.IDLE;
@@ -239,8 +244,8 @@ final class Core extends NativeEvents {
   }
 
   private void run(Runnable r) {
-    if (h == 0) {
-      return;
+    if (h == 0 || closed.get()) {
+      return; // closing: what is queued is skipped (its future fails)
     }
     try {
       r.run();
@@ -324,9 +329,16 @@ final class Core extends NativeEvents {
     }
   }
 
+  private <T> CompletableFuture<T> future() {
+    final CompletableFuture<T> f = new CompletableFuture<>();
+    waiting.add(f);
+    f.whenComplete((v, e) -> waiting.remove(f));
+    return f;
+  }
+
   /** The value of c, computed on the core thread. */
   <T> CompletableFuture<T> call(Callable<T> c) {
-    CompletableFuture<T> f = new CompletableFuture<>();
+    CompletableFuture<T> f = future();
     if (!post(() -> {
       try {
         completeLater(f, c.call());
@@ -362,7 +374,7 @@ final class Core extends NativeEvents {
   }
 
   CompletableFuture<Ack> send(String conversationId, String body) {
-    CompletableFuture<Ack> f = new CompletableFuture<>();
+    CompletableFuture<Ack> f = future();
     byte[] b = body.getBytes(StandardCharsets.UTF_8);
     if (!post(() -> {
       try {
@@ -379,7 +391,7 @@ final class Core extends NativeEvents {
 
   @SuppressWarnings("unchecked")
   private <T> CompletableFuture<T> request(int kind, Callable<Integer> start) {
-    CompletableFuture<Object> f = new CompletableFuture<>();
+    CompletableFuture<Object> f = future();
     if (!post(() -> {
       try {
         int id = start.call();
@@ -524,12 +536,15 @@ final class Core extends NativeEvents {
    * back), fail what still waits. */
   private void finish() {
     if (h == 0) {
+      for (CompletableFuture<?> f : waiting.toArray(new CompletableFuture<?>[0])) {
+        failLater(f, ChatException.closed());
+      }
       shutdownThreads();
       freed.countDown();
       return;
     }
     closed.set(true);
-    dispatch.close();
+    dispatch.shut(); // no wait: close() may be waiting for us from a listener call
     if (timer != null) {
       timer.cancel(false);
       timer = null;
@@ -557,6 +572,9 @@ final class Core extends NativeEvents {
       failLater(r.future, gone);
     }
     requests.clear();
+    for (CompletableFuture<?> f : waiting.toArray(new CompletableFuture<?>[0])) {
+      failLater(f, gone);
+    }
     if (ownsTransport) {
       try {
         transport.close();

@@ -84,11 +84,17 @@ final class Dispatcher implements Runnable {
     return calling.isHeldByCurrentThread();
   }
 
-  void close() {
+  /** No call starts from now on; returns at once. */
+  void shut() {
     closed = true;
     synchronized (queue) {
       queue.clear();
     }
+  }
+
+  /** No call starts from now on, and one in flight (on another thread) has ended. */
+  void close() {
+    shut();
     if (!calling.isHeldByCurrentThread()) {
       calling.lock(); // waits for a call in flight on another thread
       calling.unlock();

@@ -78,7 +78,6 @@ class Recorder implements ChatListener {
   public void onError(ChatError e) {
     seen();
     errors.add(e);
-    System.err.println("DEBUG onError " + e + " http=" + e.httpStatus);
   }
 
   @Override
