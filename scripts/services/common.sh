@@ -178,8 +178,10 @@ svc_state_load() {
 # The `export NAME=value` lines a test evals, one per argument NAME=value.
 svc_print_env() {
   local kv
+  local v
   for kv in "$@"; do
-    printf 'export %s=%q\n' "${kv%%=*}" "${kv#*=}"
+    v=${kv#*=}
+    printf "export %s='%s'\n" "${kv%%=*}" "${v//\'/\'\\\'\'}"
   done
 }
 

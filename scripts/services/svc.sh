@@ -142,7 +142,11 @@ do_stop() {
     PIDS=""
     svc_state_save PORT PIDS START_MS BACKENDS DRAIN
   fi
-  svc_log "$name: stopped ($SVC_DIR)"
+  if [ "$name" = cassandra ] && [ -n "$SVC_NODE" ]; then
+    svc_log "cassandra: node $SVC_NODE stopped ($SVC_DIR)"
+  else
+    svc_log "$name: stopped ($SVC_DIR)"
+  fi
 }
 
 check_nodes() {

@@ -20,6 +20,9 @@ use scylla::errors::{
     BadQuery, DbError, ExecutionError, NewSessionError, PrepareError, RequestAttemptError,
 };
 use scylla::frame::types::Consistency;
+use scylla::policies::retry::{
+    DefaultRetrySession, RequestInfo, RetryDecision, RetryPolicy, RetrySession,
+};
 use scylla::response::query_result::QueryResult;
 use scylla::response::PagingState;
 use scylla::statement::batch::{Batch, BatchType};
@@ -273,6 +276,36 @@ unsafe fn bytes<'a>(p: *const c_void, len: usize) -> Option<&'a [u8]> {
     }
 }
 
+// ---------------------------------------------------- retry policy --
+
+/// The driver's default retry policy, except that an Unavailable answer is
+/// final. The coordinator that says "too few replicas alive" is right in a
+/// small ring, and retrying on another node would end on one whose pool
+/// is down, hiding EUNAVAILABLE behind ECONNECT.
+#[derive(Debug)]
+struct ChatRetryPolicy;
+
+struct ChatRetrySession(DefaultRetrySession);
+
+impl RetryPolicy for ChatRetryPolicy {
+    fn new_session(&self) -> Box<dyn RetrySession> {
+        Box::new(ChatRetrySession(DefaultRetrySession::new()))
+    }
+}
+
+impl RetrySession for ChatRetrySession {
+    fn decide_should_retry(&mut self, info: RequestInfo) -> RetryDecision {
+        if let RequestAttemptError::DbError(DbError::Unavailable { .. }, _) = info.error {
+            return RetryDecision::DontRetry;
+        }
+        self.0.decide_should_retry(info)
+    }
+
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+}
+
 // --------------------------------------------------------- sessions --
 
 /// In-flight accounting, shared with the tasks so close() can wait.
@@ -338,6 +371,7 @@ unsafe fn connect_inner(cfg: *const CqlConfig, out: *mut *mut CqlSession) -> Res
     let profile = ExecutionProfile::builder()
         .consistency(default_cl)
         .request_timeout(Some(timeout))
+        .retry_policy(Arc::new(ChatRetryPolicy))
         .build();
     let mut builder = SessionBuilder::new()
         .known_nodes(&nodes)
