@@ -35,6 +35,27 @@ postgres_as() {
   fi
 }
 
+# Temporary directories (mktemp -d, pytest's tmp_path) are mode 0700, so
+# the postgres user cannot reach a data directory inside them. Under the
+# system's temporary directory only, let it traverse them (o+x: no listing,
+# no reading), which is all it needs; anywhere else the caller decides.
+postgres_open_path() {
+  local d=$1 tmp
+  tmp=$(cd "${TMPDIR:-/tmp}" && pwd -P)
+  d=$(cd "$d" && pwd -P)
+  case "$d" in
+    "$tmp"/*) ;;
+    *) return 0 ;;
+  esac
+  d=$(dirname "$d")
+  while [ "$d" != "$tmp" ] && [ "$d" != / ]; do
+    if [ "$(stat -c %u "$d")" = "$(id -u)" ]; then
+      chmod o+x "$d"
+    fi
+    d=$(dirname "$d")
+  done
+}
+
 postgres_start() {
   local bin
   bin=$(postgres_bindir)
@@ -44,8 +65,11 @@ postgres_start() {
       svc_die "postgres: no 'postgres' user to run the server as (install the postgresql package)"
     chown postgres: "$SVC_DIR"
     chmod 700 "$SVC_DIR"
-    postgres_as test -w "$SVC_DIR" ||
-      svc_die "postgres: the postgres user cannot reach $SVC_DIR (a parent is not traversable); use a --dir under /tmp"
+    if ! postgres_as test -w "$SVC_DIR"; then
+      postgres_open_path "$SVC_DIR"
+      postgres_as test -w "$SVC_DIR" ||
+        svc_die "postgres: the postgres user cannot reach $SVC_DIR (a parent is not traversable); use a --dir under /tmp"
+    fi
   fi
   local t0
   t0=$(svc_now_ms)
