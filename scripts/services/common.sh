@@ -40,29 +40,35 @@ except OSError:
 PY
 }
 
-# A free port on 127.0.0.1 with `span` consecutive free ports (some
-# engines use P and P+1). The kernel picks; the small race with other
-# programs is accepted (start fails clearly if it is lost).
+# A free port with `span` consecutive free ports on every given address
+# (default 127.0.0.1). It is drawn at random below the kernel's ephemeral
+# range, so outgoing connections (which take their local port from that
+# range) cannot be holding it by the time the engine binds. The small race
+# with other programs is accepted: a lost one fails the start clearly.
 svc_pick_port() {
   local span=${1:-1}
-  python3 - "$span" <<'PY'
-import socket, sys
+  shift || true
+  python3 - "$span" "${@:-127.0.0.1}" <<'PY'
+import random, socket, sys
 span = int(sys.argv[1])
-for _ in range(200):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    if p + span > 65535:
-        continue
+hosts = sys.argv[2:]
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+top = max(low - span, 10001)
+for _ in range(500):
+    p = random.randint(10000, top)
     ok = True
     for q in range(p, p + span):
-        t = socket.socket()
-        try:
-            t.bind(("127.0.0.1", q))
-        except OSError:
-            ok = False
-        t.close()
+        for h in hosts:
+            t = socket.socket()
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                t.bind((h, q))
+            except OSError:
+                ok = False
+            t.close()
     if ok:
         print(p)
         sys.exit(0)

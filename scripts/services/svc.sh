@@ -171,11 +171,23 @@ do_start() {
     find "$SVC_DIR" -mindepth 1 -delete
     PORT="" PIDS="" START_MS="" NODES="" BACKENDS=""
   fi
-  if [ -n "$opt_port" ]; then
+  # A restart keeps the port it had (with --port auto too, while that
+  # port is free): clients and, for a Cassandra ring, the other nodes know
+  # the instance by it.
+  if [ "$opt_port" = auto ] && [ -n "$PORT" ] && svc_port_free 127.0.0.1 "$PORT"; then
+    :
+  elif [ -n "$opt_port" ]; then
+    if [ "$name" = cassandra ] && [ -n "$PORT" ] && [ "$opt_port" != "$PORT" ]; then
+      svc_die "cassandra: the ring in $SVC_DIR lives on port $PORT; restart it there, or add --fresh"
+    fi
     PORT=$opt_port
   fi
   if [ "$PORT" = auto ]; then
-    PORT=$(svc_pick_port "$("${name}_span")") || svc_die "no free port found"
+    local hosts=(127.0.0.1)
+    if [ "$name" = cassandra ]; then
+      hosts=(); for i in $(seq 1 "${NODES:-$SVC_NODES}"); do hosts+=("127.0.0.$i"); done
+    fi
+    PORT=$(svc_pick_port "$("${name}_span")" "${hosts[@]}") || svc_die "no free port found"
   fi
   PORT=${PORT:-$("${name}_default_port")}
   case "$PORT" in ''|*[!0-9]*) svc_die "--port takes a number or auto" ;; esac
