@@ -24,7 +24,7 @@ void chat__hist_observe(chat__hist *h, uint64_t us) {
 }
 
 static const uint16_t close_codes[CHAT__N_CLOSE_CODES - 1] = {
-    1000, 1001, 1003, 1007, 1008, 1009, 1011, 1013,
+    1000, 1001, 1003, 1007, 1008, 1009, 1011, 1013, 4001,
 };
 
 size_t chat__lws_close_index(uint16_t code) {
@@ -86,7 +86,7 @@ static void hist(chat__buf *b, const char *name, const char *help,
 }
 
 void chat__lws_metrics(chat_lws *t, chat__buf *b) {
-  chat_server_stats s;
+  chat_server_stats s = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(t->srv, &s);
   const chat__lws_stats *st = &t->st;
 
@@ -137,6 +137,14 @@ void chat__lws_metrics(chat_lws *t, chat__buf *b) {
          s.slow_closes_total);
   metric(b, "chat_presence_online_users", "gauge",
          "Users online or idle on this gateway.", s.presence_online);
+  metric(b, "chat_sessions_expired_total", "counter",
+         "Sessions closed with 4001 because their token expired.",
+         s.sessions_expired_total);
+  metric(b, "chat_module_calls_in_flight", "gauge",
+         "Module calls that answered CHAT_PENDING and have not completed.",
+         s.ops_in_flight);
+  metric(b, "chat_module_calls_pending_total", "counter",
+         "Module calls that answered CHAT_PENDING.", s.ops_pending_total);
 
   /* The transport. */
   metric(b, "chat_ws_connections_open", "gauge", "WebSocket connections.",
@@ -193,10 +201,12 @@ void chat__lws_metrics(chat_lws *t, chat__buf *b) {
   metric(b, "chat_http_sent_bytes_total", "counter",
          "HTTP body bytes sent (static files excluded).", st->http_bytes_out);
   metric(b, "chat_rest_rate_limited_total", "counter",
-         "REST requests answered 429.", st->rest_limited);
-  metric(b, "chat_rest_rate_buckets", "gauge",
-         "Users with a partly used REST bucket.",
-         (uint64_t)chat__map_len(&t->buckets));
+         "REST requests answered 429.", s.rest_limited_total);
+  metric(b, "chat_rest_deferred_total", "counter",
+         "REST answers that waited on a module.", st->rest_deferred);
+  metric(b, "chat_ws_extensions_declined_total", "counter",
+         "WebSocket extensions offered by clients and declined.",
+         st->ext_declined);
   metric(b, "chat_draining", "gauge", "1 while shutting down.",
          t->draining ? 1 : 0);
   hist(b, "chat_dispatch_seconds",
