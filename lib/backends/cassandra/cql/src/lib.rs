@@ -7,6 +7,10 @@
 //! guard makes "exactly once" hold even if a task is dropped or panics: its
 //! destructor fires the callback with an error.
 
+// Every entry point is unsafe to call with bad pointers; its contract is
+// the C header, cql.h, not a Rust doc comment.
+#![allow(clippy::missing_safety_doc)]
+
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -1211,7 +1215,7 @@ unsafe fn execute_job(
     }
     let paging = match bytes(paging as *const c_void, paging_len) {
         None => return Err(Fail::new(EINVAL, "paging_state is NULL")),
-        Some(b) if b.is_empty() => PagingState::start(),
+        Some([]) => PagingState::start(),
         Some(b) => PagingState::new_from_raw_bytes(b),
     };
     Ok(Job::Execute { stmt: (*p).stmt.clone(), row, paging })
