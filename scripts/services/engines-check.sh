@@ -31,7 +31,7 @@ while [ $# -gt 0 ]; do
     --nodes) nodes=$2; shift 2 ;;
     --meson-args) meson_args=$2; shift 2 ;;
     --no-packages) packages=0; shift ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "engines-check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done

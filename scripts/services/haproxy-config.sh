@@ -59,7 +59,7 @@ while [ $# -gt 0 ]; do
     --check-interval) inter=$2; shift 2 ;;
     --maxconn) maxconn=$2; shift 2 ;;
     --rate) rate=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "haproxy-config.sh: unknown argument: $1" >&2; exit 2 ;;
   esac
 done
