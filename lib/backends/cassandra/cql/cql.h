@@ -135,14 +135,16 @@ bool chat__cql_code_is_retryable(int code);
 int chat__cql_connect(const chat__cql_config *cfg, chat__cql_session **out,
                       chat__cql_error *err);
 
-/* Wait until every execution in flight has fired its callback, then close
- * the connections and stop the session's threads, and free the session.
- * NULL is a no-op. Must not be called from a `done` callback
- * (CHAT__CQL_EINVAL, and the session stays open).
+/* Wait until every execution in flight has fired its callback, and every
+ * blocking call on other threads has returned; then close the connections,
+ * stop the session's threads and free the session. NULL is a no-op. No new
+ * call on the session may begin once close has begun. Must not be called
+ * from a `done` callback (CHAT__CQL_EINVAL, and the session stays open).
  * @retval CHAT__CQL_OK, EINVAL, EINTERNAL */
 int chat__cql_close(chat__cql_session *s);
 
-/* Executions in flight (accepted, callback not yet returned). */
+/* Executions in flight: accepted and callback not yet returned, or a
+ * blocking call (prepare, *_wait) not yet returned. */
 size_t chat__cql_inflight(const chat__cql_session *s);
 
 /* Prepare `cql` (blocking). `consistency` applies to every execution of
@@ -197,7 +199,8 @@ int chat__cql_execute_wait(chat__cql_session *s, const chat__cql_prepared *p,
                            const uint8_t *paging_state, size_t paging_len,
                            chat__cql_result **out, chat__cql_error *err);
 
-/* An unprepared statement without bind markers (DDL, tools), one page. */
+/* An unprepared statement without bind markers (DDL, tools); every row in
+ * one result, unpaged, so keep it to small answers. */
 int chat__cql_query(chat__cql_session *s, const char *cql,
                     chat__cql_consistency consistency, chat__cql_done done,
                     void *user_data);

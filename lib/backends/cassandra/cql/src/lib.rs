@@ -489,9 +489,6 @@ pub unsafe extern "C" fn chat__cql_prepare(
             if on_session_thread() {
                 return Err(Fail::new(EINVAL, "blocking call from a chat_cql thread"));
             }
-            if sess.shared.closing.load(Ordering::SeqCst) {
-                return Err(Fail::new(ECLOSED, "session is closing"));
-            }
             let text = c_str(cql, "cql")?;
             let c = consistency(cl, sess.default_cl).ok_or_else(|| Fail::new(EINVAL, "unknown consistency"))?;
             let rt = sess.rt.as_ref().ok_or_else(|| Fail::new(ECLOSED, "session is closed"))?;
@@ -499,6 +496,7 @@ pub unsafe extern "C" fn chat__cql_prepare(
             let timeout = sess.timeout;
             let mut stmt = Statement::new(text);
             stmt.set_request_timeout(Some(timeout));
+            let _busy = Busy::enter(&sess.shared)?;
             let mut p = rt
                 .block_on(async move { tokio::time::timeout(timeout, session.prepare(stmt)).await })
                 .map_err(|_| Fail::new(ETIMEOUT, "prepare: timed out"))?
@@ -1170,6 +1168,30 @@ unsafe fn submit(s: *mut CqlSession, job: impl FnOnce(&CqlSession) -> Result<Job
     })
 }
 
+/// One blocking execution in flight, from `enter` to drop.
+struct Busy<'a>(&'a Shared);
+
+impl<'a> Busy<'a> {
+    fn enter(shared: &'a Shared) -> Result<Busy<'a>, Fail> {
+        let mut n = shared.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if shared.closing.load(Ordering::SeqCst) {
+            return Err(Fail::new(ECLOSED, "session is closing"));
+        }
+        *n += 1;
+        Ok(Busy(shared))
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        if *n == 0 {
+            self.0.idle.notify_all();
+        }
+    }
+}
+
 unsafe fn wait(s: *mut CqlSession, job: impl FnOnce(&CqlSession) -> Result<Job, Fail>, out: *mut *mut CqlResult, err: *mut CqlError) -> c_int {
     guard(err, || {
         let r = (|| -> Result<CqlResult, Fail> {
@@ -1181,11 +1203,12 @@ unsafe fn wait(s: *mut CqlSession, job: impl FnOnce(&CqlSession) -> Result<Job, 
                 return Err(Fail::new(EINVAL, "blocking call from a chat_cql thread"));
             }
             let sess = &*s;
-            if sess.shared.closing.load(Ordering::SeqCst) {
-                return Err(Fail::new(ECLOSED, "session is closing"));
-            }
             let job = job(sess)?;
             let rt = sess.rt.as_ref().ok_or_else(|| Fail::new(ECLOSED, "session is closed"))?;
+            // Counted in flight like an asynchronous execution, so a close()
+            // on another thread waits for it instead of freeing the session
+            // under it.
+            let _busy = Busy::enter(&sess.shared)?;
             rt.block_on(run(sess.session.clone(), job))
         })();
         match r {
