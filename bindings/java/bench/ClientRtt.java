@@ -74,11 +74,12 @@ public class ClientRtt {
       }
       Arrays.sort(rtt);
       final Semaphore room = new Semaphore(window);
-      final CountDownLatch all = new CountDownLatch(msgs);
+      final int total = msgs;
+      final CountDownLatch all = new CountDownLatch(total);
       long w0 = System.nanoTime();
       Thread releaser = new Thread(() -> {
         try {
-          for (int i = 0; i < msgs; i++) {
+          for (int i = 0; i < total; i++) {
             acks.acquire();
             room.release();
             all.countDown();

@@ -42,7 +42,7 @@ cleanup() {
 trap cleanup EXIT
 mvn -B -q -Dstyle.color=never -f "$here/../pom.xml" compile dependency:build-classpath \
   -DbuildDir="$mvn_out" -Dlibchat.native.skip=true \
-  -Dmdep.outputFile="$work/cp" -Dmdep.includeScope=compile </dev/null >/dev/null
+  -Dmdep.outputFile="$work/cp" -Dmdep.includeScope=compile </dev/null >/dev/null 2>&1
 cp="$mvn_out/classes:$(cat "$work/cp")"
 
 "$chatd" serve --listen 127.0.0.1:0 --data-dir "$work/data" \
