@@ -1,6 +1,5 @@
 package org.libchat;
 
-import java.util.Arrays;
 import java.util.Collection;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
@@ -313,9 +312,5 @@ public final class ChatClient implements AutoCloseable {
     public ChatClient build() {
       return new ChatClient(this);
     }
-  }
-
-  static List<String> list(String... s) {
-    return Arrays.asList(s);
   }
 }
