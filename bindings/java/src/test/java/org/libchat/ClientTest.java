@@ -387,7 +387,7 @@ class ClientTest {
     Recorder ra = new Recorder();
     AtomicInteger asked = new AtomicInteger();
     ChatClient a = open(builder(d, "alice", "alice-phone")
-        .token(d.token("alice", "alice-phone", 2)) // expires on the open session
+        .token(d.token("alice", "alice-phone", 4)) // expires on the open session
         .tokenProvider(reason -> {
           asked.incrementAndGet();
           return d.token("alice", "alice-phone", 3600);
