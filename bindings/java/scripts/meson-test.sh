@@ -14,10 +14,14 @@ t0=$(date +%s)
 jni=$("$here/build-native.sh" --build-dir "$build" --out "$build/java-jni")
 mvn_out=$build/java-maven
 rm -rf "$mvn_out/surefire-reports"
-status=0
+# (sed: Maven 3.8's -q still prints colour resets)
+set +e
 mvn -B -q -Dstyle.color=never -f "$here/../pom.xml" verify \
   -DbuildDir="$mvn_out" -Dlibchat.native.skip=true \
-  -Dlibchat.jni.dir="$jni" -Dchatd="$chatd" </dev/null || status=$?
+  -Dlibchat.jni.dir="$jni" -Dchatd="$chatd" </dev/null 2>&1 |
+  sed 's/\x1b\[[0-9;]*m//g'
+status=${PIPESTATUS[0]}
+set -e
 # -Xcheck:jni writes its warnings straight to the forked JVM's stdout,
 # which surefire keeps in *.dumpstream files.
 if grep -h -E 'WARNING in native method|JNI local refs|FATAL ERROR in native method' \
