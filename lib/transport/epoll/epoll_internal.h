@@ -154,6 +154,7 @@ struct chat_epoll {
   uint64_t ws_rx_bytes;   /* held by unfinished WebSocket messages */
 
   chat__map buckets;      /* user_id -> REST token bucket */
+  uint64_t jitter;        /* state of the header-timeout jitter */
   chat__buf mbuf;         /* /metrics text */
   chat__tstats st;
   /* The epoll transport's own counters (metrics beyond the shared ones). */

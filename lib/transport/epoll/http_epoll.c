@@ -65,6 +65,7 @@ struct chat__ep_http {
   size_t in_len, in_cap;
   size_t scan;         /* chat__http_find_head's position in `in` */
   uint64_t deadline;   /* header phase: the head must be complete */
+  uint64_t entered;    /* when it entered the header phase */
   uint64_t progress;   /* body: when bytes last arrived */
   chat__ep_req *req;
   chat__ep_user *user; /* who an answer's bytes are charged to */
@@ -172,20 +173,35 @@ static void arm(chat_epoll *t, chat__ep_conn *c, uint64_t at) {
   chat__tw_add(&t->wheel, &c->tw, at);
 }
 
+/* May the header-phase connection o be cut to make room? Only once it
+ * has had a fair chance to send its head: a burst of honest clients (a
+ * reconnect storm through one proxy) is all young and gets read in the
+ * next pass, while sockets held open grow old. Cutting young ones would
+ * also make an attacker reconnect as fast as it can. */
+static bool sheddable(const chat_epoll *t, const chat__ep_http *o,
+                      const chat__ep_http *h) {
+  uint64_t min_age = t->s.header_timeout_ms / 2;
+  if (min_age > 1000)
+    min_age = 1000;
+  return o && o != h && t->now_ms - o->entered >= min_age;
+}
+
 /* Enter the header phase, cutting the oldest connections there when the
  * budget (all, or this address's) is spent: a fresh client always gets
- * in, and an attacker holding sockets open only pushes out its own. */
+ * in, and an attacker holding sockets open only pushes out its own. Past
+ * the budget with nobody old enough to cut, the newcomer is let in anyway
+ * (bounded by max_connections); the header timeout ends the excess. */
 static void hp_enter(chat_epoll *t, chat__ep_http *h, uint64_t deadline) {
   const char *key = (const char *)h->addr;
   void **slot = chat__map_get(&t->sources, key, h->addr_len);
   chat__ep_src *s = slot ? *slot : NULL;
-  while (s && s->n >= t->s.header_per_source && s->old && s->old != h) {
+  while (s && s->n >= t->s.header_per_source && sheddable(t, s->old, h)) {
     t->ex.header_shed++;
     chat__ep_kill(t, s->old->c, "header phase: address over its share");
     slot = chat__map_get(&t->sources, key, h->addr_len);
     s = slot ? *slot : NULL;
   }
-  while (t->n_header >= t->s.header_max && t->hp_old && t->hp_old != h) {
+  while (t->n_header >= t->s.header_max && sheddable(t, t->hp_old, h)) {
     t->ex.header_shed++;
     chat__ep_kill(t, t->hp_old->c, "header phase: budget spent");
   }
@@ -221,8 +237,22 @@ static void hp_enter(chat_epoll *t, chat__ep_http *h, uint64_t deadline) {
   }
   h->state = H_HEAD;
   h->deadline = deadline;
+  h->entered = t->now_ms;
   h->scan = 0;
   arm(t, h->c, deadline);
+}
+
+/* The header timeout, less up to a quarter at random: sockets an attacker
+ * opened together are not all cut (and reopened) in the same pass. */
+static uint64_t header_timeout(chat_epoll *t) {
+  /* xorshift64: spreading, not secrecy. */
+  uint64_t x = t->jitter ? t->jitter : 0x9E3779B97F4A7C15u;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  t->jitter = x;
+  uint64_t to = t->s.header_timeout_ms;
+  return to - (x % (to / 4 + 1));
 }
 
 bool chat__ep_http_accept(chat_epoll *t, chat__ep_conn *c,
@@ -250,7 +280,7 @@ bool chat__ep_http_accept(chat_epoll *t, chat__ep_conn *c,
   } else {
     h->addr_len = 1; /* unknown family: one shared bucket */
   }
-  hp_enter(t, h, t->now_ms + t->s.header_timeout_ms);
+  hp_enter(t, h, t->now_ms + header_timeout(t));
   return true;
 }
 
