@@ -219,6 +219,8 @@ void chat__ep_http_timer(chat_epoll *t, chat__ep_conn *c);
 void chat__ep_http_free(chat_epoll *t, chat__ep_conn *c);
 /* True when c may be read (not waiting for an answer to be written). */
 bool chat__ep_http_can_read(const chat__ep_conn *c);
+/* True when bytes read earlier wait to be taken as requests. */
+bool chat__ep_http_pending(const chat__ep_conn *c);
 void chat__ep_buckets_sweep(chat_epoll *t, uint64_t now);
 void chat__ep_buckets_free(chat_epoll *t);
 void chat__ep_users_free(chat_epoll *t);

@@ -312,6 +312,10 @@ void chat__ep_http_free(chat_epoll *t, chat__ep_conn *c) {
   c->http = NULL;
 }
 
+bool chat__ep_http_pending(const chat__ep_conn *c) {
+  return c->http && c->http->in_len > 0;
+}
+
 bool chat__ep_http_can_read(const chat__ep_conn *c) {
   const chat__ep_http *h = c->http;
   return h && (h->state == H_HEAD || h->state == H_BODY);

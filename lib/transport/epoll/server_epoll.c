@@ -760,11 +760,21 @@ static void conn_eof(chat_epoll *t, chat__ep_conn *c) {
 
 static void conn_read(chat_epoll *t, chat__ep_conn *c) {
   size_t budget = CHAT__EP_READ_BUDGET;
+  bool stash_taken = false;
   for (;;) {
     if (c->phase == CHAT__EP_DEAD)
       return;
-    if (c->phase == CHAT__EP_HTTP && !chat__ep_http_can_read(c))
-      return; /* resumed once its answer is out */
+    if (c->phase == CHAT__EP_HTTP) {
+      if (!chat__ep_http_can_read(c))
+        return; /* resumed once its answer is out */
+      /* Requests that came in behind an answer go first (once: what is
+       * left then is an unfinished head, waiting for more bytes). */
+      if (!stash_taken && chat__ep_http_pending(c)) {
+        stash_taken = true;
+        chat__ep_http_input(t, c, t->rbuf, 0);
+        continue;
+      }
+    }
     ssize_t n = recv(c->fd, t->rbuf, CHAT__EP_RBUF, MSG_DONTWAIT);
     if (n > 0) {
       switch (c->phase) {
