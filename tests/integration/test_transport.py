@@ -26,6 +26,19 @@ pytestmark = pytest.mark.skipif(
     TRANSPORT == "lws", reason="the lws adapter keeps issue 15's holes")
 
 
+def sanitized():
+    """A chatd built with AddressSanitizer holds freed memory in quarantine
+    and shadows every byte: its RSS says nothing about ours."""
+    try:
+        with open(CHATD, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+SANITIZED = sanitized()
+
+
 def rss_kb(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -257,7 +270,8 @@ def test_stalled_uploads_are_refused_at_once_and_memory_stays_bounded(
     # A user may hold three media in flight (3 x 11 MiB); the rest are
     # answered before their bodies are read.
     assert refused >= 140, refused
-    assert grown < 100 * 1024, "chatd grew by %d KiB" % grown
+    if not SANITIZED:
+        assert grown < 100 * 1024, "chatd grew by %d KiB" % grown
 
 
 def test_never_read_downloads_are_bounded(chatd):
@@ -288,7 +302,8 @@ def test_never_read_downloads_are_bounded(chatd):
         s.close()
     assert statuses.count(200) <= 4, statuses
     assert set(statuses) <= {200, 429}, statuses
-    assert grown < 120 * 1024, "chatd grew by %d KiB" % grown
+    if not SANITIZED:
+        assert grown < 120 * 1024, "chatd grew by %d KiB" % grown
 
 
 # ---- 4. media that cannot run script ----
@@ -315,10 +330,16 @@ def test_media_is_served_safely(chatd):
 # ---- 5. close codes that arrive ----
 
 def keep_writing(ws, frame, stop):
-    """Send until the connection refuses, like a busy client."""
+    """Send until the connection refuses, like a busy client. frame None:
+    unsolicited pongs, which the server answers with nothing (a client
+    that sends requests but does not read the answers would become a slow
+    reader and be closed with 1013 instead)."""
     try:
         while not stop.is_set():
-            ws.send(frame)
+            if frame is None:
+                ws.pong(b"busy")
+            else:
+                ws.send(frame)
     except Exception:
         pass
 
@@ -409,18 +430,23 @@ class RawWs:
             self.buf = self.buf[j + n:]
         return out
 
-    def close_while_writing(self, offence, seconds=TIMEOUT):
-        """Send the offence, then keep writing pings until a close frame
-        is read; its code, or None when a write failed first (the
-        server's kernel reset the connection: a real client reports 1006
-        then, without reading the close frame)."""
+    def close_while_writing(self, offence, seconds=TIMEOUT, filler=None,
+                            then=None):
+        """Send the offence, then keep writing (pings, or filler) until a
+        close frame is read; its code, or None when a write failed first
+        (the server's kernel reset the connection: a real client reports
+        1006 then, without reading the close frame). then() runs once
+        after the first writes."""
         self.s.setblocking(True)
         self.s.sendall(offence)
         self.s.setblocking(False)
-        ping = ws_frame(0x1, json.dumps({"type": "ping",
-                                         "nonce": "w" * 4000}).encode())
+        ping = filler or ws_frame(0x1, json.dumps(
+            {"type": "ping", "nonce": "w" * 4000}).encode())
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
+            if then:
+                then()
+                then = None
             for _ in range(3):
                 try:
                     self.s.send(ping)
@@ -474,10 +500,8 @@ def test_garbage_flood_1008_arrives(chatd_factory):
 def test_drain_1001_arrives_while_client_writes(chatd):
     c = chatd.client("alice", "a")
     stop = threading.Event()
-    th = threading.Thread(
-        target=keep_writing,
-        args=(c.ws, json.dumps({"type": "ping", "nonce": "w"}), stop),
-        daemon=True)
+    th = threading.Thread(target=keep_writing, args=(c.ws, None, stop),
+                          daemon=True)
     th.start()
     time.sleep(0.3)
     os.kill(chatd.proc.pid, signal.SIGTERM)
@@ -496,6 +520,17 @@ def test_drain_1001_arrives_while_client_writes(chatd):
         stop.set()
         th.join(10)
     assert got == 1001
+    assert chatd.proc.wait(timeout=TIMEOUT) == 0
+
+
+def test_drain_1001_arrives_to_a_raw_client_writing(chatd):
+    c = RawWs(chatd, "alice", "a")
+    pid = chatd.proc.pid
+    # Unsolicited pongs: nothing comes back for them.
+    code = c.close_while_writing(b"", filler=ws_frame(0xA, b"p" * 4000),
+                                 then=lambda: os.kill(pid, signal.SIGTERM))
+    c.close()
+    assert code == 1001
     assert chatd.proc.wait(timeout=TIMEOUT) == 0
 
 
@@ -571,6 +606,7 @@ def test_transport_flag_is_checked(tmp_path):
 
 # ---- issue 14: idle memory per connection ----
 
+@pytest.mark.skipif(SANITIZED, reason="RSS of a sanitizer build")
 def test_idle_connection_memory(chatd):
     """2,000 idle authenticated sessions cost chatd under 1,800 bytes each
     (the core's session included; lws needed ~4,400)."""
