@@ -69,6 +69,62 @@ to_client = [
      "ref": "abc", "retry_after_ms": 1500},
     {"type": "pong", "nonce": "n1"},
 ]
+# PROTOCOL.md section 8. Kept apart from the lists above, which also seed
+# the client, server and bus targets: those get them once their layers
+# handle the new frames.
+to_server_v8 = [
+    {"type": "edit", "client_msg_id": "e-1", "conversation_id": "conv_abc",
+     "target_id": "9187202", "body": "fixed \u2028 \"q\" \\ \u0000"},
+    {"type": "edit", "client_msg_id": "e-2", "conversation_id": "g1",
+     "target_id": "0", "body": ""},
+    {"type": "delete", "client_msg_id": "d-1", "conversation_id": "g1",
+     "target_id": "9223372036854775807"},
+]
+edit_msg = dict(msg, message_id="9187300", client_msg_id="e-1",
+                body="fixed", body_type="edit", target_id="9187202")
+delete_msg = dict(msg, message_id="9187301", client_msg_id="d-1", body="",
+                  body_type="delete", target_id="9187203")
+to_client_v8 = [
+    {"type": "goaway", "reason": "drain", "retry_after_ms": 30000},
+    {"type": "goaway", "reason": "overload", "retry_after_ms": 0},
+    {"type": "goaway", "reason": "rebalance",
+     "retry_after_ms": 9223372036854775807},
+    dict(edit_msg, type="message"),
+    dict(delete_msg, type="message"),
+    dict(msg, type="message", sender_kind="bot"),
+    dict(edit_msg, type="message", sender_kind="bot"),
+    dict(msg, type="message", sender_kind="user", target_id=None,
+         deleted=False),
+    {"type": "history", "conversation_id": "conv_abc", "complete": True,
+     "messages": [dict(msg, body="fixed", edited_ts=1716000000999),
+                  dict(msg, message_id="9187203", body="", deleted=True,
+                       edited_ts=1716000000500),
+                  edit_msg, delete_msg]},
+    {"type": "hello", "user_id": "alice", "device_id": "phone",
+     "session_id": "s1", "server_ts": 1716000000123, "heartbeat_ms": 30000,
+     "limits": {"max_body_bytes": 65536, "max_frame_bytes": 131072,
+                "rate_per_minute": 60, "resume_max_messages": 1000,
+                "resume_max_age_ms": 604800000, "resume_batch_hint": 50}},
+    {"type": "conversation", "conversation": {
+        "conversation_id": "g1", "type": "group", "name": "Friends",
+        "members": ["alice", "bob", "carol"], "admins": ["alice", "carol"],
+        "last_message": dict(msg, conversation_id="g1", body="",
+                             deleted=True),
+        "unread_count": 0, "last_read_message_id": "9187202"}},
+    {"type": "error", "code": "forbidden", "message": "not yours",
+     "ref": "e-1"},
+    {"type": "error", "code": "not_found", "message": "no such message",
+     "ref": "d-1"},
+]
+raw_extra_v8 = [
+    b'{"type":"edit","client_msg_id":"e","conversation_id":"c","target_id":5,"body":"b"}',
+    b'{"type":"delete","client_msg_id":"d","conversation_id":"c"}',
+    b'{"type":"goaway","reason":"drain"}',
+    b'{"type":"goaway","reason":"","retry_after_ms":-1}',
+    b'{"type":"message","message_id":"1","conversation_id":"c","sender_id":"s","body":"x","server_ts":1,"body_type":"delete","target_id":"1"}',
+    b'{"type":"message","message_id":"1","conversation_id":"c","sender_id":"s","body":"x","server_ts":1,"target_id":"1"}',
+    b'{"type":"send","client_msg_id":"a","conversation_id":"c","body":"x","body_type":"edit"}',
+]
 raw_extra = [
     b'{"type":"send","client_msg_id":"a","conversation_id":"c","body":"\\ud83d\\ude00"}',
     b'{"type":"send","client_msg_id":"a","conversation_id":"c","body":"x","body":"y"}',
@@ -125,8 +181,10 @@ client_sessions = [
                      "counts": {"delivered": 2, "read": 1}}),
 ] + [session(resumed, f) for f in enc(to_client)]
 write("fuzz_client", client_sessions)
-write("fuzz_decode_to_server", enc(to_server) + raw_extra)
-write("fuzz_decode_to_client", enc(to_client) + raw_extra)
+write("fuzz_decode_to_server", enc(to_server) + raw_extra +
+      enc(to_server_v8) + raw_extra_v8)
+write("fuzz_decode_to_client", enc(to_client) + raw_extra +
+      enc(to_client_v8) + raw_extra_v8)
 
 # ---- server targets. @d @g @o @1 @2 @n @m are the fixture's aliases
 # (fuzz/server_fixture.h): conversations, messages and media it made.

@@ -1,5 +1,5 @@
-/* The chat.v1 frame codec: every frame of PROTOCOL.md sections 2 and 3 as a
- * typed C struct, decoded strictly from JSON and encoded back.
+/* The chat.v1 frame codec: every frame of PROTOCOL.md sections 2, 3 and 8
+ * as a typed C struct, decoded strictly from JSON and encoded back.
  *
  * Ownership: a chat_codec owns one decode arena and one encode buffer.
  * Everything a decode returns (the chat_frame, its payload struct, every
@@ -33,7 +33,9 @@ typedef struct chat_str {
 } chat_str;
 
 /** Frame types. Values are stable (append-only). `typing` exists in both
- * directions with one struct; the server-to-client form adds user_id. */
+ * directions with one struct; the server-to-client form adds user_id.
+ * EDIT, DELETE and GOAWAY are the additions of PROTOCOL.md section 8; their
+ * payloads live in the CHAT_FRAME_V2 fields of chat_frame. */
 typedef enum chat_frame_type {
   CHAT_FRAME_NONE = 0,
   /* client to server (PROTOCOL.md section 2) */
@@ -56,7 +58,12 @@ typedef enum chat_frame_type {
   CHAT_FRAME_STATE_CHANGE = 16,
   CHAT_FRAME_CONVERSATION = 17,
   CHAT_FRAME_ERROR = 18,
-  CHAT_FRAME_PONG = 19
+  CHAT_FRAME_PONG = 19,
+  /* section 8: client to server */
+  CHAT_FRAME_EDIT = 20,
+  CHAT_FRAME_DELETE = 21,
+  /* section 8: server to client */
+  CHAT_FRAME_GOAWAY = 22
 } chat_frame_type;
 
 /** The wire name ("presence_subscribe"), or NULL for an unknown value. */
@@ -68,11 +75,24 @@ typedef enum chat_direction {
   CHAT_DIR_TO_CLIENT = 1  /* server -> client frames */
 } chat_direction;
 
+/** A message's body_type. SYSTEM, EDIT and DELETE are made by the server
+ * only: a client's `send` carrying one is refused. An EDIT or DELETE
+ * message is a log entry of its own that names its target (target_id). */
 typedef enum chat_body_type {
   CHAT_BODY_TEXT = 0, /* the default when body_type is absent */
   CHAT_BODY_MEDIA = 1,
-  CHAT_BODY_SYSTEM = 2 /* server-only: refused in a client's send */
+  CHAT_BODY_SYSTEM = 2, /* server-only: refused in a client's send */
+  CHAT_BODY_EDIT = 3,   /* server-only: body is the target's new body */
+  CHAT_BODY_DELETE = 4  /* server-only: body is empty */
 } chat_body_type;
+
+/** Who sent a message (PROTOCOL.md section 8). On the wire `sender_kind`
+ * is absent for users and "bot" for bots; the encoder never writes "user",
+ * and the decoder reads "user" as CHAT_SENDER_USER. */
+typedef enum chat_sender_kind {
+  CHAT_SENDER_USER = 0,
+  CHAT_SENDER_BOT = 1
+} chat_sender_kind;
 
 typedef enum chat_receipt_state {
   CHAT_RECEIPT_NONE = 0, /* sent only: no receipt yet (never on the wire) */
@@ -103,11 +123,22 @@ typedef enum chat_wire_error {
   CHAT_WIRE_NO_SUCH_CONVERSATION = 5,
   CHAT_WIRE_RATE_LIMITED = 6,
   CHAT_WIRE_BAD_ID = 7,
-  CHAT_WIRE_INTERNAL = 8
+  CHAT_WIRE_INTERNAL = 8,
+  /* section 8 */
+  CHAT_WIRE_FORBIDDEN = 9, /* the caller may not do this (edit, admin) */
+  CHAT_WIRE_NOT_FOUND = 10 /* edit/delete: no such target message */
 } chat_wire_error;
 
 /** "bad_frame" etc.; NULL for CHAT_WIRE_OTHER or an unknown value. */
 CHAT_API const char *chat_wire_error_str(chat_wire_error e);
+
+/** The way back from chat_wire_error_str(): the value whose code is the
+ * @p len bytes at @p code ("not_found" -> CHAT_WIRE_NOT_FOUND), or
+ * CHAT_WIRE_OTHER for a code this version does not know (or NULL). Also
+ * fits the `code` of REST error bodies that share a name with a wire code.
+ * @since 1.0 */
+CHAT_API chat_wire_error chat_wire_error_from_str(const char *code,
+                                                  size_t len);
 
 /** The wire code that answers a decode failure (PROTOCOL.md section 7):
  * CHAT_ERR_UNKNOWN_TYPE -> unknown_type; BAD_ID and BAD_MESSAGE_ID -> bad_id;
@@ -121,7 +152,8 @@ CHAT_API chat_wire_error chat_wire_error_from_err(chat_err e);
  * Snowflake layout uses 63 bits, and SQL BIGINT is signed). Optional fields:
  * a NULL pointer, or a has_* flag next to the value. */
 
-/** client -> server `send` */
+/** client -> server `send`. body_type may be TEXT or MEDIA (MEDIA needs at
+ * least one media_refs entry). */
 typedef struct chat_send {
   const char *client_msg_id;
   const char *conversation_id;
@@ -132,6 +164,26 @@ typedef struct chat_send {
   size_t n_media_refs;
   chat_body_type body_type;
 } chat_send;
+
+/** client -> server `edit` (PROTOCOL.md section 8): replace the body of
+ * the sender's own message target_id. Acked like `send` (idempotent by
+ * client_msg_id); the body follows the send body's limits. */
+typedef struct chat_edit {
+  const char *client_msg_id;
+  const char *conversation_id;
+  uint64_t target_id;
+  chat_str body;
+} chat_edit;
+
+/** client -> server `delete` (PROTOCOL.md section 8): erase message
+ * target_id (the sender's own, or any message when the caller is a group
+ * admin). Acked like `send`. The frame field is chat_frame.deletion, since
+ * `delete` is a C++ keyword. */
+typedef struct chat_delete {
+  const char *client_msg_id;
+  const char *conversation_id;
+  uint64_t target_id;
+} chat_delete;
 
 /** client -> server `delivered` and `read` (the frame type tells which) */
 typedef struct chat_mark {
@@ -190,6 +242,16 @@ typedef struct chat_hello {
   int64_t server_ts;
   uint32_t heartbeat_ms;
   chat_limits limits;
+  /* Section 8 additions. On the wire resume_batch_hint is a member of
+   * `limits`, but chat_limits is embedded by value here and has no version,
+   * so it is frozen (the ABI rule for unversioned structs): growing it would
+   * move every field after it. Fields of `limits` added later go here, at
+   * the end of chat_hello.
+   * resume_batch_hint: how many conversations the server would like one
+   * `resume` frame to catch up (1 or more); absent when the server does not
+   * pace resumes. */
+  bool has_resume_batch_hint;
+  uint32_t resume_batch_hint;
 } chat_hello;
 
 /** server -> client `ack` */
@@ -200,8 +262,18 @@ typedef struct chat_ack {
   bool duplicate;
 } chat_ack;
 
-/** server -> client `message`, and each element of `history`. client_msg_id
- * is NULL for server-made (system) messages. */
+/** server -> client `message`, each element of `history`, a conversation's
+ * last_message, and the message objects of REST history. client_msg_id is
+ * NULL for server-made (system) messages.
+ *
+ * Section 8 fields, all zero when absent:
+ * - target_id: the message an EDIT or DELETE entry applies to; required
+ *   with those body types and refused with any other.
+ * - sender_kind: CHAT_SENDER_BOT for a bot's message.
+ * - edited_ts, deleted: the state of a message read back from the store
+ *   (REST history, `history` frames, last_message): when it was last
+ *   edited (Unix ms), and whether it was deleted (its body is then empty).
+ *   Live `message` frames never carry them. */
 typedef struct chat_message {
   uint64_t message_id;
   const char *conversation_id;
@@ -214,6 +286,13 @@ typedef struct chat_message {
   const char *const *media_refs;
   size_t n_media_refs;
   chat_body_type body_type;
+  /* section 8 */
+  bool has_target_id;
+  uint64_t target_id;
+  chat_sender_kind sender_kind;
+  bool has_edited_ts;
+  int64_t edited_ts;
+  bool deleted;
 } chat_message;
 
 /** server -> client `receipt`; counts only for groups. */
@@ -242,6 +321,16 @@ typedef struct chat_resume_failed {
   chat_str reason;
 } chat_resume_failed;
 
+/** server -> client `goaway` (PROTOCOL.md section 8): the server is about
+ * to close this session on purpose (1012 drain, 1013 overload). The client
+ * waits a uniformly random delay in [0, retry_after_ms] before it
+ * reconnects, instead of its own backoff. reason is "drain" or "overload"
+ * today, kept as text so newer servers' reasons pass through. */
+typedef struct chat_goaway {
+  chat_str reason;
+  uint64_t retry_after_ms; /* 0..INT64_MAX */
+} chat_goaway;
+
 /** server -> client `resumed` */
 typedef struct chat_resumed {
   uint32_t conversations;
@@ -264,7 +353,9 @@ typedef struct chat_state_change {
 
 /** The conversation object of PROTOCOL.md section 5, as nested in the
  * `conversation` frame. name is absent (ptr NULL) for JSON null or a missing
- * name; last_message is NULL for JSON null. */
+ * name; last_message is NULL for JSON null. admins (section 8) has the same
+ * limit as members; an object without it (an older server) decodes with
+ * n_admins 0, and the encoder always writes it (empty for direct chats). */
 typedef struct chat_conversation {
   const char *conversation_id;
   chat_conversation_type type;
@@ -275,6 +366,9 @@ typedef struct chat_conversation {
   uint32_t unread_count;
   bool has_last_read;
   uint64_t last_read_message_id;
+  /* section 8 */
+  const char *const *admins;
+  size_t n_admins;
 } chat_conversation;
 
 /** server -> client `error`. code is the wire text; wire is its enum value
@@ -291,10 +385,12 @@ typedef struct chat_error_frame {
 
 /** A frame: its type and a pointer to the payload for that type; every other
  * payload pointer is NULL. `delivered` and `read` share `mark`; `ping` and
- * `pong` share `ping`. version is CHAT_FRAME_V1: new payload fields are only
- * ever appended, and the encoder reads them only from frames whose version
- * says they are there. */
+ * `pong` share `ping`. version says which payload fields the struct has:
+ * new ones are only ever appended, and the encoder reads them only from
+ * frames whose version says they are there (an EDIT, DELETE or GOAWAY frame
+ * needs CHAT_FRAME_V2). Decoded frames carry the newest version. */
 #define CHAT_FRAME_V1 1
+#define CHAT_FRAME_V2 2 /* edit, deletion, goaway (PROTOCOL.md section 8) */
 typedef struct chat_frame {
   uint32_t version;
   chat_frame_type type;
@@ -315,6 +411,10 @@ typedef struct chat_frame {
   const chat_state_change *state_change;
   const chat_conversation *conversation;
   const chat_error_frame *error;
+  /* since CHAT_FRAME_V2 */
+  const chat_edit *edit;
+  const chat_delete *deletion; /* `delete`, a C++ keyword */
+  const chat_goaway *goaway;
 } chat_frame;
 
 /* ------------------------------------------------------------------------
@@ -329,7 +429,7 @@ typedef struct chat_codec_settings {
   uint32_t max_presence_ids;    /* presence_subscribe; default 100 */
   uint32_t max_resume_entries;  /* resume.last_seen; default 4096 */
   uint32_t max_media_refs;      /* per message; default 32 */
-  uint32_t max_members;         /* conversation.members; default 1024 */
+  uint32_t max_members;         /* members, admins; default 1024 */
   uint32_t max_history;         /* messages in one history frame; default 1000 */
   uint32_t max_depth;           /* JSON nesting; default 16 */
   /* A frame to the client: larger, since a 64 KiB body of control
@@ -394,8 +494,9 @@ CHAT_API chat_err chat_codec_decode(chat_codec *codec, chat_direction dir,
  * Encoding validates what it writes as strictly as decoding reads it, so an
  * encoded frame always decodes again.
  * @retval CHAT_OK
- * @retval CHAT_ERR_INVAL NULL argument, unknown frame version or type, the
- *         payload pointer for the type is NULL, or a required field is NULL
+ * @retval CHAT_ERR_INVAL NULL argument, unknown frame version or type, a
+ *         type newer than the frame's version, the payload pointer for the
+ *         type is NULL, or a required field is NULL
  * @retval CHAT_ERR_BAD_ID, CHAT_ERR_BAD_MESSAGE_ID, CHAT_ERR_BAD_UTF8,
  *         CHAT_ERR_BAD_VALUE, CHAT_ERR_TOO_LARGE, CHAT_ERR_TOO_MANY a field
  *         that this codec would refuse to decode

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/check.h"
 #include "frame_internal.h"
 
 typedef struct type_entry {
@@ -34,6 +35,9 @@ static const type_entry types[] = {
   [CHAT_FRAME_CONVERSATION] = {"conversation", 12, CHAT_DIR_TO_CLIENT},
   [CHAT_FRAME_ERROR] = {"error", 5, CHAT_DIR_TO_CLIENT},
   [CHAT_FRAME_PONG] = {"pong", 4, CHAT_DIR_TO_CLIENT},
+  [CHAT_FRAME_EDIT] = {"edit", 4, CHAT_DIR_TO_SERVER},
+  [CHAT_FRAME_DELETE] = {"delete", 6, CHAT_DIR_TO_SERVER},
+  [CHAT_FRAME_GOAWAY] = {"goaway", 6, CHAT_DIR_TO_CLIENT},
 };
 #define N_TYPES (sizeof types / sizeof types[0])
 
@@ -48,7 +52,7 @@ int chat_frame_type_direction(chat_frame_type t) {
 }
 
 chat_frame_type chat__frame_type_lookup(const char *name, size_t len) {
-  /* Twenty entries: a length check first makes the scan cheap. */
+  /* Two dozen entries: a length check first makes the scan cheap. */
   for (size_t i = 1; i < N_TYPES; i++)
     if (types[i].len == len && memcmp(types[i].name, name, len) == 0)
       return (chat_frame_type)i;
@@ -65,12 +69,22 @@ static const char *const wire_names[] = {
   [CHAT_WIRE_RATE_LIMITED] = "rate_limited",
   [CHAT_WIRE_BAD_ID] = "bad_id",
   [CHAT_WIRE_INTERNAL] = "internal",
+  [CHAT_WIRE_FORBIDDEN] = "forbidden",
+  [CHAT_WIRE_NOT_FOUND] = "not_found",
 };
+#define N_WIRE (sizeof wire_names / sizeof wire_names[0])
 
 const char *chat_wire_error_str(chat_wire_error e) {
-  return (unsigned)e < sizeof wire_names / sizeof wire_names[0]
-             ? wire_names[e]
-             : NULL;
+  return (unsigned)e < N_WIRE ? wire_names[e] : NULL;
+}
+
+chat_wire_error chat_wire_error_from_str(const char *code, size_t len) {
+  if (!code)
+    return CHAT_WIRE_OTHER;
+  for (size_t w = 1; w < N_WIRE; w++)
+    if (strlen(wire_names[w]) == len && memcmp(wire_names[w], code, len) == 0)
+      return (chat_wire_error)w;
+  return CHAT_WIRE_OTHER;
 }
 
 chat_wire_error chat_wire_error_from_err(chat_err e) {
@@ -107,7 +121,8 @@ chat_err chat_codec_new(chat_codec **out, const chat_codec_settings *settings,
   if (!out)
     return CHAT_ERR_INVAL;
   *out = NULL;
-  if (settings && settings->version != CHAT_CODEC_SETTINGS_V1)
+  if (settings &&
+      !chat__version_ok(settings->version, CHAT_CODEC_SETTINGS_V1))
     return CHAT_ERR_INVAL;
   chat_allocator a;
   chat_err rc = chat__allocator_init(&a, alloc);

@@ -226,9 +226,29 @@ static chat_err as_body_type(dctx *d, const char *key, const chat__json *v,
     *out = CHAT_BODY_MEDIA;
   else if (v->len == 6 && memcmp(v->str, "system", 6) == 0)
     *out = CHAT_BODY_SYSTEM;
+  else if (v->len == 4 && memcmp(v->str, "edit", 4) == 0)
+    *out = CHAT_BODY_EDIT;
+  else if (v->len == 6 && memcmp(v->str, "delete", 6) == 0)
+    *out = CHAT_BODY_DELETE;
   else
     return fail(d, CHAT_ERR_BAD_VALUE, key,
-                "\"%s\" must be \"text\", \"media\" or \"system\"", key);
+                "\"%s\" must be \"text\", \"media\", \"system\", "
+                "\"edit\" or \"delete\"",
+                key);
+  return CHAT_OK;
+}
+
+static chat_err as_sender_kind(dctx *d, const char *key, const chat__json *v,
+                               chat_sender_kind *out) {
+  if (v->kind != CHAT__JSON_STRING)
+    return wrong_type(d, key, "a string", v);
+  if (v->len == 3 && memcmp(v->str, "bot", 3) == 0)
+    *out = CHAT_SENDER_BOT;
+  else if (v->len == 4 && memcmp(v->str, "user", 4) == 0)
+    *out = CHAT_SENDER_USER;
+  else
+    return fail(d, CHAT_ERR_BAD_VALUE, key,
+                "\"%s\" must be \"user\" or \"bot\"", key);
   return CHAT_OK;
 }
 
@@ -242,12 +262,30 @@ static chat_err dec_send(dctx *d, const chat__json *obj, chat_send *s) {
   OPT(as_id_array, "media_refs", NULL, d->c->s.max_media_refs,
       &s->media_refs, &s->n_media_refs);
   OPT(as_body_type, "body_type", NULL, &s->body_type);
-  if (s->body_type == CHAT_BODY_SYSTEM)
+  if (s->body_type != CHAT_BODY_TEXT && s->body_type != CHAT_BODY_MEDIA)
     return fail(d, CHAT_ERR_BAD_VALUE, "body_type",
-                "\"body_type\" \"system\" is reserved to the server");
+                "\"body_type\" of a send must be \"text\" or \"media\"; "
+                "the others are made by the server");
   if (s->body_type == CHAT_BODY_MEDIA && s->n_media_refs == 0)
     return fail(d, CHAT_ERR_BAD_VALUE, "media_refs",
                 "a \"media\" message needs at least one of \"media_refs\"");
+  return CHAT_OK;
+}
+
+/* edit and delete are strict like send: the same id rules and body limit,
+ * and error.ref names their client_msg_id (see ref_for). */
+static chat_err dec_edit(dctx *d, const chat__json *obj, chat_edit *e) {
+  REQ(as_id, "client_msg_id", &e->client_msg_id);
+  REQ(as_id, "conversation_id", &e->conversation_id);
+  REQ(as_msgid, "target_id", &e->target_id);
+  REQ(as_text, "body", d->c->s.max_body_bytes, &e->body);
+  return CHAT_OK;
+}
+
+static chat_err dec_delete(dctx *d, const chat__json *obj, chat_delete *x) {
+  REQ(as_id, "client_msg_id", &x->client_msg_id);
+  REQ(as_id, "conversation_id", &x->conversation_id);
+  REQ(as_msgid, "target_id", &x->target_id);
   return CHAT_OK;
 }
 
@@ -324,16 +362,33 @@ static chat_err dec_ping(dctx *d, const chat__json *obj, chat_ping *p) {
   return CHAT_OK;
 }
 
+static chat_err as_u32_positive(dctx *d, const char *key,
+                                const chat__json *v, uint32_t *out) {
+  uint64_t x;
+  if (v->kind != CHAT__JSON_NUMBER)
+    return wrong_type(d, key, "an integer", v);
+  if (chat__json_uint64(v, &x) != CHAT_OK || x < 1 || x > UINT32_MAX)
+    return fail(d, CHAT_ERR_BAD_NUMBER, key,
+                "\"%s\" must be an integer from 1 to %u", key, UINT32_MAX);
+  *out = (uint32_t)x;
+  return CHAT_OK;
+}
+
+/* hello.limits. Its section 8 member lands in chat_hello itself, since
+ * chat_limits is frozen (see frame.h). */
 static chat_err as_limits(dctx *d, const char *key, const chat__json *v,
-                          chat_limits *l) {
+                          chat_hello *h) {
   if (v->kind != CHAT__JSON_OBJECT)
     return wrong_type(d, key, "an object", v);
+  chat_limits *l = &h->limits;
   const chat__json *obj = v;
   REQ(as_u32, "max_body_bytes", &l->max_body_bytes);
   REQ(as_u32, "max_frame_bytes", &l->max_frame_bytes);
   REQ(as_u32, "rate_per_minute", &l->rate_per_minute);
   REQ(as_u32, "resume_max_messages", &l->resume_max_messages);
   REQ(as_u64, "resume_max_age_ms", INT64_MAX, &l->resume_max_age_ms);
+  OPT(as_u32_positive, "resume_batch_hint", &h->has_resume_batch_hint,
+      &h->resume_batch_hint);
   return CHAT_OK;
 }
 
@@ -343,7 +398,7 @@ static chat_err dec_hello(dctx *d, const chat__json *obj, chat_hello *h) {
   REQ(as_id, "session_id", &h->session_id);
   REQ(as_i64, "server_ts", &h->server_ts);
   REQ(as_u32, "heartbeat_ms", &h->heartbeat_ms);
-  REQ(as_limits, "limits", &h->limits);
+  REQ(as_limits, "limits", h);
   return CHAT_OK;
 }
 
@@ -369,6 +424,28 @@ static chat_err dec_message(dctx *d, const chat__json *obj,
   OPT(as_id_array, "media_refs", NULL, d->c->s.max_media_refs,
       &m->media_refs, &m->n_media_refs);
   OPT(as_body_type, "body_type", NULL, &m->body_type);
+  OPT(as_msgid, "target_id", &m->has_target_id, &m->target_id);
+  OPT(as_sender_kind, "sender_kind", NULL, &m->sender_kind);
+  OPT(as_i64, "edited_ts", &m->has_edited_ts, &m->edited_ts);
+  OPT(as_bool, "deleted", NULL, &m->deleted);
+  /* Section 8: an edit or delete entry names its target, nothing else
+   * does; a delete entry and a deleted message have no body left. */
+  bool targets =
+      m->body_type == CHAT_BODY_EDIT || m->body_type == CHAT_BODY_DELETE;
+  if (targets && !m->has_target_id)
+    return fail(d, CHAT_ERR_MISSING_FIELD, "target_id",
+                "missing field \"target_id\" (required with \"body_type\" "
+                "\"edit\" and \"delete\")");
+  if (!targets && m->has_target_id)
+    return fail(d, CHAT_ERR_BAD_VALUE, "target_id",
+                "\"target_id\" is only for \"body_type\" \"edit\" and "
+                "\"delete\"");
+  if (m->body_type == CHAT_BODY_DELETE && m->body.len > 0)
+    return fail(d, CHAT_ERR_BAD_VALUE, "body",
+                "a \"delete\" message has an empty \"body\"");
+  if (m->deleted && m->body.len > 0)
+    return fail(d, CHAT_ERR_BAD_VALUE, "body",
+                "a message with \"deleted\": true has an empty \"body\"");
   return CHAT_OK;
 }
 
@@ -514,6 +591,8 @@ static chat_err as_conversation(dctx *d, const char *key,
   REQ(as_conv_type, "type", &c->type);
   REQ(as_id_array, "members", d->c->s.max_members, &c->members,
       &c->n_members);
+  OPT(as_id_array, "admins", NULL, d->c->s.max_members, &c->admins,
+      &c->n_admins);
   OPT(as_text, "name", NULL, CHAT__MAX_NAME_BYTES, &c->name);
   const chat__json *lm = opt(obj, "last_message");
   if (lm) {
@@ -543,16 +622,17 @@ static chat_err dec_error(dctx *d, const chat__json *obj,
   chat_str code = {0};
   REQ(as_code, "code", CHAT__MAX_CODE_BYTES, &code);
   e->code = code.ptr;
-  e->wire = CHAT_WIRE_OTHER;
-  for (int w = CHAT_WIRE_BAD_FRAME; w <= CHAT_WIRE_INTERNAL; w++) {
-    const char *name = chat_wire_error_str((chat_wire_error)w);
-    if (strlen(name) == code.len && memcmp(name, code.ptr, code.len) == 0)
-      e->wire = (chat_wire_error)w;
-  }
+  e->wire = chat_wire_error_from_str(code.ptr, code.len);
   REQ(as_text, "message", CHAT__MAX_MESSAGE_BYTES, &e->message);
   OPT(as_text, "ref", NULL, CHAT__MAX_REF_BYTES, &e->ref);
   OPT(as_u64, "retry_after_ms", &e->has_retry_after, INT64_MAX,
       &e->retry_after_ms);
+  return CHAT_OK;
+}
+
+static chat_err dec_goaway(dctx *d, const chat__json *obj, chat_goaway *g) {
+  REQ(as_code, "reason", CHAT__MAX_CODE_BYTES, &g->reason);
+  REQ(as_u64, "retry_after_ms", INT64_MAX, &g->retry_after_ms);
   return CHAT_OK;
 }
 
@@ -580,6 +660,9 @@ static size_t payload_size(chat_frame_type t) {
   case CHAT_FRAME_STATE_CHANGE: return sizeof(chat_state_change);
   case CHAT_FRAME_CONVERSATION: return sizeof(chat_conversation);
   case CHAT_FRAME_ERROR: return sizeof(chat_error_frame);
+  case CHAT_FRAME_EDIT: return sizeof(chat_edit);
+  case CHAT_FRAME_DELETE: return sizeof(chat_delete);
+  case CHAT_FRAME_GOAWAY: return sizeof(chat_goaway);
   default: return 0;
   }
 }
@@ -614,17 +697,28 @@ static chat_err dispatch(dctx *d, const chat__json *obj, chat_frame *f,
     f->conversation = p;
     return dec_conversation(d, obj, p);
   case CHAT_FRAME_ERROR: f->error = p; return dec_error(d, obj, p);
+  case CHAT_FRAME_EDIT: f->edit = p; return dec_edit(d, obj, p);
+  case CHAT_FRAME_DELETE: f->deletion = p; return dec_delete(d, obj, p);
+  case CHAT_FRAME_GOAWAY: f->goaway = p; return dec_goaway(d, obj, p);
   default: return fail(d, CHAT_ERR_UNKNOWN_TYPE, "type", "unknown type");
   }
 }
 
-/* error.ref per PROTOCOL.md section 7: a valid client_msg_id of a send,
- * otherwise the type (cut to CHAT__MAX_REF_BYTES on a UTF-8 boundary). */
+/* The client frames that carry a client_msg_id and are acked. */
+static bool acked_type(const chat__json *type) {
+  chat_frame_type t = chat__frame_type_lookup(type->str, type->len);
+  return t == CHAT_FRAME_SEND || t == CHAT_FRAME_EDIT ||
+         t == CHAT_FRAME_DELETE;
+}
+
+/* error.ref per PROTOCOL.md section 7: a valid client_msg_id of a send (and
+ * of an edit or delete, which section 8 acks like a send), otherwise the
+ * type (cut to CHAT__MAX_REF_BYTES on a UTF-8 boundary). */
 static const char *ref_for(dctx *d, const chat__json *root,
                            const chat__json *type) {
   if (!type || type->kind != CHAT__JSON_STRING)
     return NULL;
-  if (type->len == 4 && memcmp(type->str, "send", 4) == 0) {
+  if (acked_type(type)) {
     const chat__json *cm = chat__json_get(root, "client_msg_id");
     if (cm && cm->kind == CHAT__JSON_STRING && chat_id_valid(cm->str, cm->len))
       return cm->str;
@@ -715,7 +809,7 @@ chat_err chat_codec_decode(chat_codec *c, chat_direction dir,
   }
   memset(f, 0, sizeof *f);
   memset(payload, 0, payload_size(t));
-  f->version = CHAT_FRAME_V1;
+  f->version = CHAT_FRAME_V2;
   f->type = t;
   rc = dispatch(&d, root, f, payload, dir);
   if (rc == CHAT_OK)

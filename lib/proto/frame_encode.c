@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/check.h"
 #include "common/json.h"
 #include "common/utf8.h"
 #include "frame_internal.h"
@@ -17,6 +18,13 @@ typedef struct ectx {
 } ectx;
 
 /* ---- checks ---- */
+
+#define CHECK_RC(expr)                                                         \
+  do {                                                                         \
+    chat_err rc_ = (expr);                                                     \
+    if (rc_ != CHAT_OK)                                                        \
+      return rc_;                                                              \
+  } while (0)
 
 static chat_err check_id(const char *id) {
   if (!id)
@@ -37,6 +45,15 @@ static chat_err check_text(chat_str s, size_t max) {
                                                       : CHAT_ERR_BAD_UTF8;
 }
 
+/* A code ("reason"): the decoder refuses one that is empty or holds a NUL,
+ * as it names no condition. */
+static chat_err check_code(chat_str s, size_t max) {
+  if (!s.ptr || s.len == 0)
+    return CHAT_ERR_INVAL;
+  CHECK_RC(check_text(s, max));
+  return memchr(s.ptr, 0, s.len) ? CHAT_ERR_BAD_VALUE : CHAT_OK;
+}
+
 static chat_err check_ids(const char *const *ids, size_t n, uint32_t max) {
   if (n > max)
     return CHAT_ERR_TOO_MANY;
@@ -50,12 +67,7 @@ static chat_err check_ids(const char *const *ids, size_t n, uint32_t max) {
   return CHAT_OK;
 }
 
-#define CHECK(expr)                                                            \
-  do {                                                                         \
-    chat_err rc_ = (expr);                                                     \
-    if (rc_ != CHAT_OK)                                                        \
-      return rc_;                                                              \
-  } while (0)
+#define CHECK(expr) CHECK_RC(expr)
 
 /* ---- writers ---- */
 
@@ -103,8 +115,15 @@ static const char *body_type_name(chat_body_type t) {
   case CHAT_BODY_TEXT: return "text";
   case CHAT_BODY_MEDIA: return "media";
   case CHAT_BODY_SYSTEM: return "system";
+  case CHAT_BODY_EDIT: return "edit";
+  case CHAT_BODY_DELETE: return "delete";
   default: return NULL;
   }
+}
+
+static void kv_enum(ectx *e, const char *key, const char *value) {
+  chat__jw_key(&e->w, key);
+  chat__jw_str(&e->w, value, strlen(value));
 }
 
 /* ---- payloads: check, then write ---- */
@@ -119,7 +138,8 @@ static chat_err enc_send(ectx *e, const chat_send *s) {
   if (s->has_reply_to)
     CHECK(check_msgid(s->reply_to));
   CHECK(check_ids(s->media_refs, s->n_media_refs, lim->max_media_refs));
-  if (s->body_type == CHAT_BODY_SYSTEM || !body_type_name(s->body_type) ||
+  /* system, edit and delete are the server's. */
+  if ((s->body_type != CHAT_BODY_TEXT && s->body_type != CHAT_BODY_MEDIA) ||
       (s->body_type == CHAT_BODY_MEDIA && s->n_media_refs == 0))
     return CHAT_ERR_BAD_VALUE;
 
@@ -130,11 +150,32 @@ static chat_err enc_send(ectx *e, const chat_send *s) {
     kv_msgid(e, "reply_to", s->reply_to);
   if (s->n_media_refs > 0)
     kv_ids(e, "media_refs", s->media_refs, s->n_media_refs);
-  if (s->body_type != CHAT_BODY_TEXT) {
-    chat__jw_key(&e->w, "body_type");
-    const char *bt = body_type_name(s->body_type);
-    chat__jw_str(&e->w, bt, strlen(bt));
-  }
+  if (s->body_type != CHAT_BODY_TEXT)
+    kv_enum(e, "body_type", body_type_name(s->body_type));
+  return CHAT_OK;
+}
+
+static chat_err enc_edit(ectx *e, const chat_edit *x) {
+  CHECK(check_id(x->client_msg_id));
+  CHECK(check_id(x->conversation_id));
+  CHECK(check_msgid(x->target_id));
+  if (!x->body.ptr)
+    return CHAT_ERR_INVAL;
+  CHECK(check_text(x->body, e->c->s.max_body_bytes));
+  kv_id(e, "client_msg_id", x->client_msg_id);
+  kv_id(e, "conversation_id", x->conversation_id);
+  kv_msgid(e, "target_id", x->target_id);
+  kv_text(e, "body", x->body);
+  return CHAT_OK;
+}
+
+static chat_err enc_delete(ectx *e, const chat_delete *x) {
+  CHECK(check_id(x->client_msg_id));
+  CHECK(check_id(x->conversation_id));
+  CHECK(check_msgid(x->target_id));
+  kv_id(e, "client_msg_id", x->client_msg_id);
+  kv_id(e, "conversation_id", x->conversation_id);
+  kv_msgid(e, "target_id", x->target_id);
   return CHAT_OK;
 }
 
@@ -242,6 +283,8 @@ static chat_err enc_hello(ectx *e, const chat_hello *h) {
   CHECK(check_id(h->session_id));
   if (h->limits.resume_max_age_ms > (uint64_t)INT64_MAX)
     return CHAT_ERR_BAD_VALUE;
+  if (h->has_resume_batch_hint && h->resume_batch_hint == 0)
+    return CHAT_ERR_BAD_VALUE;
   kv_id(e, "user_id", h->user_id);
   kv_id(e, "device_id", h->device_id);
   kv_id(e, "session_id", h->session_id);
@@ -254,6 +297,8 @@ static chat_err enc_hello(ectx *e, const chat_hello *h) {
   kv_uint(e, "rate_per_minute", h->limits.rate_per_minute);
   kv_uint(e, "resume_max_messages", h->limits.resume_max_messages);
   kv_uint(e, "resume_max_age_ms", h->limits.resume_max_age_ms);
+  if (h->has_resume_batch_hint)
+    kv_uint(e, "resume_batch_hint", h->resume_batch_hint);
   chat__jw_obj_end(&e->w);
   return CHAT_OK;
 }
@@ -284,6 +329,18 @@ static chat_err check_message(ectx *e, const chat_message *m) {
   CHECK(check_ids(m->media_refs, m->n_media_refs, lim->max_media_refs));
   if (!body_type_name(m->body_type))
     return CHAT_ERR_BAD_VALUE;
+  /* Section 8, as the decoder reads it: target_id exactly with edit and
+   * delete; a delete entry and a deleted message carry no body. */
+  bool targets =
+      m->body_type == CHAT_BODY_EDIT || m->body_type == CHAT_BODY_DELETE;
+  if (targets != m->has_target_id)
+    return CHAT_ERR_BAD_VALUE;
+  if (m->has_target_id)
+    CHECK(check_msgid(m->target_id));
+  if ((m->body_type == CHAT_BODY_DELETE || m->deleted) && m->body.len > 0)
+    return CHAT_ERR_BAD_VALUE;
+  if (m->sender_kind != CHAT_SENDER_USER && m->sender_kind != CHAT_SENDER_BOT)
+    return CHAT_ERR_BAD_VALUE;
   return CHAT_OK;
 }
 
@@ -301,11 +358,17 @@ static void write_message_fields(ectx *e, const chat_message *m) {
     kv_msgid(e, "reply_to", m->reply_to);
   if (m->n_media_refs > 0)
     kv_ids(e, "media_refs", m->media_refs, m->n_media_refs);
-  if (m->body_type != CHAT_BODY_TEXT) {
-    const char *bt = body_type_name(m->body_type);
-    chat__jw_key(&e->w, "body_type");
-    chat__jw_str(&e->w, bt, strlen(bt));
-  }
+  if (m->body_type != CHAT_BODY_TEXT)
+    kv_enum(e, "body_type", body_type_name(m->body_type));
+  if (m->has_target_id)
+    kv_msgid(e, "target_id", m->target_id);
+  /* Absent means a user: "user" is never written. */
+  if (m->sender_kind == CHAT_SENDER_BOT)
+    kv_enum(e, "sender_kind", "bot");
+  if (m->has_edited_ts)
+    kv_int(e, "edited_ts", m->edited_ts);
+  if (m->deleted)
+    kv_bool(e, "deleted", true);
 }
 
 static chat_err enc_message(ectx *e, const chat_message *m) {
@@ -364,9 +427,7 @@ static chat_err enc_history(ectx *e, const chat_history *h) {
 
 static chat_err enc_resume_failed(ectx *e, const chat_resume_failed *r) {
   CHECK(check_id(r->conversation_id));
-  if (!r->reason.ptr || r->reason.len == 0)
-    return CHAT_ERR_INVAL;
-  CHECK(check_text(r->reason, CHAT__MAX_CODE_BYTES));
+  CHECK(check_code(r->reason, CHAT__MAX_CODE_BYTES));
   kv_id(e, "conversation_id", r->conversation_id);
   kv_text(e, "reason", r->reason);
   return CHAT_OK;
@@ -421,6 +482,7 @@ static void write_conversation_object(ectx *e, const chat_conversation *c) {
   else
     chat__jw_null(&e->w);
   kv_ids(e, "members", c->members, c->n_members);
+  kv_ids(e, "admins", c->admins, c->n_admins);
   chat__jw_key(&e->w, "last_message");
   if (c->last_message) {
     chat__jw_obj_begin(&e->w);
@@ -444,6 +506,7 @@ static chat_err enc_conversation(ectx *e, const chat_conversation *c) {
       c->type != CHAT_CONVERSATION_GROUP)
     return CHAT_ERR_BAD_VALUE;
   CHECK(check_ids(c->members, c->n_members, e->c->s.max_members));
+  CHECK(check_ids(c->admins, c->n_admins, e->c->s.max_members));
   if (c->name.ptr)
     CHECK(check_text(c->name, CHAT__MAX_NAME_BYTES));
   if (c->last_message)
@@ -480,6 +543,15 @@ static chat_err enc_error(ectx *e, const chat_error_frame *f) {
   return CHAT_OK;
 }
 
+static chat_err enc_goaway(ectx *e, const chat_goaway *g) {
+  CHECK(check_code(g->reason, CHAT__MAX_CODE_BYTES));
+  if (g->retry_after_ms > (uint64_t)INT64_MAX)
+    return CHAT_ERR_BAD_VALUE;
+  kv_text(e, "reason", g->reason);
+  kv_uint(e, "retry_after_ms", g->retry_after_ms);
+  return CHAT_OK;
+}
+
 static chat_err dispatch(ectx *e, const chat_frame *f) {
 #define PAYLOAD(field, fn)                                                     \
   return f->field ? fn(e, f->field) : CHAT_ERR_INVAL
@@ -504,6 +576,15 @@ static chat_err dispatch(ectx *e, const chat_frame *f) {
   case CHAT_FRAME_STATE_CHANGE: PAYLOAD(state_change, enc_state_change);
   case CHAT_FRAME_CONVERSATION: PAYLOAD(conversation, enc_conversation);
   case CHAT_FRAME_ERROR: PAYLOAD(error, enc_error);
+  default: break;
+  }
+  /* The V2 payload fields exist only in frames that say so. */
+  if (f->version < CHAT_FRAME_V2)
+    return CHAT_ERR_INVAL;
+  switch (f->type) {
+  case CHAT_FRAME_EDIT: PAYLOAD(edit, enc_edit);
+  case CHAT_FRAME_DELETE: PAYLOAD(deletion, enc_delete);
+  case CHAT_FRAME_GOAWAY: PAYLOAD(goaway, enc_goaway);
   default: return CHAT_ERR_INVAL;
   }
 #undef PAYLOAD
@@ -515,7 +596,8 @@ chat_err chat_codec_encode(chat_codec *c, const chat_frame *f,
     *json = NULL;
   if (len)
     *len = 0;
-  if (!c || !f || !json || !len || f->version < CHAT_FRAME_V1)
+  if (!c || !f || !json || !len ||
+      !chat__version_ok(f->version, CHAT_FRAME_V2))
     return CHAT_ERR_INVAL;
   const char *name = chat_frame_type_name(f->type);
   if (!name)

@@ -38,7 +38,7 @@ static const chat_frame *round_trip(const chat_frame *f, chat_direction dir,
   cr_assert_eq(rc, CHAT_OK, "decode %s: %s (%s)", first, chat_err_name(rc),
                err.message ? err.message : "");
   cr_assert_eq(d->type, f->type);
-  cr_assert_eq(d->version, CHAT_FRAME_V1);
+  cr_assert_eq(d->version, CHAT_FRAME_V2);
   rc = chat_codec_encode(codec, d, &j, &n);
   cr_assert_eq(rc, CHAT_OK);
   cr_assert_eq(n, strlen(first), "re-encoded length differs:\n%s\n%.*s",
@@ -478,7 +478,8 @@ Test(frame, conversation_nested) {
   f.conversation = &direct;
   encode_eq(&f, "{\"type\":\"conversation\",\"conversation\":{"
                 "\"conversation_id\":\"d1\",\"type\":\"direct\",\"name\":null,"
-                "\"members\":[\"alice\",\"bob\"],\"last_message\":null,"
+                "\"members\":[\"alice\",\"bob\"],\"admins\":[],"
+                "\"last_message\":null,"
                 "\"unread_count\":0,\"last_read_message_id\":null}}");
   d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
   cr_assert_null(d->conversation->name.ptr);
@@ -505,12 +506,496 @@ Test(frame, error_frames) {
   cr_assert_eq(d->error->wire, CHAT_WIRE_OTHER);
   cr_assert_str_eq(d->error->code, "quota_exceeded");
   cr_assert_null(d->error->ref.ptr);
-  /* Every known code maps both ways. */
-  for (int w = CHAT_WIRE_BAD_FRAME; w <= CHAT_WIRE_INTERNAL; w++) {
+  /* Every known code maps both ways, section 8's included. */
+  for (int w = CHAT_WIRE_BAD_FRAME; w <= CHAT_WIRE_NOT_FOUND; w++) {
     chat_error_frame x = {.wire = (chat_wire_error)w, .message = S("m")};
     f.error = &x;
     cr_assert_eq((int)round_trip(&f, CHAT_DIR_TO_CLIENT, NULL)->error->wire, w);
   }
+}
+
+/* ---------------- PROTOCOL.md section 8 ---------------- */
+
+Test(frame, edit_round_trip_and_exact_bytes) {
+  chat_edit x = {.client_msg_id = "e-1", .conversation_id = "conv_abc",
+                 .target_id = 9187202,
+                 .body = S("fixed typo \xe2\x9c\x93 \"q\"\n")};
+  chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_EDIT,
+                  .edit = &x};
+  encode_eq(&f, "{\"type\":\"edit\",\"client_msg_id\":\"e-1\","
+                "\"conversation_id\":\"conv_abc\",\"target_id\":\"9187202\","
+                "\"body\":\"fixed typo \xe2\x9c\x93 \\\"q\\\"\\n\"}");
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_SERVER, NULL);
+  cr_assert_not_null(d->edit);
+  cr_assert_null(d->send);
+  cr_assert_null(d->deletion);
+  cr_assert_str_eq(d->edit->client_msg_id, "e-1");
+  cr_assert_str_eq(d->edit->conversation_id, "conv_abc");
+  cr_assert_eq(d->edit->target_id, 9187202);
+  cr_assert_eq(d->edit->body.len, x.body.len);
+  cr_assert(memcmp(d->edit->body.ptr, x.body.ptr, x.body.len) == 0);
+  /* An empty body is an edit too (a media caption removed). */
+  x.body = S("");
+  cr_assert_eq(round_trip(&f, CHAT_DIR_TO_SERVER, NULL)->edit->body.len, 0);
+}
+
+Test(frame, delete_round_trip_and_exact_bytes) {
+  chat_delete x = {.client_msg_id = "d-1", .conversation_id = "g1",
+                   .target_id = (uint64_t)INT64_MAX};
+  chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_DELETE,
+                  .deletion = &x};
+  encode_eq(&f, "{\"type\":\"delete\",\"client_msg_id\":\"d-1\","
+                "\"conversation_id\":\"g1\","
+                "\"target_id\":\"9223372036854775807\"}");
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_SERVER, NULL);
+  cr_assert_not_null(d->deletion);
+  cr_assert_null(d->edit);
+  cr_assert_str_eq(d->deletion->client_msg_id, "d-1");
+  cr_assert_str_eq(d->deletion->conversation_id, "g1");
+  cr_assert_eq(d->deletion->target_id, (uint64_t)INT64_MAX);
+  /* A body on a delete is an unknown member: ignored. */
+  d = decode_ok(CHAT_DIR_TO_SERVER,
+                "{\"type\":\"delete\",\"client_msg_id\":\"d\","
+                "\"conversation_id\":\"c\",\"target_id\":\"0\","
+                "\"body\":\"x\"}");
+  cr_assert_eq(d->deletion->target_id, 0);
+}
+
+Test(frame, edit_and_delete_encoder_refusals) {
+  const char *j;
+  size_t n;
+  chat_edit x = {.client_msg_id = "e", .conversation_id = "c",
+                 .target_id = 1, .body = S("b")};
+  chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_EDIT,
+                  .edit = &x};
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_OK);
+  x.target_id = (uint64_t)INT64_MAX + 1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_MESSAGE_ID);
+  x.target_id = 1;
+  x.client_msg_id = "no/slash";
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_ID);
+  x.client_msg_id = NULL;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  x.client_msg_id = "e";
+  x.conversation_id = "a b";
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_ID);
+  x.conversation_id = "c";
+  x.body = (chat_str){NULL, 0};
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  x.body = (chat_str){"\xff", 1};
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_UTF8);
+  x.body = S("b");
+  /* A V1 frame has no edit field: the type is newer than the struct. */
+  f.version = CHAT_FRAME_V1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  f.version = CHAT_FRAME_V2;
+  f.edit = NULL;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+
+  chat_delete y = {.client_msg_id = "d", .conversation_id = "c",
+                   .target_id = (uint64_t)-1};
+  chat_frame g = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_DELETE,
+                  .deletion = &y};
+  cr_assert_eq(chat_codec_encode(codec, &g, &j, &n), CHAT_ERR_BAD_MESSAGE_ID);
+  y.target_id = 5;
+  y.conversation_id = "";
+  cr_assert_eq(chat_codec_encode(codec, &g, &j, &n), CHAT_ERR_BAD_ID);
+  y.conversation_id = "c";
+  g.version = CHAT_FRAME_V1;
+  cr_assert_eq(chat_codec_encode(codec, &g, &j, &n), CHAT_ERR_INVAL);
+  g.version = CHAT_FRAME_V2;
+  cr_assert_eq(chat_codec_encode(codec, &g, &j, &n), CHAT_OK);
+
+  /* The encoder enforces the body limit on an edit like on a send. */
+  chat_codec *small;
+  chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1,
+                            .max_body_bytes = 4};
+  cr_assert_eq(chat_codec_new(&small, &cs, NULL), CHAT_OK);
+  f.edit = &x;
+  x.body = S("12345");
+  cr_assert_eq(chat_codec_encode(small, &f, &j, &n), CHAT_ERR_TOO_LARGE);
+  x.body = S("1234");
+  cr_assert_eq(chat_codec_encode(small, &f, &j, &n), CHAT_OK);
+  chat_codec_free(small);
+}
+
+Test(frame, send_may_not_use_server_body_types) {
+  const char *j;
+  size_t n;
+  chat_send s = {.client_msg_id = "a", .conversation_id = "c",
+                 .body = S("")};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_SEND,
+                  .send = &s};
+  chat_body_type server_only[] = {CHAT_BODY_SYSTEM, CHAT_BODY_EDIT,
+                                  CHAT_BODY_DELETE, (chat_body_type)9};
+  for (size_t i = 0; i < 4; i++) {
+    s.body_type = server_only[i];
+    cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE,
+                 "body_type %d", (int)server_only[i]);
+  }
+}
+
+Test(frame, message_edit_delete_and_bot) {
+  chat_message ed = {.message_id = 9187300, .conversation_id = "conv_abc",
+                     .sender_id = "alice", .body = S("new text"),
+                     .server_ts = 1716000000200, .client_msg_id = "e-1",
+                     .body_type = CHAT_BODY_EDIT, .has_target_id = true,
+                     .target_id = 9187202};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_MESSAGE,
+                  .message = &ed};
+  encode_eq(&f, "{\"type\":\"message\",\"message_id\":\"9187300\","
+                "\"conversation_id\":\"conv_abc\",\"sender_id\":\"alice\","
+                "\"body\":\"new text\",\"server_ts\":1716000000200,"
+                "\"client_msg_id\":\"e-1\",\"body_type\":\"edit\","
+                "\"target_id\":\"9187202\"}");
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_eq(d->message->body_type, CHAT_BODY_EDIT);
+  cr_assert(d->message->has_target_id);
+  cr_assert_eq(d->message->target_id, 9187202);
+  cr_assert_eq(d->message->sender_kind, CHAT_SENDER_USER);
+  cr_assert_not(d->message->has_edited_ts);
+  cr_assert_not(d->message->deleted);
+
+  chat_message del = {.message_id = 9187301, .conversation_id = "conv_abc",
+                      .sender_id = "admin", .body = S(""), .server_ts = 7,
+                      .client_msg_id = "d-1", .body_type = CHAT_BODY_DELETE,
+                      .has_target_id = true, .target_id = 9187202};
+  f.message = &del;
+  d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_eq(d->message->body_type, CHAT_BODY_DELETE);
+  cr_assert_eq(d->message->target_id, 9187202);
+  cr_assert_eq(d->message->body.len, 0);
+
+  chat_message bot = {.message_id = 5, .conversation_id = "c",
+                      .sender_id = "weather-bot", .body = S("sunny"),
+                      .server_ts = 9, .client_msg_id = "b1",
+                      .sender_kind = CHAT_SENDER_BOT};
+  f.message = &bot;
+  encode_eq(&f, "{\"type\":\"message\",\"message_id\":\"5\","
+                "\"conversation_id\":\"c\",\"sender_id\":\"weather-bot\","
+                "\"body\":\"sunny\",\"server_ts\":9,\"client_msg_id\":\"b1\","
+                "\"sender_kind\":\"bot\"}");
+  cr_assert_eq(round_trip(&f, CHAT_DIR_TO_CLIENT, NULL)->message->sender_kind,
+               CHAT_SENDER_BOT);
+  /* A bot may edit too: both fields together. */
+  ed.sender_kind = CHAT_SENDER_BOT;
+  f.message = &ed;
+  d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_eq(d->message->sender_kind, CHAT_SENDER_BOT);
+  cr_assert_eq(d->message->body_type, CHAT_BODY_EDIT);
+
+  /* "user" is accepted when read (another server may write it), never
+   * written: the re-encoding leaves it out. */
+  d = decode_ok(CHAT_DIR_TO_CLIENT,
+                "{\"type\":\"message\",\"message_id\":\"1\","
+                "\"conversation_id\":\"c\",\"sender_id\":\"u\",\"body\":\"b\","
+                "\"server_ts\":1,\"sender_kind\":\"user\","
+                "\"target_id\":null,\"edited_ts\":null,\"deleted\":false}");
+  cr_assert_eq(d->message->sender_kind, CHAT_SENDER_USER);
+  cr_assert_not(d->message->has_target_id);
+  cr_assert_not(d->message->deleted);
+  chat_message copy = *d->message;
+  f.message = &copy;
+  encode_eq(&f, "{\"type\":\"message\",\"message_id\":\"1\","
+                "\"conversation_id\":\"c\",\"sender_id\":\"u\",\"body\":\"b\","
+                "\"server_ts\":1}");
+}
+
+Test(frame, message_edited_and_deleted_state) {
+  /* The shape REST history gives a target: the current body and when it
+   * was edited, or deleted with the body gone. */
+  chat_message ms[] = {
+      {.message_id = 10, .conversation_id = "g", .sender_id = "a",
+       .body = S("second wording"), .server_ts = 100, .client_msg_id = "m1",
+       .has_edited_ts = true, .edited_ts = 160},
+      {.message_id = 11, .conversation_id = "g", .sender_id = "b",
+       .body = S(""), .server_ts = 110, .client_msg_id = "m2",
+       .deleted = true},
+      {.message_id = 12, .conversation_id = "g", .sender_id = "a",
+       .body = S("second wording"), .server_ts = 160, .client_msg_id = "e1",
+       .body_type = CHAT_BODY_EDIT, .has_target_id = true, .target_id = 10},
+      {.message_id = 13, .conversation_id = "g", .sender_id = "b",
+       .body = S(""), .server_ts = 170, .client_msg_id = "d1",
+       .body_type = CHAT_BODY_DELETE, .has_target_id = true,
+       .target_id = 11},
+  };
+  chat_history h = {.conversation_id = "g", .messages = ms, .n_messages = 4,
+                    .complete = true};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_HISTORY,
+                  .history = &h};
+  char *json;
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_CLIENT, &json);
+  cr_assert(strstr(json, "\"client_msg_id\":\"m1\",\"edited_ts\":160}"),
+            "%s", json);
+  cr_assert(strstr(json, "\"client_msg_id\":\"m2\",\"deleted\":true}"), "%s",
+            json);
+  free(json);
+  const chat_message *m = d->history->messages;
+  cr_assert(m[0].has_edited_ts);
+  cr_assert_eq(m[0].edited_ts, 160);
+  cr_assert_not(m[0].deleted);
+  cr_assert(m[1].deleted);
+  cr_assert_not(m[1].has_edited_ts);
+  cr_assert_eq(m[2].body_type, CHAT_BODY_EDIT);
+  cr_assert_eq(m[2].target_id, 10);
+  cr_assert_eq(m[3].body_type, CHAT_BODY_DELETE);
+  cr_assert_eq(m[3].target_id, 11);
+
+  /* The same fields on a conversation's last_message. */
+  const char *members[] = {"a", "b"};
+  chat_conversation c = {.conversation_id = "g",
+                         .type = CHAT_CONVERSATION_GROUP,
+                         .members = members, .n_members = 2,
+                         .last_message = &ms[1]};
+  chat_frame g = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_CONVERSATION,
+                  .conversation = &c};
+  d = round_trip(&g, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert(d->conversation->last_message->deleted);
+}
+
+Test(frame, message_section8_encoder_refusals) {
+  const char *j;
+  size_t n;
+  chat_message m = {.message_id = 2, .conversation_id = "c",
+                    .sender_id = "s", .body = S("b"), .server_ts = 1,
+                    .body_type = CHAT_BODY_EDIT};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_MESSAGE,
+                  .message = &m};
+  /* edit without its target */
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+  m.has_target_id = true;
+  m.target_id = 1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_OK);
+  m.target_id = (uint64_t)INT64_MAX + 1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_MESSAGE_ID);
+  m.target_id = 1;
+  /* a target on an ordinary message */
+  m.body_type = CHAT_BODY_TEXT;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+  /* a delete entry with a body */
+  m.body_type = CHAT_BODY_DELETE;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+  m.body = S("");
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_OK);
+  /* a deleted message that kept its body */
+  m.body_type = CHAT_BODY_TEXT;
+  m.has_target_id = false;
+  m.deleted = true;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_OK);
+  m.body = S("x");
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+  m.deleted = false;
+  m.sender_kind = (chat_sender_kind)2;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+  m.sender_kind = CHAT_SENDER_BOT;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_OK);
+  m.body_type = (chat_body_type)5;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+}
+
+Test(frame, goaway_round_trip_and_unknown_reason) {
+  chat_goaway g = {.reason = S("drain"), .retry_after_ms = 30000};
+  chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_GOAWAY,
+                  .goaway = &g};
+  encode_eq(&f, "{\"type\":\"goaway\",\"reason\":\"drain\","
+                "\"retry_after_ms\":30000}");
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_not_null(d->goaway);
+  cr_assert_str_eq(d->goaway->reason.ptr, "drain");
+  cr_assert_eq(d->goaway->retry_after_ms, 30000);
+  g.reason = S("overload");
+  g.retry_after_ms = 0;
+  d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_str_eq(d->goaway->reason.ptr, "overload");
+  cr_assert_eq(d->goaway->retry_after_ms, 0);
+  g.retry_after_ms = (uint64_t)INT64_MAX;
+  cr_assert_eq(round_trip(&f, CHAT_DIR_TO_CLIENT, NULL)
+                   ->goaway->retry_after_ms,
+               (uint64_t)INT64_MAX);
+  /* A reason from a newer server passes through as text. */
+  d = decode_ok(CHAT_DIR_TO_CLIENT,
+                "{\"type\":\"goaway\",\"reason\":\"rebalance\","
+                "\"retry_after_ms\":5}");
+  cr_assert_eq(d->goaway->reason.len, 9);
+  cr_assert_str_eq(d->goaway->reason.ptr, "rebalance");
+
+  const char *j;
+  size_t n;
+  g.retry_after_ms = (uint64_t)INT64_MAX + 1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+  g.retry_after_ms = 1;
+  g.reason = S("");
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  g.reason = (chat_str){NULL, 0};
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  g.reason = (chat_str){"dr\0in", 5};
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+  g.reason = S("0123456789012345678901234567890123456789012345678901234567"
+               "890123456789");
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_TOO_LARGE);
+  g.reason = S("drain");
+  f.version = CHAT_FRAME_V1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  f.version = CHAT_FRAME_V2;
+  f.goaway = NULL;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+}
+
+Test(frame, resume_failed_reason_with_nul_is_refused_by_the_encoder) {
+  /* The decoder refuses it, so the encoder must not write it. */
+  chat_resume_failed rf = {.conversation_id = "c",
+                           .reason = {"too\0old", 7}};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUME_FAILED,
+                  .resume_failed = &rf};
+  const char *j;
+  size_t n;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+}
+
+Test(frame, hello_resume_batch_hint) {
+  chat_hello h = {.user_id = "alice", .device_id = "phone-1",
+                  .session_id = "s:42", .server_ts = 1716000000123,
+                  .heartbeat_ms = 30000, .limits = default_limits(),
+                  .has_resume_batch_hint = true, .resume_batch_hint = 50};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_HELLO,
+                  .hello = &h};
+  encode_eq(&f,
+            "{\"type\":\"hello\",\"user_id\":\"alice\",\"device_id\":"
+            "\"phone-1\",\"session_id\":\"s:42\",\"server_ts\":1716000000123,"
+            "\"heartbeat_ms\":30000,\"limits\":{\"max_body_bytes\":65536,"
+            "\"max_frame_bytes\":131072,\"rate_per_minute\":60,"
+            "\"resume_max_messages\":1000,\"resume_max_age_ms\":604800000,"
+            "\"resume_batch_hint\":50}}");
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert(d->hello->has_resume_batch_hint);
+  cr_assert_eq(d->hello->resume_batch_hint, 50);
+  cr_assert_eq(d->hello->limits.resume_max_messages, 1000);
+  h.resume_batch_hint = UINT32_MAX;
+  cr_assert_eq(round_trip(&f, CHAT_DIR_TO_CLIENT, NULL)
+                   ->hello->resume_batch_hint,
+               UINT32_MAX);
+  /* Absent: an older server, or one that does not pace resumes. */
+  h.has_resume_batch_hint = false;
+  d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_not(d->hello->has_resume_batch_hint);
+  cr_assert_eq(d->hello->resume_batch_hint, 0);
+  /* Zero asks for nothing and is refused both ways. */
+  h.has_resume_batch_hint = true;
+  h.resume_batch_hint = 0;
+  const char *j;
+  size_t n;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_VALUE);
+}
+
+Test(frame, conversation_admins) {
+  const char *members[] = {"alice", "bob", "carol"};
+  const char *admins[] = {"alice", "carol"};
+  chat_conversation c = {.conversation_id = "g1",
+                         .type = CHAT_CONVERSATION_GROUP,
+                         .name = S("Team"), .members = members,
+                         .n_members = 3, .admins = admins, .n_admins = 2};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_CONVERSATION,
+                  .conversation = &c};
+  encode_eq(&f, "{\"type\":\"conversation\",\"conversation\":{"
+                "\"conversation_id\":\"g1\",\"type\":\"group\",\"name\":"
+                "\"Team\",\"members\":[\"alice\",\"bob\",\"carol\"],"
+                "\"admins\":[\"alice\",\"carol\"],\"last_message\":null,"
+                "\"unread_count\":0,\"last_read_message_id\":null}}");
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_eq(d->conversation->n_admins, 2);
+  cr_assert_str_eq(d->conversation->admins[0], "alice");
+  cr_assert_str_eq(d->conversation->admins[1], "carol");
+  /* An older server's object has no admins. */
+  d = decode_ok(CHAT_DIR_TO_CLIENT,
+                "{\"type\":\"conversation\",\"conversation\":{"
+                "\"conversation_id\":\"g1\",\"type\":\"group\","
+                "\"members\":[\"a\"]}}");
+  cr_assert_eq(d->conversation->n_admins, 0);
+  /* Same limits as members, and ids are checked. */
+  const char *j;
+  size_t n;
+  admins[1] = "car ol";
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_BAD_ID);
+  admins[1] = "carol";
+  c.admins = NULL;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  chat_codec *small;
+  chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1,
+                            .max_members = 3};
+  cr_assert_eq(chat_codec_new(&small, &cs, NULL), CHAT_OK);
+  const char *four[] = {"a", "b", "c", "d"};
+  c.admins = four;
+  c.n_admins = 4;
+  cr_assert_eq(chat_codec_encode(small, &f, &j, &n), CHAT_ERR_TOO_MANY);
+  c.n_admins = 3;
+  cr_assert_eq(chat_codec_encode(small, &f, &j, &n), CHAT_OK);
+  chat_codec_free(small);
+}
+
+Test(frame, wire_errors_forbidden_and_not_found) {
+  chat_error_frame e = {.wire = CHAT_WIRE_FORBIDDEN,
+                        .message = S("only the sender may edit"),
+                        .ref = S("e-1")};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_ERROR,
+                  .error = &e};
+  encode_eq(&f, "{\"type\":\"error\",\"code\":\"forbidden\",\"message\":"
+                "\"only the sender may edit\",\"ref\":\"e-1\"}");
+  const chat_frame *d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_eq(d->error->wire, CHAT_WIRE_FORBIDDEN);
+  cr_assert_str_eq(d->error->ref.ptr, "e-1");
+  e.wire = CHAT_WIRE_NOT_FOUND;
+  d = round_trip(&f, CHAT_DIR_TO_CLIENT, NULL);
+  cr_assert_eq(d->error->wire, CHAT_WIRE_NOT_FOUND);
+  cr_assert_str_eq(d->error->code, "not_found");
+  /* Earlier values did not move. */
+  cr_assert_eq(CHAT_WIRE_INTERNAL, 8);
+  cr_assert_eq(CHAT_WIRE_FORBIDDEN, 9);
+  cr_assert_eq(CHAT_WIRE_NOT_FOUND, 10);
+}
+
+Test(frame, wire_error_from_str_is_the_way_back) {
+  for (int w = CHAT_WIRE_BAD_FRAME; w <= CHAT_WIRE_NOT_FOUND; w++) {
+    const char *s = chat_wire_error_str((chat_wire_error)w);
+    cr_assert_not_null(s);
+    cr_assert_eq((int)chat_wire_error_from_str(s, strlen(s)), w, "%s", s);
+  }
+  cr_assert_eq(chat_wire_error_from_str("forbidden", 9), CHAT_WIRE_FORBIDDEN);
+  cr_assert_eq(chat_wire_error_from_str("not_found", 9), CHAT_WIRE_NOT_FOUND);
+  /* Length counts: a prefix or a longer text is another code. */
+  cr_assert_eq(chat_wire_error_from_str("not_found", 8), CHAT_WIRE_OTHER);
+  cr_assert_eq(chat_wire_error_from_str("not_foundx", 10), CHAT_WIRE_OTHER);
+  cr_assert_eq(chat_wire_error_from_str("quota", 5), CHAT_WIRE_OTHER);
+  cr_assert_eq(chat_wire_error_from_str("", 0), CHAT_WIRE_OTHER);
+  cr_assert_eq(chat_wire_error_from_str(NULL, 3), CHAT_WIRE_OTHER);
+}
+
+/* An independent parser reads the section 8 fields as written. */
+Test(frame, section8_fields_read_by_cjson) {
+  chat_message m = {.message_id = 9, .conversation_id = "c",
+                    .sender_id = "bot1", .body = S(""), .server_ts = 3,
+                    .client_msg_id = "x", .body_type = CHAT_BODY_DELETE,
+                    .has_target_id = true, .target_id = 7,
+                    .sender_kind = CHAT_SENDER_BOT, .has_edited_ts = true,
+                    .edited_ts = -5, .deleted = true};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_MESSAGE,
+                  .message = &m};
+  char *json;
+  round_trip(&f, CHAT_DIR_TO_CLIENT, &json);
+  cJSON *cj = cJSON_Parse(json);
+  cr_assert_not_null(cj);
+  cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(cj, "body_type")
+                       ->valuestring,
+                   "delete");
+  cr_assert_str_eq(
+      cJSON_GetObjectItemCaseSensitive(cj, "target_id")->valuestring, "7");
+  cr_assert_str_eq(
+      cJSON_GetObjectItemCaseSensitive(cj, "sender_kind")->valuestring,
+      "bot");
+  cr_assert_eq(
+      cJSON_GetObjectItemCaseSensitive(cj, "edited_ts")->valuedouble, -5);
+  cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "deleted")));
+  cJSON_Delete(cj);
+  free(json);
 }
 
 /* ---------------- codec behaviour ---------------- */
@@ -524,6 +1009,17 @@ Test(frame, type_names_and_directions) {
                                            : CHAT_DIR_TO_CLIENT),
               "%s", name);
   }
+  /* Section 8 appended three; the earlier values did not move. */
+  cr_assert_eq(CHAT_FRAME_PONG, 19);
+  cr_assert_str_eq(chat_frame_type_name(CHAT_FRAME_EDIT), "edit");
+  cr_assert_str_eq(chat_frame_type_name(CHAT_FRAME_DELETE), "delete");
+  cr_assert_str_eq(chat_frame_type_name(CHAT_FRAME_GOAWAY), "goaway");
+  cr_assert_eq(chat_frame_type_direction(CHAT_FRAME_EDIT), CHAT_DIR_TO_SERVER);
+  cr_assert_eq(chat_frame_type_direction(CHAT_FRAME_DELETE),
+               CHAT_DIR_TO_SERVER);
+  cr_assert_eq(chat_frame_type_direction(CHAT_FRAME_GOAWAY),
+               CHAT_DIR_TO_CLIENT);
+  cr_assert_null(chat_frame_type_name((chat_frame_type)23));
   cr_assert_null(chat_frame_type_name(CHAT_FRAME_NONE));
   cr_assert_null(chat_frame_type_name((chat_frame_type)99));
   cr_assert_eq(chat_frame_type_direction((chat_frame_type)99), -1);
@@ -568,7 +1064,14 @@ Test(frame, encode_rejects_bad_input) {
   f.send = &s;
   f.version = 0;
   cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  /* One rule for every versioned struct: newer than the library is
+   * refused, every known version accepted. */
+  f.version = CHAT_FRAME_V2 + 1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
+  f.version = CHAT_FRAME_V2;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_OK);
   f.version = CHAT_FRAME_V1;
+  cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_OK);
   f.type = (chat_frame_type)77;
   cr_assert_eq(chat_codec_encode(codec, &f, &j, &n), CHAT_ERR_INVAL);
   cr_assert_eq(chat_codec_encode(NULL, &f, &j, &n), CHAT_ERR_INVAL);

@@ -23,6 +23,17 @@ typedef struct bad_case {
 #define TC CHAT_DIR_TO_CLIENT
 #define BF CHAT_WIRE_BAD_FRAME
 #define SEND_HEAD "{\"type\":\"send\",\"client_msg_id\":\"m1\","
+#define EDIT_HEAD                                                              \
+  "{\"type\":\"edit\",\"client_msg_id\":\"e1\",\"conversation_id\":\"c\","
+#define DELETE_HEAD "{\"type\":\"delete\",\"client_msg_id\":\"d1\","
+#define MSG_HEAD                                                               \
+  "{\"type\":\"message\",\"message_id\":\"2\",\"conversation_id\":\"c\","  \
+  "\"sender_id\":\"s\",\"server_ts\":1,"
+#define HELLO_HEAD                                                             \
+  "{\"type\":\"hello\",\"user_id\":\"u\",\"device_id\":\"d\","             \
+  "\"session_id\":\"s\",\"server_ts\":1,\"heartbeat_ms\":1,\"limits\":{"      \
+  "\"max_body_bytes\":1,\"max_frame_bytes\":1,\"rate_per_minute\":1,"        \
+  "\"resume_max_messages\":1,\"resume_max_age_ms\":1,"
 
 static const bad_case cases[] = {
   /* Not JSON, not an object, no type. */
@@ -256,6 +267,170 @@ static const bad_case cases[] = {
   {"resumed count over 32 bits", TC,
    "{\"type\":\"resumed\",\"conversations\":4294967296,\"messages\":0}", 0,
    CHAT_ERR_BAD_NUMBER, BF, "conversations", "resumed"},
+  /* Section 8: edit and delete, strict like send; error.ref is their
+   * client_msg_id when it is valid. */
+  {"edit without target_id", TS, EDIT_HEAD "\"body\":\"b\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "target_id", "e1"},
+  {"edit without body", TS, EDIT_HEAD "\"target_id\":\"5\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "body", "e1"},
+  {"edit without conversation", TS,
+   "{\"type\":\"edit\",\"client_msg_id\":\"e1\",\"target_id\":\"5\","
+   "\"body\":\"b\"}",
+   0, CHAT_ERR_MISSING_FIELD, BF, "conversation_id", "e1"},
+  {"edit without client_msg_id", TS,
+   "{\"type\":\"edit\",\"conversation_id\":\"c\",\"target_id\":\"5\","
+   "\"body\":\"b\"}",
+   0, CHAT_ERR_MISSING_FIELD, BF, "client_msg_id", "edit"},
+  {"edit bad client_msg_id is not the ref", TS,
+   "{\"type\":\"edit\",\"client_msg_id\":\"a b\",\"conversation_id\":\"c\","
+   "\"target_id\":\"5\",\"body\":\"b\"}",
+   0, CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "client_msg_id", "edit"},
+  {"edit target_id as number", TS,
+   EDIT_HEAD "\"target_id\":5,\"body\":\"b\"}", 0, CHAT_ERR_FIELD_TYPE, BF,
+   "target_id", "e1"},
+  {"edit target_id not canonical", TS,
+   EDIT_HEAD "\"target_id\":\"05\",\"body\":\"b\"}", 0,
+   CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "target_id", "e1"},
+  {"edit target_id null", TS,
+   EDIT_HEAD "\"target_id\":null,\"body\":\"b\"}", 0, CHAT_ERR_FIELD_TYPE, BF,
+   "target_id", "e1"},
+  {"edit body is a number", TS, EDIT_HEAD "\"target_id\":\"5\",\"body\":1}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "body", "e1"},
+  {"edit bad conversation_id", TS,
+   "{\"type\":\"edit\",\"client_msg_id\":\"e1\",\"conversation_id\":\"c/d\","
+   "\"target_id\":\"5\",\"body\":\"b\"}",
+   0, CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "conversation_id", "e1"},
+  {"delete without target_id", TS, DELETE_HEAD "\"conversation_id\":\"c\"}",
+   0, CHAT_ERR_MISSING_FIELD, BF, "target_id", "d1"},
+  {"delete without client_msg_id", TS,
+   "{\"type\":\"delete\",\"conversation_id\":\"c\",\"target_id\":\"5\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "client_msg_id", "delete"},
+  {"delete target_id over int64", TS,
+   DELETE_HEAD "\"conversation_id\":\"c\","
+               "\"target_id\":\"9223372036854775808\"}",
+   0, CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "target_id", "d1"},
+  {"delete conversation_id empty", TS,
+   DELETE_HEAD "\"conversation_id\":\"\",\"target_id\":\"5\"}", 0,
+   CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "conversation_id", "d1"},
+  {"delete client_msg_id a number", TS,
+   "{\"type\":\"delete\",\"client_msg_id\":7,\"conversation_id\":\"c\","
+   "\"target_id\":\"5\"}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "client_msg_id", "delete"},
+  {"client sends edit body_type", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"b\",\"body_type\":"
+             "\"edit\"}",
+   0, CHAT_ERR_BAD_VALUE, BF, "body_type", "m1"},
+  {"client sends delete body_type", TS,
+   SEND_HEAD "\"conversation_id\":\"c\",\"body\":\"\",\"body_type\":"
+             "\"delete\"}",
+   0, CHAT_ERR_BAD_VALUE, BF, "body_type", "m1"},
+  {"goaway from a client", TS,
+   "{\"type\":\"goaway\",\"reason\":\"drain\",\"retry_after_ms\":1}", 0,
+   CHAT_ERR_UNKNOWN_TYPE, CHAT_WIRE_UNKNOWN_TYPE, "type", "goaway"},
+  {"edit sent to a client", TC,
+   "{\"type\":\"edit\",\"conversation_id\":\"c\",\"target_id\":\"5\","
+   "\"body\":\"b\"}",
+   0, CHAT_ERR_UNKNOWN_TYPE, CHAT_WIRE_UNKNOWN_TYPE, "type", "edit"},
+  /* Section 8: the message object. */
+  {"edit message without target_id", TC,
+   MSG_HEAD "\"body\":\"b\",\"body_type\":\"edit\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "target_id", "message"},
+  {"delete message without target_id", TC,
+   MSG_HEAD "\"body\":\"\",\"body_type\":\"delete\"}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "target_id", "message"},
+  {"target_id on a text message", TC,
+   MSG_HEAD "\"body\":\"b\",\"target_id\":\"1\"}", 0, CHAT_ERR_BAD_VALUE, BF,
+   "target_id", "message"},
+  {"target_id on a system message", TC,
+   MSG_HEAD "\"body\":\"b\",\"body_type\":\"system\",\"target_id\":\"1\"}", 0,
+   CHAT_ERR_BAD_VALUE, BF, "target_id", "message"},
+  {"target_id not canonical", TC,
+   MSG_HEAD "\"body\":\"b\",\"body_type\":\"edit\",\"target_id\":\"+1\"}", 0,
+   CHAT_ERR_BAD_MESSAGE_ID, CHAT_WIRE_BAD_ID, "target_id", "message"},
+  {"delete message with a body", TC,
+   MSG_HEAD "\"body\":\"x\",\"body_type\":\"delete\",\"target_id\":\"1\"}", 0,
+   CHAT_ERR_BAD_VALUE, BF, "body", "message"},
+  {"deleted message with a body", TC,
+   MSG_HEAD "\"body\":\"x\",\"deleted\":true}", 0, CHAT_ERR_BAD_VALUE, BF,
+   "body", "message"},
+  {"deleted as a string", TC, MSG_HEAD "\"body\":\"\",\"deleted\":\"yes\"}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "deleted", "message"},
+  {"edited_ts fractional", TC, MSG_HEAD "\"body\":\"b\",\"edited_ts\":1.5}",
+   0, CHAT_ERR_BAD_NUMBER, BF, "edited_ts", "message"},
+  {"edited_ts a string", TC, MSG_HEAD "\"body\":\"b\",\"edited_ts\":\"1\"}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "edited_ts", "message"},
+  {"unknown sender_kind", TC,
+   MSG_HEAD "\"body\":\"b\",\"sender_kind\":\"robot\"}", 0,
+   CHAT_ERR_BAD_VALUE, BF, "sender_kind", "message"},
+  {"sender_kind a number", TC, MSG_HEAD "\"body\":\"b\",\"sender_kind\":1}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "sender_kind", "message"},
+  {"history edit entry without target", TC,
+   "{\"type\":\"history\",\"conversation_id\":\"c\",\"complete\":true,"
+   "\"messages\":[{\"message_id\":\"2\",\"conversation_id\":\"c\","
+   "\"sender_id\":\"s\",\"body\":\"b\",\"server_ts\":1,"
+   "\"body_type\":\"edit\"}]}",
+   0, CHAT_ERR_MISSING_FIELD, BF, "target_id", "history"},
+  {"last_message deleted with a body", TC,
+   "{\"type\":\"conversation\",\"conversation\":{\"conversation_id\":\"c\","
+   "\"type\":\"group\",\"members\":[],\"last_message\":{\"message_id\":\"2\","
+   "\"conversation_id\":\"c\",\"sender_id\":\"s\",\"body\":\"b\","
+   "\"server_ts\":1,\"deleted\":true}}}",
+   0, CHAT_ERR_BAD_VALUE, BF, "body", "conversation"},
+  /* Section 8: admins, hello.limits.resume_batch_hint, goaway. */
+  {"admins not an array", TC,
+   "{\"type\":\"conversation\",\"conversation\":{\"conversation_id\":\"c\","
+   "\"type\":\"group\",\"members\":[\"a\"],\"admins\":\"a\"}}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "admins", "conversation"},
+  {"admins with a bad id", TC,
+   "{\"type\":\"conversation\",\"conversation\":{\"conversation_id\":\"c\","
+   "\"type\":\"group\",\"members\":[\"a\"],\"admins\":[\"a b\"]}}",
+   0, CHAT_ERR_BAD_ID, CHAT_WIRE_BAD_ID, "admins", "conversation"},
+  {"admins element a number", TC,
+   "{\"type\":\"conversation\",\"conversation\":{\"conversation_id\":\"c\","
+   "\"type\":\"group\",\"members\":[\"a\"],\"admins\":[1]}}",
+   0, CHAT_ERR_FIELD_TYPE, BF, "admins", "conversation"},
+  {"resume_batch_hint zero", TC, HELLO_HEAD "\"resume_batch_hint\":0}}", 0,
+   CHAT_ERR_BAD_NUMBER, BF, "resume_batch_hint", "hello"},
+  {"resume_batch_hint negative", TC, HELLO_HEAD "\"resume_batch_hint\":-1}}",
+   0, CHAT_ERR_BAD_NUMBER, BF, "resume_batch_hint", "hello"},
+  {"resume_batch_hint over 32 bits", TC,
+   HELLO_HEAD "\"resume_batch_hint\":4294967296}}", 0, CHAT_ERR_BAD_NUMBER,
+   BF, "resume_batch_hint", "hello"},
+  {"resume_batch_hint a string", TC,
+   HELLO_HEAD "\"resume_batch_hint\":\"50\"}}", 0, CHAT_ERR_FIELD_TYPE, BF,
+   "resume_batch_hint", "hello"},
+  {"goaway without retry_after_ms", TC,
+   "{\"type\":\"goaway\",\"reason\":\"drain\"}", 0, CHAT_ERR_MISSING_FIELD,
+   BF, "retry_after_ms", "goaway"},
+  {"goaway without reason", TC,
+   "{\"type\":\"goaway\",\"retry_after_ms\":1000}", 0,
+   CHAT_ERR_MISSING_FIELD, BF, "reason", "goaway"},
+  {"goaway empty reason", TC,
+   "{\"type\":\"goaway\",\"reason\":\"\",\"retry_after_ms\":1000}", 0,
+   CHAT_ERR_BAD_VALUE, BF, "reason", "goaway"},
+  {"goaway reason with NUL", TC,
+   "{\"type\":\"goaway\",\"reason\":\"dr\\u0000ain\",\"retry_after_ms\":1}",
+   0, CHAT_ERR_BAD_VALUE, BF, "reason", "goaway"},
+  {"goaway reason over 64 bytes", TC,
+   "{\"type\":\"goaway\",\"reason\":\"0123456789012345678901234567890123456"
+   "789012345678901234567890123456789\",\"retry_after_ms\":1}",
+   0, CHAT_ERR_TOO_LARGE, CHAT_WIRE_TOO_LARGE, "reason", "goaway"},
+  {"goaway reason a number", TC,
+   "{\"type\":\"goaway\",\"reason\":1,\"retry_after_ms\":1}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "reason", "goaway"},
+  {"goaway negative retry", TC,
+   "{\"type\":\"goaway\",\"reason\":\"drain\",\"retry_after_ms\":-1}", 0,
+   CHAT_ERR_BAD_NUMBER, BF, "retry_after_ms", "goaway"},
+  {"goaway retry over int64", TC,
+   "{\"type\":\"goaway\",\"reason\":\"drain\","
+   "\"retry_after_ms\":9223372036854775808}",
+   0, CHAT_ERR_BAD_NUMBER, BF, "retry_after_ms", "goaway"},
+  {"goaway retry a string", TC,
+   "{\"type\":\"goaway\",\"reason\":\"drain\",\"retry_after_ms\":\"1\"}", 0,
+   CHAT_ERR_FIELD_TYPE, BF, "retry_after_ms", "goaway"},
+  {"goaway retry fractional", TC,
+   "{\"type\":\"goaway\",\"reason\":\"drain\",\"retry_after_ms\":1.5}", 0,
+   CHAT_ERR_BAD_NUMBER, BF, "retry_after_ms", "goaway"},
 };
 
 static void check_case(const bad_case *c) {
@@ -369,6 +544,40 @@ Test(frame_errors, size_limits) {
   chat_codec_free(codec);
 }
 
+/* Section 8: an edit's body has the send body's limit, admins the members'
+ * limit. */
+Test(frame_errors, section8_size_limits) {
+  chat_codec *codec;
+  chat_codec_settings s = {.version = CHAT_CODEC_SETTINGS_V1,
+                           .max_body_bytes = 4, .max_members = 2};
+  cr_assert_eq(chat_codec_new(&codec, &s, NULL), CHAT_OK);
+  const chat_frame *f;
+  chat_decode_error e;
+  const char *ok = EDIT_HEAD "\"target_id\":\"5\",\"body\":\"abcd\"}";
+  cr_assert_eq(chat_codec_decode(codec, TS, ok, strlen(ok), &f, &e), CHAT_OK);
+  const char *big = EDIT_HEAD "\"target_id\":\"5\",\"body\":\"abcde\"}";
+  cr_assert_eq(chat_codec_decode(codec, TS, big, strlen(big), &f, &e),
+               CHAT_ERR_TOO_LARGE);
+  cr_assert_eq(e.wire, CHAT_WIRE_TOO_LARGE);
+  cr_assert_str_eq(e.field, "body");
+  cr_assert_str_eq(e.ref, "e1");
+
+  const char *two = "{\"type\":\"conversation\",\"conversation\":{"
+                    "\"conversation_id\":\"c\",\"type\":\"group\","
+                    "\"members\":[\"a\",\"b\"],\"admins\":[\"a\",\"b\"]}}";
+  cr_assert_eq(chat_codec_decode(codec, TC, two, strlen(two), &f, &e),
+               CHAT_OK);
+  cr_assert_eq(f->conversation->n_admins, 2);
+  const char *three = "{\"type\":\"conversation\",\"conversation\":{"
+                      "\"conversation_id\":\"c\",\"type\":\"group\","
+                      "\"members\":[\"a\"],\"admins\":[\"a\",\"b\",\"c\"]}}";
+  cr_assert_eq(chat_codec_decode(codec, TC, three, strlen(three), &f, &e),
+               CHAT_ERR_TOO_MANY);
+  cr_assert_eq(e.wire, CHAT_WIRE_TOO_LARGE);
+  cr_assert_str_eq(e.field, "admins");
+  chat_codec_free(codec);
+}
+
 Test(frame_errors, default_limits_match_the_contract) {
   chat_codec *codec;
   cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
@@ -442,6 +651,9 @@ Test(frame_errors, wire_error_names) {
   cr_assert_str_eq(chat_wire_error_str(CHAT_WIRE_NO_SUCH_CONVERSATION),
                    "no_such_conversation");
   cr_assert_str_eq(chat_wire_error_str(CHAT_WIRE_INTERNAL), "internal");
+  cr_assert_str_eq(chat_wire_error_str(CHAT_WIRE_FORBIDDEN), "forbidden");
+  cr_assert_str_eq(chat_wire_error_str(CHAT_WIRE_NOT_FOUND), "not_found");
+  cr_assert_null(chat_wire_error_str((chat_wire_error)11));
   cr_assert_null(chat_wire_error_str(CHAT_WIRE_OTHER));
   cr_assert_null(chat_wire_error_str((chat_wire_error)42));
   cr_assert_eq(chat_wire_error_from_err(CHAT_ERR_NOMEM), CHAT_WIRE_INTERNAL);
