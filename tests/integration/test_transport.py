@@ -265,6 +265,8 @@ def test_stalled_uploads_are_refused_at_once_and_memory_stays_bounded(
         if b.startswith(b"HTTP/1.1 429 ") or b.startswith(b"HTTP/1.1 503 "):
             refused += 1
     grown = rss_kb(chatd.proc.pid) - base
+    print("150 stalled uploads: %d refused at once, chatd grew %d KiB"
+          % (refused, grown))
     for s in socks:
         s.close()
     # A user may hold three media in flight (3 x 11 MiB); the rest are
@@ -300,6 +302,8 @@ def test_never_read_downloads_are_bounded(chatd):
         b = s.recv(64)
         statuses.append(int(b.split(b" ")[1]))
         s.close()
+    print("40 never-read downloads: %d answered 200, chatd grew %d KiB"
+          % (statuses.count(200), grown))
     assert statuses.count(200) <= 4, statuses
     assert set(statuses) <= {200, 429}, statuses
     if not SANITIZED:

@@ -154,6 +154,61 @@ Test(server_epoll, partial_frame_held_only_while_unfinished) {
   eh_fini(&h);
 }
 
+Test(server_epoll, an_announced_length_is_not_allocated_ahead) {
+  eh h;
+  eh_init(&h, NULL, NULL);
+  eh_conn *c = eh_ws_open(&h, "alice", "phone");
+  /* A header that announces 100,000 bytes, then ten of them. */
+  static uint8_t fr[100020], pl[100000];
+  memset(pl, 'a', sizeof pl);
+  eh_ws_frame(fr, 0x81, pl, sizeof pl, true);
+  eh_send(&h, c, fr, 14 + 10); /* 2 + 8 length + 4 mask, 10 payload */
+  eh_pump(&h, 30);
+  double held = eh_metric(&h, "chat_ws_rx_bytes");
+  cr_assert_gt(held, 0);
+  cr_assert_leq(held, 4096, "%g bytes held for 10 received", held);
+  eh_close(c);
+  eh_fini(&h);
+}
+
+static long rss_kib(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long pages = 0, res = 0;
+  if (f) {
+    if (fscanf(f, "%ld %ld", &pages, &res) != 2)
+      res = 0;
+    fclose(f);
+  }
+  return res * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+Test(server_epoll, pings_from_a_peer_that_never_reads_are_bounded) {
+  eh h;
+  eh_init(&h, NULL, NULL);
+  eh_conn *c = eh_connect_rcvbuf(&h, 4096);
+  char req[2048];
+  eh_upgrade_request(&h, "alice", "phone", NULL, req, sizeof req);
+  eh_sends(&h, c, req);
+  eh_pump(&h, 50);
+  long before = rss_kib();
+  uint8_t pl[125], fr[200];
+  memset(pl, 'p', sizeof pl);
+  size_t n = eh_ws_frame(fr, 0x89, pl, sizeof pl, true);
+  char *burst = malloc(n * 1000);
+  for (int i = 0; i < 1000; i++)
+    memcpy(burst + (size_t)i * n, fr, n);
+  for (int k = 0; k < 300; k++) /* 300,000 pings, never a read */
+    eh_send(&h, c, burst, n * 1000);
+  eh_pump(&h, 50);
+  long grown = rss_kib() - before;
+  free(burst);
+  /* Answering each would hold ~38 MB of pongs. */
+  cr_assert_lt(grown, 8 * 1024, "grew %ld KiB", grown);
+  cr_assert_eq(chat_epoll_connections(h.t), 1);
+  eh_close(c);
+  eh_fini(&h);
+}
+
 Test(server_epoll, oversize_message_closes_1009) {
   chat_epoll_settings s = {.version = CHAT_EPOLL_SETTINGS_V1,
                            .max_frame_bytes = 1000};

@@ -561,18 +561,16 @@ static void deliver(chat_epoll *t, chat__ep_conn *c, const char *json,
 /* Append a chunk of an unfinished message; false when it cannot be held
  * (the connection is then closing). */
 static bool rx_append(chat_epoll *t, chat__ep_conn *c, const uint8_t *p,
-                      size_t n, uint64_t expect) {
+                      size_t n) {
   chat__ep_rx *rx = c->rx;
   if (n == 0)
     return true; /* an empty fragment: nothing to copy (p may be NULL) */
   if (rx->len + n > rx->cap) {
-    /* Size for what the current frame announced, within the cap; a
-     * message grows with its data, never ahead of it by more. */
+    /* Grow with the data, never with what a header announced: a peer
+     * that announces 128 KiB and sends one byte holds 4 KiB. */
     size_t cap = rx->cap ? rx->cap * 2 : 4096;
     if (cap < rx->len + n)
       cap = rx->len + n;
-    if (expect > cap && expect <= t->s.max_frame_bytes)
-      cap = (size_t)expect;
     if (cap > t->s.max_frame_bytes)
       cap = t->s.max_frame_bytes;
     if (cap < rx->len + n)
@@ -600,8 +598,11 @@ static bool rx_append(chat_epoll *t, chat__ep_conn *c, const uint8_t *p,
 static void ws_control(chat_epoll *t, chat__ep_conn *c,
                        const chat__ws_event *ev) {
   if (ev->opcode == CHAT__WS_PING) {
-    /* Answer with the same payload (section 5.5.3); only the latest ping
-     * needs an answer, but answering each is simpler and bounded. */
+    /* Answer with the same payload (section 5.5.3). A peer that pings
+     * without reading fills our output: past a few KiB unsent, pings go
+     * unanswered (only the latest needs an answer anyway). */
+    if (c->out && c->out->len - c->out->off > 4096)
+      return;
     uint8_t f[2 + 125];
     size_t h = chat__ws_header(f, CHAT__WS_PONG, ev->len);
     if (ev->len)
@@ -682,7 +683,7 @@ static void ws_input(chat_epoll *t, chat__ep_conn *c, uint8_t *buf,
     }
     if (ev.first)
       c->rx->len = 0;
-    if (!rx_append(t, c, ev.data, ev.len, p->msg_len))
+    if (!rx_append(t, c, ev.data, ev.len))
       return;
     if (ev.last) {
       deliver(t, c, c->rx->msg, c->rx->len);
