@@ -50,7 +50,7 @@ static void open_server(bench *b, uint32_t max_batch) {
   chat_storage_ops st;
   chat_sqlite_options o = {.version = CHAT_SQLITE_OPTIONS_V1,
                            .sync = sync_mode};
-  if (chat_sqlite_storage_open(&st, b->path, &o, NULL) != CHAT_OK)
+  if (chat_sqlite_storage_open(&st, b->path, &o, NULL, NULL) != CHAT_OK)
     exit(1);
   chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
                             .rate_per_minute = 1000000000,
@@ -58,10 +58,16 @@ static void open_server(bench *b, uint32_t max_batch) {
                             .max_queued_frames = 1u << 20,
                             .max_queued_bytes = 1u << 30,
                             .max_group_members = 4096};
-  if (chat_env_system(&s.env) != CHAT_OK ||
-      chat_server_new(&b->srv, &s, NULL, NULL, &st, NULL, NULL, NULL, NULL,
-                      NULL) != CHAT_OK)
+  static chat_env env;
+  s.env = &env;
+  chat_server_modules m = {.version = CHAT_SERVER_MODULES_V1,
+                           .storage = &st};
+  chat_errbuf eb;
+  if (chat_env_system(&env) != CHAT_OK ||
+      chat_server_new(&b->srv, &s, &m, NULL, NULL, NULL, &eb) != CHAT_OK) {
+    fprintf(stderr, "bench-server: %s\n", eb.msg);
     exit(1);
+  }
 }
 
 static void close_server(bench *b) {
@@ -76,7 +82,7 @@ static void close_server(bench *b) {
 }
 
 static chat_session *open_dev(bench *b, const char *user, const char *dev) {
-  chat_identity id = {0};
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   snprintf(id.user_id, sizeof id.user_id, "%s", user);
   snprintf(id.device_id, sizeof id.device_id, "%s", dev);
   chat_session *s;
@@ -102,13 +108,13 @@ static void pump(bench *b) {
 
 static void create(bench *b, const char *creator, const char *body,
                    char *out_id) {
-  chat_identity id = {0};
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   snprintf(id.user_id, sizeof id.user_id, "%s", creator);
   snprintf(id.device_id, sizeof id.device_id, "rest");
-  chat_http_request rq = {.method = "POST", .path = "/api/v1/conversations",
+  chat_http_request rq = {.version = CHAT_HTTP_REQUEST_V1, .method = "POST", .path = "/api/v1/conversations",
                           .body = body, .body_len = strlen(body),
                           .identity = &id};
-  chat_http_response rs;
+  chat_http_response rs = {.version = CHAT_HTTP_RESPONSE_V1};
   chat_server_http(b->srv, &rq, &rs, now_ms());
   const char *p = strstr((const char *)rs.body, "\"conversation_id\":\"");
   if (rs.status >= 300 || !p)

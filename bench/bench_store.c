@@ -40,7 +40,7 @@ static double run_once(const char *path, chat_sqlite_sync sync, int batch,
   remove_db(path);
   chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, sync, 0};
   chat_storage_ops ops;
-  chat_err e = chat_sqlite_storage_open(&ops, path, &o, NULL);
+  chat_err e = chat_sqlite_storage_open(&ops, path, &o, NULL, NULL);
   if (e != CHAT_OK) {
     fprintf(stderr, "open %s: %s\n", path, chat_strerror(e));
     return -1;
@@ -53,7 +53,7 @@ static double run_once(const char *path, chat_sqlite_sync sync, int batch,
   c.members = members;
   c.n_members = 2;
   c.now_ms = 1;
-  if ((e = ops.conversation_create(ops.self, &c, NULL, NULL, NULL))) {
+  if ((e = ops.conversation_create(ops.self, &c, NULL, NULL, NULL, NULL))) {
     fprintf(stderr, "create: %s\n", chat_strerror(e));
     ops.destroy(ops.self);
     return -1;
@@ -76,7 +76,7 @@ static double run_once(const char *path, chat_sqlite_sync sync, int batch,
       m[i].body.ptr = body;
       m[i].body.len = sizeof body - 1;
     }
-    if ((e = ops.append(ops.self, m, (size_t)batch, r))) {
+    if ((e = ops.append(ops.self, m, (size_t)batch, r, NULL))) {
       fprintf(stderr, "append: %s\n", chat_strerror(e));
       ops.destroy(ops.self);
       return -1;

@@ -200,14 +200,42 @@ static int cmd_token(const chatd_opts *o) {
 
 /* ---- chatd serve ---- */
 
+/* ---- the transport: epoll or lws, behind one face ---- */
+
+typedef struct xport {
+  chat_lws *lws;
+#ifdef CHATD_HAVE_EPOLL
+  chat_epoll *ep;
+#endif
+} xport;
+
 typedef struct host {
   chat_storage_ops store; /* a copy, for /healthz; the server owns it */
+  xport *x;               /* set before the first connection */
 } host;
 
 static bool healthy(void *user_data) {
   host *h = user_data;
   uint64_t max_id;
-  return h->store.max_message_id(h->store.self, &max_id) == CHAT_OK;
+  /* The SQLite store answers at once, so it is asked directly (op NULL). */
+  return h->store.max_message_id(h->store.self, &max_id, NULL) == CHAT_OK;
+}
+
+/* env.wake: a module thread posted work for the server; the transport
+ * runs it on its loop (lws: LWS_CALLBACK_EVENT_WAIT_CANCELLED; epoll: its
+ * eventfd). Any thread. */
+static void wake(void *user_data) {
+  host *h = user_data;
+  if (!h->x)
+    return;
+#ifdef CHATD_HAVE_EPOLL
+  if (h->x->ep) {
+    chat_epoll_wake(h->x->ep);
+    return;
+  }
+#endif
+  if (h->x->lws)
+    chat_lws_wake(h->x->lws);
 }
 
 typedef struct deliver_ctx {
@@ -218,15 +246,6 @@ static void bus_in(void *user_data, const char *msg, size_t len) {
   deliver_ctx *d = user_data;
   chat_server_bus_deliver(d->srv, msg, len, mono_ms());
 }
-
-/* ---- the transport: epoll or lws, behind one face ---- */
-
-typedef struct xport {
-  chat_lws *lws;
-#ifdef CHATD_HAVE_EPOLL
-  chat_epoll *ep;
-#endif
-} xport;
 
 static uint16_t x_port(const xport *x) {
 #ifdef CHATD_HAVE_EPOLL
@@ -286,7 +305,7 @@ static void x_callbacks(const chatd_opts *o, chat_server_callbacks *cb) {
 
 /* Create and bind the chosen transport; 0 or -1 (logged). */
 static int x_open(xport *x, const chatd_opts *o, chat_server *srv,
-                  void *user_data) {
+                  host *h) {
   const char *addr = strcmp(o->host, "localhost") == 0 ? "127.0.0.1"
                                                        : o->host;
   chat_err rc;
@@ -294,18 +313,14 @@ static int x_open(xport *x, const chatd_opts *o, chat_server *srv,
   if (o->transport == TRANSPORT_EPOLL) {
     chat_epoll_settings es = {
         .version = CHAT_EPOLL_SETTINGS_V1,
-        .max_frame_bytes = o->max_frame_bytes,
         .max_http_body_bytes = o->max_http_body_bytes,
-        .heartbeat_ms = o->heartbeat_ms,
         .idle_timeout_ms = o->idle_timeout_ms,
-        .rest_rate_per_minute = o->rest_rate_per_minute,
-        .rest_burst = o->rest_burst,
         .write_budget_bytes = o->write_budget_bytes,
         .static_dir = o->static_dir,
         .healthy = healthy,
         .log = transport_log,
         .log_level = log_level,
-        .user_data = user_data,
+        .user_data = h,
     };
     chat_errbuf err = {""};
     rc = chat_epoll_new(&x->ep, srv, &es, NULL, &err);
@@ -314,6 +329,7 @@ static int x_open(xport *x, const chatd_opts *o, chat_server *srv,
             chat_err_name(rc), err.msg);
       return -1;
     }
+    h->x = x;
     chat_epoll_listen_options lo = {.version = CHAT_EPOLL_LISTEN_V1,
                                     .host = addr,
                                     .port = o->port};
@@ -329,34 +345,32 @@ static int x_open(xport *x, const chatd_opts *o, chat_server *srv,
 #endif
   chat_lws_settings ls = {
       .version = CHAT_LWS_SETTINGS_V1,
-      .max_frame_bytes = o->max_frame_bytes,
       .max_http_body_bytes = o->max_http_body_bytes,
-      .heartbeat_ms = o->heartbeat_ms,
       .idle_timeout_ms = o->idle_timeout_ms,
-      .rest_rate_per_minute = o->rest_rate_per_minute,
-      .rest_burst = o->rest_burst,
       .write_budget_bytes = o->write_budget_bytes,
       .static_dir = o->static_dir,
       .healthy = healthy,
       .log = transport_log,
       .log_level = log_level,
-      .user_data = user_data,
+      .user_data = h,
   };
-  rc = chat_lws_new(&x->lws, srv, &ls, NULL);
+  chat_errbuf eb = {""};
+  rc = chat_lws_new(&x->lws, srv, &ls, NULL, &eb);
   if (rc != CHAT_OK) {
-    logf_(CHAT_LOG_ERROR, "event=transport_failed err=%s%s",
-          chat_err_name(rc),
-          rc == CHAT_ERR_INVAL && o->static_dir ? " why=\"bad --static\"" : "");
+    logf_(CHAT_LOG_ERROR, "event=transport_failed err=%s why=\"%s\"",
+          chat_err_name(rc), eb.msg);
     return -1;
   }
+  h->x = x;
   chat_lws_listen_options lo = {.version = CHAT_LWS_LISTEN_V1,
                                 .host = addr,
                                 .port = o->port,
                                 .rx_buffer_bytes = o->rx_buffer_bytes};
-  rc = chat_lws_listen(x->lws, &lo);
+  rc = chat_lws_listen(x->lws, &lo, &eb);
   if (rc != CHAT_OK) {
-    logf_(CHAT_LOG_ERROR, "event=listen_failed host=%s port=%u err=%s",
-          o->host, (unsigned)o->port, chat_err_name(rc));
+    logf_(CHAT_LOG_ERROR,
+          "event=listen_failed host=%s port=%u err=%s why=\"%s\"", o->host,
+          (unsigned)o->port, chat_err_name(rc), eb.msg);
     return -1;
   }
   return 0;
@@ -395,10 +409,11 @@ static int cmd_serve(const chatd_opts *o) {
   chat_sqlite_options so = {.version = CHAT_SQLITE_OPTIONS_V1,
                             .sync = o->sync ? CHAT_SQLITE_SYNC_NORMAL
                                             : CHAT_SQLITE_SYNC_FULL};
-  rc = chat_sqlite_storage_open(&store, db_path, &so, NULL);
+  chat_errbuf eb = {{0}};
+  rc = chat_sqlite_storage_open(&store, db_path, &so, NULL, &eb);
   if (rc != CHAT_OK) {
-    logf_(CHAT_LOG_ERROR, "event=store_failed path=%s err=%s", db_path,
-          chat_err_name(rc));
+    logf_(CHAT_LOG_ERROR, "event=store_failed path=%s err=%s why=\"%s\"",
+          db_path, chat_err_name(rc), eb.msg);
     goto out;
   }
   if (o->push_log) {
@@ -417,8 +432,16 @@ static int cmd_serve(const chatd_opts *o) {
 
   char gateway[32];
   snprintf(gateway, sizeof gateway, "gw%u", (unsigned)o->machine_id);
+  host h = {.store = store};
+  chat_env env;
+  if (chat_env_system(&env) != CHAT_OK)
+    goto out;
+  env.log = core_log;
+  env.wake = wake;
+  env.user_data = &h;
   chat_server_settings s = {
       .version = CHAT_SERVER_SETTINGS_V1,
+      .env = &env,
       .machine_id = o->machine_id,
       .gateway_id = gateway,
       .max_body_bytes = o->max_body_bytes,
@@ -434,17 +457,21 @@ static int cmd_serve(const chatd_opts *o) {
       .garbage_per_minute = o->garbage_per_minute,
       .max_queued_frames = o->max_queued_frames,
       .max_queued_bytes = o->max_queued_bytes,
+      .rest_rate_per_minute = o->rest_rate_per_minute,
+      .rest_burst = o->rest_burst,
   };
-  if (chat_env_system(&s.env) != CHAT_OK)
-    goto out;
-  s.env.log = core_log;
   chat_server_callbacks cb;
   x_callbacks(o, &cb);
-  host h = {.store = store};
-  rc = chat_server_new(&srv, &s, &cb, NULL, &store, &presence, &bus,
-                       have_push ? &push : NULL, &auth, NULL);
+  chat_server_modules mods = {.version = CHAT_SERVER_MODULES_V1,
+                              .storage = &store,
+                              .presence = &presence,
+                              .bus = &bus,
+                              .push = have_push ? &push : NULL,
+                              .auth = &auth};
+  rc = chat_server_new(&srv, &s, &mods, &cb, NULL, NULL, &eb);
   if (rc != CHAT_OK) {
-    logf_(CHAT_LOG_ERROR, "event=server_failed err=%s", chat_err_name(rc));
+    logf_(CHAT_LOG_ERROR, "event=server_failed err=%s why=\"%s\"",
+          chat_err_name(rc), eb.msg);
     goto out;
   }
   /* The server owns the modules now. */

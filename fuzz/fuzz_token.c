@@ -99,7 +99,7 @@ static void init(void) {
   chat_sodium_key_free(key);
   /* A verifier that refuses everything would pass every input below. */
   for (size_t i = 0; i < N_TOKENS; i++) {
-    chat_identity id;
+    chat_identity id = {.version = CHAT_IDENTITY_V1};
     chat_err rc = auth.verify(auth.self, tokens[i].token,
                               strlen(tokens[i].token), NOW_MS, &id);
     if ((rc == CHAT_OK) != tokens[i].valid)
@@ -115,7 +115,7 @@ static void fail(const char *what, chat_err rc, const char *tok, size_t len) {
 }
 
 static void check_refused(const char *tok, size_t len, const char *what) {
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   chat_err rc = auth.verify(auth.self, tok, len, NOW_MS, &id);
   if (rc != CHAT_ERR_AUTH)
     fail(what, rc, tok, len);
@@ -126,7 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!auth.verify)
     init();
   const char *in = (const char *)data;
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   chat_err rc = auth.verify(auth.self, in, size, NOW_MS, &id);
   if (rc == CHAT_OK) {
     const minted *m = NULL;

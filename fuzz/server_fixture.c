@@ -45,11 +45,32 @@ static void loopback(void *ud, const char *msg, size_t len) {
             (int)len, msg);
 }
 
+/* Complete what the deferring modules hold (their answers arrive). */
+static bool fx_complete(fixture *fx) {
+  if (!fx->defer)
+    return false;
+  size_t n = defer_store_run(fx->defer);
+  chat_err rc = chat_server_run_posted(fx->srv, fx->now);
+  if (rc != CHAT_OK)
+    fx_fail("run_posted: %s", chat_err_name(rc));
+  return n > 0;
+}
+
 void fx_tick(fixture *fx) {
   /* Sends take two rounds (commit, then fan-out); more than a few rounds
-   * at one instant means a host loop would spin. */
+   * at one instant with nothing completing in between means a host loop
+   * would spin. */
   int rounds = 0;
-  while (chat_server_next_deadline(fx->srv) <= fx->now) {
+  for (int total = 0;; total++) {
+    if (total > 100000)
+      fx_fail("module calls never settle");
+    if (fx_complete(fx))
+      rounds = 0;
+    if (chat_server_next_deadline(fx->srv) > fx->now) {
+      if (fx->defer && defer_store_pending(fx->defer) > 0)
+        continue;
+      break;
+    }
     if (++rounds > 8)
       fx_fail("deadline stays at or before now=%llu",
               (unsigned long long)fx->now);
@@ -62,7 +83,7 @@ void fx_tick(fixture *fx) {
 }
 
 chat_session *fx_open(fixture *fx, const char *user, const char *device) {
-  chat_identity id = {.expires_ms = 0};
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   snprintf(id.user_id, sizeof id.user_id, "%s", user);
   snprintf(id.device_id, sizeof id.device_id, "%s", device);
   chat_session *s;
@@ -159,20 +180,52 @@ chat_http_response fx_http(fixture *fx, const char *user, const char *method,
                            const char *path, const char *query,
                            const char *content_type, const void *body,
                            size_t body_len) {
-  chat_identity id = {.expires_ms = 0};
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (user) {
     snprintf(id.user_id, sizeof id.user_id, "%s", user);
     snprintf(id.device_id, sizeof id.device_id, "phone");
   }
-  chat_http_request req = {.method = method, .path = path, .query = query,
+  chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
+                           .method = method, .path = path, .query = query,
                            .content_type = content_type, .body = body,
                            .body_len = body_len,
                            .identity = user ? &id : NULL};
-  chat_http_response resp;
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
+  fx->answered = false;
+  req.tag = fx;
   chat_err rc = chat_server_http(fx->srv, &req, &resp, fx->now);
+  if (rc == CHAT_PENDING && fx->defer) {
+    for (int i = 0; i < 1000 && !fx->answered; i++)
+      fx_tick(fx);
+    if (!fx->answered)
+      fx_fail("chat_server_http %s %s: no answer", method, path);
+    return fx->answer;
+  }
   if (rc != CHAT_OK)
     fx_fail("chat_server_http %s %s: %s", method, path, chat_err_name(rc));
   return resp;
+}
+
+/* A REST answer that came later: copied, valid until the next one. */
+static void on_http_response(void *user_data, chat_server *srv, void *tag,
+                             const chat_http_response *resp) {
+  (void)srv;
+  fixture *fx = user_data;
+  if (tag != fx)
+    fx_fail("answer for a tag never used");
+  free(fx->answer_body);
+  fx->answer_body = malloc(resp->body_len + 1);
+  if (!fx->answer_body)
+    fx_fail("out of memory");
+  if (resp->body_len)
+    memcpy(fx->answer_body, resp->body, resp->body_len);
+  fx->answer_body[resp->body_len] = 0;
+  snprintf(fx->answer_type, sizeof fx->answer_type, "%s",
+           resp->content_type ? resp->content_type : "");
+  fx->answer = *resp;
+  fx->answer.body = fx->answer_body;
+  fx->answer.content_type = fx->answer_type;
+  fx->answered = true;
 }
 
 /* ---- setup ---- */
@@ -224,7 +277,7 @@ static void fixture_make(fixture *fx, bool with_bus) {
   fake_env_init(&fx->fe, INT64_C(1800000000000), 42);
   fx->now = 1000000;
   chat_storage_ops store;
-  if (chat_sqlite_storage_open(&store, ":memory:", NULL, NULL) != CHAT_OK)
+  if (chat_sqlite_storage_open(&store, ":memory:", NULL, NULL, NULL) != CHAT_OK)
     fx_fail("sqlite open");
   chat_presence_ops presence;
   chat_bus_ops bus;
@@ -238,20 +291,36 @@ static void fixture_make(fixture *fx, bool with_bus) {
   }
   chat_push_ops push = {.version = CHAT_PUSH_OPS_V1, .self = fx,
                         .notify = push_notify};
+  fx->mode = defer_mode_from_env();
+  if (fx->mode != DEFER_OFF) {
+    chat_storage_ops sync_store = store;
+    fx->defer = defer_store_new(&sync_store, fx->mode, 42, &store);
+    if (with_bus) {
+      chat_presence_ops sync_presence = presence;
+      defer_store_wrap_presence(fx->defer, &sync_presence, &presence);
+    }
+  }
+  chat_server_callbacks cbs = {.version = CHAT_SERVER_CALLBACKS_V1,
+                               .on_http_response = on_http_response};
   /* A small resume cap keeps a resume's cost per input small; the caps'
    * paths are the same at any size. */
   chat_server_settings st = {.version = CHAT_SERVER_SETTINGS_V1,
                              .resume_max_messages = 50,
-                             .env = fx->fe.env};
-  chat_err rc = chat_server_new(&fx->srv, &st, NULL, NULL, &store,
-                                with_bus ? &presence : NULL,
-                                with_bus ? &bus : NULL, &push, NULL, NULL);
+                             .env = &fx->fe.env};
+  chat_server_modules mods = {.version = CHAT_SERVER_MODULES_V1,
+                              .storage = &store,
+                              .presence = with_bus ? &presence : NULL,
+                              .bus = with_bus ? &bus : NULL,
+                              .push = &push};
+  chat_errbuf eb = {{0}};
+  chat_err rc = chat_server_new(&fx->srv, &st, &mods, &cbs, fx, NULL, &eb);
   if (rc != CHAT_OK)
-    fx_fail("chat_server_new: %s", chat_err_name(rc));
+    fx_fail("chat_server_new: %s: %s", chat_err_name(rc), eb.msg);
   if (!oracle && chat_codec_new(&oracle, &oracle_cs, NULL) != CHAT_OK)
     fx_fail("codec");
   const char *t = getenv("FX_TRACE");
   trace = t && *t && strcmp(t, "0") != 0;
+  fx_tick(fx); /* the store's max_message_id may be in flight */
 
   const char *convs = "/api/v1/conversations";
   setup_call(fx, "alice", convs, NULL,
@@ -269,7 +338,8 @@ static void fixture_make(fixture *fx, bool with_bus) {
   setup_call(fx, "bob", "/api/v1/media", "text/plain", "bob's", 201,
              "media_id", fx->media_other, sizeof fx->media_other);
 
-  static chat_identity setup_id = {"alice", "setup", 0};
+  static chat_identity setup_id = {CHAT_IDENTITY_V1, "alice", "setup", 0,
+                                   CHAT_SENDER_USER};
   chat_session *s;
   if (chat_server_open_session(fx->srv, &s, &setup_id, &setup_id,
                                fx->now) != CHAT_OK)
@@ -297,8 +367,11 @@ static void fixture_free(fixture *fx) {
   /* The hub must outlive the server that borrows it. */
   chat_server_free(fx->srv);
   chat_memory_hub_free(fx->hub);
+  free(fx->answer_body);
   fx->srv = NULL;
   fx->hub = NULL;
+  fx->defer = NULL; /* freed by the server (the wrapper's destroy) */
+  fx->answer_body = NULL;
 }
 
 fixture *fx_get(bool with_bus) {

@@ -15,7 +15,10 @@
  *   @m  media uploaded by bob, shared with nobody
  *
  * FX_TRACE=1 in the environment prints every outbound frame and looped-back
- * bus envelope, for reading what a reproducer does. */
+ * bus envelope, for reading what a reproducer does. CHAT_TEST_STORE=fifo,
+ * shuffle or thread puts the store and presence behind
+ * tests/support/defer_store.h, so every module call answers later and the
+ * asynchronous paths get the same inputs (fx_tick completes them). */
 #ifndef CHAT_FUZZ_SERVER_FIXTURE_H
 #define CHAT_FUZZ_SERVER_FIXTURE_H
 
@@ -26,6 +29,7 @@
 #include <chat/memory.h>
 #include <chat/server.h>
 
+#include "defer_store.h"
 #include "fake_env.h"
 
 /* Inputs between fresh servers: the store grows with every input, and a
@@ -47,6 +51,13 @@ typedef struct fixture {
   char direct[CHAT_ID_BUF], group[CHAT_ID_BUF], other[CHAT_ID_BUF];
   char msg_group[24], msg_direct[24];
   char media_own[CHAT_ID_BUF], media_other[CHAT_ID_BUF];
+  defer_store *defer;   /* NULL: the modules answer at once */
+  defer_mode mode;
+  /* The last REST answer that came through on_http_response. */
+  bool answered;
+  chat_http_response answer;
+  char *answer_body;
+  char answer_type[256];
 } fixture;
 
 /* The fixture, made on first use and again every FX_RECREATE_EVERY calls.

@@ -127,7 +127,7 @@ enum chat_log_level {
 
 typedef struct chat_env {
   uint32_t version; /* CHAT_ENV_V1 */
-  void *user_data;  /* passed back as the last argument of every method */
+  void *user_data;  /* passed back as the first argument of every method */
   /* Unix time in ms (server_ts, Snowflake ids). */
   int64_t (*wall_ms)(void *user_data);
   /* Fill out[0..n) with unpredictable bytes (jitter, session ids). */
@@ -135,7 +135,9 @@ typedef struct chat_env {
   /* One log line, no trailing newline; msg is borrowed for the call. NULL:
    * silent. */
   void (*log)(void *user_data, int level, const char *msg);
-  /* Called from any thread to wake the host loop; may be NULL. */
+  /* Called from any thread (chat_server_post, chat_op_post) to wake the
+   * host loop, which then calls chat_server_run_posted(); may be NULL when
+   * no module answers later. */
   void (*wake)(void *user_data);
 } chat_env;
 

@@ -25,6 +25,9 @@
  *     total (body_bytes_max, over it 503) and per user
  *     (user_body_bytes_max, over it 429), both decided at once from the
  *     request head; a body that stalls for body_timeout_ms is cut.
+ *   - a REST answer the core gives later (CHAT_PENDING) is written when
+ *     on_http_response brings it; the connection waits (at most 30 s, then
+ *     503), and one that goes away first cancels the request.
  *   - media (GET /api/v1/media/...) is served with nosniff, a sandboxing
  *     Content-Security-Policy and Content-Disposition: attachment, except
  *     for an allow-list of image, audio and video types shown inline.
@@ -51,26 +54,27 @@ extern "C" {
 typedef struct chat_epoll chat_epoll;
 
 /** Fill @p out with the server callbacks this transport needs (a session
- * with frames to write is queued for the loop's next write). Pass them to
- * chat_server_new() for the server this transport will drive; they use
- * only the session's user data, so any server user_data will do.
+ * with frames to write is queued for the loop's next write; a REST answer
+ * that comes later is written to its connection). Pass them to
+ * chat_server_new() for the server this transport will drive; they find
+ * the transport through the session's user data or the request's tag, so
+ * any server user_data will do. The server's env.wake must call
+ * chat_epoll_wake(), so that work module threads post is run.
  * @since 1.0 */
 CHAT_API void chat_epoll_server_callbacks(chat_server_callbacks *out);
 
-/** Transport settings; zero in any numeric field means its default. */
+/** Transport settings; zero in any numeric field means its default. The
+ * heartbeat and the message size limit are the server's
+ * (chat_server_settings heartbeat_ms and max_frame_bytes, read through
+ * chat_server_get_settings()), and so is the REST rate limit.
+ * @since 1.0 */
 #define CHAT_EPOLL_SETTINGS_V1 1
 typedef struct chat_epoll_settings {
   uint32_t version;              /* CHAT_EPOLL_SETTINGS_V1 */
-  uint32_t max_frame_bytes;      /* reassembly cap; 131072 (use the
-                                    server's max_frame_bytes); over 1009 */
   uint32_t max_http_body_bytes;  /* one REST request body; 11 MiB; over
                                     it 413 */
-  uint32_t heartbeat_ms;         /* ping after this much silence; 30000 */
   uint32_t idle_timeout_ms;      /* close after this much silence;
-                                    2 * heartbeat_ms + 15000 */
-  uint32_t rest_rate_per_minute; /* REST requests per user; 1200;
-                                    UINT32_MAX: no limit */
-  uint32_t rest_burst;           /* bucket size; 200 */
+                                    2 * the server's heartbeat_ms + 15000 */
   uint32_t write_budget_bytes;   /* bytes taken from one session per loop
                                     pass before others get their turn
                                     (at least one frame); 65536 */
@@ -119,8 +123,9 @@ typedef struct chat_epoll_settings {
 /** Create a transport for @p srv. Nothing listens yet.
  * @retval CHAT_OK
  * @retval CHAT_ERR_INVAL NULL out/srv/settings, an unknown version, a
- *         setting out of range, or a static_dir that is not a readable
- *         directory (the detail is in @p err)
+ *         setting out of range, a static_dir that is not a readable
+ *         directory, or a server whose settings cannot be read (the detail
+ *         is in @p err)
  * @retval CHAT_ERR_NOMEM
  * @retval CHAT_ERR_MODULE epoll or eventfd could not be created
  * @since 1.0 */
@@ -168,8 +173,9 @@ CHAT_API uint16_t chat_epoll_port(const chat_epoll *t);
  * @since 1.0 */
 CHAT_API chat_err chat_epoll_service(chat_epoll *t, uint32_t max_wait_ms);
 
-/** Make a chat_epoll_service() that is waiting return soon (any thread;
- * an eventfd write). @since 1.0 */
+/** Make a chat_epoll_service() that is waiting return soon, and run the
+ * server's posted work (chat_server_run_posted()) in that pass. Any
+ * thread (an eventfd write); the server's env.wake calls it. @since 1.0 */
 CHAT_API void chat_epoll_wake(chat_epoll *t);
 
 /** Begin a graceful stop: new connections are closed as they are

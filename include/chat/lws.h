@@ -7,19 +7,34 @@
  * What the adapter does for the server core:
  *   - refuses a missing, malformed, forged or expired token with HTTP 401
  *     before the upgrade (Authorization: Bearer, or ?access_token=);
- *   - reassembles fragmented messages up to max_frame_bytes (over: close
- *     1009), refuses binary messages (close 1003), and hands each whole
- *     text message to chat_session_on_frame();
- *   - writes the session's frames when the socket is writable, one
- *     lws_write() per frame, and closes with the session's close code;
+ *   - declines every WebSocket extension (permessage-deflate included),
+ *     even when the host's lws_context offers them: the adapter frames
+ *     chat.v1 messages itself (below), which a compressing extension would
+ *     corrupt;
+ *   - reassembles fragmented messages up to the server's max_frame_bytes
+ *     (over: close 1009), refuses binary messages (close 1003), and hands
+ *     each whole text message to chat_session_on_frame();
+ *   - writes the session's frames when the socket is writable: every frame
+ *     a writable callback may take (write_budget_bytes) is framed by the
+ *     adapter (FIN, text opcode, length, no mask) into one buffer and
+ *     handed to lws in one lws_write(LWS_WRITE_HTTP), which is one send();
+ *     a WebSocket carried by an HTTP/2 stream gets one
+ *     lws_write(LWS_WRITE_TEXT) per frame instead (lws frames those);
+ *   - closes with the session's close code (1001 drain, 1008, 1009, 1011,
+ *     1013, 4001 token_expired, ...);
  *   - runs chat_server_on_timer() right after each batch of reads (the
  *     group commit) and at chat_server_next_deadline();
- *   - pings peers that have been silent for heartbeat_ms and closes those
- *     silent for idle_timeout_ms, from one sweep (lws's per-connection
- *     validity timer is turned off: it costs a sorted insert per
- *     connection);
- *   - answers REST through chat_server_http(), with a per-user token
- *     bucket (429 + Retry-After) and a body limit (413).
+ *   - runs chat_server_run_posted() from LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+ *     the server's env.wake must call chat_lws_wake() (lws_cancel_service),
+ *     so that completions posted by module threads are picked up;
+ *   - pings peers that have been silent for the server's heartbeat_ms and
+ *     closes those silent for idle_timeout_ms, from one sweep (lws's
+ *     per-connection validity timer is turned off: it costs a sorted
+ *     insert per connection);
+ *   - answers REST through chat_server_http() (the core applies the per-user
+ *     rate limit, 429 + Retry-After), with a body limit (413). An answer
+ *     the core gives later (CHAT_PENDING) is written when it arrives
+ *     through on_http_response; a connection that closes first cancels it.
  *
  * Two ways to use it:
  *   1. chat_lws_listen() + chat_lws_service(): the adapter owns an
@@ -50,26 +65,24 @@ struct lws_context;
 typedef struct chat_lws chat_lws;
 
 /** Fill @p out with the server callbacks the adapter needs (a session
- * with frames to write asks lws for a writable callback). Pass them to
- * chat_server_new() for the server this adapter will drive; they use only
- * the session's user data, so any server user_data will do.
+ * with frames to write asks lws for a writable callback; a REST answer
+ * that comes later is written to its connection). Pass them to
+ * chat_server_new() for the server this adapter will drive; they find the
+ * adapter through lws, so any server user_data will do.
  * @since 0.1 */
 CHAT_API void chat_lws_server_callbacks(chat_server_callbacks *out);
 
-/** Adapter settings; zero in any numeric field means its default. */
+/** Adapter settings; zero in any numeric field means its default. The
+ * heartbeat and the frame limit are the server's (chat_server_settings
+ * heartbeat_ms and max_frame_bytes), read through
+ * chat_server_get_settings(). @since 1.0 */
 #define CHAT_LWS_SETTINGS_V1 1
 typedef struct chat_lws_settings {
   uint32_t version;              /* CHAT_LWS_SETTINGS_V1 */
-  uint32_t max_frame_bytes;      /* reassembly cap; 131072 (use the
-                                    server's max_frame_bytes) */
   uint32_t max_http_body_bytes;  /* REST request bodies; 11 MiB (media are
                                     up to 10 MiB); over it 413 */
-  uint32_t heartbeat_ms;         /* ping after this much silence; 30000 */
   uint32_t idle_timeout_ms;      /* close after this much silence;
                                     2 * heartbeat_ms + 15000 */
-  uint32_t rest_rate_per_minute; /* REST requests per user; 1200;
-                                    UINT32_MAX: no limit */
-  uint32_t rest_burst;           /* bucket size; 200 */
   uint32_t write_budget_bytes;   /* bytes written per writable callback
                                     before yielding to other sockets;
                                     65536 */
@@ -88,14 +101,16 @@ typedef struct chat_lws_settings {
 } chat_lws_settings;
 
 /** Create an adapter for @p srv.
+ * @param err may be NULL; on failure one line naming the field and rule
  * @retval CHAT_OK
- * @retval CHAT_ERR_INVAL NULL out/srv/settings, an unknown version, or a
- *         static_dir that is not a readable directory
+ * @retval CHAT_ERR_INVAL NULL out/srv/settings, version 0 or unknown, or
+ *         a static_dir that is not a readable directory
  * @retval CHAT_ERR_NOMEM
  * @since 0.1 */
 CHAT_API chat_err chat_lws_new(chat_lws **out, chat_server *srv,
                                const chat_lws_settings *settings,
-                               const chat_allocator *alloc);
+                               const chat_allocator *alloc,
+                               chat_errbuf *err);
 
 /** Destroy the adapter's own lws_context if it has one (closing every
  * connection, which closes their sessions), then free the adapter. NULL
@@ -127,13 +142,16 @@ typedef struct chat_lws_listen_options {
 
 /** Create the adapter's own lws_context listening on host:port. Also sets
  * libwebsockets' own (process-wide) log level to errors only.
+ * @param err may be NULL; on failure one line saying what was wrong
  * @retval CHAT_OK
  * @retval CHAT_ERR_STATE already listening
- * @retval CHAT_ERR_INVAL bad options
+ * @retval CHAT_ERR_INVAL bad options (version 0 or unknown,
+ *         rx_buffer_bytes under 128)
  * @retval CHAT_ERR_MODULE lws could not create the context or bind
  * @since 0.1 */
 CHAT_API chat_err chat_lws_listen(chat_lws *t,
-                                  const chat_lws_listen_options *options);
+                                  const chat_lws_listen_options *options,
+                                  chat_errbuf *err);
 
 /** The port the adapter's context listens on (the real one when 0 was
  * asked); 0 before chat_lws_listen(). @since 0.1 */
@@ -146,7 +164,9 @@ CHAT_API uint16_t chat_lws_port(const chat_lws *t);
  * @since 0.1 */
 CHAT_API chat_err chat_lws_service(chat_lws *t);
 
-/** Wake a chat_lws_service() that is waiting (any thread). @since 0.1 */
+/** Wake the service thread (any thread): lws_cancel_service(), after which
+ * the adapter runs chat_server_run_posted(). Make the server's env.wake
+ * call this. @since 0.1 */
 CHAT_API void chat_lws_wake(chat_lws *t);
 
 /** Begin a graceful stop: refuse new connections and upgrades, /healthz

@@ -8,14 +8,48 @@
  *   ... methods ...
  *   void (*destroy)(void *self);   called once from chat_server_free()
  * The server copies the struct when it is installed; fields are only ever
- * appended, and the server reads only fields of the version given. A NULL
- * method means "not supported" and has a documented default.
+ * appended, and the server reads only fields of the version given (0 or a
+ * version newer than the library knows is refused with CHAT_ERR_INVAL). A
+ * NULL method means "not supported" and has a documented default. Every
+ * function pointer takes its context first: self for methods, ctx for
+ * emit sinks.
  *
- * Threads and lifetimes: methods are called on the thread that is inside a
- * chat_server_* call. Every pointer passed to a method (strings, structs,
- * arrays) is borrowed for the duration of that call. Every pointer passed to
- * an emit callback is borrowed for the duration of that callback. Methods
- * return promptly: a V1 module completes synchronously.
+ * Threads: methods are called on the server's loop thread (the thread that
+ * is inside a chat_server_* call). Emit sinks and chat_op_complete() are
+ * called on the loop thread only; chat_op_post() and chat_server_post()
+ * are the calls a module's own threads may make.
+ *
+ * Synchronous or asynchronous (CHAT_PENDING). Every storage method, and
+ * presence.locate and presence.get_state, take a trailing `chat_op *op`
+ * and do one of two things:
+ *   - finish now: call emit for each row (if any), fill the outputs and
+ *     return CHAT_OK or an error. The op is then never used again.
+ *   - return CHAT_PENDING and complete the op exactly once, later, on the
+ *     loop thread: call emit for each row, fill the outputs, then
+ *     chat_op_complete(op, status). A module whose answer arrives on
+ *     another thread (a libpq worker, a Redis reader, a tokio runtime)
+ *     hands it over with chat_op_post(op, fn, user_data): fn then runs on
+ *     the loop thread, where it emits and completes.
+ * Lifetimes for a pending method: the arguments (strings, structs,
+ * arrays, the `data` of media_put) are borrowed for the call only, so a
+ * pending method copies what it needs before returning. The outputs
+ * (`results` of append, `bool *existed`, `bool *advanced`, counters,
+ * `next_cursor`, `uint64_t *out`, presence state) and the emit sink with
+ * its ctx stay valid until the op completes. The op itself is the
+ * server's: the module never frees it, and must not touch it after
+ * completing it. After destroy(self) returns, the module never touches an
+ * op again, posts nothing and calls nothing back; the server frees the ops
+ * still in flight (their emits and completions never come).
+ * op is never NULL when the server calls a method. A host that calls a
+ * module directly (a health check, a test) may pass NULL; the module then
+ * answers synchronously, or CHAT_ERR_INVAL when it cannot.
+ *
+ * Fire-and-forget methods (bus.publish, presence.device_online,
+ * presence.device_offline, presence.set_state, push.notify) take no op:
+ * nothing waits for them, so they must not block (queue internally and
+ * return). Their return value is only counted (bus_publish_errors_total,
+ * push_errors_total). auth.verify is synchronous: the transport must
+ * decide on the WebSocket upgrade inside the request.
  *
  * The server never calls a module from inside that module's own emit
  * callback, so a module need not be re-entrant (the SQLite store is).
@@ -24,7 +58,8 @@
  * where a method's comment says so, CHAT_ERR_INVAL for arguments a method
  * cannot use (a NULL required pointer, a malformed cursor), CHAT_ERR_NOMEM,
  * or CHAT_ERR_MODULE for any other failure (the server answers `internal`
- * and changes nothing it has not been told succeeded). */
+ * and changes nothing it has not been told succeeded). The same codes are
+ * the status of chat_op_complete(). */
 #ifndef CHAT_MODULES_H
 #define CHAT_MODULES_H
 
@@ -38,12 +73,48 @@ extern "C" {
 /** Longest id (PROTOCOL.md section 1) plus its NUL. */
 #define CHAT_ID_BUF 65
 
-/** Who a connection or REST request is: one user and one device. */
+/** Who a connection or REST request is: one user and one device.
+ * Filled by the library in chat_server_authenticate() (only the fields of
+ * the version the caller set), and by an auth module's verify(). Read by
+ * chat_server_open_session() and chat_server_http(), which refuse 0 or an
+ * unknown version. @since 1.0 */
+#define CHAT_IDENTITY_V1 1
 typedef struct chat_identity {
+  uint32_t version; /* CHAT_IDENTITY_V1 */
   char user_id[CHAT_ID_BUF];
   char device_id[CHAT_ID_BUF];
-  int64_t expires_ms; /* Unix ms; 0 when the credential does not expire */
+  /* Unix wall-clock ms when the credential expires; 0: never. An open
+   * session is closed with 4001 "token_expired" when it passes. */
+  int64_t expires_ms;
+  chat_sender_kind kind; /* user or bot (frame.h, PROTOCOL.md section 8) */
 } chat_identity;
+
+/* ------------------------------------------------------------------------
+ * Asynchronous completion */
+
+/** One module call in flight. Owned by the server: a module keeps the
+ * pointer until it completes the op, and never frees it. @since 1.0 */
+typedef struct chat_op chat_op;
+
+/** Finish a method that returned CHAT_PENDING: its emits have been made
+ * and its outputs filled. @p status is CHAT_OK or the error the method
+ * would have returned (CHAT_PENDING counts as CHAT_ERR_MODULE). Call it
+ * exactly once per pending op, on the loop thread: from a chat_op_post()
+ * function, or from the module's own callback on that thread. The server
+ * runs what waited on the op before this returns when no chat_server_*
+ * call is in progress, otherwise when that call returns.
+ * @since 1.0 */
+CHAT_API void chat_op_complete(chat_op *op, chat_err status);
+
+/** From any thread: run fn(user_data, op) on the loop thread soon, at the
+ * host's next chat_server_run_posted() or chat_server_on_timer() (fn then
+ * emits the rows and calls chat_op_complete()). Lock-free, never fails
+ * (the op carries its own queue link), and calls env.wake. Post an op at
+ * most once at a time; after destroy() a module posts nothing.
+ * @since 1.0 */
+CHAT_API void chat_op_post(chat_op *op,
+                           void (*fn)(void *user_data, chat_op *op),
+                           void *user_data);
 
 /* ------------------------------------------------------------------------
  * Storage: conversations, members, messages, receipts, devices, media. */
@@ -118,14 +189,18 @@ typedef struct chat_mark_update {
 } chat_mark_update;
 
 typedef void (*chat_mark_sink)(void *ctx, const chat_mark_update *u);
+/** One member's state for a message: CHAT_RECEIPT_NONE (sent only),
+ * CHAT_RECEIPT_DELIVERED or CHAT_RECEIPT_READ. */
 typedef void (*chat_member_state_sink)(void *ctx, const char *member_id,
-                                       int state /* 0 sent, 1 delivered,
-                                                    2 read */);
+                                       chat_receipt_state state);
 typedef void (*chat_push_target_sink)(void *ctx, const char *device_id,
                                       const char *platform,
                                       const char *push_token);
 typedef void (*chat_media_sink)(void *ctx, const char *content_type,
                                 const void *data, size_t len);
+
+/** Size of the next_cursor buffer of conversations_of(). */
+#define CHAT_CURSOR_BUF 128
 
 #define CHAT_STORAGE_OPS_V1 1
 typedef struct chat_storage_ops {
@@ -134,103 +209,117 @@ typedef struct chat_storage_ops {
 
   /** The conversation as seen by @p viewer (unread_count and
    * last_read_message_id are the viewer's; viewer may be NULL), with all
-   * members. CHAT_ERR_NOT_FOUND when unknown. */
+   * members. CHAT_ERR_NOT_FOUND when unknown. Required. */
   chat_err (*conversation_get)(void *self, const char *conversation_id,
                                const char *viewer, chat_conversation_sink emit,
-                               void *ctx);
+                               void *ctx, chat_op *op);
 
   /** Create, or for a direct pair that exists already return the existing
    * conversation with *existed = true. Emits the conversation as seen by
-   * created_by. */
+   * created_by. CHAT_ERR_CONFLICT when the proposed id is taken.
+   * NULL: REST answers 501. */
   chat_err (*conversation_create)(void *self, const chat_conversation_new *c,
                                   bool *existed, chat_conversation_sink emit,
-                                  void *ctx);
+                                  void *ctx, chat_op *op);
 
-  /** Add a member (idempotent: an existing member is CHAT_OK). */
+  /** Add a member (idempotent: an existing member is CHAT_OK).
+   * CHAT_ERR_NOT_FOUND for an unknown conversation. NULL: REST 501. */
   chat_err (*member_add)(void *self, const char *conversation_id,
-                         const char *user_id, int64_t now_ms);
+                         const char *user_id, int64_t now_ms, chat_op *op);
 
-  /** Remove a member; CHAT_ERR_NOT_FOUND when not a member. */
+  /** Remove a member; CHAT_ERR_NOT_FOUND when not a member. NULL: 501. */
   chat_err (*member_remove)(void *self, const char *conversation_id,
-                            const char *user_id);
+                            const char *user_id, chat_op *op);
 
   /** The user's conversations, most recent activity first, at most
    * @p limit, starting after @p cursor (NULL or "" for the first page).
    * Writes the cursor of the next page into next_cursor (a buffer of
-   * CHAT_CURSOR_BUF bytes), or "" when this was the last page. */
+   * CHAT_CURSOR_BUF bytes), or "" when this was the last page;
+   * CHAT_ERR_INVAL for a malformed cursor. Required. */
   chat_err (*conversations_of)(void *self, const char *user_id,
                                const char *cursor, uint32_t limit,
                                chat_conversation_sink emit, void *ctx,
-                               char *next_cursor);
+                               char *next_cursor, chat_op *op);
 
   /** Commit @p n messages in ONE transaction (group commit) and fill
-   * results[i] for each. Returns only after the commit is durable. On any
-   * error nothing of the batch is stored; a (conversation, message_id)
-   * that exists already is CHAT_ERR_CONFLICT. */
+   * results[i] for each. Completes only after the commit is durable (the
+   * server acks then). On any error nothing of the batch is stored; a
+   * (conversation, message_id) that exists already is CHAT_ERR_CONFLICT.
+   * The server has at most one append in flight. Required. */
   chat_err (*append)(void *self, const chat_msg_in *msgs, size_t n,
-                     chat_append_result *results);
+                     chat_append_result *results, chat_op *op);
 
   /** Page through a conversation's messages (see chat_page_dir); emits at
-   * most @p limit messages. An unknown conversation emits nothing. */
+   * most @p limit messages. An unknown conversation emits nothing.
+   * Required. */
   chat_err (*messages)(void *self, const char *conversation_id,
                        chat_page_dir dir, uint64_t anchor, uint32_t limit,
-                       chat_message_sink emit, void *ctx);
+                       chat_message_sink emit, void *ctx, chat_op *op);
 
   /** Largest message id stored (0 when empty), so a restarted server never
-   * mints below it. */
-  chat_err (*max_message_id)(void *self, uint64_t *out);
+   * mints below it. Called once by chat_server_new(); while it is pending
+   * the server commits nothing and REST calls that mint ids answer 503.
+   * Required. */
+  chat_err (*max_message_id)(void *self, uint64_t *out, chat_op *op);
 
   /** Apply a receipt mark in one transaction. *advanced is false when the
    * mark did not move (it is not higher than the stored one, or the member
    * is not a member); emits one update per sender whose messages the mark
    * newly covers. in->group must match the conversation's stored type (the
    * server passes it from its membership cache). A member who leaves and
-   * rejoins starts with no marks. */
+   * rejoins starts with no marks. Required. */
   chat_err (*mark)(void *self, const chat_mark_in *in, bool *advanced,
-                   chat_mark_sink emit, void *ctx);
+                   chat_mark_sink emit, void *ctx, chat_op *op);
 
   /** Cumulative counters of one message, and (when emit is not NULL) each
    * other member's state for it. CHAT_ERR_NOT_FOUND for an unknown
-   * message. */
+   * message. NULL: group receipts carry the counts of the mark, and REST
+   * answers 501. */
   chat_err (*receipts)(void *self, const char *conversation_id,
                        uint64_t message_id, uint32_t *delivered,
                        uint32_t *read, chat_member_state_sink emit,
-                       void *ctx);
+                       void *ctx, chat_op *op);
 
-  /** Delete group receipt rows written before @p before_ms. */
-  chat_err (*purge_receipts)(void *self, int64_t before_ms);
+  /** Delete group receipt rows written before @p before_ms (hourly).
+   * NULL: rows are kept. */
+  chat_err (*purge_receipts)(void *self, int64_t before_ms, chat_op *op);
 
-  /** Tie a push token to a user's device (replacing an earlier one). */
+  /** Tie a push token to a user's device (replacing an earlier one).
+   * NULL: REST answers 501. */
   chat_err (*device_register)(void *self, const char *user_id,
                               const char *device_id, const char *platform,
-                              const char *push_token, int64_t now_ms);
+                              const char *push_token, int64_t now_ms,
+                              chat_op *op);
 
-  /** The user's registered push devices. */
+  /** The user's registered push devices. NULL: no push. */
   chat_err (*push_targets)(void *self, const char *user_id,
-                           chat_push_target_sink emit, void *ctx);
+                           chat_push_target_sink emit, void *ctx,
+                           chat_op *op);
 
-  /** Store a media blob; CHAT_ERR_CONFLICT when the id exists. */
+  /** Store a media blob; CHAT_ERR_CONFLICT when the id exists. NULL:
+   * REST answers 501. */
   chat_err (*media_put)(void *self, const char *media_id,
                         const char *owner_id, const char *content_type,
-                        const void *data, size_t len, int64_t now_ms);
+                        const void *data, size_t len, int64_t now_ms,
+                        chat_op *op);
 
   /** Read a blob for @p reader: its owner, or a member of a conversation
    * with a message that references it. CHAT_ERR_NOT_FOUND when unknown,
    * CHAT_ERR_DENIED when the reader may not see it. With @p emit NULL only
    * the check is made (the send path asks it of every media_refs entry, so
-   * a user cannot share a blob they cannot read), without reading bytes. */
+   * a user cannot share a blob they cannot read), without reading bytes.
+   * NULL: media_refs are not checked and REST answers 501. */
   chat_err (*media_get)(void *self, const char *media_id, const char *reader,
-                        chat_media_sink emit, void *ctx);
+                        chat_media_sink emit, void *ctx, chat_op *op);
 
   void (*destroy)(void *self);
 } chat_storage_ops;
 
-#define CHAT_CURSOR_BUF 128
-
 /* ------------------------------------------------------------------------
  * Presence registry: which gateways hold a user's devices, and the user's
- * presence state, shared by every gateway. NULL methods: single node (the
- * server knows only its own sessions). */
+ * presence state, shared by every gateway. Without locate, device_online
+ * and device_offline the module is ignored: single node (the server knows
+ * only its own sessions). */
 typedef void (*chat_location_sink)(void *ctx, const char *gateway_id,
                                    const char *device_id);
 
@@ -238,29 +327,36 @@ typedef void (*chat_location_sink)(void *ctx, const char *gateway_id,
 typedef struct chat_presence_ops {
   uint32_t version; /* CHAT_PRESENCE_OPS_V1 */
   void *self;
+  /** Fire-and-forget: a device connected to / left @p gateway_id. */
   chat_err (*device_online)(void *self, const char *user_id,
                             const char *device_id, const char *gateway_id);
   chat_err (*device_offline)(void *self, const char *user_id,
                              const char *device_id, const char *gateway_id);
   /** Every (gateway, device) of the user that is connected anywhere. */
   chat_err (*locate)(void *self, const char *user_id, chat_location_sink emit,
-                     void *ctx);
+                     void *ctx, chat_op *op);
+  /** Fire-and-forget: the user's state as decided by this gateway. May be
+   * NULL. */
   chat_err (*set_state)(void *self, const char *user_id,
                         chat_presence_state state, int64_t last_active_ms);
-  /** CHAT_ERR_NOT_FOUND for a user never seen. */
+  /** CHAT_ERR_NOT_FOUND for a user never seen. May be NULL (unknown users
+   * read as offline). */
   chat_err (*get_state)(void *self, const char *user_id,
-                        chat_presence_state *state, int64_t *last_active_ms);
+                        chat_presence_state *state, int64_t *last_active_ms,
+                        chat_op *op);
   void (*destroy)(void *self);
 } chat_presence_ops;
 
 /* ------------------------------------------------------------------------
  * Routing bus: fire-and-forget messages to another gateway (PROTOCOL.md
  * section 4.4; a lost one is recovered by resume). The receiving host hands
- * each message to chat_server_bus_deliver(). NULL publish: single node. */
+ * each message to chat_server_bus_deliver() (a bus thread uses
+ * chat_server_post() to get there). NULL publish: single node. */
 #define CHAT_BUS_OPS_V1 1
 typedef struct chat_bus_ops {
   uint32_t version; /* CHAT_BUS_OPS_V1 */
   void *self;
+  /** Fire-and-forget; @p msg is borrowed for the call. */
   chat_err (*publish)(void *self, const char *gateway_id, const char *msg,
                       size_t len);
   void (*destroy)(void *self);
@@ -284,18 +380,24 @@ typedef struct chat_push_note {
 typedef struct chat_push_ops {
   uint32_t version; /* CHAT_PUSH_OPS_V1 */
   void *self;
+  /** Fire-and-forget; @p note is borrowed for the call. */
   chat_err (*notify)(void *self, const chat_push_note *note);
   void (*destroy)(void *self);
 } chat_push_ops;
 
 /* ------------------------------------------------------------------------
- * Auth: a bearer token to an identity, before the WebSocket upgrade. */
+ * Auth: a bearer token to an identity, before the WebSocket upgrade.
+ * Synchronous: the upgrade is decided inside the HTTP request. Without an
+ * auth module the server refuses every token (CHAT_ERR_AUTH). */
 #define CHAT_AUTH_OPS_V1 1
 typedef struct chat_auth_ops {
   uint32_t version; /* CHAT_AUTH_OPS_V1 */
   void *self;
   /** CHAT_OK with *out filled, or CHAT_ERR_AUTH for a missing, malformed,
-   * forged or expired token. */
+   * forged or expired token. @p now_ms is Unix wall-clock ms (env.wall_ms),
+   * the clock of expires_ms. *out arrives zeroed with out->version set to
+   * the newest CHAT_IDENTITY_V<n> the server knows; fill user_id,
+   * device_id, expires_ms and kind (the fields of CHAT_IDENTITY_V1). */
   chat_err (*verify)(void *self, const char *token, size_t len,
                      int64_t now_ms, chat_identity *out);
   void (*destroy)(void *self);

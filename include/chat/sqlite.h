@@ -28,11 +28,15 @@ typedef struct chat_sqlite_options {
 
 /** Open (creating and migrating as needed) the database at @p path
  * (":memory:" for a private in-memory database) and fill @p out with its
- * storage ops. The store is released by out->destroy(out->self), which
+ * storage ops. Every method finishes before it returns (it never answers
+ * CHAT_PENDING and ignores its op, which may be NULL when a host calls it
+ * directly). The store is released by out->destroy(out->self), which
  * chat_server_free() calls once the ops are installed. @p options and
  * @p alloc are copied (NULL: defaults and libc).
+ * @param err may be NULL; on failure one line naming what was wrong
  * @retval CHAT_OK
- * @retval CHAT_ERR_INVAL out or path is NULL, or an unknown options version
+ * @retval CHAT_ERR_INVAL out or path is NULL, options version 0 or
+ *         unknown, or an unknown sync mode
  * @retval CHAT_ERR_MODULE SQLite could not open or migrate the database
  *         (including a schema newer than this library knows)
  * @retval CHAT_ERR_NOMEM
@@ -40,7 +44,8 @@ typedef struct chat_sqlite_options {
 CHAT_API chat_err chat_sqlite_storage_open(chat_storage_ops *out,
                                            const char *path,
                                            const chat_sqlite_options *options,
-                                           const chat_allocator *alloc);
+                                           const chat_allocator *alloc,
+                                           chat_errbuf *err);
 
 /** Open (creating and migrating as needed) a client's local store at
  * @p path (":memory:" for a private in-memory one): messages, last_seen,

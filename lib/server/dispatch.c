@@ -1,5 +1,6 @@
 /* Frame type -> handler. Every handler either acts or answers with an
- * `error` frame; a refused frame changes nothing. */
+ * `error` frame; a refused frame changes nothing. Every handler ends with
+ * chat__sess_frame_done(), at once or from its last continuation. */
 #include "server_internal.h"
 
 void chat__dispatch(chat_session *s, const chat_frame *f, chat_time_ms now) {
@@ -25,12 +26,14 @@ void chat__dispatch(chat_session *s, const chat_frame *f, chat_time_ms now) {
     chat_frame pong = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_PONG,
                        .ping = f->ping};
     chat__sess_send(s, &pong);
+    chat__sess_frame_done(s);
     break;
   }
   default:
     /* The decoder only lets client frame types through in this direction. */
     chat__sess_error(s, CHAT_WIRE_UNKNOWN_TYPE, "type not accepted",
                      chat_frame_type_name(f->type), 0);
+    chat__sess_frame_done(s);
     break;
   }
 }

@@ -7,6 +7,7 @@
  * the last device left, or presence_idle_offline_ms without activity.
  * With sticky routing a user's devices share a gateway, so the gateway that
  * holds them decides the state. */
+#include <stdio.h>
 #include <string.h>
 
 #include "server_internal.h"
@@ -201,29 +202,84 @@ void chat__presence_tick(chat_server *srv, chat_time_ms now) {
   srv->next_presence_check = next;
 }
 
-/* The state of a subscribed user, for the frame sent at subscribe time. */
-static void current_state(chat_server *srv, const char *user,
-                          chat_presence *p) {
-  user_entry *ue = user_get(srv, user);
-  p->user_id = user;
-  if (ue) {
-    p->state = ue->state;
-    p->has_last_active = true;
-    p->last_active_ts = ue->last_active_wall;
+/* One presence_subscribe frame: the new set is installed at once, and
+ * each user's current state is sent in the order listed, asking the
+ * registry for users not connected here. */
+typedef struct sub_job {
+  chat__job base;
+  chat_session *s;  /* referenced */
+  char (*users)[CHAT_ID_BUF];
+  size_t n, i;
+  bool running, pending;
+  chat_err rc;
+  chat_presence_state state;
+  int64_t last_active;
+} sub_job;
+
+static void sub_release(chat_server *srv, chat__job *j) {
+  sub_job *sj = (sub_job *)j;
+  chat__sess_unref(srv, sj->s);
+  chat__free(&srv->a, sj->users);
+  chat__free(&srv->a, sj);
+}
+
+static void send_presence(chat_session *s, const chat_presence *p) {
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_PRESENCE,
+                  .presence = p};
+  chat__sess_send(s, &f);
+}
+
+static void sub_run(chat_server *srv, sub_job *j);
+
+static void on_state(chat_server *srv, chat__job *job, uint32_t idx,
+                     chat_err rc) {
+  (void)idx;
+  sub_job *j = (sub_job *)job;
+  chat_presence p = {.user_id = j->users[j->i],
+                     .state = CHAT_PRESENCE_OFFLINE};
+  if (rc == CHAT_OK) {
+    p.state = j->state;
+    p.has_last_active = true;
+    p.last_active_ts = j->last_active;
+  }
+  send_presence(j->s, &p);
+  j->i++;
+  j->pending = false;
+  sub_run(srv, j);
+}
+
+static void sub_run(chat_server *srv, sub_job *j) {
+  if (j->running)
     return;
-  }
-  p->state = CHAT_PRESENCE_OFFLINE;
-  p->has_last_active = false;
-  if (srv->has_presence && srv->presence.get_state) {
-    int64_t la = 0;
-    chat_presence_state st;
-    if (srv->presence.get_state(srv->presence.self, user, &st, &la) ==
-        CHAT_OK) {
-      p->state = st;
-      p->has_last_active = true;
-      p->last_active_ts = la;
+  j->running = true;
+  chat__job_ref(&j->base);
+  while (!j->pending && j->i < j->n && !j->s->dead) {
+    const char *u = j->users[j->i];
+    user_entry *ue = user_get(srv, u);
+    if (ue || !srv->has_presence || !srv->presence.get_state) {
+      /* Known here, or nobody else to ask. */
+      chat_presence p = {.user_id = u, .state = CHAT_PRESENCE_OFFLINE};
+      if (ue) {
+        p.state = ue->state;
+        p.has_last_active = true;
+        p.last_active_ts = ue->last_active_wall;
+      }
+      send_presence(j->s, &p);
+      j->i++;
+      continue;
     }
+    j->pending = true;
+    chat_op *op;
+    CHAT__CALL(srv, &j->base, on_state, 0, op,
+               srv->presence.get_state(srv->presence.self, u, &j->state,
+                                       &j->last_active, op));
   }
+  if (!j->pending && (j->i >= j->n || j->s->dead) && j->n != SIZE_MAX) {
+    j->n = SIZE_MAX; /* done once */
+    chat__sess_frame_done(j->s);
+  }
+  j->running = false;
+  chat__job_unref(srv, &j->base);
 }
 
 void chat__on_subscribe(chat_session *s, const chat_presence_subscribe *ps,
@@ -231,21 +287,32 @@ void chat__on_subscribe(chat_session *s, const chat_presence_subscribe *ps,
   (void)now;
   chat_server *srv = s->srv;
   unwatch(s);
-  if (ps->n_user_ids > 0) {
+  sub_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (j && ps->n_user_ids)
+    j->users = chat__calloc(&srv->a, ps->n_user_ids, sizeof *j->users);
+  if (ps->n_user_ids > 0 && j && j->users) {
     char(*subs)[CHAT_ID_BUF] =
         chat__realloc(&srv->a, s->subs, ps->n_user_ids * sizeof *subs);
-    if (!subs) {
-      chat__sess_error(s, CHAT_WIRE_INTERNAL, "out of memory",
-                       "presence_subscribe", 0);
-      return;
-    }
-    s->subs = subs;
+    if (subs)
+      s->subs = subs;
+    else
+      chat__free(&srv->a, j->users), j->users = NULL;
   }
+  if (!j || (ps->n_user_ids && !j->users)) {
+    chat__free(&srv->a, j);
+    chat__sess_error(s, CHAT_WIRE_INTERNAL, "out of memory",
+                     "presence_subscribe", 0);
+    chat__sess_frame_done(s);
+    return;
+  }
+  chat__job_init(&j->base, sub_release);
+  j->s = s;
+  chat__sess_ref(s);
   for (size_t i = 0; i < ps->n_user_ids; i++) {
     const char *u = ps->user_ids[i];
     bool dup = false;
-    for (size_t j = 0; j < s->n_subs && !dup; j++)
-      dup = strcmp(s->subs[j], u) == 0;
+    for (size_t k = 0; k < s->n_subs && !dup; k++)
+      dup = strcmp(s->subs[k], u) == 0;
     if (dup)
       continue;
     void **slot = chat__map_get(&srv->watchers, u, strlen(u));
@@ -268,12 +335,10 @@ void chat__on_subscribe(chat_session *s, const chat_presence_subscribe *ps,
     }
     w->v[w->n++] = s;
     memcpy(s->subs[s->n_subs++], u, strlen(u) + 1);
-    chat_presence p;
-    current_state(srv, u, &p);
-    chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_PRESENCE,
-                    .presence = &p};
-    chat__sess_send(s, &f);
+    memcpy(j->users[j->n++], u, strlen(u) + 1);
   }
+  sub_run(srv, j);
+  chat__job_unref(srv, &j->base);
 }
 
 #define TYPING_BURST 5
@@ -303,41 +368,73 @@ static bool typing_take(chat_session *s, chat_time_ms now) {
   return true;
 }
 
-void chat__on_typing(chat_session *s, const chat_typing *t,
-                     chat_time_ms now) {
-  chat_server *srv = s->srv;
-  const conv_entry *c = chat__conv_for_member(s, t->conversation_id, "typing");
-  if (!c)
+typedef struct typing_job {
+  chat__job base;
+  chat_session *s; /* referenced */
+  char conv[CHAT_ID_BUF];
+  bool is_typing;
+} typing_job;
+
+static void typing_release(chat_server *srv, chat__job *j) {
+  typing_job *tj = (typing_job *)j;
+  chat__sess_unref(srv, tj->s);
+  chat__free(&srv->a, tj);
+}
+
+static void on_typing_conv(chat_server *srv, chat__job *job,
+                           const conv_entry *c, chat_err err) {
+  typing_job *j = (typing_job *)job;
+  chat_session *s = j->s;
+  if (!chat__conv_check_member(s, c, err, "typing") ||
+      !typing_take(s, srv->clock_ms) ||
+      /* Typing is never stored and not relayed in large groups. */
+      (c->type == CHAT_CONVERSATION_GROUP &&
+       c->n_members > srv->s.typing_max_members)) {
+    chat__sess_frame_done(s);
     return;
-  if (!typing_take(s, now))
-    return;
-  /* Typing is never stored and not relayed in large groups. */
-  if (c->type == CHAT_CONVERSATION_GROUP &&
-      c->n_members > srv->s.typing_max_members)
-    return;
-  chat_typing out = {.conversation_id = t->conversation_id,
+  }
+  chat_typing out = {.conversation_id = j->conv,
                      .user_id = s->id.user_id,
-                     .is_typing = t->is_typing};
+                     .is_typing = j->is_typing};
   chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_TYPING,
                   .typing = &out};
   chat__shared_frame *sf = chat__frame_make(srv, &f);
-  if (!sf)
-    return;
   const char *stack[64];
   const char **others = stack;
-  if (c->n_members > 64 &&
+  if (sf && c->n_members > 64 &&
       !(others = chat__alloc(&srv->a, c->n_members * sizeof *others))) {
     chat__frame_unref(srv, sf);
+    sf = NULL;
+  }
+  if (sf) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_members; i++)
+      if (strcmp(c->members[i], s->id.user_id) != 0)
+        others[n++] = c->members[i];
+    chat__deliver(srv, sf, others, n, NULL, NULL, NULL);
+    chat__frame_unref(srv, sf);
+    if (others != stack)
+      chat__free(&srv->a, others);
+  }
+  chat__sess_frame_done(s);
+}
+
+void chat__on_typing(chat_session *s, const chat_typing *t,
+                     chat_time_ms now) {
+  (void)now;
+  chat_server *srv = s->srv;
+  typing_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (!j) {
+    chat__sess_frame_done(s); /* typing is ephemeral: nothing to retry */
     return;
   }
-  size_t n = 0;
-  for (size_t i = 0; i < c->n_members; i++)
-    if (strcmp(c->members[i], s->id.user_id) != 0)
-      others[n++] = c->members[i];
-  chat__deliver(srv, sf, others, n, NULL, NULL, NULL, NULL);
-  chat__frame_unref(srv, sf);
-  if (others != stack)
-    chat__free(&srv->a, others);
+  chat__job_init(&j->base, typing_release);
+  j->s = s;
+  chat__sess_ref(s);
+  snprintf(j->conv, sizeof j->conv, "%s", t->conversation_id);
+  j->is_typing = t->is_typing;
+  chat__conv_load(srv, j->conv, &j->base, on_typing_conv);
+  chat__job_unref(srv, &j->base);
 }
 
 void chat__presence_free(chat_server *srv) {

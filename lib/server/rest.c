@@ -1,6 +1,14 @@
 /* The REST API of PROTOCOL.md section 5, sans-I/O: parsed request in,
  * status and JSON body out. The transport does HTTP and authentication;
- * every rule about who may see or change what lives here. */
+ * every rule about who may see or change what lives here.
+ *
+ * Each request is a job. Everything it needs from the request (path
+ * segments, query, parsed JSON body, identity) is copied into the job
+ * before its first module call; the media upload's bytes are the one
+ * exception, handed to media_put within chat_server_http() itself. The
+ * answer is written into the job's buffer and handed over exactly once
+ * (reply): into the caller's chat_http_response when the request finished
+ * within chat_server_http(), through on_http_response otherwise. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,37 +20,114 @@
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 200
 
-typedef struct rq {
+typedef void (*gate_fn)(rq *q, const conv_entry *c);
+
+struct rq {
+  chat__job base;
   chat_server *srv;
-  const chat_http_request *req;
-  chat_http_response *resp;
-  const char *user;
+  rq *prev, *next;        /* srv->rest_pending while answered later */
+  bool listed;
+  bool in_http;           /* inside chat_server_http() */
+  bool answered;
+  bool cancelled;
+  void *tag;
+  chat_http_response resp; /* of the newest version */
+  chat__buf out;
   chat__arena ar;
   chat__jw w;
-} rq;
+  char user[CHAT_ID_BUF];
+  char device[CHAT_ID_BUF];
+  const char *query;      /* the raw query, copied */
+  const chat__json *body; /* parsed JSON body (NULL: none or malformed) */
+  /* route state */
+  char conv[CHAT_ID_BUF];
+  const char *arg;        /* a path segment: message id, user id, media id */
+  gate_fn after_gate;
+  bool written;
+  bool existed;
+  bool advanced;
+  bool already;
+  const char *target;     /* the user added */
+  char **members;         /* copied before a member change */
+  size_t n_members;
+  uint32_t limit, n;
+  uint32_t delivered, read;
+  bool with_members;
+  char cursor_next[CHAT_CURSOR_BUF];
+  char new_id[32];
+  const char *platform;
+  size_t platform_len;
+  bool media_got;
+};
 
 /* ---- answers ---- */
 
-static void begin(rq *q, int status) {
-  chat__buf_reset(&q->srv->rest_out);
-  chat__jw_init(&q->w, &q->srv->rest_out);
-  q->resp->status = status;
-  q->resp->content_type = "application/json";
+static void rq_release(chat_server *srv, chat__job *j) {
+  rq *q = (rq *)j;
+  if (q->listed) {
+    if (q->prev)
+      q->prev->next = q->next;
+    else
+      srv->rest_pending = q->next;
+    if (q->next)
+      q->next->prev = q->prev;
+  }
+  chat__arena_free(&q->ar);
+  chat__buf_free(&q->out);
+  chat__free(&srv->a, q);
 }
 
+static void unlist(rq *q) {
+  if (!q->listed)
+    return;
+  chat_server *srv = q->srv;
+  if (q->prev)
+    q->prev->next = q->next;
+  else
+    srv->rest_pending = q->next;
+  if (q->next)
+    q->next->prev = q->prev;
+  q->prev = q->next = NULL;
+  q->listed = false;
+}
+
+/* The answer is complete: hand it over, once. */
+static int reply(rq *q) {
+  if (q->answered)
+    return 0;
+  q->answered = true;
+  if (q->in_http)
+    return 0; /* chat_server_http() copies it out */
+  chat_server *srv = q->srv;
+  unlist(q);
+  if (!q->cancelled && srv->cbs.on_http_response)
+    srv->cbs.on_http_response(srv->user_data, srv, q->tag, &q->resp);
+  return 0;
+}
+
+static void begin(rq *q, int status) {
+  chat__buf_reset(&q->out);
+  chat__jw_init(&q->w, &q->out);
+  q->resp.status = status;
+  q->resp.content_type = "application/json";
+  q->resp.retry_after_s = 0;
+}
+
+/* The body in q->out is complete. */
 static void finish(rq *q) {
-  chat__buf *b = &q->srv->rest_out;
+  chat__buf *b = &q->out;
   if (b->oom) {
     /* A fixed body, so that even this answer needs no memory. */
     static const char oom[] =
         "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
-    q->resp->status = 500;
-    q->resp->body = oom;
-    q->resp->body_len = sizeof oom - 1;
+    q->resp.status = 500;
+    q->resp.content_type = "application/json";
+    q->resp.body = oom;
+    q->resp.body_len = sizeof oom - 1;
     return;
   }
-  q->resp->body = b->data;
-  q->resp->body_len = b->len;
+  q->resp.body = b->data;
+  q->resp.body_len = b->len;
 }
 
 static int fail(rq *q, int status, const char *code, const char *msg) {
@@ -57,14 +142,13 @@ static int fail(rq *q, int status, const char *code, const char *msg) {
   chat__jw_obj_end(&q->w);
   chat__jw_obj_end(&q->w);
   finish(q);
-  return 0;
+  return reply(q);
 }
 
 static int store_failed(rq *q, chat_err rc) {
   q->srv->st.store_errors_total++;
-  fail(q, rc == CHAT_ERR_NOMEM ? 503 : 500, "internal",
-       rc == CHAT_ERR_NOMEM ? "out of memory" : "storage failed");
-  return 0;
+  return fail(q, rc == CHAT_ERR_NOMEM ? 503 : 500, "internal",
+              rc == CHAT_ERR_NOMEM ? "out of memory" : "storage failed");
 }
 
 /* ---- request parsing ---- */
@@ -108,7 +192,7 @@ static char *pct_decode(rq *q, const char *s, size_t n) {
 /* The value of a query parameter, decoded; NULL when absent. *bad is set
  * for a malformed value. */
 static const char *query_get(rq *q, const char *name, bool *bad) {
-  const char *s = q->req->query;
+  const char *s = q->query;
   size_t nl = strlen(name);
   while (s && *s) {
     const char *amp = strchr(s, '&');
@@ -162,12 +246,13 @@ static size_t split_path(rq *q, const char *path, const char **seg,
   return n;
 }
 
-static const chat__json *parse_body(rq *q) {
+/* Parsed into the job's arena: the tree's strings are copies. */
+static const chat__json *parse_body(rq *q, const chat_http_request *req) {
   chat__json *root;
-  if (!q->req->body || q->req->body_len == 0)
+  if (!req->body || req->body_len == 0)
     return NULL;
-  if (chat__json_parse(&q->ar, q->req->body, q->req->body_len, 8, &root,
-                       NULL) != CHAT_OK ||
+  if (chat__json_parse(&q->ar, req->body, req->body_len, 8, &root, NULL) !=
+          CHAT_OK ||
       root->kind != CHAT__JSON_OBJECT)
     return NULL;
   return root;
@@ -180,40 +265,46 @@ static const char *body_id(const chat__json *root, const char *key) {
   return v->str;
 }
 
-/* ---- conversation helpers ---- */
-
-typedef struct conv_out {
-  rq *q;
-  bool written;
-} conv_out;
-
-static void write_conv(void *ctx, const chat_conversation *c) {
-  conv_out *co = ctx;
-  chat__jw_conversation_object(&co->q->w, c);
-  co->written = true;
+static bool parse_msgid(const char *s, uint64_t *out) {
+  return s && chat_message_id_parse(s, strlen(s), out) == CHAT_OK;
 }
 
-/* Membership gate for routes under a conversation: 404 unknown, 403 not a
- * member (PROTOCOL.md section 7). */
-static const conv_entry *member_gate(rq *q, const char *conv) {
-  if (!chat_id_valid(conv, strlen(conv))) {
-    fail(q, 404, "not_found", "no such conversation");
-    return NULL;
-  }
-  chat_err err = CHAT_OK;
-  const conv_entry *c = chat__conv_get(q->srv, conv, &err);
+/* ---- conversation helpers ---- */
+
+static void write_conv(void *ctx, const chat_conversation *c) {
+  rq *q = ctx;
+  chat__jw_conversation_object(&q->w, c);
+  q->written = true;
+}
+
+static void on_gate(chat_server *srv, chat__job *j, const conv_entry *c,
+                    chat_err err) {
+  (void)srv;
+  rq *q = (rq *)j;
   if (!c) {
     if (err == CHAT_ERR_NOT_FOUND)
       fail(q, 404, "not_found", "no such conversation");
     else
       store_failed(q, err);
-    return NULL;
+    return;
   }
   if (!chat__conv_has_member(c, q->user)) {
     fail(q, 403, "not_member", "not a member of this conversation");
-    return NULL;
+    return;
   }
-  return c;
+  q->after_gate(q, c);
+}
+
+/* Membership gate for routes under a conversation: 404 unknown, 403 not a
+ * member (PROTOCOL.md section 7); then next(q, c), c borrowed for the
+ * call. */
+static int member_gate(rq *q, const char *conv, gate_fn next) {
+  if (!chat_id_valid(conv, strlen(conv)))
+    return fail(q, 404, "not_found", "no such conversation");
+  snprintf(q->conv, sizeof q->conv, "%s", conv);
+  q->after_gate = next;
+  chat__conv_load(q->srv, q->conv, &q->base, on_gate);
+  return 0;
 }
 
 /* The `conversation` frame for users added to a conversation. */
@@ -224,40 +315,80 @@ void chat__notify_added(chat_server *srv, const chat_conversation *c,
   chat__shared_frame *sf = chat__frame_make(srv, &f);
   if (!sf)
     return;
-  chat__deliver(srv, sf, users, n, NULL, NULL, NULL, NULL);
+  chat__deliver(srv, sf, users, n, NULL, NULL, NULL);
   chat__frame_unref(srv, sf);
 }
 
-typedef struct notify_ctx {
-  chat_server *srv;
-  const char *skip; /* the user who needs no notification */
-  const char *only; /* notify just this user; NULL: every other member */
-} notify_ctx;
-
-/* Emitted by the store: send the `conversation` frame to the added users. */
+/* Emitted by the store: send the `conversation` frame to everyone but the
+ * creator (q->target NULL), or to the added user only. */
 static void on_notify(void *ctx, const chat_conversation *c) {
-  notify_ctx *nc = ctx;
-  if (nc->only) {
-    chat__notify_added(nc->srv, c, &nc->only, 1);
+  rq *q = ctx;
+  chat_server *srv = q->srv;
+  if (q->target) {
+    chat__notify_added(srv, c, &q->target, 1);
     return;
   }
   const char *stack[64] = {0};
   const char **others = stack;
   if (c->n_members > 64 &&
-      !(others = chat__alloc(&nc->srv->a, c->n_members * sizeof *others)))
+      !(others = chat__alloc(&srv->a, c->n_members * sizeof *others)))
     return;
   size_t n = 0;
   for (size_t i = 0; i < c->n_members; i++)
-    if (strcmp(c->members[i], nc->skip) != 0)
+    if (strcmp(c->members[i], q->user) != 0)
       others[n++] = c->members[i];
-  chat__notify_added(nc->srv, c, others, n);
+  chat__notify_added(srv, c, others, n);
   if (others != stack)
-    chat__free(&nc->srv->a, others);
+    chat__free(&srv->a, others);
+}
+
+/* The notification is out (or failed: the members see it on resume). */
+static void on_notified(chat_server *srv, chat__job *j, uint32_t idx,
+                        chat_err rc) {
+  (void)srv;
+  (void)idx;
+  (void)rc;
+  reply((rq *)j);
+}
+
+static void notify_then_reply(rq *q, const char *conv, const char *viewer) {
+  chat_server *srv = q->srv;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_notified, 0, op,
+             srv->store.conversation_get(srv->store.self, conv, viewer,
+                                         on_notify, q, op));
+}
+
+/* ---- POST /conversations ---- */
+
+static void on_created(chat_server *srv, chat__job *j, uint32_t idx,
+                       chat_err rc) {
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc == CHAT_OK && !q->written)
+    rc = CHAT_ERR_MODULE;
+  if (rc != CHAT_OK) {
+    if (rc == CHAT_ERR_CONFLICT)
+      fail(q, 409, "conflict", "conversation id taken");
+    else
+      store_failed(q, rc);
+    return;
+  }
+  finish(q);
+  if (q->existed) {
+    q->resp.status = 200;
+    reply(q);
+    return;
+  }
+  /* Everyone but the creator learns of the new conversation now. */
+  (void)srv;
+  q->target = NULL;
+  notify_then_reply(q, q->new_id, NULL);
 }
 
 static int create_conversation(rq *q) {
   chat_server *srv = q->srv;
-  const chat__json *root = parse_body(q);
+  const chat__json *root = q->body;
   if (!root)
     return fail(q, 400, "bad_request", "body must be a JSON object");
   const chat__json *type = chat__json_get(root, "type");
@@ -304,13 +435,16 @@ static int create_conversation(rq *q) {
   if (t == CHAT_CONVERSATION_DIRECT && n != 2)
     return fail(q, 400, "bad_request",
                 "a direct conversation has exactly one other member");
+  if (!srv->store.conversation_create)
+    return fail(q, 501, "internal", "conversations not supported by the store");
+  if (!srv->ids_ready)
+    return fail(q, 503, "unavailable", "server is starting");
   uint64_t id;
   if (chat_snowflake_next(srv->ids, chat__srv_wall(srv), &id) != CHAT_OK)
     return store_failed(q, CHAT_ERR_MODULE);
-  char conv_id[32];
-  snprintf(conv_id, sizeof conv_id, "c%llu", (unsigned long long)id);
+  snprintf(q->new_id, sizeof q->new_id, "c%llu", (unsigned long long)id);
   chat_conversation_new cn = {
-      .conversation_id = conv_id,
+      .conversation_id = q->new_id,
       .type = t,
       .name = name && name->kind == CHAT__JSON_STRING
                   ? (chat_str){name->str, name->len}
@@ -320,26 +454,38 @@ static int create_conversation(rq *q) {
       .n_members = n,
       .now_ms = chat__srv_wall(srv)};
   begin(q, 201);
-  conv_out co = {q, false};
-  bool existed = false;
-  chat_err rc = srv->store.conversation_create(srv->store.self, &cn, &existed,
-                                               write_conv, &co);
-  if (rc == CHAT_OK && !co.written)
-    rc = CHAT_ERR_MODULE;
-  if (rc != CHAT_OK)
-    return rc == CHAT_ERR_CONFLICT
-               ? fail(q, 409, "conflict", "conversation id taken")
-               : store_failed(q, rc);
-  if (existed) {
-    q->resp->status = 200;
-  } else {
-    /* Everyone but the creator learns of the new conversation now. */
-    notify_ctx nc = {srv, q->user, NULL};
-    srv->store.conversation_get(srv->store.self, conv_id, NULL, on_notify,
-                                &nc);
-  }
-  finish(q);
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_created, 0, op,
+             srv->store.conversation_create(srv->store.self, &cn,
+                                            &q->existed, write_conv, q, op));
   return 0;
+}
+
+/* ---- GET /conversations ---- */
+
+static void on_listed(chat_server *srv, chat__job *j, uint32_t idx,
+                      chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc == CHAT_ERR_INVAL) {
+    fail(q, 400, "bad_request", "malformed cursor");
+    return;
+  }
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
+  }
+  chat__jw_arr_end(&q->w);
+  chat__jw_key(&q->w, "next_cursor");
+  q->cursor_next[sizeof q->cursor_next - 1] = 0;
+  if (q->cursor_next[0])
+    chat__jw_str(&q->w, q->cursor_next, strlen(q->cursor_next));
+  else
+    chat__jw_null(&q->w);
+  chat__jw_obj_end(&q->w);
+  finish(q);
+  reply(q);
 }
 
 static int list_conversations(rq *q) {
@@ -350,285 +496,350 @@ static int list_conversations(rq *q) {
   const char *cursor = query_get(q, "cursor", &bad);
   if (bad)
     return fail(q, 400, "bad_request", "malformed query");
-  char next[CHAT_CURSOR_BUF] = "";
   begin(q, 200);
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "conversations");
   chat__jw_arr_begin(&q->w);
-  conv_out co = {q, false};
-  chat_err rc = q->srv->store.conversations_of(
-      q->srv->store.self, q->user, cursor, limit, write_conv, &co, next);
-  if (rc == CHAT_ERR_INVAL)
-    return fail(q, 400, "bad_request", "malformed cursor");
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
-  chat__jw_arr_end(&q->w);
-  chat__jw_key(&q->w, "next_cursor");
-  if (next[0])
-    chat__jw_str(&q->w, next, strlen(next));
-  else
-    chat__jw_null(&q->w);
-  chat__jw_obj_end(&q->w);
-  finish(q);
+  chat_server *srv = q->srv;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_listed, 0, op,
+             srv->store.conversations_of(srv->store.self, q->user, cursor,
+                                         limit, write_conv, q, q->cursor_next,
+                                         op));
   return 0;
 }
 
-static int get_conversation(rq *q, const char *conv) {
-  if (!member_gate(q, conv))
-    return 0;
-  begin(q, 200);
-  conv_out co = {q, false};
-  chat_err rc = q->srv->store.conversation_get(q->srv->store.self, conv,
-                                               q->user, write_conv, &co);
-  if (rc == CHAT_OK && !co.written)
+/* ---- GET /conversations/:id ---- */
+
+static void on_got(chat_server *srv, chat__job *j, uint32_t idx,
+                   chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc == CHAT_OK && !q->written)
     rc = CHAT_ERR_MODULE;
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
+  }
   finish(q);
-  return 0;
+  reply(q);
 }
 
-typedef struct page {
-  rq *q;
-  uint32_t n, limit;
-} page;
+static void get_conversation_gated(rq *q, const conv_entry *c) {
+  (void)c;
+  chat_server *srv = q->srv;
+  begin(q, 200);
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_got, 0, op,
+             srv->store.conversation_get(srv->store.self, q->conv, q->user,
+                                         write_conv, q, op));
+}
+
+/* ---- GET /conversations/:id/messages ---- */
 
 static void write_msg(void *ctx, const chat_message *m) {
-  page *p = ctx;
+  rq *q = ctx;
   /* One more than asked tells whether there is more. */
-  if (p->n++ < p->limit)
-    chat__jw_message_object(&p->q->w, m);
+  if (q->n++ < q->limit)
+    chat__jw_message_object(&q->w, m);
 }
 
-static bool parse_msgid(const char *s, uint64_t *out) {
-  return s && chat_message_id_parse(s, strlen(s), out) == CHAT_OK;
+static void on_page(chat_server *srv, chat__job *j, uint32_t idx,
+                    chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
+  }
+  chat__jw_arr_end(&q->w);
+  chat__jw_key(&q->w, "has_more");
+  chat__jw_bool(&q->w, q->n > q->limit);
+  chat__jw_obj_end(&q->w);
+  finish(q);
+  reply(q);
 }
 
-static int list_messages(rq *q, const char *conv) {
-  if (!member_gate(q, conv))
-    return 0;
+static void list_messages_gated(rq *q, const conv_entry *c) {
+  (void)c;
   bool bad = false;
   uint32_t limit;
-  if (!query_limit(q, &limit, &bad))
-    return fail(q, 400, "bad_request", "limit must be 1..200");
+  if (!query_limit(q, &limit, &bad)) {
+    fail(q, 400, "bad_request", "limit must be 1..200");
+    return;
+  }
   const char *before = query_get(q, "before", &bad);
   const char *after = query_get(q, "after", &bad);
-  if (bad)
-    return fail(q, 400, "bad_request", "malformed query");
-  if (before && after)
-    return fail(q, 400, "bad_request", "give before or after, not both");
+  if (bad) {
+    fail(q, 400, "bad_request", "malformed query");
+    return;
+  }
+  if (before && after) {
+    fail(q, 400, "bad_request", "give before or after, not both");
+    return;
+  }
   chat_page_dir dir = CHAT_PAGE_LATEST;
   uint64_t anchor = 0;
   if (before || after) {
-    if (!parse_msgid(before ? before : after, &anchor))
-      return fail(q, 400, "bad_id", "not a message id");
+    if (!parse_msgid(before ? before : after, &anchor)) {
+      fail(q, 400, "bad_id", "not a message id");
+      return;
+    }
     dir = before ? CHAT_PAGE_BEFORE : CHAT_PAGE_AFTER;
   }
   begin(q, 200);
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "messages");
   chat__jw_arr_begin(&q->w);
-  page p = {q, 0, limit};
-  chat_err rc = q->srv->store.messages(q->srv->store.self, conv, dir, anchor,
-                                       limit + 1, write_msg, &p);
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
-  chat__jw_arr_end(&q->w);
-  chat__jw_key(&q->w, "has_more");
-  chat__jw_bool(&q->w, p.n > limit);
-  chat__jw_obj_end(&q->w);
-  finish(q);
-  return 0;
+  q->limit = limit;
+  q->n = 0;
+  chat_server *srv = q->srv;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_page, 0, op,
+             srv->store.messages(srv->store.self, q->conv, dir, anchor,
+                                 limit + 1, write_msg, q, op));
 }
 
-static void member_state(void *ctx, const char *member, int state) {
+/* ---- GET /conversations/:id/messages/:mid/receipts ---- */
+
+static void member_state(void *ctx, const char *member,
+                         chat_receipt_state state) {
   rq *q = ctx;
-  static const char *const names[] = {"sent", "delivered", "read"};
+  const char *st = state == CHAT_RECEIPT_READ        ? "read"
+                   : state == CHAT_RECEIPT_DELIVERED ? "delivered"
+                                                     : "sent";
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "user_id");
   chat__jw_str(&q->w, member, strlen(member));
   chat__jw_key(&q->w, "state");
-  const char *st = names[state >= 0 && state <= 2 ? state : 0];
   chat__jw_str(&q->w, st, strlen(st));
   chat__jw_obj_end(&q->w);
 }
 
-static int get_receipts(rq *q, const char *conv, const char *mid) {
-  const conv_entry *c = member_gate(q, conv);
-  if (!c)
-    return 0;
+static void on_receipts(chat_server *srv, chat__job *j, uint32_t idx,
+                        chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc == CHAT_ERR_NOT_FOUND) {
+    fail(q, 404, "not_found", "no such message");
+    return;
+  }
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
+  }
+  if (q->with_members)
+    chat__jw_arr_end(&q->w);
+  chat__jw_key(&q->w, "delivered");
+  chat__jw_uint(&q->w, q->delivered);
+  chat__jw_key(&q->w, "read");
+  chat__jw_uint(&q->w, q->read);
+  chat__jw_obj_end(&q->w);
+  finish(q);
+  reply(q);
+}
+
+static void get_receipts_gated(rq *q, const conv_entry *c) {
+  chat_server *srv = q->srv;
   uint64_t id;
-  if (!parse_msgid(mid, &id))
-    return fail(q, 400, "bad_id", "not a message id");
-  if (!q->srv->store.receipts)
-    return fail(q, 501, "internal", "receipts not supported by the store");
+  if (!parse_msgid(q->arg, &id)) {
+    fail(q, 400, "bad_id", "not a message id");
+    return;
+  }
+  if (!srv->store.receipts) {
+    fail(q, 501, "internal", "receipts not supported by the store");
+    return;
+  }
   /* Per-member states only where they exist: direct chats and groups up to
    * the delivered threshold. */
-  bool with_members = c->type == CHAT_CONVERSATION_DIRECT ||
-                      c->n_members <= q->srv->s.delivered_max_members;
-  uint32_t delivered = 0, read = 0;
+  q->with_members = c->type == CHAT_CONVERSATION_DIRECT ||
+                    c->n_members <= srv->s.delivered_max_members;
   begin(q, 200);
   chat__jw_obj_begin(&q->w);
-  if (with_members) {
+  if (q->with_members) {
     chat__jw_key(&q->w, "members");
     chat__jw_arr_begin(&q->w);
   }
-  chat_err rc = q->srv->store.receipts(q->srv->store.self, conv, id,
-                                       &delivered, &read,
-                                       with_members ? member_state : NULL, q);
-  if (rc == CHAT_ERR_NOT_FOUND)
-    return fail(q, 404, "not_found", "no such message");
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
-  if (with_members)
-    chat__jw_arr_end(&q->w);
-  chat__jw_key(&q->w, "delivered");
-  chat__jw_uint(&q->w, delivered);
-  chat__jw_key(&q->w, "read");
-  chat__jw_uint(&q->w, read);
-  chat__jw_obj_end(&q->w);
-  finish(q);
-  return 0;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_receipts, 0, op,
+             srv->store.receipts(srv->store.self, q->conv, id, &q->delivered,
+                                 &q->read,
+                                 q->with_members ? member_state : NULL, q,
+                                 op));
 }
 
-/* Every gateway keeps its own membership cache (convs.c). After a member
- * change, each gateway holding a device of a member, or of the user added
- * or removed, is told to forget the conversation: {"k":"forget","c":id}.
- * The bus is fire-and-forget, like every other bus message. */
-typedef struct gw_set {
-  chat_server *srv;
-  char (*gw)[CHAT_ID_BUF];
-  size_t n, cap;
-  bool oom;
-} gw_set;
+/* ---- members ---- */
 
-static void on_gateway(void *ctx, const char *gw, const char *device) {
-  (void)device;
-  gw_set *gs = ctx;
-  if (strcmp(gw, gs->srv->gateway_id) == 0 || strlen(gw) >= CHAT_ID_BUF)
-    return;
-  for (size_t i = 0; i < gs->n; i++)
-    if (strcmp(gs->gw[i], gw) == 0)
-      return;
-  if (gs->n == gs->cap) {
-    size_t cap = gs->cap ? gs->cap * 2 : 8;
-    char(*v)[CHAT_ID_BUF] = chat__realloc(&gs->srv->a, gs->gw, cap * sizeof *v);
-    if (!v) {
-      gs->oom = true;
-      return;
-    }
-    gs->gw = v;
-    gs->cap = cap;
+/* The members before a change, for telling the other gateways. */
+static bool keep_members(rq *q, const conv_entry *c) {
+  q->members = chat__arena_alloc(&q->ar, (c->n_members + 1) *
+                                             sizeof *q->members);
+  if (!q->members)
+    return false;
+  for (size_t i = 0; i < c->n_members; i++) {
+    q->members[i] = chat__arena_strndup(&q->ar, c->members[i],
+                                        strlen(c->members[i]));
+    if (!q->members[i])
+      return false;
   }
-  memcpy(gs->gw[gs->n++], gw, strlen(gw) + 1);
+  q->n_members = c->n_members;
+  return true;
 }
 
-static void bus_forget(chat_server *srv, const char *conv,
-                       const conv_entry *c, const char *user) {
-  if (!srv->has_presence || !srv->has_bus)
-    return;
-  gw_set gs = {.srv = srv};
-  for (size_t i = 0; i <= c->n_members; i++) {
-    const char *u = i < c->n_members ? c->members[i] : user;
-    if (srv->presence.locate(srv->presence.self, u, on_gateway, &gs) !=
-        CHAT_OK)
-      srv->st.bus_publish_errors_total++;
-  }
-  if (gs.oom)
-    srv->st.bus_publish_errors_total++;
-  chat__buf_reset(&srv->tmp);
-  chat__jw w;
-  chat__jw_init(&w, &srv->tmp);
-  chat__jw_obj_begin(&w);
-  chat__jw_key(&w, "k");
-  chat__jw_str(&w, "forget", 6);
-  chat__jw_key(&w, "c");
-  chat__jw_str(&w, conv, strlen(conv));
-  chat__jw_obj_end(&w);
-  for (size_t i = 0; i < gs.n; i++) {
-    if (!srv->tmp.oom && srv->bus.publish(srv->bus.self, gs.gw[i],
-                                          srv->tmp.data,
-                                          srv->tmp.len) == CHAT_OK)
-      srv->st.bus_published_total++;
-    else
-      srv->st.bus_publish_errors_total++;
-  }
-  chat__free(&srv->a, gs.gw);
-}
-
-static int add_member(rq *q, const char *conv) {
-  chat_server *srv = q->srv;
-  const conv_entry *c = member_gate(q, conv);
-  if (!c)
-    return 0;
-  const chat__json *root = parse_body(q);
-  const char *user = root ? body_id(root, "user_id") : NULL;
-  if (!user)
-    return fail(q, 400, "bad_request", "\"user_id\" must be a user id");
-  if (c->type != CHAT_CONVERSATION_GROUP)
-    return fail(q, 409, "conflict", "members can be added to groups only");
-  bool already = chat__conv_has_member(c, user);
-  if (!already && c->n_members >= srv->s.max_group_members)
-    return fail(q, 409, "conflict", "the group is full");
-  chat_err rc = srv->store.member_add(srv->store.self, conv, user,
-                                      chat__srv_wall(srv));
-  if (rc != CHAT_OK)
-    return rc == CHAT_ERR_NOT_FOUND
-               ? fail(q, 404, "not_found", "no such conversation")
-               : store_failed(q, rc);
-  if (!already)
-    bus_forget(srv, conv, c, user);
-  chat__conv_forget(srv, conv); /* c dies here */
-  begin(q, 200);
-  conv_out co = {q, false};
-  rc = srv->store.conversation_get(srv->store.self, conv, q->user, write_conv,
-                                   &co);
-  if (rc == CHAT_OK && !co.written)
+static void on_member_view(chat_server *srv, chat__job *j, uint32_t idx,
+                           chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc == CHAT_OK && !q->written)
     rc = CHAT_ERR_MODULE;
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
-  finish(q);
-  if (!already) {
-    /* The added user's own view goes into its `conversation` frame; the
-     * answer above stays in rest_out, which notifying does not touch. */
-    notify_ctx nc = {srv, NULL, user};
-    srv->store.conversation_get(srv->store.self, conv, user, on_notify, &nc);
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
   }
-  return 0;
+  finish(q);
+  if (q->already) {
+    reply(q);
+    return;
+  }
+  /* The added user's own view goes into its `conversation` frame; the
+   * answer above stays in q->out, which notifying does not touch. */
+  notify_then_reply(q, q->conv, q->target);
 }
 
-static int remove_member(rq *q, const char *conv, const char *user) {
+static void on_member_added(chat_server *srv, chat__job *j, uint32_t idx,
+                            chat_err rc) {
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc != CHAT_OK) {
+    if (rc == CHAT_ERR_NOT_FOUND)
+      fail(q, 404, "not_found", "no such conversation");
+    else
+      store_failed(q, rc);
+    return;
+  }
+  if (!q->already)
+    chat__bus_forget(srv, q->conv, (const char *const *)q->members,
+                     q->n_members, q->target);
+  chat__conv_forget(srv, q->conv);
+  begin(q, 200);
+  q->written = false;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_member_view, 0, op,
+             srv->store.conversation_get(srv->store.self, q->conv, q->user,
+                                         write_conv, q, op));
+}
+
+static void add_member_gated(rq *q, const conv_entry *c) {
   chat_server *srv = q->srv;
-  const conv_entry *c = member_gate(q, conv);
-  if (!c)
-    return 0;
-  if (strcmp(user, q->user) != 0)
-    return fail(q, 403, "forbidden", "a member may remove only themself");
-  if (c->type != CHAT_CONVERSATION_GROUP)
-    return fail(q, 409, "conflict", "cannot leave a direct conversation");
-  chat_err rc = srv->store.member_remove(srv->store.self, conv, user);
-  if (rc == CHAT_ERR_NOT_FOUND)
-    return fail(q, 404, "not_found", "not a member");
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
-  bus_forget(srv, conv, c, user);
-  chat__conv_forget(srv, conv); /* c dies here */
+  const char *user = q->body ? body_id(q->body, "user_id") : NULL;
+  if (!user) {
+    fail(q, 400, "bad_request", "\"user_id\" must be a user id");
+    return;
+  }
+  if (c->type != CHAT_CONVERSATION_GROUP) {
+    fail(q, 409, "conflict", "members can be added to groups only");
+    return;
+  }
+  q->already = chat__conv_has_member(c, user);
+  if (!q->already && c->n_members >= srv->s.max_group_members) {
+    fail(q, 409, "conflict", "the group is full");
+    return;
+  }
+  if (!srv->store.member_add) {
+    fail(q, 501, "internal", "members not supported by the store");
+    return;
+  }
+  if (!keep_members(q, c)) {
+    store_failed(q, CHAT_ERR_NOMEM);
+    return;
+  }
+  q->target = user;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_member_added, 0, op,
+             srv->store.member_add(srv->store.self, q->conv, user,
+                                   chat__srv_wall(srv), op));
+}
+
+static void on_member_removed(chat_server *srv, chat__job *j, uint32_t idx,
+                              chat_err rc) {
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc == CHAT_ERR_NOT_FOUND) {
+    fail(q, 404, "not_found", "not a member");
+    return;
+  }
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
+  }
+  chat__bus_forget(srv, q->conv, (const char *const *)q->members,
+                   q->n_members, q->arg);
+  chat__conv_forget(srv, q->conv);
   begin(q, 200);
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "conversation_id");
-  chat__jw_str(&q->w, conv, strlen(conv));
+  chat__jw_str(&q->w, q->conv, strlen(q->conv));
   chat__jw_key(&q->w, "user_id");
-  chat__jw_str(&q->w, user, strlen(user));
+  chat__jw_str(&q->w, q->arg, strlen(q->arg));
   chat__jw_key(&q->w, "removed");
   chat__jw_bool(&q->w, true);
   chat__jw_obj_end(&q->w);
   finish(q);
-  return 0;
+  reply(q);
+}
+
+static void remove_member_gated(rq *q, const conv_entry *c) {
+  chat_server *srv = q->srv;
+  if (strcmp(q->arg, q->user) != 0) {
+    fail(q, 403, "forbidden", "a member may remove only themself");
+    return;
+  }
+  if (c->type != CHAT_CONVERSATION_GROUP) {
+    fail(q, 409, "conflict", "cannot leave a direct conversation");
+    return;
+  }
+  if (!srv->store.member_remove) {
+    fail(q, 501, "internal", "members not supported by the store");
+    return;
+  }
+  if (!keep_members(q, c)) {
+    store_failed(q, CHAT_ERR_NOMEM);
+    return;
+  }
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_member_removed, 0, op,
+             srv->store.member_remove(srv->store.self, q->conv, q->arg, op));
+}
+
+/* ---- devices and media ---- */
+
+static void on_registered(chat_server *srv, chat__job *j, uint32_t idx,
+                          chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
+  }
+  begin(q, 200);
+  chat__jw_obj_begin(&q->w);
+  chat__jw_key(&q->w, "device_id");
+  chat__jw_str(&q->w, q->device, strlen(q->device));
+  chat__jw_key(&q->w, "platform");
+  chat__jw_str(&q->w, q->platform, q->platform_len);
+  chat__jw_obj_end(&q->w);
+  finish(q);
+  reply(q);
 }
 
 static int register_device(rq *q) {
   chat_server *srv = q->srv;
-  const chat__json *root = parse_body(q);
+  const chat__json *root = q->body;
   if (!root)
     return fail(q, 400, "bad_request", "body must be a JSON object");
   const chat__json *pl = chat__json_get(root, "platform");
@@ -644,20 +855,13 @@ static int register_device(rq *q) {
                 "\"push_token\" must be a non-empty string");
   if (!srv->store.device_register)
     return fail(q, 501, "internal", "devices not supported by the store");
-  chat_err rc = srv->store.device_register(
-      srv->store.self, q->user, q->req->identity->device_id, pl->str,
-      tok->str, chat__srv_wall(srv));
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
-  begin(q, 200);
-  chat__jw_obj_begin(&q->w);
-  chat__jw_key(&q->w, "device_id");
-  const char *dev = q->req->identity->device_id;
-  chat__jw_str(&q->w, dev, strlen(dev));
-  chat__jw_key(&q->w, "platform");
-  chat__jw_str(&q->w, pl->str, pl->len);
-  chat__jw_obj_end(&q->w);
-  finish(q);
+  q->platform = pl->str;
+  q->platform_len = pl->len;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_registered, 0, op,
+             srv->store.device_register(srv->store.self, q->user, q->device,
+                                        pl->str, tok->str,
+                                        chat__srv_wall(srv), op));
   return 0;
 }
 
@@ -672,52 +876,84 @@ static bool content_type_ok(const char *ct) {
   return true;
 }
 
-static int upload_media(rq *q) {
-  chat_server *srv = q->srv;
-  if (!srv->store.media_put)
-    return fail(q, 501, "internal", "media not supported by the store");
-  if (q->req->body_len == 0)
-    return fail(q, 400, "bad_request", "empty body");
-  if (q->req->body_len > MAX_MEDIA_BYTES)
-    return fail(q, 413, "too_large", "media is over 10 MiB");
-  const char *ct = q->req->content_type ? q->req->content_type
-                                        : "application/octet-stream";
-  if (!content_type_ok(ct))
-    return fail(q, 400, "bad_request", "bad Content-Type");
-  uint64_t id;
-  if (chat_snowflake_next(srv->ids, chat__srv_wall(srv), &id) != CHAT_OK)
-    return store_failed(q, CHAT_ERR_MODULE);
-  char media_id[32];
-  snprintf(media_id, sizeof media_id, "m%llu", (unsigned long long)id);
-  chat_err rc = srv->store.media_put(srv->store.self, media_id, q->user, ct,
-                                     q->req->body, q->req->body_len,
-                                     chat__srv_wall(srv));
-  if (rc != CHAT_OK)
-    return store_failed(q, rc);
+static void on_uploaded(chat_server *srv, chat__job *j, uint32_t idx,
+                        chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  if (rc != CHAT_OK) {
+    store_failed(q, rc);
+    return;
+  }
   begin(q, 201);
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "media_id");
-  chat__jw_str(&q->w, media_id, strlen(media_id));
+  chat__jw_str(&q->w, q->new_id, strlen(q->new_id));
   chat__jw_obj_end(&q->w);
   finish(q);
+  reply(q);
+}
+
+static int upload_media(rq *q, const chat_http_request *req) {
+  chat_server *srv = q->srv;
+  if (!srv->store.media_put)
+    return fail(q, 501, "internal", "media not supported by the store");
+  if (req->body_len == 0)
+    return fail(q, 400, "bad_request", "empty body");
+  if (req->body_len > MAX_MEDIA_BYTES)
+    return fail(q, 413, "too_large", "media is over 10 MiB");
+  const char *ct = req->content_type ? req->content_type
+                                     : "application/octet-stream";
+  if (!content_type_ok(ct))
+    return fail(q, 400, "bad_request", "bad Content-Type");
+  if (!srv->ids_ready)
+    return fail(q, 503, "unavailable", "server is starting");
+  uint64_t id;
+  if (chat_snowflake_next(srv->ids, chat__srv_wall(srv), &id) != CHAT_OK)
+    return store_failed(q, CHAT_ERR_MODULE);
+  snprintf(q->new_id, sizeof q->new_id, "m%llu", (unsigned long long)id);
+  /* The bytes are borrowed for this call only; a store that answers later
+   * copies them first (modules.h). */
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_uploaded, 0, op,
+             srv->store.media_put(srv->store.self, q->new_id, q->user, ct,
+                                  req->body, req->body_len,
+                                  chat__srv_wall(srv), op));
   return 0;
 }
 
-typedef struct media_out {
-  rq *q;
-  bool got;
-} media_out;
-
 static void on_media(void *ctx, const char *ct, const void *data,
                      size_t len) {
-  media_out *mo = ctx;
-  chat_server *srv = mo->q->srv;
-  /* The type goes first, NUL-terminated, then the bytes: one buffer that
-   * lives until the next request. */
-  chat__buf_reset(&srv->rest_out);
-  chat__buf_append(&srv->rest_out, ct, strlen(ct) + 1);
-  chat__buf_append(&srv->rest_out, data, len);
-  mo->got = !srv->rest_out.oom;
+  rq *q = ctx;
+  /* The type goes first, NUL-terminated, then the bytes: one buffer. */
+  chat__buf_reset(&q->out);
+  chat__buf_append(&q->out, ct, strlen(ct) + 1);
+  chat__buf_append(&q->out, data, len);
+  q->media_got = !q->out.oom;
+}
+
+static void on_downloaded(chat_server *srv, chat__job *j, uint32_t idx,
+                          chat_err rc) {
+  (void)srv;
+  (void)idx;
+  rq *q = (rq *)j;
+  /* Denied reads as unknown: media ids are guessable, so a stranger must
+   * not learn which ones exist. */
+  if (rc == CHAT_ERR_NOT_FOUND || rc == CHAT_ERR_DENIED) {
+    fail(q, 404, "not_found", "no such media");
+    return;
+  }
+  if (rc != CHAT_OK || !q->media_got) {
+    store_failed(q, rc != CHAT_OK ? rc : CHAT_ERR_NOMEM);
+    return;
+  }
+  size_t ct_len = strlen(q->out.data) + 1;
+  q->resp.status = 200;
+  q->resp.content_type = q->out.data;
+  q->resp.body = q->out.data + ct_len;
+  q->resp.body_len = q->out.len - ct_len;
+  q->resp.retry_after_s = 0;
+  reply(q);
 }
 
 static int download_media(rq *q, const char *id) {
@@ -726,28 +962,20 @@ static int download_media(rq *q, const char *id) {
     return fail(q, 501, "internal", "media not supported by the store");
   if (!chat_id_valid(id, strlen(id)))
     return fail(q, 404, "not_found", "no such media");
-  media_out mo = {q, false};
-  chat_err rc = srv->store.media_get(srv->store.self, id, q->user, on_media,
-                                     &mo);
-  /* Denied reads as unknown: media ids are guessable, so a stranger must
-   * not learn which ones exist. */
-  if (rc == CHAT_ERR_NOT_FOUND || rc == CHAT_ERR_DENIED)
-    return fail(q, 404, "not_found", "no such media");
-  if (rc != CHAT_OK || !mo.got)
-    return store_failed(q, rc != CHAT_OK ? rc : CHAT_ERR_NOMEM);
-  size_t ct_len = strlen(srv->rest_out.data) + 1;
-  q->resp->status = 200;
-  q->resp->content_type = srv->rest_out.data;
-  q->resp->body = srv->rest_out.data + ct_len;
-  q->resp->body_len = srv->rest_out.len - ct_len;
+  chat_op *op;
+  CHAT__CALL(srv, &q->base, on_downloaded, 0, op,
+             srv->store.media_get(srv->store.self, id, q->user, on_media, q,
+                                  op));
   return 0;
 }
 
+/* ---- routing ---- */
+
 static bool is(const char *a, const char *b) { return strcmp(a, b) == 0; }
 
-static int route(rq *q) {
-  const char *path = q->req->path;
-  const char *m = q->req->method;
+static int route(rq *q, const chat_http_request *req) {
+  const char *path = req->path;
+  const char *m = req->method;
   if (strncmp(path, "/api/v1/", 8) != 0)
     return fail(q, 404, "not_found", "no such endpoint");
   const char *seg[8];
@@ -761,54 +989,168 @@ static int route(rq *q) {
      * path is unknown (404). */
     bool msgs = n >= 3 && is(seg[2], "messages");
     bool mems = n >= 3 && is(seg[2], "members");
-    if (n == 1)
-      return post ? create_conversation(q)
-             : get ? list_conversations(q)
-                   : fail(q, 405, "method_not_allowed", "use GET or POST");
+    if (n == 1) {
+      if (post) {
+        q->body = parse_body(q, req);
+        return create_conversation(q);
+      }
+      return get ? list_conversations(q)
+                 : fail(q, 405, "method_not_allowed", "use GET or POST");
+    }
     if (n == 2)
-      return get ? get_conversation(q, seg[1])
+      return get ? member_gate(q, seg[1], get_conversation_gated)
                  : fail(q, 405, "method_not_allowed", "use GET");
     if (n == 3 && msgs)
-      return get ? list_messages(q, seg[1])
+      return get ? member_gate(q, seg[1], list_messages_gated)
                  : fail(q, 405, "method_not_allowed", "use GET");
-    if (n == 3 && mems)
-      return post ? add_member(q, seg[1])
-                  : fail(q, 405, "method_not_allowed", "use POST");
-    if (n == 4 && mems)
-      return del ? remove_member(q, seg[1], seg[3])
-                 : fail(q, 405, "method_not_allowed", "use DELETE");
-    if (n == 5 && msgs && is(seg[4], "receipts"))
-      return get ? get_receipts(q, seg[1], seg[3])
-                 : fail(q, 405, "method_not_allowed", "use GET");
+    if (n == 3 && mems) {
+      if (!post)
+        return fail(q, 405, "method_not_allowed", "use POST");
+      q->body = parse_body(q, req);
+      return member_gate(q, seg[1], add_member_gated);
+    }
+    if (n == 4 && mems) {
+      if (!del)
+        return fail(q, 405, "method_not_allowed", "use DELETE");
+      q->arg = seg[3];
+      return member_gate(q, seg[1], remove_member_gated);
+    }
+    if (n == 5 && msgs && is(seg[4], "receipts")) {
+      if (!get)
+        return fail(q, 405, "method_not_allowed", "use GET");
+      q->arg = seg[3];
+      return member_gate(q, seg[1], get_receipts_gated);
+    }
     return fail(q, 404, "not_found", "no such endpoint");
   }
-  if (n == 1 && is(seg[0], "devices"))
-    return post ? register_device(q)
-                : fail(q, 405, "method_not_allowed", "use POST");
+  if (n == 1 && is(seg[0], "devices")) {
+    if (!post)
+      return fail(q, 405, "method_not_allowed", "use POST");
+    q->body = parse_body(q, req);
+    return register_device(q);
+  }
   if (n == 1 && is(seg[0], "media"))
-    return post ? upload_media(q)
+    return post ? upload_media(q, req)
                 : fail(q, 405, "method_not_allowed", "use POST");
   if (n == 2 && is(seg[0], "media"))
     return get ? download_media(q, seg[1])
                : fail(q, 405, "method_not_allowed", "use GET");
-  fail(q, 404, "not_found", "no such endpoint");
-  return 0;
+  return fail(q, 404, "not_found", "no such endpoint");
+}
+
+/* Fields of chat_http_response by version, for answers copied out. */
+static const size_t resp_end[] = {
+    0, /* version 0 is refused */
+    sizeof(chat_http_response), /* V1 */
+};
+
+static void copy_resp(chat_http_response *out, const chat_http_response *in) {
+  uint32_t v = out->version;
+  size_t from = offsetof(chat_http_response, status);
+  memcpy((char *)out + from, (const char *)in + from, resp_end[v] - from);
 }
 
 chat_err chat_server_http(chat_server *srv, const chat_http_request *req,
                           chat_http_response *resp, chat_time_ms now) {
-  if (!srv || !req || !resp || !req->method || !req->path)
+  if (!srv)
     return CHAT_ERR_INVAL;
-  chat__srv_clock(srv, now);
-  memset(resp, 0, sizeof *resp);
-  rq q = {.srv = srv, .req = req, .resp = resp};
-  chat__arena_init(&q.ar, &srv->a);
-  if (!req->identity || !req->identity->user_id[0]) {
-    (void)fail(&q, 401, "unauthorized", "missing or invalid token");
-  } else {
-    q.user = req->identity->user_id;
-    (void)route(&q);
+  if (!req || !resp)
+    return chat__srv_fail(srv, CHAT_ERR_INVAL, "%s: NULL",
+                          !req ? "req" : "resp");
+  if (!chat__version_ok(req->version, CHAT_HTTP_REQUEST_V1) ||
+      !chat__version_ok(resp->version, CHAT_HTTP_RESPONSE_V1) ||
+      (req->identity &&
+       !chat__version_ok(req->identity->version, CHAT_IDENTITY_V1))) {
+    chat_errbuf e;
+    if (!chat__version_ok(req->version, CHAT_HTTP_REQUEST_V1))
+      chat__version_refused(&e, "req", req->version, CHAT_HTTP_REQUEST_V1);
+    else if (!chat__version_ok(resp->version, CHAT_HTTP_RESPONSE_V1))
+      chat__version_refused(&e, "resp", resp->version,
+                            CHAT_HTTP_RESPONSE_V1);
+    else
+      chat__version_refused(&e, "req.identity", req->identity->version,
+                            CHAT_IDENTITY_V1);
+    return chat__srv_fail(srv, CHAT_ERR_INVAL, "%s", e.msg);
   }
-  chat__arena_free(&q.ar);
-  return CHAT_OK;
+  if (!req->method || !req->path)
+    return chat__srv_fail(srv, CHAT_ERR_INVAL, "req.%s: NULL",
+                          !req->method ? "method" : "path");
+  chat__srv_clock(srv, now);
+  rq *q = chat__calloc(&srv->a, 1, sizeof *q);
+  if (!q) {
+    static const char oom[] =
+        "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+    chat_http_response r = {.version = CHAT_HTTP_RESPONSE_V1,
+                            .status = 503,
+                            .content_type = "application/json",
+                            .body = oom,
+                            .body_len = sizeof oom - 1};
+    copy_resp(resp, &r);
+    return CHAT_OK;
+  }
+  chat__job_init(&q->base, rq_release);
+  q->srv = srv;
+  q->tag = req->tag;
+  q->in_http = true;
+  q->resp.version = CHAT_HTTP_RESPONSE_V1;
+  chat__arena_init(&q->ar, &srv->a);
+  chat__buf_init(&q->out, &srv->a);
+  chat__enter(srv);
+  const chat_identity *id = req->identity;
+  uint32_t retry_s = 0;
+  if (!id || !id->user_id[0]) {
+    (void)fail(q, 401, "unauthorized", "missing or invalid token");
+  } else if (!chat__rest_rate_take(srv, id->user_id, now, &retry_s)) {
+    srv->st.rest_limited_total++;
+    (void)fail(q, 429, "rate_limited", "too many requests");
+    q->resp.retry_after_s = retry_s;
+  } else {
+    snprintf(q->user, sizeof q->user, "%s", id->user_id);
+    snprintf(q->device, sizeof q->device, "%s", id->device_id);
+    if (req->query)
+      q->query = chat__arena_strndup(&q->ar, req->query, strlen(req->query));
+    if (req->query && !q->query)
+      (void)store_failed(q, CHAT_ERR_NOMEM);
+    else
+      (void)route(q, req);
+  }
+  q->in_http = false;
+  chat_err rc;
+  if (q->answered) {
+    /* The answer lives in srv->rest_out until the next call. */
+    chat__buf t = srv->rest_out;
+    srv->rest_out = q->out;
+    q->out = t;
+    copy_resp(resp, &q->resp);
+    rc = CHAT_OK;
+  } else {
+    q->listed = true;
+    q->prev = NULL;
+    q->next = srv->rest_pending;
+    if (srv->rest_pending)
+      srv->rest_pending->prev = q;
+    srv->rest_pending = q;
+    rc = CHAT_PENDING;
+  }
+  chat__job_unref(srv, &q->base);
+  chat__leave(srv);
+  return rc;
+}
+
+chat_err chat_server_http_cancel(chat_server *srv, void *tag) {
+  if (!srv)
+    return CHAT_ERR_INVAL;
+  bool any = false;
+  for (rq *q = srv->rest_pending; q; q = q->next)
+    if (q->tag == tag) {
+      q->cancelled = true;
+      any = true;
+    }
+  return any ? CHAT_OK : CHAT_ERR_NOT_FOUND;
+}
+
+void chat__rest_free(chat_server *srv) {
+  /* Requests still waiting are released with the ops they wait on. */
+  for (rq *q = srv->rest_pending; q; q = q->next)
+    q->cancelled = true;
 }

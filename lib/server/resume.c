@@ -65,13 +65,48 @@ static void on_message(void *ctx, const chat_message *m) {
   c->n++;
 }
 
-static void resume_failed(chat_session *s, const char *conv,
+/* What a resume answer has put in the session's queue: what was there
+ * when it started plus every frame it queued since. The budget is counted
+ * this way, not from the queue as it is, because with a store that answers
+ * later the transport drains the queue between the steps: the cut must not
+ * depend on how fast the client reads. */
+typedef struct budget {
+  uint64_t bytes;
+  uint64_t frames;
+} budget;
+
+/* Frames queued to s by fn, added to u. The queue cannot drain within one
+ * call, so the difference is exactly what was queued. */
+static void count_since(const chat_session *s, budget *u, uint32_t f0,
+                        uint64_t b0) {
+  if (s->q_frames > f0)
+    u->frames += s->q_frames - f0;
+  if (s->q_bytes > b0)
+    u->bytes += s->q_bytes - b0;
+}
+
+static void send_counted(chat_session *s, budget *u, const chat_frame *f) {
+  uint32_t f0 = s->q_frames;
+  uint64_t b0 = s->q_bytes;
+  chat__sess_send(s, f);
+  count_since(s, u, f0, b0);
+}
+
+static void error_counted(chat_session *s, budget *u, chat_wire_error code,
+                          const char *msg) {
+  uint32_t f0 = s->q_frames;
+  uint64_t b0 = s->q_bytes;
+  chat__sess_error(s, code, msg, "resume", 0);
+  count_since(s, u, f0, b0);
+}
+
+static void resume_failed(chat_session *s, budget *u, const char *conv,
                           const char *reason) {
   chat_resume_failed rf = {.conversation_id = conv,
                            .reason = {reason, strlen(reason)}};
   chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUME_FAILED,
                   .resume_failed = &rf};
-  chat__sess_send(s, &f);
+  send_counted(s, u, &f);
 }
 
 typedef enum hist_rc {
@@ -87,7 +122,7 @@ typedef enum hist_rc {
  * a hole would look complete to the client, and an answer past the queue
  * limit would close the session (1013) on this resume and on every retry
  * with the same marks. The other half is left for live traffic. */
-static hist_rc send_history(chat_session *s, const char *conv,
+static hist_rc send_history(chat_session *s, budget *u, const char *conv,
                             const chat_message *m, size_t n) {
   chat_server *srv = s->srv;
   chat__shared_frame **fs = chat__alloc(&srv->a, n * sizeof *fs);
@@ -126,18 +161,21 @@ static hist_rc send_history(chat_session *s, const char *conv,
       fs[nf++] = sf;
       bytes += len;
       /* Stop encoding as soon as it is clear the gap will not fit. */
-      if (s->q_bytes + bytes > srv->s.max_queued_bytes / 2 ||
-          s->q_frames + nf > srv->s.max_queued_frames / 2)
+      if (u->bytes + bytes > srv->s.max_queued_bytes / 2 ||
+          u->frames + nf > srv->s.max_queued_frames / 2)
         rc = HIST_TOO_BIG;
       break;
     }
     start += k;
   }
+  uint32_t f0 = s->q_frames;
+  uint64_t b0 = s->q_bytes;
   for (size_t i = 0; i < nf; i++) {
     if (rc == HIST_SENT)
       chat__sess_queue(s, fs[i]);
     chat__frame_unref(srv, fs[i]); /* frees those queued nowhere */
   }
+  count_since(s, u, f0, b0);
   chat__free(&srv->a, fs);
   return rc;
 }
@@ -151,187 +189,363 @@ static bool too_old(int64_t wall, int64_t ts, uint64_t max_age) {
 /* A resume answer may use half the session's outbound queue (the other
  * half is for live traffic); past that the session would be closed with
  * 1013 on this resume and on every retry. */
-static bool over_budget(const chat_session *s) {
-  const chat_server *srv = s->srv;
-  return s->q_bytes >= srv->s.max_queued_bytes / 2 ||
-         s->q_frames >= srv->s.max_queued_frames / 2;
+static bool over_budget(const chat_server *srv, const budget *u) {
+  return u->bytes >= srv->s.max_queued_bytes / 2 ||
+         u->frames >= srv->s.max_queued_frames / 2;
 }
 
-/* Fill one gap: messages after `after`, within both caps. Returns the
- * number of messages sent. */
-static size_t fill_gap(chat_session *s, const char *conv, uint64_t after,
-                       int64_t wall) {
-  chat_server *srv = s->srv;
-  chat__arena ar;
-  chat__arena_init(&ar, &srv->a);
-  collect c = {.srv = srv, .ar = &ar};
+/* One resume frame, as a small state machine: each step makes at most one
+ * module call, whose completion stores its result and lets the machine go
+ * on (at once when the module answered at once). */
+enum {
+  PH_LISTED,       /* next conversation the client listed */
+  PH_LISTED_CHECK, /* its membership is known */
+  PH_LISTED_GAP,   /* its gap is read */
+  PH_PAGE,         /* next page of the user's conversations */
+  PH_PAGE_DONE,
+  PH_UNLISTED,     /* next unlisted conversation to fill from `since` */
+  PH_UNLISTED_GAP,
+  PH_END
+};
+
+typedef struct last_seen {
+  const char *conv; /* in the job's arena */
+  uint64_t message_id;
+} last_seen;
+
+typedef struct resume_job {
+  chat__job base;
+  chat_session *s; /* referenced */
+  chat__arena ar;  /* the request's copies and the unlisted ids */
+  chat__arena gap_ar;
+  last_seen *ls;
+  size_t n_ls;
+  bool has_since;
+  uint64_t since;
+  int64_t wall;
+  chat__map listed;
+  int phase;
+  size_t i;
+  bool running;    /* resume_run is on the stack */
+  bool pending;    /* a module call has not answered */
+  bool oom, cut;
+  uint32_t convs, msgs;
+  budget used;
+  /* the call in progress */
+  chat_err rc;
+  bool found, member;
+  collect c;
+  /* conversation pages */
+  int page;
+  char cursor[CHAT_CURSOR_BUF];
+  char next[CHAT_CURSOR_BUF];
+  uint32_t seen;   /* conversations on this page */
+  uint32_t frames; /* `conversation` frames sent */
+  bool page_cut;   /* stopped at the queue budget */
+  const char **ids; /* conversations to fill from `since` */
+  size_t n_ids, cap_ids;
+} resume_job;
+
+static void resume_release(chat_server *srv, chat__job *j) {
+  resume_job *rj = (resume_job *)j;
+  chat__arena_free(&rj->ar);
+  chat__arena_free(&rj->gap_ar);
+  chat__map_free(&rj->listed);
+  chat__sess_unref(srv, rj->s);
+  chat__free(&srv->a, rj);
+}
+
+static void resume_run(chat_server *srv, resume_job *j);
+
+static void on_answer(chat_server *srv, chat__job *job, uint32_t idx,
+                      chat_err rc) {
+  (void)idx;
+  resume_job *j = (resume_job *)job;
+  j->rc = rc;
+  j->pending = false;
+  resume_run(srv, j);
+}
+
+static void on_resume_conv(chat_server *srv, chat__job *job,
+                           const conv_entry *c, chat_err err) {
+  resume_job *j = (resume_job *)job;
+  j->found = c != NULL;
+  j->rc = err;
+  j->member = c && chat__conv_has_member(c, j->s->id.user_id);
+  j->pending = false;
+  resume_run(srv, j);
+}
+
+/* Read one gap: messages after `after`, one past the cap. */
+static void gap_start(chat_server *srv, resume_job *j, const char *conv,
+                      uint64_t after) {
+  chat__arena_reset(&j->gap_ar);
+  j->c = (collect){.srv = srv, .ar = &j->gap_ar};
   uint32_t cap = srv->s.resume_max_messages;
   /* One past the cap tells that the gap is over it; a cap of UINT32_MAX
    * must not wrap to a limit of 0. */
   uint32_t limit = cap < UINT32_MAX ? cap + 1 : UINT32_MAX;
-  chat_err rc = srv->store.messages(srv->store.self, conv, CHAT_PAGE_AFTER,
-                                    after, limit, on_message, &c);
+  j->pending = true;
+  chat_op *op;
+  CHAT__CALL(srv, &j->base, on_answer, 0, op,
+             srv->store.messages(srv->store.self, conv, CHAT_PAGE_AFTER,
+                                 after, limit, on_message, &j->c, op));
+}
+
+/* Answer one gap within both caps. Returns the number of messages sent. */
+static size_t gap_finish(chat_server *srv, resume_job *j, const char *conv) {
+  chat_session *s = j->s;
+  collect *c = &j->c;
+  uint32_t cap = srv->s.resume_max_messages;
   size_t sent = 0;
-  if (rc != CHAT_OK || c.oom) {
-    srv->st.store_errors_total += rc != CHAT_OK;
-    chat__sess_error(s, CHAT_WIRE_INTERNAL, "storage failed", "resume", 0);
-  } else if (c.n > cap ||
-             (c.n > 0 && too_old(wall, c.msgs[0].server_ts,
-                                 srv->s.resume_max_age_ms))) {
+  if (j->rc != CHAT_OK || c->oom) {
+    srv->st.store_errors_total += j->rc != CHAT_OK;
+    error_counted(s, &j->used, CHAT_WIRE_INTERNAL, "storage failed");
+  } else if (c->n > cap ||
+             (c->n > 0 && too_old(j->wall, c->msgs[0].server_ts,
+                                  srv->s.resume_max_age_ms))) {
     /* Past either cap the client pages REST history instead. */
-    resume_failed(s, conv, "too_old");
-  } else if (c.n > 0) {
-    hist_rc hr = send_history(s, conv, c.msgs, c.n);
+    resume_failed(s, &j->used, conv, "too_old");
+  } else if (c->n > 0) {
+    hist_rc hr = send_history(s, &j->used, conv, c->msgs, c->n);
     if (hr == HIST_SENT)
-      sent = c.n;
+      sent = c->n;
     else if (hr == HIST_TOO_BIG)
-      resume_failed(s, conv, "too_old");
+      resume_failed(s, &j->used, conv, "too_old");
     else
-      chat__sess_error(s, CHAT_WIRE_INTERNAL, "history failed", "resume", 0);
+      error_counted(s, &j->used, CHAT_WIRE_INTERNAL, "history failed");
   }
-  chat__arena_free(&ar);
+  chat__arena_reset(&j->gap_ar);
+  j->c = (collect){0};
   return sent;
 }
 
-typedef struct unlisted {
-  chat_session *s;
-  chat__map *listed;
-  bool has_since;
-  chat__arena *ar;
-  const char **ids; /* conversations to fill from `since` */
-  size_t n, cap;
-  uint32_t frames;
-  bool oom;
-  uint32_t seen; /* conversations on this page */
-  bool cut;      /* stopped at the queue budget */
-} unlisted;
-
 static void on_conversation(void *ctx, const chat_conversation *c) {
-  unlisted *u = ctx;
+  resume_job *u = ctx;
   u->seen++;
-  if (chat__map_get(u->listed, c->conversation_id,
+  if (chat__map_get(&u->listed, c->conversation_id,
                     strlen(c->conversation_id)))
     return;
-  if (u->cut)
+  if (u->page_cut)
     return;
   if (!u->has_since) {
-    if (over_budget(u->s)) {
-      u->cut = true;
+    if (over_budget(u->s->srv, &u->used)) {
+      u->page_cut = true;
       return;
     }
     chat_frame f = {.version = CHAT_FRAME_V1,
                     .type = CHAT_FRAME_CONVERSATION, .conversation = c};
-    chat__sess_send(u->s, &f);
+    send_counted(u->s, &u->used, &f);
     u->frames++;
     return;
   }
   /* The store is mid-iteration: remember the id, fill the gap after. */
-  if (u->n == u->cap) {
-    size_t cap = u->cap ? u->cap * 2 : 32;
-    const char **n = chat__arena_alloc(u->ar, cap * sizeof *n);
+  if (u->n_ids == u->cap_ids) {
+    size_t cap = u->cap_ids ? u->cap_ids * 2 : 32;
+    const char **n = chat__arena_alloc(&u->ar, cap * sizeof *n);
     if (!n) {
       u->oom = true;
       return;
     }
-    if (u->n)
-      memcpy(n, u->ids, u->n * sizeof *n);
+    if (u->n_ids)
+      memcpy(n, u->ids, u->n_ids * sizeof *n);
     u->ids = n;
-    u->cap = cap;
+    u->cap_ids = cap;
   }
-  u->ids[u->n] = chat__arena_strndup(u->ar, c->conversation_id,
-                                     strlen(c->conversation_id));
-  if (!u->ids[u->n])
+  u->ids[u->n_ids] = chat__arena_strndup(&u->ar, c->conversation_id,
+                                         strlen(c->conversation_id));
+  if (!u->ids[u->n_ids])
     u->oom = true;
   else
-    u->n++;
+    u->n_ids++;
+}
+
+static void resume_end(chat_server *srv, resume_job *j) {
+  chat_session *s = j->s;
+  if (j->oom)
+    chat__sess_error(s, CHAT_WIRE_INTERNAL, "out of memory", "resume", 0);
+  /* What did not fit is for REST: the conversation list, then history. */
+  if (j->cut || j->page_cut)
+    chat__sess_error(s, CHAT_WIRE_TOO_LARGE,
+                     "resume answer over the session's queue; page "
+                     "GET /api/v1/conversations and their messages",
+                     "resume", 0);
+  srv->st.resume_messages_total += j->msgs;
+  chat_resumed done = {.conversations = j->convs, .messages = j->msgs};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUMED,
+                  .resumed = &done};
+  chat__sess_send(s, &f);
+  chat__sess_frame_done(s);
+}
+
+/* One step: either progress without a call, or issue one call. */
+static void resume_step(chat_server *srv, resume_job *j) {
+  chat_session *s = j->s;
+  if (s->dead && j->phase != PH_END) {
+    /* Nobody to answer: stop reading the store. */
+    j->phase = PH_END;
+    chat__sess_frame_done(s);
+    j->i = SIZE_MAX;
+    return;
+  }
+  switch (j->phase) {
+  case PH_LISTED: {
+    if (j->i >= j->n_ls) {
+      j->phase = PH_PAGE;
+      return;
+    }
+    if (over_budget(srv, &j->used)) {
+      j->cut = true;
+      j->phase = PH_END;
+      return;
+    }
+    const char *conv = j->ls[j->i].conv;
+    if (chat__map_put(&j->listed, conv, strlen(conv), (void *)1, NULL) !=
+        CHAT_OK)
+      j->oom = true;
+    j->phase = PH_LISTED_CHECK;
+    j->pending = true;
+    chat__conv_load(srv, conv, &j->base, on_resume_conv);
+    return;
+  }
+  case PH_LISTED_CHECK: {
+    const char *conv = j->ls[j->i].conv;
+    if (!j->found && j->rc == CHAT_ERR_NOT_FOUND) {
+      resume_failed(s, &j->used, conv, "no_such_conversation");
+    } else if (!j->found) {
+      error_counted(s, &j->used, CHAT_WIRE_INTERNAL, "storage failed");
+    } else if (!j->member) {
+      resume_failed(s, &j->used, conv, "not_member");
+    } else {
+      j->phase = PH_LISTED_GAP;
+      gap_start(srv, j, conv, j->ls[j->i].message_id);
+      return;
+    }
+    j->i++;
+    j->phase = PH_LISTED;
+    return;
+  }
+  case PH_LISTED_GAP: {
+    size_t n = gap_finish(srv, j, j->ls[j->i].conv);
+    j->convs += n > 0;
+    j->msgs += (uint32_t)n;
+    j->i++;
+    j->phase = PH_LISTED;
+    return;
+  }
+  case PH_PAGE:
+    /* Conversations the client did not list: new ones get a
+     * `conversation` frame, or with `since` their messages after it. */
+    if (j->oom || j->cut || j->page_cut || j->page >= 1000) {
+      j->phase = PH_UNLISTED;
+      j->convs += j->frames;
+      j->i = 0;
+      return;
+    }
+    j->seen = 0;
+    j->next[0] = 0;
+    j->phase = PH_PAGE_DONE;
+    j->pending = true;
+    chat_op *op;
+    CHAT__CALL(srv, &j->base, on_answer, 0, op,
+               srv->store.conversations_of(srv->store.self, s->id.user_id,
+                                           j->cursor, 200, on_conversation,
+                                           j, j->next, op));
+    return;
+  case PH_PAGE_DONE:
+    if (j->rc != CHAT_OK) {
+      srv->st.store_errors_total++;
+      error_counted(s, &j->used, CHAT_WIRE_INTERNAL, "storage failed");
+    } else if (j->next[0] && j->seen > 0) {
+      memcpy(j->cursor, j->next, sizeof j->cursor);
+      j->cursor[sizeof j->cursor - 1] = 0;
+      j->page++;
+      j->phase = PH_PAGE;
+      return;
+    }
+    j->phase = PH_UNLISTED;
+    j->convs += j->frames;
+    j->i = 0;
+    return;
+  case PH_UNLISTED:
+    if (j->i >= j->n_ids || j->cut) {
+      j->phase = PH_END;
+      return;
+    }
+    if (over_budget(srv, &j->used)) {
+      j->cut = true;
+      j->phase = PH_END;
+      return;
+    }
+    j->phase = PH_UNLISTED_GAP;
+    gap_start(srv, j, j->ids[j->i], j->since);
+    return;
+  case PH_UNLISTED_GAP: {
+    size_t n = gap_finish(srv, j, j->ids[j->i]);
+    j->convs += n > 0;
+    j->msgs += (uint32_t)n;
+    j->i++;
+    j->phase = PH_UNLISTED;
+    return;
+  }
+  default:
+    return;
+  }
+}
+
+static void resume_run(chat_server *srv, resume_job *j) {
+  if (j->running)
+    return; /* an answer that came at once: the loop below goes on */
+  j->running = true;
+  chat__job_ref(&j->base);
+  while (!j->pending && j->phase != PH_END)
+    resume_step(srv, j);
+  if (!j->pending && j->phase == PH_END && j->i != SIZE_MAX) {
+    j->i = SIZE_MAX; /* answered once */
+    resume_end(srv, j);
+  }
+  j->running = false;
+  chat__job_unref(srv, &j->base);
 }
 
 void chat__on_resume(chat_session *s, const chat_resume *r,
                      chat_time_ms now) {
   (void)now;
   chat_server *srv = s->srv;
-  int64_t wall = chat__srv_wall(srv);
-  uint32_t convs = 0, msgs = 0;
-  chat__map listed;
-  chat__map_init(&listed, &srv->a, srv->users.seed ^ 0xa5a5a5a5u);
-  bool oom = false;
-
-  bool cut = false;
-  for (size_t i = 0; i < r->n_last_seen; i++) {
-    const char *conv = r->last_seen[i].conversation_id;
-    if (over_budget(s)) {
-      cut = true;
-      break;
-    }
-    if (chat__map_put(&listed, conv, strlen(conv), (void *)1, NULL) !=
-        CHAT_OK)
-      oom = true;
-    chat_err err = CHAT_OK;
-    const conv_entry *c = chat__conv_get(srv, conv, &err);
-    if (!c && err == CHAT_ERR_NOT_FOUND) {
-      resume_failed(s, conv, "no_such_conversation");
-      continue;
-    }
-    if (!c) {
-      chat__sess_error(s, CHAT_WIRE_INTERNAL, "storage failed", "resume", 0);
-      continue;
-    }
-    if (!chat__conv_has_member(c, s->id.user_id)) {
-      resume_failed(s, conv, "not_member");
-      continue;
-    }
-    size_t n = fill_gap(s, conv, r->last_seen[i].message_id, wall);
-    convs += n > 0;
-    msgs += (uint32_t)n;
-  }
-
-  /* Conversations the client did not list: new ones get a `conversation`
-   * frame, or with `since` their messages after it. */
-  chat__arena ar;
-  chat__arena_init(&ar, &srv->a);
-  unlisted u = {.s = s, .listed = &listed, .has_since = r->has_since,
-                .ar = &ar};
-  char cursor[CHAT_CURSOR_BUF] = "";
-  char next[CHAT_CURSOR_BUF];
-  for (int page = 0; page < 1000 && !oom && !cut && !u.cut; page++) {
-    u.seen = 0;
-    next[0] = 0;
-    chat_err rc = srv->store.conversations_of(
-        srv->store.self, s->id.user_id, cursor, 200, on_conversation, &u,
-        next);
-    if (rc != CHAT_OK) {
-      srv->st.store_errors_total++;
-      chat__sess_error(s, CHAT_WIRE_INTERNAL, "storage failed", "resume", 0);
-      break;
-    }
-    if (!next[0] || u.seen == 0)
-      break;
-    memcpy(cursor, next, sizeof cursor);
-  }
-  convs += u.frames;
-  for (size_t i = 0; i < u.n && !cut; i++) {
-    if (over_budget(s)) {
-      cut = true;
-      break;
-    }
-    size_t n = fill_gap(s, u.ids[i], r->since, wall);
-    convs += n > 0;
-    msgs += (uint32_t)n;
-  }
-  if (oom || u.oom)
+  resume_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (!j) {
     chat__sess_error(s, CHAT_WIRE_INTERNAL, "out of memory", "resume", 0);
-  /* What did not fit is for REST: the conversation list, then history. */
-  if (cut || u.cut)
-    chat__sess_error(s, CHAT_WIRE_TOO_LARGE,
-                     "resume answer over the session's queue; page "
-                     "GET /api/v1/conversations and their messages",
-                     "resume", 0);
-  chat__arena_free(&ar);
-  chat__map_free(&listed);
-
-  srv->st.resume_messages_total += msgs;
-  chat_resumed done = {.conversations = convs, .messages = msgs};
-  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUMED,
-                  .resumed = &done};
-  chat__sess_send(s, &f);
+    chat__sess_frame_done(s);
+    return;
+  }
+  chat__job_init(&j->base, resume_release);
+  j->s = s;
+  chat__sess_ref(s);
+  chat__arena_init(&j->ar, &srv->a);
+  chat__arena_init(&j->gap_ar, &srv->a);
+  chat__map_init(&j->listed, &srv->a, srv->users.seed ^ 0xa5a5a5a5u);
+  j->wall = chat__srv_wall(srv);
+  j->used = (budget){s->q_bytes, s->q_frames};
+  j->has_since = r->has_since;
+  j->since = r->since;
+  /* The decoded frame dies with the next decode: copy the list. */
+  if (r->n_last_seen) {
+    j->ls = chat__arena_alloc(&j->ar, r->n_last_seen * sizeof *j->ls);
+    if (!j->ls)
+      j->oom = true;
+  }
+  for (size_t i = 0; i < r->n_last_seen && j->ls; i++) {
+    const char *conv = r->last_seen[i].conversation_id;
+    j->ls[i].conv = chat__arena_strndup(&j->ar, conv, strlen(conv));
+    j->ls[i].message_id = r->last_seen[i].message_id;
+    if (!j->ls[i].conv) {
+      j->oom = true;
+      break;
+    }
+    j->n_ls = i + 1;
+  }
+  if (j->oom)
+    j->phase = PH_END;
+  resume_run(srv, j);
+  chat__job_unref(srv, &j->base);
 }

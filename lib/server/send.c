@@ -1,14 +1,24 @@
 /* The send path of the seed's "Alice sends to Bob": validate, check
- * membership, rate limit, queue; then, at the next timer, mint ids and
- * commit every waiting send in ONE store transaction (group commit), ack
- * each after the commit (PROTOCOL.md 4.1), and fan out (4.4). */
+ * membership and media, rate limit, queue; then, at the next timer, mint
+ * ids and commit every waiting send in ONE store transaction (group
+ * commit), ack each after the commit (PROTOCOL.md 4.1), and fan out (4.4).
+ *
+ * At most one commit is in flight. Sends that arrive while it is pending
+ * form the next batch, which starts when it completes (pipelined group
+ * commit): ids are minted at the start of each batch, so within a
+ * conversation they still grow in commit order. */
 #include <string.h>
 
 #include "server_internal.h"
 
-static void pending_free(chat_server *srv, pending_send *p) {
+void chat__pending_free(chat_server *srv, pending_send *p) {
   chat__free(&srv->a, p->strings);
   chat__free(&srv->a, p->refs);
+  p->strings = NULL;
+  p->refs = NULL;
+  if (p->sess)
+    chat__sess_unref(srv, p->sess);
+  p->sess = NULL;
 }
 
 /* Copy a decoded send (which dies with the next decode) into one block. */
@@ -23,7 +33,7 @@ static chat_err pending_fill(chat_server *srv, pending_send *p,
   if (m->n_media_refs)
     p->refs = chat__calloc(&srv->a, m->n_media_refs, sizeof *p->refs);
   if (!p->strings || (m->n_media_refs && !p->refs)) {
-    pending_free(srv, p);
+    chat__pending_free(srv, p);
     return CHAT_ERR_NOMEM;
   }
   char *w = p->strings;
@@ -50,99 +60,178 @@ static chat_err pending_fill(chat_server *srv, pending_send *p,
   return CHAT_OK;
 }
 
-void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
-  chat_server *srv = s->srv;
-  const char *ref = m->client_msg_id;
-  if (!chat__conv_for_member(s, m->conversation_id, ref))
+/* ---- one send frame: membership, media, rate limit, queue ---- */
+
+typedef struct send_job {
+  chat__job base;
+  chat_session *s; /* referenced through p.sess */
+  pending_send p;
+  size_t media_i;  /* next media_refs entry to check */
+  bool in_call;    /* a media check is being issued right now */
+  bool finished;
+} send_job;
+
+static void send_release(chat_server *srv, chat__job *j) {
+  send_job *sj = (send_job *)j;
+  chat__pending_free(srv, &sj->p);
+  chat__free(&srv->a, sj);
+}
+
+static void send_finish(send_job *j) {
+  if (j->finished)
     return;
-  /* Referencing a blob shares it with the conversation (media_get's rule),
-   * so the sender must be able to read it already. Unknown and unreadable
-   * get one answer, as over REST. */
-  for (size_t i = 0; i < m->n_media_refs && srv->store.media_get; i++) {
-    chat_err rc = srv->store.media_get(srv->store.self, m->media_refs[i],
-                                       s->id.user_id, NULL, NULL);
-    if (rc == CHAT_ERR_NOT_FOUND || rc == CHAT_ERR_DENIED) {
-      chat__sess_error(s, CHAT_WIRE_BAD_ID, "unknown media_refs entry", ref,
-                       0);
-      return;
-    }
-    if (rc != CHAT_OK) {
-      srv->st.store_errors_total++;
-      chat__sess_error(s, CHAT_WIRE_INTERNAL, "storage unavailable", ref, 0);
-      return;
-    }
-  }
+  j->finished = true;
+  chat__sess_frame_done(j->s);
+}
+
+static void send_fail(send_job *j, chat_wire_error code, const char *msg) {
+  chat__sess_error(j->s, code, msg, j->p.msg.client_msg_id, 0);
+  send_finish(j);
+}
+
+static void send_enqueue(chat_server *srv, send_job *j) {
+  chat_session *s = j->s;
+  const char *conv = j->p.msg.conversation_id;
   uint64_t retry = 0;
-  if (!chat__rate_take(srv, s->id.user_id, m->conversation_id, now, &retry)) {
+  if (!chat__rate_take(srv, s->id.user_id, conv, srv->clock_ms, &retry)) {
     chat__sess_error(s, CHAT_WIRE_RATE_LIMITED,
-                     "too many messages to this conversation", ref, retry);
+                     "too many messages to this conversation",
+                     j->p.msg.client_msg_id, retry);
+    send_finish(j);
     return;
   }
   if (srv->n_sends == srv->cap_sends) {
     size_t cap = srv->cap_sends ? srv->cap_sends * 2 : 64;
     pending_send *n = chat__realloc(&srv->a, srv->sends, cap * sizeof *n);
-    if (!n)
-      goto oom;
+    if (!n) {
+      chat__rate_refund(srv, s->id.user_id, conv);
+      send_fail(j, CHAT_WIRE_INTERNAL, "out of memory");
+      return;
+    }
     srv->sends = n;
     srv->cap_sends = cap;
   }
-  pending_send *p = &srv->sends[srv->n_sends];
-  if (pending_fill(srv, p, s, m) != CHAT_OK)
-    goto oom;
-  p->sess = s;
-  memcpy(p->device, s->id.device_id, sizeof p->device);
-  srv->n_sends++;
-  return;
-oom:
-  chat__rate_refund(srv, s->id.user_id, m->conversation_id);
-  chat__sess_error(s, CHAT_WIRE_INTERNAL, "out of memory", ref, 0);
+  /* The pending send (and its session reference) moves to the queue. */
+  srv->sends[srv->n_sends++] = j->p;
+  memset(&j->p, 0, sizeof j->p);
+  send_finish(j);
 }
 
-void chat__sends_forget_session(chat_server *srv, chat_session *s) {
-  /* The send is still committed; only its ack has nowhere to go (the
-   * client retries with the same client_msg_id and gets a duplicate ack). */
-  for (size_t i = 0; i < srv->n_sends; i++)
-    if (srv->sends[i].sess == s)
-      srv->sends[i].sess = NULL;
+static void send_media_next(chat_server *srv, send_job *j);
+
+/* Referencing a blob shares it with the conversation (media_get's rule),
+ * so the sender must be able to read it already. Unknown and unreadable
+ * get one answer, as over REST. */
+static void on_media_checked(chat_server *srv, chat__job *job, uint32_t idx,
+                             chat_err rc) {
+  (void)idx;
+  send_job *j = (send_job *)job;
+  j->media_i++;
+  if (rc == CHAT_ERR_NOT_FOUND || rc == CHAT_ERR_DENIED) {
+    send_fail(j, CHAT_WIRE_BAD_ID, "unknown media_refs entry");
+    return;
+  }
+  if (rc != CHAT_OK) {
+    srv->st.store_errors_total++;
+    send_fail(j, CHAT_WIRE_INTERNAL, "storage unavailable");
+    return;
+  }
+  if (!j->in_call)
+    send_media_next(srv, j);
 }
 
-void chat__sends_free(chat_server *srv) {
-  for (size_t i = 0; i < srv->n_sends; i++)
-    pending_free(srv, &srv->sends[i]);
-  chat__free(&srv->a, srv->sends);
-  srv->sends = NULL;
-  srv->n_sends = srv->cap_sends = 0;
-  for (size_t i = 0; i < srv->n_fanouts; i++)
-    pending_free(srv, &srv->fanouts[i].send);
-  chat__free(&srv->a, srv->fanouts);
-  srv->fanouts = NULL;
-  srv->n_fanouts = srv->cap_fanouts = 0;
+static void send_media_next(chat_server *srv, send_job *j) {
+  while (!j->finished && srv->store.media_get &&
+         j->media_i < j->p.msg.n_media_refs) {
+    chat_op *op;
+    j->in_call = true;
+    bool now = CHAT__CALL(
+        srv, &j->base, on_media_checked, 0, op,
+        srv->store.media_get(srv->store.self, j->p.refs[j->media_i],
+                             j->s->id.user_id, NULL, NULL, op));
+    j->in_call = false;
+    if (!now)
+      return; /* on_media_checked goes on */
+  }
+  if (!j->finished)
+    send_enqueue(srv, j);
+}
+
+static void on_send_conv(chat_server *srv, chat__job *job,
+                         const conv_entry *c, chat_err err) {
+  send_job *j = (send_job *)job;
+  if (!chat__conv_check_member(j->s, c, err, j->p.msg.client_msg_id)) {
+    send_finish(j);
+    return;
+  }
+  send_media_next(srv, j);
+}
+
+void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
+  (void)now;
+  chat_server *srv = s->srv;
+  send_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (!j || pending_fill(srv, &j->p, s, m) != CHAT_OK) {
+    chat__free(&srv->a, j);
+    chat__sess_error(s, CHAT_WIRE_INTERNAL, "out of memory",
+                     m->client_msg_id, 0);
+    chat__sess_frame_done(s);
+    return;
+  }
+  chat__job_init(&j->base, send_release);
+  j->s = s;
+  chat__sess_ref(s);
+  j->p.sess = s;
+  memcpy(j->p.device, s->id.device_id, sizeof j->p.device);
+  chat__conv_load(srv, j->p.msg.conversation_id, &j->base, on_send_conv);
+  chat__job_unref(srv, &j->base);
+}
+
+/* ---- group commit ---- */
+
+typedef struct commit_job {
+  chat__job base;
+  pending_send *sends;
+  size_t n;
+  chat_msg_in *msgs;
+  chat_append_result *res;
+} commit_job;
+
+static void commit_release(chat_server *srv, chat__job *j) {
+  commit_job *cj = (commit_job *)j;
+  for (size_t i = 0; i < cj->n; i++)
+    chat__pending_free(srv, &cj->sends[i]);
+  chat__free(&srv->a, cj->sends);
+  chat__free(&srv->a, cj->msgs);
+  chat__free(&srv->a, cj->res);
+  chat__free(&srv->a, cj);
 }
 
 /* Members other than the sender with no device anywhere get a push. */
-typedef struct push_ctx {
-  const char *conv;
-  const char *sender;
-  uint64_t message_id;
-} push_ctx;
+typedef struct fanout_job {
+  chat__job base;
+  pending_send p;
+  chat_append_result r;
+} fanout_job;
 
-static void on_offline(chat_server *srv, const char *user, void *ctx) {
-  push_ctx *pc = ctx;
-  if (strcmp(user, pc->sender) != 0)
-    chat__push_queue(srv, user, pc->conv, pc->sender, pc->message_id);
+static void fanout_release(chat_server *srv, chat__job *j) {
+  fanout_job *fj = (fanout_job *)j;
+  chat__pending_free(srv, &fj->p);
+  chat__free(&srv->a, fj);
 }
 
-static void fan_out(chat_server *srv, const pending_send *p,
-                    const chat_append_result *r) {
-  chat_err err = CHAT_OK;
-  const conv_entry *c = chat__conv_get(srv, p->msg.conversation_id, &err);
+static void on_fanout_conv(chat_server *srv, chat__job *job,
+                           const conv_entry *c, chat_err err) {
+  (void)err;
+  fanout_job *j = (fanout_job *)job;
   if (!c)
     return; /* the message is stored; members catch up by resume */
-  chat_message m = {.message_id = r->message_id,
+  const pending_send *p = &j->p;
+  chat_message m = {.message_id = j->r.message_id,
                     .conversation_id = p->msg.conversation_id,
                     .sender_id = p->msg.sender_id,
                     .body = p->msg.body,
-                    .server_ts = r->server_ts,
+                    .server_ts = j->r.server_ts,
                     .client_msg_id = p->msg.client_msg_id,
                     .has_reply_to = p->msg.has_reply_to,
                     .reply_to = p->msg.reply_to,
@@ -156,105 +245,158 @@ static void fan_out(chat_server *srv, const pending_send *p,
     return;
   /* Every member's devices, the sender's other devices included; only the
    * sending device is skipped (it has the ack). */
-  const char *device = p->device;
-  push_ctx pc = {p->msg.conversation_id, p->msg.sender_id, r->message_id};
+  chat__push_info push = {p->msg.conversation_id, p->msg.sender_id,
+                          j->r.message_id};
   chat__deliver(srv, sf, (const char *const *)c->members, c->n_members,
-                p->msg.sender_id, device, on_offline, &pc);
+                p->msg.sender_id, p->device, &push);
   chat__frame_unref(srv, sf);
 }
 
-chat_err chat__flush_sends(chat_server *srv, chat_time_ms now) {
-  (void)now;
-  size_t n = srv->n_sends < srv->s.max_batch ? srv->n_sends
-                                             : srv->s.max_batch;
-  if (n == 0)
-    return CHAT_OK;
-  chat__arena_reset(&srv->scratch);
-  chat_msg_in *msgs = chat__arena_alloc(&srv->scratch, n * sizeof *msgs);
-  chat_append_result *res =
-      chat__arena_alloc(&srv->scratch, n * sizeof *res);
-  if (!msgs || !res)
-    return CHAT_ERR_NOMEM;
-  /* Ids are minted in queue order, so within a conversation they increase
-   * in commit order, and one sender's messages keep their send order. */
-  int64_t wall = chat__srv_wall(srv);
-  for (size_t i = 0; i < n; i++) {
-    msgs[i] = srv->sends[i].msg;
-    if (chat_snowflake_next(srv->ids, wall, &msgs[i].message_id) != CHAT_OK)
-      return CHAT_ERR_FATAL;
-    msgs[i].server_ts = wall;
-    memset(&res[i], 0, sizeof res[i]);
+static void fan_out(chat_server *srv, pending_send *p,
+                    const chat_append_result *r) {
+  fanout_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (!j) {
+    chat__pending_free(srv, p);
+    return; /* stored; members catch up by resume */
   }
-  chat_err rc = srv->store.append(srv->store.self, msgs, n, res);
+  chat__job_init(&j->base, fanout_release);
+  j->p = *p;
+  j->r = *r;
+  memset(p, 0, sizeof *p);
+  chat__conv_load(srv, j->p.msg.conversation_id, &j->base, on_fanout_conv);
+  chat__job_unref(srv, &j->base);
+}
+
+static void on_committed(chat_server *srv, chat__job *job, uint32_t idx,
+                         chat_err rc) {
+  (void)idx;
+  commit_job *j = (commit_job *)job;
+  srv->commit_busy = false;
   srv->st.commits_total++;
-  for (size_t i = 0; i < n; i++) {
-    pending_send *p = &srv->sends[i];
+  for (size_t i = 0; i < j->n; i++) {
+    pending_send *p = &j->sends[i];
     if (rc != CHAT_OK) {
       /* Nothing of the batch is stored: refund and tell each sender, who
        * retries with the same client_msg_id. */
       srv->st.store_errors_total++;
       chat__rate_refund(srv, p->msg.sender_id, p->msg.conversation_id);
-      if (p->sess)
-        chat__sess_error(p->sess, CHAT_WIRE_INTERNAL, "storage failed",
-                         p->msg.client_msg_id, 0);
+      chat__sess_error(p->sess, CHAT_WIRE_INTERNAL, "storage failed",
+                       p->msg.client_msg_id, 0);
       continue;
     }
-    if (res[i].duplicate) {
+    if (j->res[i].duplicate) {
       srv->st.sends_duplicate_total++;
       chat__rate_refund(srv, p->msg.sender_id, p->msg.conversation_id);
     } else {
       srv->st.sends_committed_total++;
     }
-    if (p->sess) {
-      chat_ack a = {.client_msg_id = p->msg.client_msg_id,
-                    .message_id = res[i].message_id,
-                    .server_ts = res[i].server_ts,
-                    .duplicate = res[i].duplicate};
-      chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_ACK,
-                      .ack = &a};
-      chat__sess_send(p->sess, &f);
-    }
+    chat_ack a = {.client_msg_id = p->msg.client_msg_id,
+                  .message_id = j->res[i].message_id,
+                  .server_ts = j->res[i].server_ts,
+                  .duplicate = j->res[i].duplicate};
+    chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_ACK,
+                    .ack = &a};
+    chat__sess_send(p->sess, &f);
   }
   /* Fan-out waits for the next timer round, so that the host writes these
    * acks before any delivery work: send latency does not depend on who
    * receives (PROTOCOL.md 4.4). Without room to queue it, deliver now. */
-  for (size_t i = 0; i < n; i++) {
-    pending_send *p = &srv->sends[i];
-    if (rc != CHAT_OK || res[i].duplicate) {
-      pending_free(srv, p);
-      continue;
-    }
+  for (size_t i = 0; i < j->n; i++) {
+    pending_send *p = &j->sends[i];
+    if (rc != CHAT_OK || j->res[i].duplicate)
+      continue; /* freed with the job */
     if (srv->n_fanouts == srv->cap_fanouts) {
       size_t cap = srv->cap_fanouts ? srv->cap_fanouts * 2 : 64;
       pending_fanout *q =
           chat__realloc(&srv->a, srv->fanouts, cap * sizeof *q);
       if (!q) {
-        fan_out(srv, p, &res[i]);
-        pending_free(srv, p);
+        fan_out(srv, p, &j->res[i]);
         continue;
       }
       srv->fanouts = q;
       srv->cap_fanouts = cap;
     }
     srv->fanouts[srv->n_fanouts].send = *p;
-    srv->fanouts[srv->n_fanouts].res = res[i];
+    srv->fanouts[srv->n_fanouts].res = j->res[i];
     srv->n_fanouts++;
+    memset(p, 0, sizeof *p);
   }
+  chat__drain_check(srv);
+}
+
+chat_err chat__flush_sends(chat_server *srv, chat_time_ms now) {
+  (void)now;
+  if (srv->commit_busy || !srv->ids_ready)
+    return CHAT_OK;
+  size_t n = srv->n_sends < srv->s.max_batch ? srv->n_sends
+                                             : srv->s.max_batch;
+  if (n == 0)
+    return CHAT_OK;
+  commit_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (j) {
+    j->sends = chat__alloc(&srv->a, n * sizeof *j->sends);
+    j->msgs = chat__alloc(&srv->a, n * sizeof *j->msgs);
+    j->res = chat__calloc(&srv->a, n, sizeof *j->res);
+  }
+  if (!j || !j->sends || !j->msgs || !j->res) {
+    if (j) {
+      chat__free(&srv->a, j->sends);
+      chat__free(&srv->a, j->msgs);
+      chat__free(&srv->a, j->res);
+    }
+    chat__free(&srv->a, j);
+    return CHAT_ERR_NOMEM;
+  }
+  /* Ids are minted in queue order, so within a conversation they increase
+   * in commit order, and one sender's messages keep their send order. */
+  int64_t wall = chat__srv_wall(srv);
+  uint64_t ids[1];
+  for (size_t i = 0; i < n; i++) {
+    if (chat_snowflake_next(srv->ids, wall, ids) != CHAT_OK) {
+      chat__free(&srv->a, j->sends);
+      chat__free(&srv->a, j->msgs);
+      chat__free(&srv->a, j->res);
+      chat__free(&srv->a, j);
+      return CHAT_ERR_FATAL;
+    }
+    j->msgs[i] = srv->sends[i].msg;
+    j->msgs[i].message_id = ids[0];
+    j->msgs[i].server_ts = wall;
+  }
+  chat__job_init(&j->base, commit_release);
+  memcpy(j->sends, srv->sends, n * sizeof *j->sends);
+  j->n = n;
   memmove(srv->sends, srv->sends + n, (srv->n_sends - n) * sizeof *srv->sends);
   srv->n_sends -= n;
+  srv->commit_busy = true;
+  chat_op *op;
+  CHAT__CALL(srv, &j->base, on_committed, 0, op,
+             srv->store.append(srv->store.self, j->msgs, n, j->res, op));
+  chat__job_unref(srv, &j->base);
   return CHAT_OK;
 }
 
+void chat__sends_free(chat_server *srv) {
+  for (size_t i = 0; i < srv->n_sends; i++)
+    chat__pending_free(srv, &srv->sends[i]);
+  chat__free(&srv->a, srv->sends);
+  srv->sends = NULL;
+  srv->n_sends = srv->cap_sends = 0;
+  for (size_t i = 0; i < srv->n_fanouts; i++)
+    chat__pending_free(srv, &srv->fanouts[i].send);
+  chat__free(&srv->a, srv->fanouts);
+  srv->fanouts = NULL;
+  srv->n_fanouts = srv->cap_fanouts = 0;
+}
+
 void chat__run_fanouts(chat_server *srv) {
-  /* Taken out first: fan-out may not add to this list, but keep it simple
-   * to reason about. */
+  /* Taken out first: a fan-out that completes at once may commit nothing,
+   * but keep the list simple to reason about. */
   pending_fanout *list = srv->fanouts;
   size_t n = srv->n_fanouts;
   srv->fanouts = NULL;
   srv->n_fanouts = srv->cap_fanouts = 0;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n; i++)
     fan_out(srv, &list[i].send, &list[i].res);
-    pending_free(srv, &list[i].send);
-  }
   chat__free(&srv->a, list);
 }

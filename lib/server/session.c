@@ -48,14 +48,14 @@ void chat__frame_unref(chat_server *srv, chat__shared_frame *f) {
  * host that stops pulling early is woken again by the next frame. */
 static void notify(chat_session *s) {
   chat_server *srv = s->srv;
-  if (srv->cbs.on_session_wants)
-    srv->cbs.on_session_wants(srv, s, s->user_data, srv->user_data);
+  if (!s->dead && srv->cbs.on_session_wants)
+    srv->cbs.on_session_wants(srv->user_data, srv, s, s->user_data);
 }
 
 bool chat__sess_closing(const chat_session *s) { return s->close_code != 0; }
 
 void chat__sess_close(chat_session *s, uint16_t code, const char *reason) {
-  if (s->close_code)
+  if (s->close_code || s->dead)
     return;
   s->close_code = code;
   s->close_reason = reason;
@@ -77,7 +77,7 @@ static void queue_clear(chat_session *s) {
 
 void chat__sess_queue(chat_session *s, chat__shared_frame *f) {
   chat_server *srv = s->srv;
-  if (!f || chat__sess_closing(s))
+  if (!f || s->dead || chat__sess_closing(s))
     return;
   /* A reader that cannot keep up is cut loose rather than allowed to hold
    * memory for everyone: it resumes from its own store later. */
@@ -111,6 +111,8 @@ void chat__sess_queue(chat_session *s, chat__shared_frame *f) {
 }
 
 void chat__sess_send(chat_session *s, const chat_frame *f) {
+  if (s->dead || chat__sess_closing(s))
+    return;
   chat__shared_frame *sf = chat__frame_make(s->srv, f);
   chat__sess_queue(s, sf);
   chat__frame_unref(s->srv, sf);
@@ -128,26 +130,72 @@ void chat__sess_error(chat_session *s, chat_wire_error code, const char *msg,
   chat__sess_send(s, &f);
 }
 
+/* ---- lifetime ---- */
+
+void chat__sess_ref(chat_session *s) { s->refs++; }
+
+static void inq_clear(chat_session *s) {
+  inq_item *it = s->in_head;
+  while (it) {
+    inq_item *next = it->next;
+    chat__free(&s->srv->a, it);
+    it = next;
+  }
+  s->in_head = s->in_tail = NULL;
+  s->in_frames = 0;
+  s->in_bytes = 0;
+}
+
+void chat__sess_unref(chat_server *srv, chat_session *s) {
+  if (!s || --s->refs > 0)
+    return;
+  queue_clear(s);
+  inq_clear(s);
+  if (s->lent)
+    chat__frame_unref(srv, s->lent);
+  chat__free(&srv->a, s->subs);
+  chat__free(&srv->a, s);
+}
+
 /* ---- public session API ---- */
 
 chat_err chat_server_open_session(chat_server *srv, chat_session **out,
                                   const chat_identity *id, void *user_data,
                                   chat_time_ms now) {
   if (!out)
-    return CHAT_ERR_INVAL;
+    return srv ? chat__srv_fail(srv, CHAT_ERR_INVAL, "out: NULL")
+               : CHAT_ERR_INVAL;
   *out = NULL;
-  if (!srv || !id || !chat_id_valid(id->user_id, strnlen(id->user_id, 65)) ||
-      !chat_id_valid(id->device_id, strnlen(id->device_id, 65)))
+  if (!srv)
     return CHAT_ERR_INVAL;
+  if (!id)
+    return chat__srv_fail(srv, CHAT_ERR_INVAL, "identity: NULL");
+  if (!chat__version_ok(id->version, CHAT_IDENTITY_V1)) {
+    chat_errbuf e;
+    chat__version_refused(&e, "identity", id->version, CHAT_IDENTITY_V1);
+    return chat__srv_fail(srv, CHAT_ERR_INVAL, "%s", e.msg);
+  }
+  if (!chat_id_valid(id->user_id, strnlen(id->user_id, CHAT_ID_BUF)))
+    return chat__srv_fail(srv, CHAT_ERR_INVAL,
+                          "identity.user_id: not a valid id");
+  if (!chat_id_valid(id->device_id, strnlen(id->device_id, CHAT_ID_BUF)))
+    return chat__srv_fail(srv, CHAT_ERR_INVAL,
+                          "identity.device_id: not a valid id");
   if (srv->draining)
-    return CHAT_ERR_STATE;
+    return chat__srv_fail(srv, CHAT_ERR_STATE, "server: draining");
+  chat__srv_clock(srv, now);
   chat_session *s = chat__calloc(&srv->a, 1, sizeof *s);
   if (!s)
     return CHAT_ERR_NOMEM;
+  chat__enter(srv);
   s->srv = srv;
+  s->refs = 1;
   s->id = *id;
+  s->id.version = CHAT_IDENTITY_V1;
   s->user_data = user_data;
   s->garbage_window = now;
+  s->expires_at = CHAT_TIME_NEVER;
+  s->exp_idx = SIZE_MAX;
   /* Session ids carry the gateway so they stay unique across the fleet;
    * the counter goes first so that cutting a long gateway id to the 64-byte
    * id limit keeps them unique. */
@@ -159,6 +207,7 @@ chat_err chat_server_open_session(chat_server *srv, chat_session **out,
   chat_err rc = chat__presence_attach(s, now);
   if (rc != CHAT_OK) {
     chat__free(&srv->a, s);
+    chat__leave(srv);
     return rc;
   }
   s->all_next = srv->sessions;
@@ -168,21 +217,43 @@ chat_err chat_server_open_session(chat_server *srv, chat_session **out,
   srv->st.sessions_open++;
   srv->st.sessions_opened_total++;
 
-  chat_hello h = {.user_id = s->id.user_id,
-                  .device_id = s->id.device_id,
-                  .session_id = s->session_id,
-                  .server_ts = chat__srv_wall(srv),
-                  .heartbeat_ms = srv->s.heartbeat_ms,
-                  .limits = {.max_body_bytes = srv->s.max_body_bytes,
-                             .max_frame_bytes = srv->s.max_frame_bytes,
-                             .rate_per_minute = srv->s.rate_per_minute,
-                             .resume_max_messages =
-                                 srv->s.resume_max_messages,
-                             .resume_max_age_ms = srv->s.resume_max_age_ms}};
-  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_HELLO,
-                  .hello = &h};
-  chat__sess_send(s, &f);
+  /* The credential's expiry holds for the whole session (PROTOCOL.md
+   * section 8): the wall-clock time left is turned into a deadline on the
+   * host's monotonic clock now, once. */
+  int64_t wall = chat__srv_wall(srv);
+  bool expired = false;
+  if (id->expires_ms > 0) {
+    if (id->expires_ms <= wall) {
+      expired = true;
+    } else {
+      uint64_t left = (uint64_t)(id->expires_ms - wall);
+      s->expires_at = left < CHAT_TIME_NEVER - now ? now + left
+                                                   : CHAT_TIME_NEVER - 1;
+      chat__expiry_add(srv, s);
+    }
+  }
+  if (expired) {
+    srv->st.sessions_expired_total++;
+    chat__sess_close(s, 4001, "token_expired");
+  } else {
+    chat_hello h = {.user_id = s->id.user_id,
+                    .device_id = s->id.device_id,
+                    .session_id = s->session_id,
+                    .server_ts = wall,
+                    .heartbeat_ms = srv->s.heartbeat_ms,
+                    .limits = {.max_body_bytes = srv->s.max_body_bytes,
+                               .max_frame_bytes = srv->s.max_frame_bytes,
+                               .rate_per_minute = srv->s.rate_per_minute,
+                               .resume_max_messages =
+                                   srv->s.resume_max_messages,
+                               .resume_max_age_ms =
+                                   srv->s.resume_max_age_ms}};
+    chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_HELLO,
+                    .hello = &h};
+    chat__sess_send(s, &f);
+  }
   *out = s;
+  chat__leave(srv);
   return CHAT_OK;
 }
 
@@ -203,14 +274,11 @@ static void refused(chat_session *s, const chat_decode_error *e,
   chat__sess_error(s, e->wire, e->message, e->ref, 0);
 }
 
-chat_err chat_session_on_frame(chat_session *s, const char *json, size_t len,
-                               chat_time_ms now) {
-  if (!s || (!json && len))
-    return CHAT_ERR_INVAL;
-  if (chat__sess_closing(s))
-    return CHAT_ERR_STATE;
+/* Decode and dispatch one frame. The handler marks the session busy while
+ * it waits on a module. */
+static chat_err handle(chat_session *s, const char *json, size_t len,
+                       chat_time_ms now) {
   chat_server *srv = s->srv;
-  srv->st.frames_in_total++;
   const chat_frame *f;
   chat_decode_error e;
   chat_err rc = chat_codec_decode(srv->codec, CHAT_DIR_TO_SERVER, json, len,
@@ -235,14 +303,121 @@ chat_err chat_session_on_frame(chat_session *s, const char *json, size_t len,
   }
   if (f->type != CHAT_FRAME_PING)
     chat__presence_activity(s, now);
+  s->busy = true;
   chat__dispatch(s, f, now);
   return CHAT_OK;
 }
 
+void chat__sess_frame_done(chat_session *s) {
+  s->busy = false;
+  /* Frames that waited go on from the ready loop (chat__sess_pump), never
+   * from inside the continuation that got here: that one may still be
+   * using a conversation entry or the decoder's last frame. */
+  if (s->in_head && !s->pump_queued && !s->dead) {
+    chat_server *srv = s->srv;
+    s->pump_queued = true;
+    s->pump_next = NULL;
+    chat__sess_ref(s);
+    if (srv->pump_tail)
+      srv->pump_tail->pump_next = s;
+    else
+      srv->pump_head = s;
+    srv->pump_tail = s;
+  }
+}
+
+bool chat__sess_pump(chat_server *srv) {
+  chat_session *s = srv->pump_head;
+  if (!s)
+    return false;
+  srv->pump_head = s->pump_next;
+  if (!srv->pump_head)
+    srv->pump_tail = NULL;
+  s->pump_queued = false;
+  while (!s->busy && !s->dead && s->in_head && !chat__sess_closing(s)) {
+    inq_item *it = s->in_head;
+    s->in_head = it->next;
+    if (!s->in_head)
+      s->in_tail = NULL;
+    s->in_frames--;
+    s->in_bytes -= it->len;
+    (void)handle(s, it->data, it->len, srv->clock_ms);
+    chat__free(&srv->a, it);
+  }
+  if (chat__sess_closing(s))
+    inq_clear(s);
+  chat__sess_unref(srv, s);
+  return true;
+}
+
+/* Hold a frame behind the one that waits: the client's order is the order
+ * of handling. */
+static void hold(chat_session *s, const char *json, size_t len) {
+  chat_server *srv = s->srv;
+  if (s->in_frames >= srv->s.max_waiting_frames ||
+      s->in_bytes + len > srv->s.max_queued_bytes) {
+    srv->st.slow_closes_total++;
+    inq_clear(s);
+    chat__sess_close(s, 1013, "too many frames waiting");
+    return;
+  }
+  inq_item *it = chat__alloc(&srv->a, sizeof *it + len);
+  if (!it) {
+    inq_clear(s);
+    chat__sess_close(s, 1011, "out of memory");
+    return;
+  }
+  it->next = NULL;
+  it->len = len;
+  if (len)
+    memcpy(it->data, json, len);
+  if (s->in_tail)
+    s->in_tail->next = it;
+  else
+    s->in_head = it;
+  s->in_tail = it;
+  s->in_frames++;
+  s->in_bytes += len;
+}
+
+chat_err chat_session_on_frame(chat_session *s, const char *json, size_t len,
+                               chat_time_ms now) {
+  if (!s)
+    return CHAT_ERR_INVAL;
+  chat_server *srv = s->srv;
+  if (!json && len)
+    return chat__srv_fail(srv, CHAT_ERR_INVAL, "json: NULL with len %zu",
+                          len);
+  if (chat__sess_closing(s))
+    return chat__srv_fail(srv, CHAT_ERR_STATE, "session: closing (%u)",
+                          (unsigned)s->close_code);
+  chat__srv_clock(srv, now);
+  srv->st.frames_in_total++;
+  chat__enter(srv);
+  chat_err rc = CHAT_OK;
+  if (s->busy || s->in_head) {
+    /* The frame is not decoded yet: a frame over the limit must not be
+     * held in memory, and waiting frames are bounded in bytes. */
+    if (len > srv->s.max_frame_bytes) {
+      srv->st.frames_refused_total++;
+      chat__sess_close(s, 1009, "frame too large");
+    } else {
+      hold(s, json ? json : "", len);
+    }
+  } else {
+    rc = handle(s, json ? json : "", len, now);
+  }
+  chat__leave(srv);
+  return rc;
+}
+
 chat_err chat_session_next_frame(chat_session *s, const char **json,
                                  size_t *len) {
-  if (!s || !json || !len)
+  if (!s)
     return CHAT_ERR_INVAL;
+  if (!json || !len)
+    return chat__srv_fail(s->srv, CHAT_ERR_INVAL, "%s: NULL",
+                          !json ? "json" : "len");
   chat_server *srv = s->srv;
   if (s->lent) {
     chat__frame_unref(srv, s->lent);
@@ -288,9 +463,11 @@ void *chat_session_user_data(const chat_session *s) {
 
 void chat_server_close_session(chat_server *srv, chat_session *s,
                                chat_time_ms now) {
-  if (!srv || !s)
+  if (!srv || !s || s->dead)
     return;
-  chat__sends_forget_session(srv, s);
+  chat__enter(srv);
+  chat__srv_clock(srv, now);
+  chat__expiry_remove(srv, s);
   chat__presence_detach(s, now);
   if (s->all_prev)
     s->all_prev->all_next = s->all_next;
@@ -298,11 +475,12 @@ void chat_server_close_session(chat_server *srv, chat_session *s,
     srv->sessions = s->all_next;
   if (s->all_next)
     s->all_next->all_prev = s->all_prev;
+  s->all_prev = s->all_next = NULL;
+  s->dead = true;
   queue_clear(s);
-  if (s->lent)
-    chat__frame_unref(srv, s->lent);
-  chat__free(&srv->a, s->subs);
-  chat__free(&srv->a, s);
+  inq_clear(s);
   srv->st.sessions_open--;
   srv->st.sessions_closed_total++;
+  chat__sess_unref(srv, s);
+  chat__leave(srv);
 }

@@ -25,7 +25,7 @@ void chat__hist_observe(chat__hist *h, uint64_t us) {
 }
 
 static const uint16_t close_codes[CHAT__N_CLOSE_CODES - 1] = {
-    1000, 1001, 1003, 1007, 1008, 1009, 1011, 1013,
+    1000, 1001, 1003, 1007, 1008, 1009, 1011, 1013, 4001,
 };
 
 size_t chat__tstats_close_index(uint16_t code) {
@@ -82,8 +82,8 @@ static void hist(chat__buf *b, const char *name, const char *help,
 
 void chat__metrics_write(chat__buf *b, const chat_server *srv,
                          const chat__tstats *st, size_t ws_open,
-                         size_t rate_buckets, bool draining) {
-  chat_server_stats s;
+                         bool draining) {
+  chat_server_stats s = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(srv, &s);
 
   chat__metrics_put(b, "# HELP chat_build_info libchat version\n"
@@ -133,6 +133,14 @@ void chat__metrics_write(chat__buf *b, const chat_server *srv,
          s.slow_closes_total);
   chat__metrics_one(b, "chat_presence_online_users", "gauge",
          "Users online or idle on this gateway.", s.presence_online);
+  chat__metrics_one(b, "chat_sessions_expired_total", "counter",
+         "Sessions closed with 4001 because their token expired.",
+         s.sessions_expired_total);
+  chat__metrics_one(b, "chat_module_calls_in_flight", "gauge",
+         "Module calls that answered CHAT_PENDING and have not completed.",
+         s.ops_in_flight);
+  chat__metrics_one(b, "chat_module_calls_pending_total", "counter",
+         "Module calls that answered CHAT_PENDING.", s.ops_pending_total);
 
   /* The transport. */
   chat__metrics_one(b, "chat_ws_connections_open", "gauge", "WebSocket connections.",
@@ -189,10 +197,12 @@ void chat__metrics_write(chat__buf *b, const chat_server *srv,
   chat__metrics_one(b, "chat_http_sent_bytes_total", "counter",
          "HTTP body bytes sent (static files excluded).", st->http_bytes_out);
   chat__metrics_one(b, "chat_rest_rate_limited_total", "counter",
-         "REST requests answered 429.", st->rest_limited);
-  chat__metrics_one(b, "chat_rest_rate_buckets", "gauge",
-         "Users with a partly used REST bucket.",
-         (uint64_t)rate_buckets);
+         "REST requests answered 429.", s.rest_limited_total);
+  chat__metrics_one(b, "chat_rest_deferred_total", "counter",
+         "REST answers that waited on a module.", st->rest_deferred);
+  chat__metrics_one(b, "chat_ws_extensions_declined_total", "counter",
+         "WebSocket extensions offered by clients and declined.",
+         st->ext_declined);
   chat__metrics_one(b, "chat_draining", "gauge", "1 while shutting down.",
          draining ? 1 : 0);
   hist(b, "chat_dispatch_seconds",

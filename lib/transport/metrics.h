@@ -18,7 +18,7 @@ typedef struct chat__hist {
 void chat__hist_observe(chat__hist *h, uint64_t us);
 
 /* Close codes counted, by index (see chat__tstats_close_index). */
-#define CHAT__N_CLOSE_CODES 9
+#define CHAT__N_CLOSE_CODES 10
 /* HTTP statuses counted, by index (the last one: any other). */
 #define CHAT__N_STATUS 16
 
@@ -37,8 +37,9 @@ typedef struct chat__tstats {
   uint64_t auth_fail_rest;
   uint64_t upgrades_refused; /* 4xx/5xx other than 401 before upgrade */
   uint64_t net_refused;      /* connections turned away while draining */
+  uint64_t ext_declined;     /* WebSocket extensions a client offered */
+  uint64_t rest_deferred;    /* REST answers that came later */
   uint64_t http[CHAT__N_STATUS];
-  uint64_t rest_limited;
   uint64_t http_bytes_out;
   chat__hist dispatch;       /* chat_session_on_frame() */
   chat__hist commit;         /* on_timer runs that committed, per commit */
@@ -51,7 +52,7 @@ void chat__tstats_count_status(chat__tstats *st, int status);
 /* Append the core's counters and the transport's to b. */
 void chat__metrics_write(chat__buf *b, const chat_server *srv,
                          const chat__tstats *st, size_t ws_open,
-                         size_t rate_buckets, bool draining);
+                         bool draining);
 
 /* One "# HELP / # TYPE / value" block, for a transport's own extras. */
 void chat__metrics_one(chat__buf *b, const char *name, const char *type,

@@ -143,13 +143,16 @@ class Chatd:
 
     # -- process --
 
+    def command(self):
+        return [CHATD, "serve", "--listen", "127.0.0.1:0",
+                "--data-dir", self.data_dir] + TRANSPORT_ARGS + self.args
+
     def start(self, preexec_fn=None):
         if not CHATD or not os.access(CHATD, os.X_OK):
             pytest.fail("set CHATD to the chatd binary (meson test does)")
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [CHATD, "serve", "--listen", "127.0.0.1:0",
-             "--data-dir", self.data_dir] + TRANSPORT_ARGS + self.args,
+            self.command(),
             stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL,
             preexec_fn=preexec_fn)
         line = b""
@@ -272,13 +275,27 @@ class Chatd:
             return Http(e.code, e.headers, e.read())
 
 
+class LwsHost(Chatd):
+    """tests/integration/lws_host.c: a host with its own lws_context. Its
+    tokens come from `chatd token` on the same data directory."""
+
+    def command(self):
+        host = os.environ.get("LWS_HOST", "")
+        if not host or not os.access(host, os.X_OK):
+            pytest.fail("set LWS_HOST to the lws_host binary (meson does)")
+        return [host, "--data-dir", self.data_dir] + self.args
+
+
 @pytest.fixture
 def chatd_factory(tmp_path):
     started = []
 
-    def make(args=(), data_dir=None, start=True, preexec_fn=None):
+    def make(args=(), data_dir=None, start=True, preexec_fn=None,
+             kind=Chatd):
         d = data_dir or tmp_path / ("data%d" % len(started))
-        s = Chatd(d, args, tmp=tmp_path)
+        if kind is not Chatd and not os.path.isdir(str(d)):
+            os.makedirs(str(d), mode=0o700)  # chatd makes its own
+        s = kind(d, args, tmp=tmp_path)
         started.append(s)
         if start:
             s.start(preexec_fn=preexec_fn)

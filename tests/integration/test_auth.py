@@ -3,7 +3,7 @@ import json
 import time
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import Client, raw_http, upgrade_request
 
@@ -135,3 +135,29 @@ def test_wrong_path_and_subprotocol(chatd):
     # Plain GET of the WebSocket path.
     r = chatd.http("GET", "/chat/v1/ws")
     assert r.status == 426
+
+
+def test_session_closes_4001_when_its_token_expires(chatd):
+    """PROTOCOL.md section 8: the token's expiry holds for the session."""
+    tok = chatd.token("alice", "phone", ttl=2)
+    short = Client(chatd.open_ws(tok))
+    chatd.clients.append(short)
+    lasting = chatd.client("bob", "phone")  # an hour
+    t0 = time.monotonic()
+    short.send({"type": "ping", "nonce": 1})
+    short.expect("pong")
+    try:
+        while True:
+            short.ws.recv(timeout=10)
+    except ConnectionClosed as e:
+        assert e.rcvd is not None, "no close frame"
+        assert e.rcvd.code == 4001
+        assert e.rcvd.reason == "token_expired"
+    waited = time.monotonic() - t0
+    assert waited < 8, "closed %.1fs after a 2 s token" % waited
+    # Only the expired session goes.
+    lasting.send({"type": "ping", "nonce": 2})
+    lasting.expect("pong")
+    m = chatd.http("GET", "/metrics").body.decode()
+    assert "chat_sessions_expired_total 1" in m
+    assert 'chat_ws_closes_total{code="4001"} 1' in m

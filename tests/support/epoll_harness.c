@@ -24,8 +24,14 @@ static uint64_t now_ms(void) {
   return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-void eh_init(eh *h, const chat_epoll_settings *settings,
-             const chat_server_settings *server) {
+static void wake(void *user_data) {
+  eh *h = user_data;
+  if (h->t)
+    chat_epoll_wake(h->t);
+}
+
+void eh_init_defer(eh *h, const chat_epoll_settings *settings,
+                   const chat_server_settings *server, defer_mode mode) {
   memset(h, 0, sizeof *h);
   strcpy(h->dir, "/tmp/eh-XXXXXX");
   cr_assert_not_null(mkdtemp(h->dir));
@@ -39,22 +45,32 @@ void eh_init(eh *h, const chat_epoll_settings *settings,
   chat_storage_ops store;
   chat_sqlite_options so = {.version = CHAT_SQLITE_OPTIONS_V1,
                             .sync = CHAT_SQLITE_SYNC_NORMAL};
-  cr_assert_eq(chat_sqlite_storage_open(&store, ":memory:", &so, NULL),
+  cr_assert_eq(chat_sqlite_storage_open(&store, ":memory:", &so, NULL, NULL),
                CHAT_OK);
+  if (mode != DEFER_OFF) {
+    chat_storage_ops inner = store;
+    h->defer = defer_store_new(&inner, mode, 42, &store);
+    cr_assert_not_null(h->defer);
+  }
+  cr_assert_eq(chat_env_system(&h->env), CHAT_OK);
+  h->env.wake = wake;
+  h->env.user_data = h;
   chat_server_settings ss = {.version = CHAT_SERVER_SETTINGS_V1};
   if (server)
     ss = *server;
+  ss.env = &h->env;
   ss.rate_per_minute = ss.rate_per_minute ? ss.rate_per_minute : 100000;
-  cr_assert_eq(chat_env_system(&ss.env), CHAT_OK);
   chat_server_callbacks cb;
   chat_epoll_server_callbacks(&cb);
-  cr_assert_eq(chat_server_new(&h->srv, &ss, &cb, NULL, &store, NULL, NULL,
-                               NULL, &auth, NULL),
-               CHAT_OK);
+  chat_server_modules mods = {.version = CHAT_SERVER_MODULES_V1,
+                              .storage = &store,
+                              .auth = &auth};
+  chat_errbuf err = {""};
+  cr_assert_eq(chat_server_new(&h->srv, &ss, &mods, &cb, NULL, NULL, &err),
+               CHAT_OK, "%s", err.msg);
   chat_epoll_settings es = {.version = CHAT_EPOLL_SETTINGS_V1};
   if (settings)
     es = *settings;
-  chat_errbuf err = {""};
   cr_assert_eq(chat_epoll_new(&h->t, h->srv, &es, NULL, &err), CHAT_OK, "%s",
                err.msg);
   chat_epoll_listen_options lo = {.version = CHAT_EPOLL_LISTEN_V1,
@@ -62,6 +78,11 @@ void eh_init(eh *h, const chat_epoll_settings *settings,
   cr_assert_eq(chat_epoll_listen(h->t, &lo, &err), CHAT_OK, "%s", err.msg);
   h->port = chat_epoll_port(h->t);
   cr_assert_gt(h->port, 0);
+}
+
+void eh_init(eh *h, const chat_epoll_settings *settings,
+             const chat_server_settings *server) {
+  eh_init_defer(h, settings, server, DEFER_OFF);
 }
 
 void eh_fini(eh *h) {

@@ -18,6 +18,8 @@
 #include <chat/server.h>
 #include <chat/sodium.h>
 
+#include "defer_store.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +28,8 @@ typedef struct eh {
   chat_server *srv;
   chat_epoll *t;
   chat_sodium_key *key;
+  chat_env env;       /* env.wake calls chat_epoll_wake() */
+  defer_store *defer; /* eh_init_defer: the store answers later */
   char dir[64];
   uint16_t port;
 } eh;
@@ -58,6 +62,11 @@ typedef struct eh_frame {
 /* settings/server may be NULL: defaults. */
 void eh_init(eh *h, const chat_epoll_settings *settings,
              const chat_server_settings *server);
+/* The same on a store that answers every call later (defer_store.h); in
+ * DEFER_THREAD mode a worker thread posts each completion and env.wake
+ * wakes the transport, which runs it. */
+void eh_init_defer(eh *h, const chat_epoll_settings *settings,
+                   const chat_server_settings *server, defer_mode mode);
 void eh_fini(eh *h);
 /* Service the transport for about ms (at least one pass). */
 void eh_pump(eh *h, unsigned ms);

@@ -30,7 +30,9 @@ static void fe_log(void *ud, int level, const char *msg) {
   snprintf(fe->last_log, sizeof fe->last_log, "%s", msg);
 }
 
-static void fe_wake(void *ud) { ((fake_env *)ud)->n_wakes++; }
+static void fe_wake(void *ud) {
+  atomic_fetch_add(&((fake_env *)ud)->n_wakes, 1);
+}
 
 void fake_env_init(fake_env *fe, int64_t wall_ms, uint64_t seed) {
   memset(fe, 0, sizeof *fe);

@@ -4,6 +4,7 @@
 #define CHAT_TEST_FAKE_ENV_H
 
 #include <chat/common.h>
+#include <stdatomic.h>
 
 typedef struct fake_env {
   int64_t wall_ms;
@@ -11,7 +12,7 @@ typedef struct fake_env {
   char last_log[512];
   int last_log_level;
   unsigned n_logs;
-  unsigned n_wakes;
+  atomic_uint n_wakes; /* env.wake may be called from any thread */
   chat_env env; /* points back at this struct */
 } fake_env;
 

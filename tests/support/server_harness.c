@@ -6,11 +6,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void on_wants(chat_server *srv, chat_session *s, void *sud, void *ud) {
+static void on_wants(void *ud, chat_server *srv, chat_session *s, void *sud) {
   (void)srv;
   (void)s;
   (void)sud;
   ((harness *)ud)->wants_calls++;
+}
+
+/* A REST answer that came later: keep a copy for harness_http*. */
+static void on_http_response(void *ud, chat_server *srv, void *tag,
+                             const chat_http_response *resp) {
+  (void)srv;
+  harness *h = ud;
+  h->http_callbacks++;
+  cr_assert_eq(resp->version, CHAT_HTTP_RESPONSE_V1);
+  free(h->http_body);
+  h->http_body = malloc(resp->body_len + 1);
+  cr_assert_not_null(h->http_body);
+  if (resp->body_len)
+    memcpy(h->http_body, resp->body, resp->body_len);
+  h->http_body[resp->body_len] = 0;
+  h->http_len = resp->body_len;
+  h->http_status = resp->status;
+  h->http_retry_after = resp->retry_after_s;
+  snprintf(h->http_type, sizeof h->http_type, "%s",
+           resp->content_type ? resp->content_type : "");
+  h->http_tag = tag;
+  h->http_answered = true;
 }
 
 static chat_err push_notify(void *self, const chat_push_note *n) {
@@ -30,19 +52,19 @@ static chat_err push_notify(void *self, const chat_push_note *n) {
 /* The store as the server sees it: the real SQLite ops, with appends
  * counted and failable, and purges recorded. */
 static chat_err w_append(void *self, const chat_msg_in *m, size_t n,
-                         chat_append_result *r) {
+                         chat_append_result *r, chat_op *op) {
   harness *h = self;
   h->appends++;
   h->last_batch = n;
   if (h->fail_append)
     return CHAT_ERR_MODULE;
-  return h->inner.append(h->inner.self, m, n, r);
+  return h->inner.append(h->inner.self, m, n, r, op);
 }
 
-static chat_err w_purge(void *self, int64_t before) {
+static chat_err w_purge(void *self, int64_t before, chat_op *op) {
   harness *h = self;
   h->purged_before = before;
-  return h->inner.purge_receipts(h->inner.self, before);
+  return h->inner.purge_receipts(h->inner.self, before, op);
 }
 
 static void w_destroy(void *self) {
@@ -54,73 +76,80 @@ static void w_destroy(void *self) {
   harness *h = self;                                                           \
   return h->inner.name(h->inner.self, __VA_ARGS__)
 static chat_err w_conv_get(void *self, const char *c, const char *v,
-                           chat_conversation_sink e, void *x) {
-  FWD(conversation_get, c, v, e, x);
+                           chat_conversation_sink e, void *x, chat_op *op) {
+  FWD(conversation_get, c, v, e, x, op);
 }
 static chat_err w_conv_create(void *self, const chat_conversation_new *c,
-                              bool *ex, chat_conversation_sink e, void *x) {
-  FWD(conversation_create, c, ex, e, x);
+                              bool *ex, chat_conversation_sink e, void *x,
+                              chat_op *op) {
+  FWD(conversation_create, c, ex, e, x, op);
 }
 static chat_err w_member_add(void *self, const char *c, const char *u,
-                             int64_t now) {
-  FWD(member_add, c, u, now);
+                             int64_t now, chat_op *op) {
+  FWD(member_add, c, u, now, op);
 }
-static chat_err w_member_remove(void *self, const char *c, const char *u) {
-  FWD(member_remove, c, u);
+static chat_err w_member_remove(void *self, const char *c, const char *u,
+                                chat_op *op) {
+  FWD(member_remove, c, u, op);
 }
 static chat_err w_convs_of(void *self, const char *u, const char *cur,
                            uint32_t lim, chat_conversation_sink e, void *x,
-                           char *next) {
-  FWD(conversations_of, u, cur, lim, e, x, next);
+                           char *next, chat_op *op) {
+  FWD(conversations_of, u, cur, lim, e, x, next, op);
 }
 static chat_err w_messages(void *self, const char *c, chat_page_dir d,
                            uint64_t a, uint32_t l, chat_message_sink e,
-                           void *x) {
-  FWD(messages, c, d, a, l, e, x);
+                           void *x, chat_op *op) {
+  FWD(messages, c, d, a, l, e, x, op);
 }
-static chat_err w_max_id(void *self, uint64_t *out) {
-  FWD(max_message_id, out);
+static chat_err w_max_id(void *self, uint64_t *out, chat_op *op) {
+  FWD(max_message_id, out, op);
 }
 static chat_err w_mark(void *self, const chat_mark_in *in, bool *adv,
-                       chat_mark_sink e, void *x) {
-  FWD(mark, in, adv, e, x);
+                       chat_mark_sink e, void *x, chat_op *op) {
+  FWD(mark, in, adv, e, x, op);
 }
 static chat_err w_receipts(void *self, const char *c, uint64_t id,
                            uint32_t *d, uint32_t *r,
-                           chat_member_state_sink e, void *x) {
-  FWD(receipts, c, id, d, r, e, x);
+                           chat_member_state_sink e, void *x, chat_op *op) {
+  FWD(receipts, c, id, d, r, e, x, op);
 }
 static chat_err w_dev_reg(void *self, const char *u, const char *d,
-                          const char *p, const char *t, int64_t now) {
-  FWD(device_register, u, d, p, t, now);
+                          const char *p, const char *t, int64_t now,
+                          chat_op *op) {
+  FWD(device_register, u, d, p, t, now, op);
 }
 static chat_err w_targets(void *self, const char *u, chat_push_target_sink e,
-                          void *x) {
-  FWD(push_targets, u, e, x);
+                          void *x, chat_op *op) {
+  FWD(push_targets, u, e, x, op);
 }
 static chat_err w_media_put(void *self, const char *id, const char *o,
                             const char *ct, const void *d, size_t n,
-                            int64_t now) {
-  FWD(media_put, id, o, ct, d, n, now);
+                            int64_t now, chat_op *op) {
+  FWD(media_put, id, o, ct, d, n, now, op);
 }
 static chat_err w_media_get(void *self, const char *id, const char *r,
-                            chat_media_sink e, void *x) {
-  FWD(media_get, id, r, e, x);
+                            chat_media_sink e, void *x, chat_op *op) {
+  FWD(media_get, id, r, e, x, op);
 }
 #undef FWD
 
-void harness_init_path(harness *h, const chat_server_settings *settings,
-                       const chat_presence_ops *presence,
-                       const chat_bus_ops *bus, const char *db_path) {
+static void init_all(harness *h, const chat_server_settings *settings,
+                     const chat_presence_ops *presence,
+                     const chat_bus_ops *bus, const char *db_path,
+                     defer_mode mode, bool hold) {
   memset(h, 0, sizeof *h);
+  h->hold = hold;
   fake_env_init(&h->fe, INT64_C(1800000000000), 42);
   h->now = 1000000;
+  h->mode = mode;
   chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1};
   if (settings)
     s = *settings;
-  s.env = h->fe.env;
-  cr_assert_eq(chat_sqlite_storage_open(&h->inner, db_path, NULL, NULL),
-               CHAT_OK);
+  s.env = &h->fe.env;
+  chat_errbuf eb = {{0}};
+  chat_err orc = chat_sqlite_storage_open(&h->inner, db_path, NULL, NULL, &eb);
+  cr_assert_eq(orc, CHAT_OK, "sqlite: %s", eb.msg);
   if (s.gateway_id)
     snprintf(h->gw, sizeof h->gw, "%s", s.gateway_id);
   else
@@ -135,13 +164,39 @@ void harness_init_path(harness *h, const chat_server_settings *settings,
       .device_register = w_dev_reg, .push_targets = w_targets,
       .media_put = w_media_put, .media_get = w_media_get,
       .destroy = w_destroy};
+  chat_storage_ops store = h->store;
+  chat_presence_ops pres;
+  if (mode != DEFER_OFF) {
+    /* The seed differs per harness so that two gateways shuffle apart. */
+    h->defer = defer_store_new(&h->store, mode,
+                               0x5eedull + (uint64_t)(uintptr_t)h, &store);
+    if (presence) {
+      defer_store_wrap_presence(h->defer, presence, &pres);
+      presence = &pres;
+    }
+  }
   chat_push_ops push = {.version = CHAT_PUSH_OPS_V1, .self = h,
                         .notify = push_notify};
   chat_server_callbacks cbs = {.version = CHAT_SERVER_CALLBACKS_V1,
-                               .on_session_wants = on_wants};
-  chat_err rc = chat_server_new(&h->srv, &s, &cbs, h, &h->store, presence,
-                                bus, &push, NULL, NULL);
-  cr_assert_eq(rc, CHAT_OK, "chat_server_new: %s", chat_err_name(rc));
+                               .on_session_wants = on_wants,
+                               .on_http_response = on_http_response};
+  chat_server_modules mods = {.version = CHAT_SERVER_MODULES_V1,
+                              .storage = &store,
+                              .presence = presence,
+                              .bus = bus,
+                              .push = &push};
+  chat_err rc = chat_server_new(&h->srv, &s, &mods, &cbs, h, NULL, &eb);
+  cr_assert_eq(rc, CHAT_OK, "chat_server_new: %s: %s", chat_err_name(rc),
+               eb.msg);
+  /* The store's max_message_id may be in flight. */
+  harness_pump(h);
+}
+
+void harness_init_path(harness *h, const chat_server_settings *settings,
+                       const chat_presence_ops *presence,
+                       const chat_bus_ops *bus, const char *db_path) {
+  init_all(h, settings, presence, bus, db_path, defer_mode_from_env(),
+           false);
 }
 
 void harness_init_full(harness *h, const chat_server_settings *settings,
@@ -154,6 +209,18 @@ void harness_init(harness *h, const chat_server_settings *settings) {
   harness_init_full(h, settings, NULL, NULL);
 }
 
+void harness_init_mode(harness *h, const chat_server_settings *settings,
+                       defer_mode mode) {
+  init_all(h, settings, NULL, NULL, ":memory:", mode, false);
+}
+
+void harness_init_held(harness *h, const chat_server_settings *settings,
+                       defer_mode mode) {
+  init_all(h, settings, NULL, NULL, ":memory:", mode, true);
+}
+
+void harness_hold(harness *h, bool hold) { h->hold = hold; }
+
 void harness_fini(harness *h) {
   for (size_t i = 0; i < h->n_devs; i++) {
     dev *d = &h->devs[i];
@@ -163,9 +230,13 @@ void harness_fini(harness *h) {
     chat_codec_free(d->codec);
   }
   chat_server_free(h->srv);
+  free(h->http_body);
+  h->http_body = NULL;
 }
 
-void harness_pump(harness *h) {
+/* Take every session's queued frames. */
+static bool collect(harness *h) {
+  bool any = false;
   for (size_t i = 0; i < h->n_devs; i++) {
     dev *d = &h->devs[i];
     if (d->closed)
@@ -182,12 +253,49 @@ void harness_pump(harness *h) {
         d->cap_frames = cap;
       }
       d->frames[d->n_frames++] = strndup(json, len);
+      any = true;
     }
     if (chat_session_wants(d->sess) & CHAT_WANT_CLOSE) {
       d->close_code = chat_session_close_code(d->sess, NULL);
       dev_close(d);
+      any = true;
     }
   }
+  return any;
+}
+
+/* Complete what the deferring modules hold, round after round, as their
+ * answers would arrive, writing output between rounds. */
+static bool complete_deferred(harness *h) {
+  if (!h->defer || h->hold)
+    return false;
+  bool any = false;
+  for (int round = 0; round < 100000; round++) {
+    size_t n = defer_store_run(h->defer);
+    if (h->mode == DEFER_THREAD || n == 0)
+      cr_assert_eq(chat_server_run_posted(h->srv, h->now), CHAT_OK);
+    if (n == 0)
+      return any;
+    any = true;
+    collect(h);
+  }
+  cr_assert_fail("deferred module calls never settle");
+  return any;
+}
+
+void harness_pump(harness *h) {
+  collect(h);
+  if (complete_deferred(h))
+    collect(h);
+}
+
+void harness_settle(harness *h) {
+  for (int i = 0; i < 1000; i++) {
+    harness_tick(h);
+    if (!h->defer || defer_store_pending(h->defer) == 0)
+      return;
+  }
+  cr_assert_fail("deferred module calls never settle");
 }
 
 void harness_tick(harness *h) {
@@ -227,6 +335,7 @@ dev *dev_open(harness *h, const char *user, const char *device) {
   d->h = h;
   snprintf(d->id.user_id, sizeof d->id.user_id, "%s", user);
   snprintf(d->id.device_id, sizeof d->id.device_id, "%s", device);
+  d->id.version = CHAT_IDENTITY_V1;
   cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL), CHAT_OK);
   chat_err rc = chat_server_open_session(h->srv, &d->sess, &d->id, d, h->now);
   cr_assert_eq(rc, CHAT_OK, "open_session: %s", chat_err_name(rc));
@@ -306,43 +415,33 @@ const char *dev_last_raw(dev *d) {
   return d->next ? d->frames[d->next - 1] : "";
 }
 
-int harness_http(harness *h, const char *user, const char *method,
-                 const char *path, const char *query, const char *body,
-                 const char **out_body) {
-  static char *last;
-  chat_identity id = {0};
-  snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
-  snprintf(id.device_id, sizeof id.device_id, "rest");
-  chat_http_request req = {.method = method, .path = path, .query = query,
-                           .content_type = "application/json",
-                           .body = body, .body_len = body ? strlen(body) : 0,
-                           .identity = user ? &id : NULL};
-  chat_http_response resp;
-  cr_assert_eq(chat_server_http(h->srv, &req, &resp, h->now), CHAT_OK);
-  free(last);
-  last = strndup(resp.body ? resp.body : "", resp.body_len);
-  if (out_body)
-    *out_body = last;
-  harness_pump(h);
-  return resp.status;
-}
-
-int harness_http_raw(harness *h, const char *user, const char *method,
-                     const char *path, const char *query,
-                     const char *content_type, const void *body,
-                     size_t body_len, const void **out_body,
-                     size_t *out_len, const char **out_content_type) {
+/* One REST call; the answer now or, after pumping, from on_http_response.
+ * Returns the status and sets the answer's bytes. */
+static int http_call(harness *h, const chat_http_request *req,
+                     const void **body, size_t *len, const char **type,
+                     uint32_t *retry) {
   static char *last;
   static char last_type[256];
-  chat_identity id = {0};
-  snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
-  snprintf(id.device_id, sizeof id.device_id, "rest");
-  chat_http_request req = {.method = method, .path = path, .query = query,
-                           .content_type = content_type, .body = body,
-                           .body_len = body_len,
-                           .identity = user ? &id : NULL};
-  chat_http_response resp;
-  cr_assert_eq(chat_server_http(h->srv, &req, &resp, h->now), CHAT_OK);
+  static int tag;
+  chat_http_request rq = *req;
+  rq.tag = &tag;
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
+  h->http_answered = false;
+  chat_err rc = chat_server_http(h->srv, &rq, &resp, h->now);
+  if (rc == CHAT_PENDING) {
+    cr_assert(h->defer != NULL, "a synchronous store answered later");
+    for (int i = 0; i < 1000 && !h->http_answered; i++)
+      harness_tick(h);
+    cr_assert(h->http_answered, "%s %s: no answer", req->method, req->path);
+    cr_assert_eq(h->http_tag, &tag);
+    resp.status = h->http_status;
+    resp.body = h->http_body;
+    resp.body_len = h->http_len;
+    resp.content_type = h->http_type;
+    resp.retry_after_s = h->http_retry_after;
+  } else {
+    cr_assert_eq(rc, CHAT_OK, "chat_server_http: %s", chat_err_name(rc));
+  }
   free(last);
   /* One spare NUL, so a JSON answer can be read as a string. */
   last = malloc(resp.body_len + 1);
@@ -352,14 +451,50 @@ int harness_http_raw(harness *h, const char *user, const char *method,
   last[resp.body_len] = 0;
   snprintf(last_type, sizeof last_type, "%s",
            resp.content_type ? resp.content_type : "");
-  if (out_body)
-    *out_body = last;
-  if (out_len)
-    *out_len = resp.body_len;
-  if (out_content_type)
-    *out_content_type = last_type;
+  if (body)
+    *body = last;
+  if (len)
+    *len = resp.body_len;
+  if (type)
+    *type = last_type;
+  if (retry)
+    *retry = resp.retry_after_s;
   harness_pump(h);
   return resp.status;
+}
+
+int harness_http(harness *h, const char *user, const char *method,
+                 const char *path, const char *query, const char *body,
+                 const char **out_body) {
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
+  snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
+  snprintf(id.device_id, sizeof id.device_id, "rest");
+  chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
+                           .method = method, .path = path, .query = query,
+                           .content_type = "application/json",
+                           .body = body, .body_len = body ? strlen(body) : 0,
+                           .identity = user ? &id : NULL};
+  const void *b;
+  int status = http_call(h, &req, &b, NULL, NULL, NULL);
+  if (out_body)
+    *out_body = b;
+  return status;
+}
+
+int harness_http_raw(harness *h, const char *user, const char *method,
+                     const char *path, const char *query,
+                     const char *content_type, const void *body,
+                     size_t body_len, const void **out_body,
+                     size_t *out_len, const char **out_content_type) {
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
+  snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
+  snprintf(id.device_id, sizeof id.device_id, "rest");
+  chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
+                           .method = method, .path = path, .query = query,
+                           .content_type = content_type, .body = body,
+                           .body_len = body_len,
+                           .identity = user ? &id : NULL};
+  return http_call(h, &req, out_body, out_len, out_content_type, NULL);
 }
 
 static void bus_deliver(void *ud, const char *msg, size_t len) {

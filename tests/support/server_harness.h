@@ -2,6 +2,14 @@
  * store with a fake env (manual clocks, seeded randomness), push notes
  * captured, and "devices" whose outbound frames are collected and decoded.
  *
+ * CHAT_TEST_STORE (sync, fifo, shuffle, thread) puts the store and the
+ * presence module behind tests/support/defer_store.h: every module call
+ * then answers CHAT_PENDING and completes when the harness pumps (in call
+ * order, shuffled, or handed over by another thread), so every suite that
+ * uses the harness runs against synchronous and asynchronous modules
+ * alike. harness_hold() stops the automatic completions for tests that
+ * complete calls one by one.
+ *
  *   harness h; harness_init(&h, NULL);
  *   dev *a = dev_open(&h, "alice", "phone");
  *   dev_send(a, "{\"type\":\"ping\"}");
@@ -17,6 +25,7 @@
 #include <chat/server.h>
 #include <chat/sqlite.h>
 
+#include "defer_store.h"
 #include "fake_env.h"
 
 /* Devices per harness (every dev_open takes a slot; closed ones keep
@@ -65,6 +74,19 @@ struct harness {
   chat_storage_ops inner; /* the real store behind the wrapper */
   /* Set by harness_init_path (every init): this server's bus gateway id. */
   char gw[CHAT_ID_BUF];
+  /* Asynchronous modules (CHAT_TEST_STORE); NULL when synchronous. */
+  defer_mode mode;
+  defer_store *defer;
+  bool hold;            /* harness_pump completes nothing */
+  /* The answer of a REST call that came through on_http_response. */
+  void *http_tag;       /* the tag it came for */
+  bool http_answered;
+  int http_status;
+  uint32_t http_retry_after;
+  char *http_body;
+  size_t http_len;
+  char http_type[256];
+  unsigned http_callbacks;
 };
 
 /* settings may be NULL (defaults); its env is replaced by the fake one. */
@@ -79,6 +101,19 @@ void harness_init_path(harness *h, const chat_server_settings *settings,
                        const chat_presence_ops *presence,
                        const chat_bus_ops *bus, const char *db_path);
 void harness_fini(harness *h);
+
+/* Stop (true) or resume (false) completing deferred module calls in
+ * harness_pump. Only meaningful with CHAT_TEST_STORE set; tests that need
+ * it use harness_init_mode(). */
+void harness_hold(harness *h, bool hold);
+/* Like harness_init, with the deferred module mode chosen by the test;
+ * held: complete nothing from the start (not even max_message_id). */
+void harness_init_mode(harness *h, const chat_server_settings *settings,
+                       defer_mode mode);
+void harness_init_held(harness *h, const chat_server_settings *settings,
+                       defer_mode mode);
+/* Complete deferred calls until none is left (tick between rounds too). */
+void harness_settle(harness *h);
 
 /* Advance both clocks by ms and run every due timer. */
 void harness_advance(harness *h, uint64_t ms);

@@ -28,7 +28,7 @@ static void on_location(void *ctx, const char *gateway_id,
 
 static located locate(const chat_presence_ops *p, const char *user) {
   located l = {0};
-  cr_assert_eq(p->locate(p->self, user, on_location, &l), CHAT_OK);
+  cr_assert_eq(p->locate(p->self, user, on_location, &l, NULL), CHAT_OK);
   return l;
 }
 
@@ -244,27 +244,27 @@ Test(memory_presence, state_get_and_set) {
   const chat_presence_ops *p = &f.p;
   chat_presence_state st = CHAT_PRESENCE_IDLE;
   int64_t last = 42;
-  cr_assert_eq(p->get_state(p->self, "alice", &st, &last),
+  cr_assert_eq(p->get_state(p->self, "alice", &st, &last, NULL),
                CHAT_ERR_NOT_FOUND);
   cr_assert_eq(st, CHAT_PRESENCE_IDLE, "untouched on NOT_FOUND");
   cr_assert_eq(last, 42);
 
   /* Being connected is not a state record. */
   cr_assert_eq(p->device_online(p->self, "alice", "phone", "gw1"), CHAT_OK);
-  cr_assert_eq(p->get_state(p->self, "alice", &st, &last),
+  cr_assert_eq(p->get_state(p->self, "alice", &st, &last, NULL),
                CHAT_ERR_NOT_FOUND);
 
   cr_assert_eq(p->set_state(p->self, "alice", CHAT_PRESENCE_ONLINE,
                             1700000000000),
                CHAT_OK);
-  cr_assert_eq(p->get_state(p->self, "alice", &st, &last), CHAT_OK);
+  cr_assert_eq(p->get_state(p->self, "alice", &st, &last, NULL), CHAT_OK);
   cr_assert_eq(st, CHAT_PRESENCE_ONLINE);
   cr_assert_eq(last, 1700000000000);
 
   cr_assert_eq(p->set_state(p->self, "alice", CHAT_PRESENCE_IDLE,
                             1700000300000),
                CHAT_OK);
-  cr_assert_eq(p->get_state(p->self, "alice", &st, &last), CHAT_OK);
+  cr_assert_eq(p->get_state(p->self, "alice", &st, &last, NULL), CHAT_OK);
   cr_assert_eq(st, CHAT_PRESENCE_IDLE);
   cr_assert_eq(last, 1700000300000);
 
@@ -273,10 +273,10 @@ Test(memory_presence, state_get_and_set) {
   cr_assert_eq(p->set_state(p->self, "alice", CHAT_PRESENCE_OFFLINE,
                             1700000400000),
                CHAT_OK);
-  cr_assert_eq(p->get_state(p->self, "alice", &st, &last), CHAT_OK);
+  cr_assert_eq(p->get_state(p->self, "alice", &st, &last, NULL), CHAT_OK);
   cr_assert_eq(st, CHAT_PRESENCE_OFFLINE);
   cr_assert_eq(last, 1700000400000);
-  cr_assert_eq(p->get_state(p->self, "bob", &st, &last), CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(p->get_state(p->self, "bob", &st, &last, NULL), CHAT_ERR_NOT_FOUND);
 
   /* A state set for a never-connected user, seen from the other gateway's
    * copy of the ops (the same hub). */
@@ -284,7 +284,7 @@ Test(memory_presence, state_get_and_set) {
   cr_assert_eq(chat_memory_presence_ops(f.hub, &p2), CHAT_OK);
   cr_assert_eq(p2.set_state(p2.self, "bob", CHAT_PRESENCE_ONLINE, -1),
                CHAT_OK);
-  cr_assert_eq(p->get_state(p->self, "bob", &st, &last), CHAT_OK);
+  cr_assert_eq(p->get_state(p->self, "bob", &st, &last, NULL), CHAT_OK);
   cr_assert_eq(st, CHAT_PRESENCE_ONLINE);
   cr_assert_eq(last, -1);
   chat_memory_hub_free(f.hub);
@@ -323,7 +323,7 @@ Test(memory_presence, locate_callback_may_call_back_into_the_hub) {
     cr_assert_eq(p->device_online(p->self, "alice", dev, "gw1"), CHAT_OK);
   }
   offline_all o = {p, "alice", 0};
-  cr_assert_eq(p->locate(p->self, "alice", take_offline, &o), CHAT_OK);
+  cr_assert_eq(p->locate(p->self, "alice", take_offline, &o, NULL), CHAT_OK);
   cr_assert_eq(o.n, 10);
   cr_assert_eq(locate(p, "alice").n, 0);
   cr_assert_eq(locate(p, "d3-other7").n, 1);
@@ -351,11 +351,11 @@ Test(memory_presence, invalid_arguments) {
     cr_assert_eq(p->device_offline(s, "u", b, "gw1"), CHAT_ERR_INVAL);
     cr_assert_eq(p->device_offline(s, "u", "d", b), CHAT_ERR_INVAL);
     located l = {0};
-    cr_assert_eq(p->locate(s, b, on_location, &l), CHAT_ERR_INVAL);
+    cr_assert_eq(p->locate(s, b, on_location, &l, NULL), CHAT_ERR_INVAL);
     cr_assert_eq(p->set_state(s, b, CHAT_PRESENCE_ONLINE, 0), CHAT_ERR_INVAL);
     chat_presence_state st;
     int64_t last;
-    cr_assert_eq(p->get_state(s, b, &st, &last), CHAT_ERR_INVAL);
+    cr_assert_eq(p->get_state(s, b, &st, &last, NULL), CHAT_ERR_INVAL);
   }
   /* The longest valid id is fine. */
   too_long[64] = '\0';
@@ -364,8 +364,8 @@ Test(memory_presence, invalid_arguments) {
   cr_assert_eq(l.n, 1);
   cr_assert(has(&l, too_long, too_long));
 
-  cr_assert_eq(p->locate(s, "u", NULL, NULL), CHAT_ERR_INVAL);
-  cr_assert_eq(p->locate(NULL, "u", on_location, &l), CHAT_ERR_INVAL);
+  cr_assert_eq(p->locate(s, "u", NULL, NULL, NULL), CHAT_ERR_INVAL);
+  cr_assert_eq(p->locate(NULL, "u", on_location, &l, NULL), CHAT_ERR_INVAL);
   cr_assert_eq(p->set_state(s, "u", (chat_presence_state)3, 0),
                CHAT_ERR_INVAL);
   cr_assert_eq(p->set_state(s, "u", (chat_presence_state)-1, 0),
@@ -373,8 +373,8 @@ Test(memory_presence, invalid_arguments) {
   chat_presence_state st;
   int64_t last;
   cr_assert_eq(p->set_state(s, "u", CHAT_PRESENCE_IDLE, 0), CHAT_OK);
-  cr_assert_eq(p->get_state(s, "u", NULL, &last), CHAT_ERR_INVAL);
-  cr_assert_eq(p->get_state(s, "u", &st, NULL), CHAT_ERR_INVAL);
+  cr_assert_eq(p->get_state(s, "u", NULL, &last, NULL), CHAT_ERR_INVAL);
+  cr_assert_eq(p->get_state(s, "u", &st, NULL, NULL), CHAT_ERR_INVAL);
   cr_assert_eq(p->device_online(NULL, "u", "d", "gw1"), CHAT_ERR_INVAL);
   chat_memory_hub_free(f.hub);
 }
@@ -618,7 +618,7 @@ Test(memory_hub, every_failing_allocation) {
         failures++;
         chat_presence_state st;
         int64_t last;
-        cr_assert_eq(p.get_state(p.self, user, &st, &last),
+        cr_assert_eq(p.get_state(p.self, user, &st, &last, NULL),
                      CHAT_ERR_NOT_FOUND);
         e = p.set_state(p.self, user, CHAT_PRESENCE_ONLINE, i);
       }

@@ -45,7 +45,7 @@ TestSuite(sqlite_file, .init = make_dir, .fini = remove_dir);
 
 static chat_storage_ops open_path(const char *path) {
   chat_storage_ops ops;
-  chat_err e = chat_sqlite_storage_open(&ops, path, NULL, NULL);
+  chat_err e = chat_sqlite_storage_open(&ops, path, NULL, NULL, NULL);
   cr_assert_eq(e, CHAT_OK, "open %s: %s", path, chat_err_name(e));
   return ops;
 }
@@ -228,13 +228,15 @@ typedef struct state_cap {
   } v[MAX_CAP];
 } state_cap;
 
-static void on_state(void *ctx, const char *member, int state) {
+static void on_state(void *ctx, const char *member,
+                     chat_receipt_state state) {
   state_cap *cap = ctx;
-  cr_assert(state >= 0 && state <= 2);
+  cr_assert(state == CHAT_RECEIPT_NONE || state == CHAT_RECEIPT_DELIVERED ||
+            state == CHAT_RECEIPT_READ);
   cap->count[state]++;
   if (cap->n < MAX_CAP) {
     snprintf(cap->v[cap->n].member, CHAT_ID_BUF, "%s", member);
-    cap->v[cap->n].state = state;
+    cap->v[cap->n].state = (int)state;
   }
   cap->n++;
 }
@@ -254,7 +256,7 @@ static chat_err create(chat_storage_ops *ops, const char *id,
   c.n_members = n;
   c.now_ms = now;
   return ops->conversation_create(ops->self, &c, existed,
-                                  cap ? on_conv : NULL, cap);
+                                  cap ? on_conv : NULL, cap, NULL);
 }
 
 static void group(chat_storage_ops *ops, const char *id,
@@ -284,7 +286,7 @@ static chat_append_result put(chat_storage_ops *ops, const char *conv,
                               const char *cmid) {
   chat_msg_in m = msg(conv, id, sender, cmid);
   chat_append_result r;
-  chat_err e = ops->append(ops->self, &m, 1, &r);
+  chat_err e = ops->append(ops->self, &m, 1, &r, NULL);
   cr_assert_eq(e, CHAT_OK, "append %llu: %s", (unsigned long long)id,
                chat_err_name(e));
   return r;
@@ -293,7 +295,7 @@ static chat_append_result put(chat_storage_ops *ops, const char *conv,
 static conv_view get(chat_storage_ops *ops, const char *conv,
                      const char *viewer) {
   conv_cap cap = {0};
-  chat_err e = ops->conversation_get(ops->self, conv, viewer, on_conv, &cap);
+  chat_err e = ops->conversation_get(ops->self, conv, viewer, on_conv, &cap, NULL);
   cr_assert_eq(e, CHAT_OK, "get %s: %s", conv, chat_err_name(e));
   cr_assert_eq(cap.n, 1);
   return cap.v[0];
@@ -312,7 +314,7 @@ static bool mark_ex(chat_storage_ops *ops, const char *conv,
   in.group = grp;
   in.track_delivered = track;
   bool advanced = true;
-  chat_err e = ops->mark(ops->self, &in, &advanced, cap ? on_upd : NULL, cap);
+  chat_err e = ops->mark(ops->self, &in, &advanced, cap ? on_upd : NULL, cap, NULL);
   cr_assert_eq(e, CHAT_OK, "mark: %s", chat_err_name(e));
   return advanced;
 }
@@ -326,7 +328,7 @@ static bool mark(chat_storage_ops *ops, const char *conv, const char *member,
 static void counts(chat_storage_ops *ops, const char *conv, uint64_t id,
                    uint32_t want_delivered, uint32_t want_read) {
   uint32_t d = 99, r = 99;
-  chat_err e = ops->receipts(ops->self, conv, id, &d, &r, NULL, NULL);
+  chat_err e = ops->receipts(ops->self, conv, id, &d, &r, NULL, NULL, NULL);
   cr_assert_eq(e, CHAT_OK, "receipts %llu: %s", (unsigned long long)id,
                chat_err_name(e));
   cr_assert_eq(d, want_delivered, "message %llu delivered %u, want %u",
@@ -370,7 +372,7 @@ Test(sqlite_file, migrates_empty_file_and_reopens) {
   cr_assert_eq(v.last_id, 7);
   cr_assert_eq(v.n_members, 2);
   uint64_t max = 0;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 7);
   close_ops(&ops);
   cr_assert_eq(file_int("PRAGMA user_version"), 1);
@@ -387,7 +389,7 @@ Test(sqlite_file, refuses_newer_schema) {
   fail_alloc fa;
   fail_alloc_init(&fa, -1);
   chat_storage_ops ops;
-  cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, &fa.a),
+  cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, &fa.a, NULL),
                CHAT_ERR_MODULE);
   cr_assert_eq(fa.live, 0, "a failed open frees everything");
   cr_assert_eq(file_int("PRAGMA user_version"), 2, "the file is untouched");
@@ -406,37 +408,65 @@ Test(sqlite_file, refuses_a_file_that_is_not_a_database) {
     fputs("this is not an SQLite database ", f);
   fclose(f);
   chat_storage_ops ops;
-  cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, NULL),
+  cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, NULL, NULL),
                CHAT_ERR_MODULE);
 }
 
 Test(sqlite, open_checks_arguments) {
   chat_storage_ops ops;
-  cr_assert_eq(chat_sqlite_storage_open(NULL, ":memory:", NULL, NULL),
+  chat_errbuf eb = {{0}};
+  cr_assert_eq(chat_sqlite_storage_open(NULL, ":memory:", NULL, NULL, &eb),
                CHAT_ERR_INVAL);
-  cr_assert_eq(chat_sqlite_storage_open(&ops, NULL, NULL, NULL),
+  cr_assert_str_eq(eb.msg, "out: NULL");
+  cr_assert_eq(chat_sqlite_storage_open(&ops, NULL, NULL, NULL, NULL),
                CHAT_ERR_INVAL);
-  chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1 + 1,
-                           CHAT_SQLITE_SYNC_FULL, 0};
-  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL),
+  chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, (chat_sqlite_sync)7, 0};
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL, &eb),
                CHAT_ERR_INVAL);
-  o.version = CHAT_SQLITE_OPTIONS_V1;
-  o.sync = (chat_sqlite_sync)7;
-  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL),
-               CHAT_ERR_INVAL);
+  cr_assert(strstr(eb.msg, "options.sync: 7"), "%s", eb.msg);
   chat_allocator half = {0};
-  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", NULL, &half),
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", NULL, &half, &eb),
                CHAT_ERR_INVAL);
+  cr_assert(strstr(eb.msg, "alloc:"), "%s", eb.msg);
   o.sync = CHAT_SQLITE_SYNC_NORMAL;
   o.busy_timeout_ms = 100;
-  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL),
+  memset(&eb, 0, sizeof eb);
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL, &eb),
+               CHAT_OK);
+  cr_assert_str_eq(eb.msg, "", "untouched on success");
+  close_ops(&ops);
+}
+
+/* The one version rule (docs/abi.md) for chat_sqlite_options. */
+Test(sqlite, options_version_rule) {
+  chat_storage_ops ops;
+  chat_errbuf eb;
+  chat_sqlite_options o = {0, CHAT_SQLITE_SYNC_FULL, 0};
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL, &eb),
+               CHAT_ERR_INVAL);
+  cr_assert_str_eq(eb.msg,
+                   "options.version: 0 (set it from its CHAT_*_V macro)");
+  o.version = CHAT_SQLITE_OPTIONS_V1 + 1;
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL, &eb),
+               CHAT_ERR_INVAL);
+  cr_assert(strstr(eb.msg, "options.version: 2 is newer"), "%s", eb.msg);
+  o.version = CHAT_SQLITE_OPTIONS_V1;
+  cr_assert_eq(chat_sqlite_storage_open(&ops, ":memory:", &o, NULL, &eb),
                CHAT_OK);
   close_ops(&ops);
 }
 
+Test(sqlite_file, open_failure_names_the_path) {
+  chat_storage_ops ops;
+  chat_errbuf eb = {{0}};
+  cr_assert_eq(chat_sqlite_storage_open(&ops, dir, NULL, NULL, &eb),
+               CHAT_ERR_MODULE);
+  cr_assert(strstr(eb.msg, dir), "%s", eb.msg);
+}
+
 Test(sqlite_file, directory_path_is_a_module_error) {
   chat_storage_ops ops;
-  cr_assert_eq(chat_sqlite_storage_open(&ops, dir, NULL, NULL),
+  cr_assert_eq(chat_sqlite_storage_open(&ops, dir, NULL, NULL, NULL),
                CHAT_ERR_MODULE);
 }
 
@@ -461,7 +491,7 @@ Test(sqlite, direct_pair_is_created_once_in_either_order) {
   cr_assert(existed);
   cr_assert_eq(cap.n, 2);
   cr_assert_str_eq(cap.v[1].id, "d1", "the existing id, not the proposed");
-  cr_assert_eq(ops.conversation_get(ops.self, "d2", NULL, on_conv, &cap),
+  cr_assert_eq(ops.conversation_get(ops.self, "d2", NULL, on_conv, &cap, NULL),
                CHAT_ERR_NOT_FOUND);
   cr_assert_eq(cap.n, 2, "nothing emitted for an unknown conversation");
 
@@ -520,7 +550,7 @@ Test(sqlite, proposed_id_that_exists_is_a_conflict) {
   conv_cap cap = {0};
   char next[CHAT_CURSOR_BUF];
   cr_assert_eq(ops.conversations_of(ops.self, "carol", NULL, 10, on_conv,
-                                    &cap, next),
+                                    &cap, next, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 0);
   /* The direct pair was not recorded either: it can be created now. */
@@ -545,7 +575,7 @@ Test(sqlite, group_create_emits_all_members_in_join_order) {
   c.now_ms = 1000;
   conv_cap cap = {0};
   bool existed = true;
-  cr_assert_eq(ops.conversation_create(ops.self, &c, &existed, on_conv, &cap),
+  cr_assert_eq(ops.conversation_create(ops.self, &c, &existed, on_conv, &cap, NULL),
                CHAT_OK);
   cr_assert_not(existed);
   cr_assert_eq(cap.n, 1);
@@ -565,7 +595,7 @@ Test(sqlite, group_create_emits_all_members_in_join_order) {
   cr_assert_not(v.has_last_read);
 
   /* A later member comes after them, whatever its id. */
-  cr_assert_eq(ops.member_add(ops.self, "g1", "aaron", 2000), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "g1", "aaron", 2000, NULL), CHAT_OK);
   v = get(&ops, "g1", NULL);
   cr_assert_eq(v.n_members, 4);
   cr_assert_str_eq(v.members[3], "aaron");
@@ -578,26 +608,26 @@ Test(sqlite, group_create_emits_all_members_in_join_order) {
 Test(sqlite, member_add_is_idempotent_and_remove_needs_a_member) {
   chat_storage_ops ops = open_mem();
   group(&ops, "g", ab, 2);
-  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 2000), CHAT_OK);
-  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 3000), CHAT_OK);
-  cr_assert_eq(ops.member_add(ops.self, "g", "alice", 3000), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 2000, NULL), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 3000, NULL), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "g", "alice", 3000, NULL), CHAT_OK);
   conv_view v = get(&ops, "g", NULL);
   cr_assert_eq(v.n_members, 3);
   cr_assert_str_eq(v.members[2], "carol");
-  cr_assert_eq(ops.member_add(ops.self, "nope", "carol", 2000),
+  cr_assert_eq(ops.member_add(ops.self, "nope", "carol", 2000, NULL),
                CHAT_ERR_NOT_FOUND);
 
   /* Membership survives an idempotent add with its marks intact. */
   put(&ops, "g", 5, "alice", "m5");
   cr_assert(mark(&ops, "g", "carol", CHAT_RECEIPT_READ, 5, true, NULL));
-  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 4000), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "g", "carol", 4000, NULL), CHAT_OK);
   v = get(&ops, "g", "carol");
   cr_assert(v.has_last_read);
   cr_assert_eq(v.last_read, 5);
 
-  cr_assert_eq(ops.member_remove(ops.self, "g", "carol"), CHAT_OK);
-  cr_assert_eq(ops.member_remove(ops.self, "g", "carol"), CHAT_ERR_NOT_FOUND);
-  cr_assert_eq(ops.member_remove(ops.self, "nope", "alice"),
+  cr_assert_eq(ops.member_remove(ops.self, "g", "carol", NULL), CHAT_OK);
+  cr_assert_eq(ops.member_remove(ops.self, "g", "carol", NULL), CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(ops.member_remove(ops.self, "nope", "alice", NULL),
                CHAT_ERR_NOT_FOUND);
   v = get(&ops, "g", "carol");
   cr_assert_eq(v.n_members, 2);
@@ -620,7 +650,7 @@ Test(sqlite, conversations_of_pages_in_activity_order) {
     c.n_members = 2;
     /* Groups of three share a created_at, so the id breaks ties. */
     c.now_ms = 1000 + (i / 3) * 10;
-    cr_assert_eq(ops.conversation_create(ops.self, &c, NULL, NULL, NULL),
+    cr_assert_eq(ops.conversation_create(ops.self, &c, NULL, NULL, NULL, NULL),
                  CHAT_OK);
   }
   /* A conversation u is not in does not show up. */
@@ -637,7 +667,7 @@ Test(sqlite, conversations_of_pages_in_activity_order) {
     char next[CHAT_CURSOR_BUF];
     memset(next, 'x', sizeof next);
     cr_assert_eq(ops.conversations_of(ops.self, "u", cursor, 10, on_conv,
-                                      &cap, next),
+                                      &cap, next, NULL),
                  CHAT_OK);
     pages++;
     cr_assert_leq(cap.n, 10);
@@ -673,12 +703,12 @@ Test(sqlite, conversations_of_pages_in_activity_order) {
   conv_cap cap = {0};
   char next[CHAT_CURSOR_BUF];
   cr_assert_eq(ops.conversations_of(ops.self, "u", "", 25, on_conv, &cap,
-                                    next),
+                                    next, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 25);
   cr_assert_str_eq(next, "");
   cr_assert_eq(ops.conversations_of(ops.self, "nobody", NULL, 10, on_conv,
-                                    &cap, next),
+                                    &cap, next, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 25);
   close_ops(&ops);
@@ -696,7 +726,7 @@ Test(sqlite, conversations_of_refuses_malformed_cursors) {
     conv_cap cap = {0};
     char next[CHAT_CURSOR_BUF] = "junk";
     cr_assert_eq(ops.conversations_of(ops.self, "alice", bad[i], 10, on_conv,
-                                      &cap, next),
+                                      &cap, next, NULL),
                  CHAT_ERR_INVAL, "cursor \"%s\"", bad[i]);
     cr_assert_eq(cap.n, 0);
     cr_assert_str_eq(next, "");
@@ -705,11 +735,11 @@ Test(sqlite, conversations_of_refuses_malformed_cursors) {
   conv_cap cap = {0};
   char next[CHAT_CURSOR_BUF];
   cr_assert_eq(ops.conversations_of(ops.self, "alice", "-5:zz", 10, on_conv,
-                                    &cap, next),
+                                    &cap, next, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 0);
   cr_assert_eq(ops.conversations_of(ops.self, "alice", "1001:zz", 10,
-                                    on_conv, &cap, next),
+                                    on_conv, &cap, next, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 1, "1000:g sorts after 1001:zz");
   close_ops(&ops);
@@ -765,7 +795,7 @@ static chat_storage_ops open_traced(void) {
   chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, CHAT_SQLITE_SYNC_NORMAL,
                            0};
   chat_storage_ops ops;
-  chat_err e = chat_sqlite_storage_open(&ops, db_path, &o, NULL);
+  chat_err e = chat_sqlite_storage_open(&ops, db_path, &o, NULL, NULL);
   sqlite3_cancel_auto_extension(hook);
   cr_assert_eq(e, CHAT_OK, "open: %s", chat_err_name(e));
   return ops;
@@ -894,10 +924,10 @@ static void chat_list_fixture(chat_storage_ops *ops) {
     c.members = m;
     c.n_members = 2;
     c.now_ms = 1000 + i / 2;
-    cr_assert_eq(ops->conversation_create(ops->self, &c, NULL, NULL, NULL),
+    cr_assert_eq(ops->conversation_create(ops->self, &c, NULL, NULL, NULL, NULL),
                  CHAT_OK);
     if (i % 10 == 0)
-      cr_assert_eq(ops->member_add(ops->self, ids[i], "a-late", 5000),
+      cr_assert_eq(ops->member_add(ops->self, ids[i], "a-late", 5000, NULL),
                    CHAT_OK);
     if (i % 3)
       continue;
@@ -915,7 +945,7 @@ static void chat_list_fixture(chat_storage_ops *ops) {
     }
   }
   static chat_append_result res[CONVS * 3];
-  cr_assert_eq(ops->append(ops->self, msgs, n, res), CHAT_OK);
+  cr_assert_eq(ops->append(ops->self, msgs, n, res, NULL), CHAT_OK);
   for (int i = 0; i < CONVS; i += 6)
     cr_assert(mark(ops, ids[i], "u", CHAT_RECEIPT_READ,
                    10000 + 3 * (uint64_t)i, i % 2, NULL));
@@ -932,7 +962,7 @@ Test(sqlite_file, chat_list_page_is_one_statement) {
     int before = pg.n;
     trace_reset();
     cr_assert_eq(ops.conversations_of(ops.self, "u", cursor, PAGE, on_page,
-                                      &pg, next),
+                                      &pg, next, NULL),
                  CHAT_OK);
     shown[page] = pg.n - before;
     /* BEGIN, the chat list, COMMIT: the same for 200 rows as for 1. */
@@ -992,7 +1022,7 @@ Test(sqlite_file, chat_list_plan_searches_messages_by_key) {
     trace_reset();
     /* The first page, then one after a cursor: two statements. */
     cr_assert_eq(ops.conversations_of(ops.self, "u", i ? "1005:c007" : NULL,
-                                      PAGE, NULL, NULL, next),
+                                      PAGE, NULL, NULL, next, NULL),
                  CHAT_OK);
     cr_assert_eq(traced.other, 1);
     memcpy(sql[i], traced.sql[0], sizeof sql[i]);
@@ -1021,11 +1051,11 @@ Test(sqlite_file, latest_page_plan_is_a_key_range_without_sort) {
   msg_cap cap = {0};
   trace_reset();
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 50, NULL,
-                            NULL),
+                            NULL, NULL),
                CHAT_OK);
   cr_assert_eq(traced.other, 1, "no media: one statement");
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 50, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 50);
   cr_assert_eq(cap.v[0].id, 60);
@@ -1073,7 +1103,7 @@ Test(sqlite, chat_list_has_every_member_in_join_order) {
   }
   group(&ops, "big", create_order, N - 1);
   /* A later member comes last whatever its id. */
-  cr_assert_eq(ops.member_add(ops.self, "big", "a", 2000), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "big", "a", 2000, NULL), CHAT_OK);
   want[N - 1] = "a";
   const char *const small[] = {"m0000", "zed"};
   group(&ops, "small", small, 2);
@@ -1081,12 +1111,12 @@ Test(sqlite, chat_list_has_every_member_in_join_order) {
   big_check bc = {0, want, N};
   char next[CHAT_CURSOR_BUF];
   cr_assert_eq(ops.conversations_of(ops.self, "a", NULL, 10, on_big, &bc,
-                                    next),
+                                    next, NULL),
                CHAT_OK);
   cr_assert_eq(bc.n, 1);
   bc.n = 0;
   cr_assert_eq(ops.conversations_of(ops.self, "m0000", NULL, 10, on_big, &bc,
-                                    next),
+                                    next, NULL),
                CHAT_OK);
   cr_assert_eq(bc.n, 2);
   close_ops(&ops);
@@ -1105,7 +1135,7 @@ Test(sqlite, append_batch_dedups_within_the_batch) {
     msg("g", 13, "alice", "y"),
   };
   chat_append_result r[4];
-  cr_assert_eq(ops.append(ops.self, m, 4, r), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, m, 4, r, NULL), CHAT_OK);
   cr_assert_not(r[0].duplicate);
   cr_assert_not(r[1].duplicate);
   cr_assert(r[2].duplicate);
@@ -1117,7 +1147,7 @@ Test(sqlite, append_batch_dedups_within_the_batch) {
 
   msg_cap cap = {0};
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 100, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 3);
   cr_assert_eq(cap.v[0].id, 10);
@@ -1125,7 +1155,7 @@ Test(sqlite, append_batch_dedups_within_the_batch) {
   cr_assert_eq(cap.v[2].id, 13);
   cr_assert_eq(get(&ops, "g", NULL).last_id, 13);
   uint64_t max;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 13, "the duplicate's id was never stored");
   close_ops(&ops);
 }
@@ -1142,19 +1172,19 @@ Test(sqlite_file, append_duplicate_after_reopen_returns_the_original) {
   m.server_ts += 3 * 3600 * 1000; /* hours later */
   m.body.ptr = "different";
   m.body.len = 9;
-  cr_assert_eq(ops.append(ops.self, &m, 1, &r), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, &m, 1, &r, NULL), CHAT_OK);
   cr_assert(r.duplicate);
   cr_assert_eq(r.message_id, 100);
   cr_assert_eq(r.server_ts, 1000000 + 100);
   msg_cap cap = {0};
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 10, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 1);
   cr_assert_eq(cap.v[0].id, 100);
   cr_assert_eq(cap.v[0].body_len, 2, "the original is kept");
   uint64_t max;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 100);
   close_ops(&ops);
 }
@@ -1168,7 +1198,7 @@ Test(sqlite, append_is_all_or_nothing) {
   chat_msg_in top = msg("h", 1, "bob", "hmax");
   top.message_id = (uint64_t)INT64_MAX;
   chat_append_result tr;
-  cr_assert_eq(ops.append(ops.self, &top, 1, &tr), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, &top, 1, &tr, NULL), CHAT_OK);
   const char *media[] = {"m1"};
   chat_msg_in m[3] = {
     msg("g", 6, "alice", "a6"),
@@ -1178,31 +1208,31 @@ Test(sqlite, append_is_all_or_nothing) {
   m[1].media_refs = media;
   m[1].n_media_refs = 1;
   chat_append_result r[3];
-  chat_err e = ops.append(ops.self, m, 3, r);
+  chat_err e = ops.append(ops.self, m, 3, r, NULL);
   cr_assert(e == CHAT_ERR_CONFLICT || e == CHAT_ERR_MODULE, "%s",
             chat_err_name(e));
   msg_cap cap = {0};
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 10, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 1, "the first two were rolled back");
   cr_assert_eq(get(&ops, "g", NULL).last_id, 5);
   uint64_t max;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, (uint64_t)INT64_MAX);
   /* The rolled-back client_msg_ids are free; the media ref is gone. */
-  cr_assert_eq(ops.media_put(ops.self, "m1", "carol", "a/b", "x", 1, 1),
+  cr_assert_eq(ops.media_put(ops.self, "m1", "carol", "a/b", "x", 1, 1, NULL),
                CHAT_OK);
-  cr_assert_eq(ops.media_get(ops.self, "m1", "alice", NULL, NULL),
+  cr_assert_eq(ops.media_get(ops.self, "m1", "alice", NULL, NULL, NULL),
                CHAT_ERR_DENIED);
   cr_assert_not(put(&ops, "g", 8, "alice", "a6").duplicate);
 
   /* Invalid input is refused before anything is written. */
   chat_msg_in bad = msg("g", (uint64_t)INT64_MAX + 1, "alice", "z");
-  cr_assert_eq(ops.append(ops.self, &bad, 1, r), CHAT_ERR_INVAL);
+  cr_assert_eq(ops.append(ops.self, &bad, 1, r, NULL), CHAT_ERR_INVAL);
   bad = msg(NULL, 9, "alice", "z");
-  cr_assert_eq(ops.append(ops.self, &bad, 1, r), CHAT_ERR_INVAL);
-  cr_assert_eq(ops.append(ops.self, NULL, 0, NULL), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, &bad, 1, r, NULL), CHAT_ERR_INVAL);
+  cr_assert_eq(ops.append(ops.self, NULL, 0, NULL, NULL), CHAT_OK);
   close_ops(&ops);
 }
 
@@ -1216,10 +1246,10 @@ Test(sqlite, body_with_nul_bytes_round_trips) {
   m[1].body.ptr = NULL; /* empty */
   m[1].body.len = 0;
   chat_append_result r[2];
-  cr_assert_eq(ops.append(ops.self, m, 2, r), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, m, 2, r, NULL), CHAT_OK);
   msg_cap cap = {0};
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 10, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 2);
   cr_assert_eq(cap.v[0].body_len, 5);
@@ -1229,7 +1259,7 @@ Test(sqlite, body_with_nul_bytes_round_trips) {
   put(&ops, "g", 3, "bob", "n3");
   m[0].message_id = 4;
   m[0].client_msg_id = "n4";
-  cr_assert_eq(ops.append(ops.self, m, 1, r), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, m, 1, r, NULL), CHAT_OK);
   conv_view v = get(&ops, "g", NULL);
   cr_assert_eq(v.last_body_len, 5);
   cr_assert_eq(memcmp(v.last_body, body, 5), 0);
@@ -1265,13 +1295,13 @@ Test(sqlite, messages_page_in_three_directions) {
       m.body_type = CHAT_BODY_SYSTEM;
     }
     chat_append_result r;
-    cr_assert_eq(ops.append(ops.self, &m, 1, &r), CHAT_OK);
+    cr_assert_eq(ops.append(ops.self, &m, 1, &r, NULL), CHAT_OK);
   }
   put(&ops, "h", 200, "alice", "other");
 
   msg_cap cap = {0};
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 3, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 3);
   cr_assert_eq(cap.v[0].id, 110);
@@ -1290,7 +1320,7 @@ Test(sqlite, messages_page_in_three_directions) {
 
   cap.n = 0;
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_BEFORE, 108, 3, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 3);
   cr_assert_eq(cap.v[0].id, 107);
@@ -1299,7 +1329,7 @@ Test(sqlite, messages_page_in_three_directions) {
 
   cap.n = 0;
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 102, 3, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 3);
   cr_assert_eq(cap.v[0].id, 103);
@@ -1316,30 +1346,30 @@ Test(sqlite, messages_page_in_three_directions) {
   /* Ends and edges. */
   cap.n = 0;
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 110, 3, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_BEFORE, 101, 3, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(ops.messages(ops.self, "nope", CHAT_PAGE_LATEST, 0, 3,
-                            on_msg, &cap),
+                            on_msg, &cap, NULL),
                CHAT_OK);
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 0, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 0);
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_BEFORE, UINT64_MAX, 2,
-                            on_msg, &cap),
+                            on_msg, &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 2);
   cr_assert_eq(cap.v[0].id, 110);
   cap.n = 0;
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 100, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 10, "only this conversation's messages");
   cr_assert_eq(ops.messages(ops.self, "g", (chat_page_dir)9, 0, 100, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_ERR_INVAL);
 
   /* The conversation's last message carries its media too. */
@@ -1365,13 +1395,13 @@ Test(sqlite, last_message_only_moves_up) {
   conv_cap cap = {0};
   char next[CHAT_CURSOR_BUF];
   cr_assert_eq(ops.conversations_of(ops.self, "alice", NULL, 10, on_conv,
-                                    &cap, next),
+                                    &cap, next, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 2);
   cr_assert_str_eq(cap.v[0].id, "g");
   cr_assert_str_eq(cap.v[1].id, "h");
   uint64_t max;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 21);
   close_ops(&ops);
 }
@@ -1386,7 +1416,7 @@ Test(sqlite, append_batch_spanning_conversations_bumps_each) {
     msg("g", 2, "bob", "5"),
   };
   chat_append_result r[5];
-  cr_assert_eq(ops.append(ops.self, m, 5, r), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, m, 5, r, NULL), CHAT_OK);
   /* Lower ids later in a conversation are raised past its last one. */
   cr_assert_eq(r[1].message_id, 6);
   cr_assert_eq(r[3].message_id, 7);
@@ -1395,13 +1425,13 @@ Test(sqlite, append_batch_spanning_conversations_bumps_each) {
   cr_assert_eq(get(&ops, "h", NULL).last_id, 7);
   msg_cap cap = {0};
   cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 10, on_msg,
-                            &cap),
+                            &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 3);
   cr_assert_eq(cap.v[0].id, 5);
   cr_assert_eq(cap.v[2].id, 7);
   uint64_t max;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 7);
   close_ops(&ops);
 }
@@ -1409,12 +1439,12 @@ Test(sqlite, append_batch_spanning_conversations_bumps_each) {
 Test(sqlite, max_message_id_spans_conversations) {
   chat_storage_ops ops = open_mem();
   uint64_t max = 99;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 0);
   put(&ops, "a", 50, "u", "1");
   put(&ops, "b", 70, "u", "2");
   put(&ops, "a", 60, "u", "3");
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 70);
   close_ops(&ops);
 }
@@ -1457,7 +1487,7 @@ Test(sqlite, marks_that_do_not_advance_change_nothing) {
   in.state = (chat_receipt_state)3;
   in.up_to = 6;
   bool adv = true;
-  cr_assert_eq(ops.mark(ops.self, &in, &adv, NULL, NULL), CHAT_ERR_INVAL);
+  cr_assert_eq(ops.mark(ops.self, &in, &adv, NULL, NULL, NULL), CHAT_ERR_INVAL);
   cr_assert_not(adv);
   close_ops(&ops);
 }
@@ -1522,8 +1552,8 @@ Test(sqlite_file, direct_marks_stamp_delivered_at_and_read_at) {
   counts(&ops, "d", 4, 0, 0);
   /* Marks restart for a member who leaves and comes back, but the stamps
    * on the messages are not moved by the repeat. */
-  cr_assert_eq(ops.member_remove(ops.self, "d", "bob"), CHAT_OK);
-  cr_assert_eq(ops.member_add(ops.self, "d", "bob", 10000), CHAT_OK);
+  cr_assert_eq(ops.member_remove(ops.self, "d", "bob", NULL), CHAT_OK);
+  cr_assert_eq(ops.member_add(ops.self, "d", "bob", 10000, NULL), CHAT_OK);
   cr_assert(mark_ex(&ops, "d", "bob", CHAT_RECEIPT_READ, 4, false, true,
                     11000, NULL));
   close_ops(&ops);
@@ -1617,7 +1647,7 @@ Test(sqlite, group_counters_are_exact_for_a_thousand_members) {
   counts(&ops, "big", 41, N, N);
   state_cap st = {0};
   uint32_t d, r;
-  cr_assert_eq(ops.receipts(ops.self, "big", 42, &d, &r, on_state, &st),
+  cr_assert_eq(ops.receipts(ops.self, "big", 42, &d, &r, on_state, &st, NULL),
                CHAT_OK);
   cr_assert_eq(st.n, N, "every member but the sender");
   cr_assert_eq(st.count[2], READERS);
@@ -1641,7 +1671,7 @@ Test(sqlite, untracked_delivered_is_dropped_but_read_counts_both) {
   cr_assert_eq(u.n, 0);
   counts(&ops, "g", 1, 0, 0);
   state_cap st = {0};
-  cr_assert_eq(ops.receipts(ops.self, "g", 1, NULL, NULL, on_state, &st),
+  cr_assert_eq(ops.receipts(ops.self, "g", 1, NULL, NULL, on_state, &st, NULL),
                CHAT_OK);
   cr_assert_eq(st.count[0], 2, "bob is still at sent");
   cr_assert(mark_ex(&ops, "g", "bob", CHAT_RECEIPT_READ, 1, true, false,
@@ -1677,15 +1707,15 @@ Test(sqlite_file, group_mark_writes_one_receipt_row_and_purge_expires_it) {
   cr_assert_eq(file_int("SELECT message_id FROM group_receipts"
                         " WHERE member_id = 'carol' AND state = 2"),
                4, "the capped mark");
-  cr_assert_eq(ops.purge_receipts(ops.self, 5000), CHAT_OK);
+  cr_assert_eq(ops.purge_receipts(ops.self, 5000, NULL), CHAT_OK);
   cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 2,
                "nothing older than 5000");
-  cr_assert_eq(ops.purge_receipts(ops.self, 5001), CHAT_OK);
+  cr_assert_eq(ops.purge_receipts(ops.self, 5001, NULL), CHAT_OK);
   cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 1);
   cr_assert_eq(file_int("SELECT state_ts FROM group_receipts"), 6000);
   /* Counters outlive the rows. */
   counts(&ops, "g", 3, 2, 2);
-  cr_assert_eq(ops.purge_receipts(ops.self, INT64_MAX), CHAT_OK);
+  cr_assert_eq(ops.purge_receipts(ops.self, INT64_MAX, NULL), CHAT_OK);
   cr_assert_eq(file_int("SELECT count(*) FROM group_receipts"), 0);
   counts(&ops, "g", 3, 2, 2);
   close_ops(&ops);
@@ -1746,7 +1776,7 @@ Test(sqlite, receipts_report_each_other_members_state) {
 
   state_cap st = {0};
   uint32_t d = 9, r = 9;
-  cr_assert_eq(ops.receipts(ops.self, "g", 2, &d, &r, on_state, &st),
+  cr_assert_eq(ops.receipts(ops.self, "g", 2, &d, &r, on_state, &st, NULL),
                CHAT_OK);
   cr_assert_eq(d, 1);
   cr_assert_eq(r, 0);
@@ -1759,7 +1789,7 @@ Test(sqlite, receipts_report_each_other_members_state) {
   cr_assert_eq(st.v[2].state, 0);
 
   memset(&st, 0, sizeof st);
-  cr_assert_eq(ops.receipts(ops.self, "g", 1, &d, &r, on_state, &st),
+  cr_assert_eq(ops.receipts(ops.self, "g", 1, &d, &r, on_state, &st, NULL),
                CHAT_OK);
   cr_assert_eq(d, 2);
   cr_assert_eq(r, 1);
@@ -1767,11 +1797,11 @@ Test(sqlite, receipts_report_each_other_members_state) {
   cr_assert_eq(st.v[1].state, 2);
   cr_assert_eq(st.v[2].state, 0);
 
-  cr_assert_eq(ops.receipts(ops.self, "g", 3, &d, &r, NULL, NULL),
+  cr_assert_eq(ops.receipts(ops.self, "g", 3, &d, &r, NULL, NULL, NULL),
                CHAT_ERR_NOT_FOUND);
-  cr_assert_eq(ops.receipts(ops.self, "zz", 1, &d, &r, NULL, NULL),
+  cr_assert_eq(ops.receipts(ops.self, "zz", 1, &d, &r, NULL, NULL, NULL),
                CHAT_ERR_NOT_FOUND);
-  cr_assert_eq(ops.receipts(ops.self, "g", UINT64_MAX, &d, &r, NULL, NULL),
+  cr_assert_eq(ops.receipts(ops.self, "g", UINT64_MAX, &d, &r, NULL, NULL, NULL),
                CHAT_ERR_NOT_FOUND);
   close_ops(&ops);
 }
@@ -1788,7 +1818,7 @@ Test(sqlite, direct_receipts_use_the_conversation_type) {
   cr_assert(mark(&ops, "d", "bob", CHAT_RECEIPT_DELIVERED, 1, false, NULL));
   state_cap st = {0};
   uint32_t d = 9, r = 9;
-  cr_assert_eq(ops.receipts(ops.self, "d", 1, &d, &r, on_state, &st),
+  cr_assert_eq(ops.receipts(ops.self, "d", 1, &d, &r, on_state, &st, NULL),
                CHAT_OK);
   cr_assert_eq(d, 1);
   cr_assert_eq(r, 0);
@@ -1825,7 +1855,7 @@ Test(sqlite, unread_count_and_last_read_follow_the_read_mark) {
   conv_cap cap = {0};
   char next[CHAT_CURSOR_BUF];
   cr_assert_eq(ops.conversations_of(ops.self, "bob", NULL, 5, on_conv, &cap,
-                                    next),
+                                    next, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 1);
   cr_assert(cap.v[0].has_last_read);
@@ -1857,23 +1887,23 @@ static void on_push(void *ctx, const char *device, const char *platform,
 Test(sqlite, push_targets_are_the_users_devices_with_a_token) {
   chat_storage_ops ops = open_mem();
   cr_assert_eq(ops.device_register(ops.self, "alice", "phone", "apns",
-                                   "tok-1", 1),
+                                   "tok-1", 1, NULL),
                CHAT_OK);
   cr_assert_eq(ops.device_register(ops.self, "alice", "laptop", "webpush",
-                                   NULL, 2),
+                                   NULL, 2, NULL),
                CHAT_OK);
   cr_assert_eq(ops.device_register(ops.self, "alice", "tablet", "fcm",
-                                   "tok-2", 3),
+                                   "tok-2", 3, NULL),
                CHAT_OK);
   cr_assert_eq(ops.device_register(ops.self, "bob", "phone", "fcm", "tok-3",
-                                   4),
+                                   4, NULL),
                CHAT_OK);
   /* Registering again replaces the token and platform. */
   cr_assert_eq(ops.device_register(ops.self, "alice", "phone", "fcm",
-                                   "tok-1b", 5),
+                                   "tok-1b", 5, NULL),
                CHAT_OK);
   push_cap cap = {0};
-  cr_assert_eq(ops.push_targets(ops.self, "alice", on_push, &cap), CHAT_OK);
+  cr_assert_eq(ops.push_targets(ops.self, "alice", on_push, &cap, NULL), CHAT_OK);
   cr_assert_eq(cap.n, 2);
   cr_assert_str_eq(cap.v[0][0], "phone");
   cr_assert_str_eq(cap.v[0][1], "fcm");
@@ -1881,7 +1911,7 @@ Test(sqlite, push_targets_are_the_users_devices_with_a_token) {
   cr_assert_str_eq(cap.v[1][0], "tablet");
   cr_assert_str_eq(cap.v[1][2], "tok-2");
   cap.n = 0;
-  cr_assert_eq(ops.push_targets(ops.self, "nobody", on_push, &cap), CHAT_OK);
+  cr_assert_eq(ops.push_targets(ops.self, "nobody", on_push, &cap, NULL), CHAT_OK);
   cr_assert_eq(cap.n, 0);
   close_ops(&ops);
 }
@@ -1907,20 +1937,20 @@ Test(sqlite, media_is_for_its_owner_and_members_of_referencing_chats) {
   chat_storage_ops ops = open_mem();
   static const char bytes[] = "\x89PNG\0\1\2";
   cr_assert_eq(ops.media_put(ops.self, "img", "alice", "image/png", bytes, 7,
-                             1),
+                             1, NULL),
                CHAT_OK);
   cr_assert_eq(ops.media_put(ops.self, "img", "carol", "text/plain", "x", 1,
-                             2),
+                             2, NULL),
                CHAT_ERR_CONFLICT);
   media_cap cap = {0};
-  cr_assert_eq(ops.media_get(ops.self, "img", "alice", on_media, &cap),
+  cr_assert_eq(ops.media_get(ops.self, "img", "alice", on_media, &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 1);
   cr_assert_str_eq(cap.type, "image/png");
   cr_assert_eq(cap.len, 7);
   cr_assert_eq(memcmp(cap.data, bytes, 7), 0);
   /* Not referenced yet: only the owner. */
-  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap),
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap, NULL),
                CHAT_ERR_DENIED);
 
   const char *const m[] = {"alice", "bob"};
@@ -1930,25 +1960,25 @@ Test(sqlite, media_is_for_its_owner_and_members_of_referencing_chats) {
   in.media_refs = refs;
   in.n_media_refs = 1;
   chat_append_result r;
-  cr_assert_eq(ops.append(ops.self, &in, 1, &r), CHAT_OK);
-  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap),
+  cr_assert_eq(ops.append(ops.self, &in, 1, &r, NULL), CHAT_OK);
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.n, 2);
-  cr_assert_eq(ops.media_get(ops.self, "img", "carol", on_media, &cap),
+  cr_assert_eq(ops.media_get(ops.self, "img", "carol", on_media, &cap, NULL),
                CHAT_ERR_DENIED);
-  cr_assert_eq(ops.media_get(ops.self, "img", NULL, on_media, &cap),
+  cr_assert_eq(ops.media_get(ops.self, "img", NULL, on_media, &cap, NULL),
                CHAT_ERR_DENIED);
-  cr_assert_eq(ops.media_get(ops.self, "nope", "alice", on_media, &cap),
+  cr_assert_eq(ops.media_get(ops.self, "nope", "alice", on_media, &cap, NULL),
                CHAT_ERR_NOT_FOUND);
   cr_assert_eq(cap.n, 2, "refusals emit nothing");
   /* Leaving the conversation ends access. */
-  cr_assert_eq(ops.member_remove(ops.self, "g", "bob"), CHAT_OK);
-  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap),
+  cr_assert_eq(ops.member_remove(ops.self, "g", "bob", NULL), CHAT_OK);
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", on_media, &cap, NULL),
                CHAT_ERR_DENIED);
   /* An empty blob is a blob. */
-  cr_assert_eq(ops.media_put(ops.self, "empty", "bob", "a/b", NULL, 0, 3),
+  cr_assert_eq(ops.media_put(ops.self, "empty", "bob", "a/b", NULL, 0, 3, NULL),
                CHAT_OK);
-  cr_assert_eq(ops.media_get(ops.self, "empty", "bob", on_media, &cap),
+  cr_assert_eq(ops.media_get(ops.self, "empty", "bob", on_media, &cap, NULL),
                CHAT_OK);
   cr_assert_eq(cap.len, 0);
   close_ops(&ops);
@@ -1978,15 +2008,15 @@ static void nested(void *ctx, const chat_conversation *c) {
    * emitted data must stay intact. */
   conv_cap cap = {0};
   cr_assert_eq(re->ops->conversation_get(re->ops->self, id, "u", on_conv,
-                                         &cap),
+                                         &cap, NULL),
                CHAT_OK);
   cr_assert_eq(re->ops->messages(re->ops->self, id, CHAT_PAGE_LATEST, 0, 50,
-                                 count_msg, re),
+                                 count_msg, re, NULL),
                CHAT_OK);
   cr_assert_not_null(re->ops->append);
   chat_msg_in m = msg(id, 1000 + (uint64_t)re->convs, "u", NULL);
   chat_append_result r;
-  cr_assert_eq(re->ops->append(re->ops->self, &m, 1, &r), CHAT_OK);
+  cr_assert_eq(re->ops->append(re->ops->self, &m, 1, &r, NULL), CHAT_OK);
   cr_assert_str_eq(c->conversation_id, id);
   snprintf(re->seen[re->convs++], CHAT_ID_BUF, "%s", c->conversation_id);
 }
@@ -2003,13 +2033,13 @@ Test(sqlite, emit_callbacks_may_call_back_into_the_store) {
   reenter re = {&ops, 0, 0, {{0}}};
   char next[CHAT_CURSOR_BUF];
   cr_assert_eq(ops.conversations_of(ops.self, "u", NULL, 10, nested, &re,
-                                    next),
+                                    next, NULL),
                CHAT_OK);
   cr_assert_eq(re.convs, 5);
   cr_assert_eq(re.msgs, 5, "each nested page sees its one message");
   /* The nested appends landed (one per conversation). */
   uint64_t max;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 1004);
   for (int i = 0; i < 5; i++) {
     snprintf(id, sizeof id, "c%d", 4 - i);
@@ -2025,32 +2055,32 @@ Test(sqlite_file, appended_messages_survive_close_and_reopen) {
   chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, CHAT_SQLITE_SYNC_FULL, 0};
   for (int pass = 0; pass < 2; pass++) {
     chat_storage_ops ops;
-    cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, &o, NULL), CHAT_OK);
+    cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, &o, NULL, NULL), CHAT_OK);
     if (pass == 0) {
       group(&ops, "g", ab, 2);
       chat_msg_in m[3] = {msg("g", 1, "alice", "1"), msg("g", 2, "bob", "2"),
                           msg("g", 3, "alice", "3")};
       chat_append_result r[3];
-      cr_assert_eq(ops.append(ops.self, m, 3, r), CHAT_OK);
+      cr_assert_eq(ops.append(ops.self, m, 3, r, NULL), CHAT_OK);
       cr_assert(mark(&ops, "g", "bob", CHAT_RECEIPT_READ, 3, true, NULL));
-      cr_assert_eq(ops.device_register(ops.self, "bob", "p", "fcm", "t", 1),
+      cr_assert_eq(ops.device_register(ops.self, "bob", "p", "fcm", "t", 1, NULL),
                    CHAT_OK);
-      cr_assert_eq(ops.media_put(ops.self, "m", "bob", "a/b", "xyz", 3, 1),
+      cr_assert_eq(ops.media_put(ops.self, "m", "bob", "a/b", "xyz", 3, 1, NULL),
                    CHAT_OK);
     } else {
       msg_cap cap = {0};
       cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 0, 10,
-                                on_msg, &cap),
+                                on_msg, &cap, NULL),
                    CHAT_OK);
       cr_assert_eq(cap.n, 3);
       conv_view v = get(&ops, "g", "bob");
       cr_assert_eq(v.last_read, 3);
       counts(&ops, "g", 3, 1, 1);
       push_cap pc = {0};
-      cr_assert_eq(ops.push_targets(ops.self, "bob", on_push, &pc), CHAT_OK);
+      cr_assert_eq(ops.push_targets(ops.self, "bob", on_push, &pc, NULL), CHAT_OK);
       cr_assert_eq(pc.n, 1);
       media_cap mc = {0};
-      cr_assert_eq(ops.media_get(ops.self, "m", "bob", on_media, &mc),
+      cr_assert_eq(ops.media_get(ops.self, "m", "bob", on_media, &mc, NULL),
                    CHAT_OK);
       cr_assert_eq(mc.len, 3);
     }
@@ -2063,7 +2093,7 @@ enum { BATCH = 10 };
 
 static void crash_child(int fd) {
   chat_storage_ops ops;
-  if (chat_sqlite_storage_open(&ops, db_path, NULL, NULL) != CHAT_OK)
+  if (chat_sqlite_storage_open(&ops, db_path, NULL, NULL, NULL) != CHAT_OK)
     _exit(1);
   for (uint64_t b = 0;; b++) {
     char cmid[BATCH][24];
@@ -2073,7 +2103,7 @@ static void crash_child(int fd) {
       snprintf(cmid[i], sizeof cmid[i], "b%llu-%d", (unsigned long long)b, i);
       m[i] = msg("g", b * BATCH + (uint64_t)i + 1, "alice", cmid[i]);
     }
-    if (ops.append(ops.self, m, BATCH, r) != CHAT_OK)
+    if (ops.append(ops.self, m, BATCH, r, NULL) != CHAT_OK)
       _exit(2);
     if (b == 0 && write(fd, "x", 1) != 1)
       _exit(3);
@@ -2133,11 +2163,11 @@ Test(sqlite_file, sigkill_leaves_whole_batches) {
   /* The store opens on the recovered file and agrees. */
   chat_storage_ops ops = open_path(db_path);
   uint64_t max;
-  cr_assert_eq(ops.max_message_id(ops.self, &max), CHAT_OK);
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, (uint64_t)batches * BATCH);
   chat_msg_in m = msg("g", 1, "alice", "b0-0");
   chat_append_result r;
-  cr_assert_eq(ops.append(ops.self, &m, 1, &r), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, &m, 1, &r, NULL), CHAT_OK);
   cr_assert(r.duplicate);
   close_ops(&ops);
 }
@@ -2151,7 +2181,7 @@ Test(sqlite, open_fails_cleanly_at_every_allocation) {
     fail_alloc fa;
     fail_alloc_init(&fa, n);
     chat_storage_ops ops;
-    chat_err e = chat_sqlite_storage_open(&ops, ":memory:", NULL, &fa.a);
+    chat_err e = chat_sqlite_storage_open(&ops, ":memory:", NULL, &fa.a, NULL);
     if (e == CHAT_OK) {
       cr_assert_eq(fa.count, n, "the run that fails nothing");
       ops.destroy(ops.self);
@@ -2173,7 +2203,7 @@ static long oom_scenario(long fail_at) {
   fail_alloc fa;
   fail_alloc_init(&fa, fail_at);
   chat_storage_ops ops;
-  chat_err e = chat_sqlite_storage_open(&ops, ":memory:", NULL, &fa.a);
+  chat_err e = chat_sqlite_storage_open(&ops, ":memory:", NULL, &fa.a, NULL);
   if (e != CHAT_OK) {
     cr_assert_eq(e, CHAT_ERR_NOMEM);
     cr_assert_eq(fa.live, 0);
@@ -2193,7 +2223,7 @@ static long oom_scenario(long fail_at) {
   cr_assert(e == CHAT_OK || e == CHAT_ERR_NOMEM);
   if (e == CHAT_ERR_NOMEM) {
     cr_assert_eq(cap.n, 0);
-    cr_assert_eq(ops.conversation_get(ops.self, "g", NULL, NULL, NULL),
+    cr_assert_eq(ops.conversation_get(ops.self, "g", NULL, NULL, NULL, NULL),
                  CHAT_ERR_NOT_FOUND, "a failed create is rolled back");
     OK_OR_NOMEM(create(&ops, "g", CHAT_CONVERSATION_GROUP, "alice", m, 3, 1,
                        &existed, NULL));
@@ -2208,36 +2238,36 @@ static long oom_scenario(long fail_at) {
   in[2].media_refs = refs;
   in[2].n_media_refs = 2;
   chat_append_result r[3];
-  OK_OR_NOMEM(ops.append(ops.self, in, 3, r));
-  OK_OR_NOMEM(ops.media_put(ops.self, "img", "alice", "a/b", big, 2000, 1));
-  OK_OR_NOMEM(ops.conversation_get(ops.self, "g", "bob", on_conv, &cap));
+  OK_OR_NOMEM(ops.append(ops.self, in, 3, r, NULL));
+  OK_OR_NOMEM(ops.media_put(ops.self, "img", "alice", "a/b", big, 2000, 1, NULL));
+  OK_OR_NOMEM(ops.conversation_get(ops.self, "g", "bob", on_conv, &cap, NULL));
   char next[CHAT_CURSOR_BUF];
   OK_OR_NOMEM(ops.conversations_of(ops.self, "bob", NULL, 1, on_conv, &cap,
-                                   next));
+                                   next, NULL));
   msg_cap mc = {0};
   /* The 3000-byte body needs a scratch chunk of its own. */
   OK_OR_NOMEM(ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 1, 1, on_msg,
-                           &mc));
+                           &mc, NULL));
   upd_cap u = {0};
   chat_mark_in mk = {"g", "bob", CHAT_RECEIPT_READ, 3, 5, true, true};
   bool adv;
-  e = ops.mark(ops.self, &mk, &adv, on_upd, &u);
+  e = ops.mark(ops.self, &mk, &adv, on_upd, &u, NULL);
   cr_assert(e == CHAT_OK || e == CHAT_ERR_NOMEM);
   if (e == CHAT_ERR_NOMEM) {
     cr_assert_not(adv);
     cr_assert_eq(u.n, 0);
     uint32_t d = 9, rd = 9;
-    if (ops.receipts(ops.self, "g", 1, &d, &rd, NULL, NULL) == CHAT_OK)
+    if (ops.receipts(ops.self, "g", 1, &d, &rd, NULL, NULL, NULL) == CHAT_OK)
       cr_assert_eq(rd, 0, "a failed mark is rolled back");
   }
   state_cap st = {0};
-  OK_OR_NOMEM(ops.receipts(ops.self, "g", 1, NULL, NULL, on_state, &st));
-  OK_OR_NOMEM(ops.device_register(ops.self, "bob", "p", "fcm", "t", 1));
+  OK_OR_NOMEM(ops.receipts(ops.self, "g", 1, NULL, NULL, on_state, &st, NULL));
+  OK_OR_NOMEM(ops.device_register(ops.self, "bob", "p", "fcm", "t", 1, NULL));
   push_cap pc = {0};
-  OK_OR_NOMEM(ops.push_targets(ops.self, "bob", on_push, &pc));
-  OK_OR_NOMEM(ops.media_get(ops.self, "img", "alice", NULL, NULL));
+  OK_OR_NOMEM(ops.push_targets(ops.self, "bob", on_push, &pc, NULL));
+  OK_OR_NOMEM(ops.media_get(ops.self, "img", "alice", NULL, NULL, NULL));
   OK_OR_NOMEM(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 3, NULL,
-                           NULL));
+                           NULL, NULL));
 #undef OK_OR_NOMEM
   ops.destroy(ops.self);
   cr_assert_eq(fa.live, 0, "leak with allocation %ld failing", fail_at);
@@ -2272,7 +2302,7 @@ Test(sqlite, a_late_smaller_id_is_raised_past_the_last_one) {
   chat_msg_in m[3] = {msg("d1", 450, "bob", "b2"), msg("d2", 300, "alice", "c1"),
                       msg("d1", 460, "bob", "b3")};
   chat_append_result rr[3];
-  cr_assert_eq(ops.append(ops.self, m, 3, rr), CHAT_OK);
+  cr_assert_eq(ops.append(ops.self, m, 3, rr, NULL), CHAT_OK);
   cr_assert_eq(rr[0].message_id, 502);
   cr_assert_eq(rr[1].message_id, 300);
   cr_assert_eq(rr[2].message_id, 503);

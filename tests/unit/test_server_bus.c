@@ -196,7 +196,7 @@ Test(bus, one_bus_message_per_gateway_per_message) {
   cr_assert_eq(harness_bus_pump(&g2, hub), 3);
   for (size_t i = 0; i < 5; i++)
     cr_assert_eq(dev_count(on2[i], CHAT_FRAME_MESSAGE), 3, "device %zu", i);
-  chat_server_stats st;
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(g1.srv, &st);
   cr_assert_eq(st.bus_published_total, 6);
   cr_assert_eq(st.bus_publish_errors_total, 0);
@@ -356,7 +356,8 @@ Test(bus, malformed_messages_are_refused_and_change_nothing) {
     "{\"k\":\"forget\",\"c\":5}",
     "{\"k\":\"forget\",\"c\":\"not an id\"}",
   };
-  chat_server_stats before, after;
+  chat_server_stats before = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_stats after = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(g2.srv, &before);
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     chat_err rc = chat_server_bus_deliver(g2.srv, bad[i], strlen(bad[i]),
@@ -503,7 +504,7 @@ Test(bus, a_cached_member_list_expires) {
                "\"conversation_id\":\"%s\",\"body\":\"x\"}", conv);
   cr_assert_eq(dev_expect(d, CHAT_FRAME_ERROR)->error->wire,
                CHAT_WIRE_NOT_MEMBER);
-  cr_assert_eq(g2.inner.member_add(g2.inner.self, conv, "dave", 0), CHAT_OK);
+  cr_assert_eq(g2.inner.member_add(g2.inner.self, conv, "dave", 0, NULL), CHAT_OK);
   advance(10000);
   dev_sendf(d, "{\"type\":\"send\",\"client_msg_id\":\"d1\","
                "\"conversation_id\":\"%s\",\"body\":\"x\"}", conv);

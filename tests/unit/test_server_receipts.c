@@ -152,7 +152,7 @@ static void conv_view(const char *user, const char *cv, int *unread,
 }
 
 static uint64_t applied(void) {
-  chat_server_stats st;
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st);
   return st.receipts_applied_total;
 }
@@ -388,7 +388,7 @@ Test(receipts, twenty_marks_in_one_interval_make_one_frame) {
     ids[i] = post(a1, conv);
   dev_drain(a1);
   dev_drain(a2);
-  chat_server_stats st0;
+  chat_server_stats st0 = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st0);
   for (int i = 0; i < 20; i++)
     mark(b, "delivered", conv, ids[i]);
@@ -401,7 +401,7 @@ Test(receipts, twenty_marks_in_one_interval_make_one_frame) {
     cr_assert_eq(r->message_id, ids[19], "the highest mark");
     cr_assert_eq(r->state, CHAT_RECEIPT_DELIVERED);
   }
-  chat_server_stats st;
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st);
   cr_assert_eq(st.receipts_applied_total - st0.receipts_applied_total, 20);
   cr_assert_eq(st.receipt_frames_total - st0.receipt_frames_total, 1);

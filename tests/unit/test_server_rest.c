@@ -151,10 +151,12 @@ Test(rest, no_identity_is_401_everywhere) {
     expect_error(NULL, routes[i].method, routes[i].path, NULL,
                  routes[i].body, 401, NULL);
   /* An identity without a user is no identity. */
-  chat_identity id = {0};
-  chat_http_request req = {.method = "GET", .path = "/api/v1/conversations",
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
+  chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
+                           .method = "GET",
+                           .path = "/api/v1/conversations",
                            .identity = &id};
-  chat_http_response resp;
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
   cr_assert_eq(chat_server_http(h.srv, &req, &resp, h.now), CHAT_OK);
   cr_assert_eq(resp.status, 401);
   /* Nothing changed: alice still has exactly the one conversation. */

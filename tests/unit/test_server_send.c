@@ -74,7 +74,7 @@ Test(send, sends_that_arrive_together_share_one_commit) {
   cr_assert_eq(h.last_batch, 80);
   cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 40);
   cr_assert_eq(dev_count(b, CHAT_FRAME_ACK), 40);
-  chat_server_stats st;
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st);
   cr_assert_eq(st.commits_total, 1);
   cr_assert_eq(st.sends_committed_total, 80);
@@ -347,7 +347,7 @@ Test(send, message_frames_share_one_encoding) {
     else
       cr_assert_str_eq(dev_last_raw(bs[i]), first);
   }
-  chat_server_stats st;
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st);
   cr_assert_eq(st.deliveries_total, 30);
 }
@@ -376,7 +376,7 @@ Test(send, fan_out_runs_in_the_round_after_the_ack) {
   harness_pump(&h);
   cr_assert_eq(dev_count(a, CHAT_FRAME_ACK), 1);
   cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0);
-  chat_server_stats st;
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st);
   cr_assert_eq(st.deliveries_total, 0);
   /* The delivery round is due at once. */

@@ -143,7 +143,7 @@ Test(session, slow_reader_is_closed_1013) {
     chat_session_on_frame(sess, "{\"type\":\"ping\"}", 15, h.now);
   cr_assert(chat_session_wants(sess) & CHAT_WANT_CLOSE);
   cr_assert_eq(chat_session_close_code(sess, NULL), 1013);
-  chat_server_stats st;
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st);
   cr_assert_eq(st.slow_closes_total, 1);
 }
@@ -155,14 +155,14 @@ Test(session, drain_closes_every_session_1001_and_refuses_new) {
   harness_pump(&h);
   cr_assert(a->closed && b->closed);
   cr_assert_eq(a->close_code, 1001);
-  chat_identity id = {"carol", "phone", 0};
+  chat_identity id = {CHAT_IDENTITY_V1, "carol", "phone", 0, CHAT_SENDER_USER};
   chat_session *s;
   cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),
                CHAT_ERR_STATE);
 }
 
 Test(session, bad_identity_refused) {
-  chat_identity id = {"has space", "phone", 0};
+  chat_identity id = {CHAT_IDENTITY_V1, "has space", "phone", 0, CHAT_SENDER_USER};
   chat_session *s = (chat_session *)1;
   cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),
                CHAT_ERR_INVAL);
@@ -183,7 +183,7 @@ Test(session, wants_callback_fires_once_per_batch) {
 }
 
 Test(session, authenticate_without_auth_module_refuses) {
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   cr_assert_eq(chat_server_authenticate(h.srv, "tok", 3, &id), CHAT_ERR_AUTH);
   cr_assert_eq(id.user_id[0], 0);
 }

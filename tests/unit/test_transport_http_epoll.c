@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -683,11 +684,12 @@ Test(http_epoll, keep_alive_then_its_timeout) {
 }
 
 Test(http_epoll, rest_auth_and_rate_limit) {
-  chat_epoll_settings s = {.version = CHAT_EPOLL_SETTINGS_V1,
-                           .rest_rate_per_minute = 60,
-                           .rest_burst = 2};
+  /* The REST rate limit is the core's; the transport carries its 429. */
+  chat_server_settings ss = {.version = CHAT_SERVER_SETTINGS_V1,
+                             .rest_rate_per_minute = 60,
+                             .rest_burst = 2};
   eh h;
-  eh_init(&h, &s, NULL);
+  eh_init(&h, NULL, &ss);
   eh_resp r;
   ask(&h, "GET /api/v1/conversations HTTP/1.1\r\nHost: x\r\n\r\n", &r);
   assert_json_error(&r, 401, "unauthorized");
@@ -708,5 +710,102 @@ Test(http_epoll, rest_auth_and_rate_limit) {
   assert_json_error(&r, 429, "rate_limited");
   cr_assert_str_eq(eh_field(&r, "retry-after"), "1");
   eh_resp_free(&r);
+  eh_fini(&h);
+}
+
+/* Pump, completing whatever the deferring store holds, until a whole
+ * answer is in c (or ms pass). */
+static bool read_resp_deferred(eh *h, eh_conn *c, eh_resp *r, unsigned ms) {
+  uint64_t end = ms_now() + ms;
+  while (ms_now() < end) {
+    if (h->defer)
+      defer_store_run(h->defer);
+    if (eh_read_resp(h, c, r, 20))
+      return true;
+  }
+  return false;
+}
+
+/* Another thread: the store's worker posts every completion. */
+static void *complete_later(void *p) {
+  usleep(150 * 1000);
+  defer_store_run(p);
+  return NULL;
+}
+
+Test(http_epoll, rest_answer_that_comes_later) {
+  /* Every store call answers CHAT_PENDING and a worker thread posts its
+   * completion: env.wake -> chat_epoll_wake -> chat_server_run_posted ->
+   * on_http_response -> the answer is written. */
+  eh h;
+  eh_init_defer(&h, NULL, NULL, DEFER_THREAD);
+  char tok[512], req[2048];
+  eh_token(&h, "alice", "a", tok);
+  snprintf(req, sizeof req,
+           "GET /api/v1/conversations HTTP/1.1\r\nHost: x\r\n"
+           "Authorization: Bearer %s\r\n\r\n"
+           "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+           tok);
+  eh_conn *c = eh_connect(&h);
+  eh_sends(&h, c, req);
+  eh_pump(&h, 100);
+  /* Waiting on the store: nothing yet, not even the pipelined request. */
+  eh_fill(&h, c, 10);
+  cr_assert_eq(c->len, 0, "answered early: %.*s", (int)c->len, c->buf);
+  cr_assert_geq(defer_store_pending(h.defer), 1);
+  /* While the loop waits (no timer due for 30 s), another thread has
+   * the worker post the completion: the wake ends the wait, and that
+   * pass runs the posted work and writes the answer. */
+  eh_pump(&h, 20);
+  pthread_t th;
+  pthread_create(&th, NULL, complete_later, h.defer);
+  uint64_t t0 = ms_now();
+  cr_assert_eq(chat_epoll_service(h.t, 3000), CHAT_OK);
+  uint64_t waited = ms_now() - t0;
+  pthread_join(th, NULL);
+  cr_assert_lt(waited, 1000, "the wake did not end the wait (%llu ms)",
+               (unsigned long long)waited);
+  eh_resp r;
+  cr_assert(read_resp_deferred(&h, c, &r, 5000), "no deferred answer");
+  cr_assert_eq(r.status, 200, "%s", r.body);
+  cr_assert(strstr(r.body, "\"conversations\""), "%s", r.body);
+  eh_resp_free(&r);
+  /* Then the request behind it, in order. */
+  cr_assert(read_resp_deferred(&h, c, &r, 5000));
+  cr_assert_str_eq(r.body, "{\"ok\":true}");
+  eh_resp_free(&r);
+  eh_close(c);
+  cr_assert_geq(eh_metric(&h, "chat_rest_deferred_total"), 1);
+  eh_fini(&h);
+}
+
+Test(http_epoll, a_connection_gone_cancels_its_pending_request) {
+  eh h;
+  eh_init_defer(&h, NULL, NULL, DEFER_THREAD);
+  char tok[512], req[2048];
+  eh_token(&h, "alice", "a", tok);
+  snprintf(req, sizeof req,
+           "GET /api/v1/conversations HTTP/1.1\r\nHost: x\r\n"
+           "Authorization: Bearer %s\r\n\r\n",
+           tok);
+  for (int i = 0; i < 5; i++) {
+    eh_conn *c = eh_connect(&h);
+    eh_sends(&h, c, req);
+    eh_pump(&h, 30);
+    eh_close(c); /* gone before the store answers */
+  }
+  eh_pump(&h, 50);
+  /* The answers come now, for connections that no longer exist: the
+   * transport cancelled them, so nothing touches freed memory (ASan). */
+  defer_store_run(h.defer);
+  eh_pump(&h, 100);
+  /* And the transport carries on. */
+  eh_conn *c = eh_connect(&h);
+  eh_resp r;
+  cr_assert(eh_http(&h, c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", &r,
+                    3000));
+  cr_assert_eq(r.status, 200);
+  eh_resp_free(&r);
+  eh_close(c);
   eh_fini(&h);
 }

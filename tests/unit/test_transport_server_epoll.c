@@ -210,10 +210,11 @@ Test(server_epoll, pings_from_a_peer_that_never_reads_are_bounded) {
 }
 
 Test(server_epoll, oversize_message_closes_1009) {
-  chat_epoll_settings s = {.version = CHAT_EPOLL_SETTINGS_V1,
-                           .max_frame_bytes = 1000};
+  /* The limit is the server's: the transport reads it from there. */
+  chat_server_settings ss = {.version = CHAT_SERVER_SETTINGS_V1,
+                             .max_frame_bytes = 1000};
   eh h;
-  eh_init(&h, &s, NULL);
+  eh_init(&h, NULL, &ss);
   eh_conn *c = eh_ws_open(&h, "alice", "phone");
   char big[600];
   memset(big, 'y', sizeof big);
@@ -253,11 +254,14 @@ Test(server_epoll, peer_close_is_echoed_then_tcp_closes) {
 }
 
 Test(server_epoll, heartbeat_ping_then_idle_close) {
+  /* The heartbeat is the server's (advertised in hello); the idle
+   * timeout the transport's. */
+  chat_server_settings ss = {.version = CHAT_SERVER_SETTINGS_V1,
+                             .heartbeat_ms = 300};
   chat_epoll_settings s = {.version = CHAT_EPOLL_SETTINGS_V1,
-                           .heartbeat_ms = 300,
                            .idle_timeout_ms = 900};
   eh h;
-  eh_init(&h, &s, NULL);
+  eh_init(&h, &s, &ss);
   eh_conn *c = eh_ws_open(&h, "alice", "phone");
   uint64_t t0 = ms_now();
   eh_frame f;
@@ -279,11 +283,12 @@ Test(server_epoll, heartbeat_ping_then_idle_close) {
 }
 
 Test(server_epoll, a_pong_keeps_the_session) {
+  chat_server_settings ss = {.version = CHAT_SERVER_SETTINGS_V1,
+                             .heartbeat_ms = 200};
   chat_epoll_settings s = {.version = CHAT_EPOLL_SETTINGS_V1,
-                           .heartbeat_ms = 200,
                            .idle_timeout_ms = 500};
   eh h;
-  eh_init(&h, &s, NULL);
+  eh_init(&h, &s, &ss);
   eh_conn *c = eh_ws_open(&h, "alice", "phone");
   uint64_t t0 = ms_now();
   while (ms_now() - t0 < 1500) {
@@ -580,5 +585,58 @@ Test(server_epoll, settings_are_checked) {
   cr_assert_eq(chat_epoll_listen(t, &lo, &err), CHAT_ERR_STATE);
   chat_epoll_free(t);
   chat_epoll_free(NULL);
+  eh_fini(&h);
+}
+
+Test(server_epoll, a_commit_that_completes_later_is_acked) {
+  /* The store answers from a worker thread: the ack comes when its
+   * completion is posted and the transport, woken, runs it. */
+  eh h;
+  eh_init_defer(&h, NULL, NULL, DEFER_THREAD);
+  eh_conn *a = eh_ws_open(&h, "alice", "a");
+  /* A conversation, created over REST with the store answering later. */
+  char tok[512], req[2048];
+  eh_token(&h, "alice", "a", tok);
+  const char *body = "{\"type\":\"direct\",\"members\":[\"bob\"]}";
+  snprintf(req, sizeof req,
+           "POST /api/v1/conversations HTTP/1.1\r\nHost: x\r\n"
+           "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+           "Content-Length: %zu\r\n\r\n%s",
+           tok, strlen(body), body);
+  eh_conn *c = eh_connect(&h);
+  eh_sends(&h, c, req);
+  eh_resp r;
+  bool got = false;
+  for (int i = 0; i < 200 && !got; i++) {
+    defer_store_run(h.defer);
+    got = eh_read_resp(&h, c, &r, 20);
+  }
+  cr_assert(got, "no answer to the create");
+  cr_assert(r.status == 200 || r.status == 201, "%d %s", r.status, r.body);
+  char *p = strstr(r.body, "\"conversation_id\":\"");
+  cr_assert_not_null(p);
+  char cid[64];
+  p += 19;
+  size_t n = strcspn(p, "\"");
+  memcpy(cid, p, n);
+  cid[n] = 0;
+  eh_resp_free(&r);
+  eh_close(c);
+  char m[256];
+  snprintf(m, sizeof m,
+           "{\"type\":\"send\",\"client_msg_id\":\"later\","
+           "\"conversation_id\":\"%s\",\"body\":\"hi\"}",
+           cid);
+  eh_ws_send_text(&h, a, m);
+  eh_frame f;
+  got = false;
+  for (int i = 0; i < 200 && !got; i++) {
+    defer_store_run(h.defer);
+    got = eh_ws_expect_text(&h, a, "\"type\":\"ack\"", &f, 20);
+  }
+  cr_assert(got, "no ack");
+  cr_assert(strstr(f.data, "\"later\""));
+  eh_frame_free(&f);
+  eh_close(a);
   eh_fini(&h);
 }

@@ -200,7 +200,8 @@ static chat_err p_device_offline(void *self, const char *user_id,
  * connections the callback adds for the same user may or may not be
  * emitted, and ones it removes are emitted only if already passed. */
 static chat_err p_locate(void *self, const char *user_id,
-                         chat_location_sink emit, void *ctx) {
+                         chat_location_sink emit, void *ctx, chat_op *op) {
+  (void)op; /* the hub answers at once */
   chat_memory_hub *hub = self;
   if (!hub || !id_ok(user_id) || !emit)
     return CHAT_ERR_INVAL;
@@ -240,7 +241,8 @@ static chat_err p_set_state(void *self, const char *user_id,
 
 static chat_err p_get_state(void *self, const char *user_id,
                             chat_presence_state *state,
-                            int64_t *last_active_ms) {
+                            int64_t *last_active_ms, chat_op *op) {
+  (void)op;
   chat_memory_hub *hub = self;
   if (!hub || !id_ok(user_id) || !state || !last_active_ms)
     return CHAT_ERR_INVAL;

@@ -313,7 +313,10 @@ static chat_err verify(void *self, const char *token, size_t len,
   const verifier *vf = self;
   if (!out)
     return CHAT_ERR_AUTH;
+  /* The server set out->version; the fields after it are ours. */
+  uint32_t version = out->version;
   memset(out, 0, sizeof *out);
+  out->version = version;
   if (!vf || !token || len == 0 || len > PAYLOAD_B64_MAX + SIG_B64_LEN)
     return CHAT_ERR_AUTH;
   const char *dot = memchr(token, '.', len);
@@ -350,6 +353,8 @@ static chat_err verify(void *self, const char *token, size_t len,
     return CHAT_ERR_AUTH;
   if (id.expires_ms != 0 && now_ms >= id.expires_ms)
     return CHAT_ERR_AUTH;
+  id.version = version;
+  id.kind = CHAT_SENDER_USER;
   *out = id;
   return CHAT_OK;
 }

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "common/check.h"
 #include "common/arena.h"
 
 #define SCHEMA_VERSION 1
@@ -686,7 +687,9 @@ static chat_err load_view(store *s, const char *cid, const char *viewer,
 
 static chat_err conversation_get(void *self, const char *conversation_id,
                                  const char *viewer,
-                                 chat_conversation_sink emit, void *ctx) {
+                                 chat_conversation_sink emit, void *ctx,
+                                 chat_op *op) {
+  (void)op; /* every method of this store finishes before it returns */
   store *s = self;
   if (!s || !conversation_id)
     return CHAT_ERR_INVAL;
@@ -759,7 +762,8 @@ static chat_err create_tx(store *s, const chat_conversation_new *c,
 
 static chat_err conversation_create(void *self, const chat_conversation_new *c,
                                     bool *existed, chat_conversation_sink emit,
-                                    void *ctx) {
+                                    void *ctx, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !c || !c->conversation_id || !c->created_by ||
       (c->n_members && !c->members))
@@ -808,7 +812,8 @@ static chat_err member_add_tx(store *s, const char *cid, const char *uid,
 }
 
 static chat_err member_add(void *self, const char *conversation_id,
-                           const char *user_id, int64_t now_ms) {
+                           const char *user_id, int64_t now_ms, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !conversation_id || !user_id)
     return CHAT_ERR_INVAL;
@@ -817,7 +822,8 @@ static chat_err member_add(void *self, const char *conversation_id,
 }
 
 static chat_err member_remove(void *self, const char *conversation_id,
-                              const char *user_id) {
+                              const char *user_id, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !conversation_id || !user_id)
     return CHAT_ERR_INVAL;
@@ -942,7 +948,8 @@ static chat_err convs_tx(store *s, const char *uid, const char *cursor,
 static chat_err conversations_of(void *self, const char *user_id,
                                  const char *cursor, uint32_t limit,
                                  chat_conversation_sink emit, void *ctx,
-                                 char *next_cursor) {
+                                 char *next_cursor, chat_op *op) {
+  (void)op;
   store *s = self;
   if (next_cursor)
     next_cursor[0] = '\0';
@@ -1085,7 +1092,8 @@ static chat_err append_tx(store *s, const chat_msg_in *msgs, size_t n,
 }
 
 static chat_err append(void *self, const chat_msg_in *msgs, size_t n,
-                       chat_append_result *results) {
+                       chat_append_result *results, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || (n && (!msgs || !results)))
     return CHAT_ERR_INVAL;
@@ -1113,7 +1121,8 @@ static chat_err append(void *self, const chat_msg_in *msgs, size_t n,
 
 static chat_err messages(void *self, const char *conversation_id,
                          chat_page_dir dir, uint64_t anchor, uint32_t limit,
-                         chat_message_sink emit, void *ctx) {
+                         chat_message_sink emit, void *ctx, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !conversation_id)
     return CHAT_ERR_INVAL;
@@ -1154,7 +1163,8 @@ static chat_err messages(void *self, const char *conversation_id,
   return e;
 }
 
-static chat_err max_message_id(void *self, uint64_t *out) {
+static chat_err max_message_id(void *self, uint64_t *out, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !out)
     return CHAT_ERR_INVAL;
@@ -1255,7 +1265,8 @@ static chat_err mark_tx(store *s, const chat_mark_in *in, bool *advanced,
 }
 
 static chat_err mark(void *self, const chat_mark_in *in, bool *advanced,
-                     chat_mark_sink emit, void *ctx) {
+                     chat_mark_sink emit, void *ctx, chat_op *op) {
+  (void)op;
   store *s = self;
   bool dummy;
   if (!advanced)
@@ -1341,7 +1352,8 @@ static chat_err receipts_tx(store *s, const char *cid, uint64_t id,
 static chat_err receipts(void *self, const char *conversation_id,
                          uint64_t message_id, uint32_t *delivered,
                          uint32_t *read, chat_member_state_sink emit,
-                         void *ctx) {
+                         void *ctx, chat_op *op) {
+  (void)op;
   store *s = self;
   uint32_t d = 0, r = 0;
   if (!s || !conversation_id)
@@ -1361,13 +1373,14 @@ static chat_err receipts(void *self, const char *conversation_id,
     if (read)
       *read = r;
     for (size_t i = 0; emit && i < n; i++)
-      emit(ctx, states[i].id, states[i].state);
+      emit(ctx, states[i].id, (chat_receipt_state)states[i].state);
   }
   leave(s);
   return e;
 }
 
-static chat_err purge_receipts(void *self, int64_t before_ms) {
+static chat_err purge_receipts(void *self, int64_t before_ms, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s)
     return CHAT_ERR_INVAL;
@@ -1381,7 +1394,9 @@ static chat_err purge_receipts(void *self, int64_t before_ms) {
 
 static chat_err device_register(void *self, const char *user_id,
                                 const char *device_id, const char *platform,
-                                const char *push_token, int64_t now_ms) {
+                                const char *push_token, int64_t now_ms,
+                                chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !user_id || !device_id)
     return CHAT_ERR_INVAL;
@@ -1396,7 +1411,9 @@ typedef struct push_row {
 } push_row;
 
 static chat_err push_targets(void *self, const char *user_id,
-                             chat_push_target_sink emit, void *ctx) {
+                             chat_push_target_sink emit, void *ctx,
+                             chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !user_id)
     return CHAT_ERR_INVAL;
@@ -1428,7 +1445,9 @@ static chat_err push_targets(void *self, const char *user_id,
 
 static chat_err media_put(void *self, const char *media_id,
                           const char *owner_id, const char *content_type,
-                          const void *data, size_t len, int64_t now_ms) {
+                          const void *data, size_t len, int64_t now_ms,
+                          chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !media_id || !owner_id || (len && !data))
     return CHAT_ERR_INVAL;
@@ -1441,7 +1460,8 @@ static chat_err media_put(void *self, const char *media_id,
 
 static chat_err media_get(void *self, const char *media_id,
                           const char *reader, chat_media_sink emit,
-                          void *ctx) {
+                          void *ctx, chat_op *op) {
+  (void)op;
   store *s = self;
   if (!s || !media_id)
     return CHAT_ERR_INVAL;
@@ -1560,17 +1580,24 @@ static chat_err configure(sqlite3 *db, const chat_sqlite_options *o) {
 
 chat_err chat_sqlite_storage_open(chat_storage_ops *out, const char *path,
                                   const chat_sqlite_options *options,
-                                  const chat_allocator *alloc) {
+                                  const chat_allocator *alloc,
+                                  chat_errbuf *err) {
   if (!out || !path)
-    return CHAT_ERR_INVAL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "%s: NULL",
+                            !out ? "out" : "path");
   memset(out, 0, sizeof *out);
   chat_sqlite_options o = {CHAT_SQLITE_OPTIONS_V1, CHAT_SQLITE_SYNC_FULL,
                            DEFAULT_BUSY_MS};
   if (options) {
-    if (options->version != CHAT_SQLITE_OPTIONS_V1 ||
-        (options->sync != CHAT_SQLITE_SYNC_FULL &&
-         options->sync != CHAT_SQLITE_SYNC_NORMAL))
-      return CHAT_ERR_INVAL;
+    if (!chat__version_ok(options->version, CHAT_SQLITE_OPTIONS_V1))
+      return chat__version_refused(err, "options", options->version,
+                                   CHAT_SQLITE_OPTIONS_V1);
+    if (options->sync != CHAT_SQLITE_SYNC_FULL &&
+        options->sync != CHAT_SQLITE_SYNC_NORMAL)
+      return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                              "options.sync: %d is not FULL (0) or NORMAL "
+                              "(1)",
+                              (int)options->sync);
     o.sync = options->sync;
     if (options->busy_timeout_ms)
       o.busy_timeout_ms = options->busy_timeout_ms;
@@ -1578,10 +1605,12 @@ chat_err chat_sqlite_storage_open(chat_storage_ops *out, const char *path,
   chat_allocator a;
   chat_err e = chat__allocator_init(&a, alloc);
   if (e)
-    return e;
+    return chat__errbuf_set(err, e,
+                            "alloc: alloc, resize and release must all be "
+                            "set");
   store *s = chat__calloc(&a, 1, sizeof *s);
   if (!s)
-    return CHAT_ERR_NOMEM;
+    return chat__errbuf_set(err, CHAT_ERR_NOMEM, "out of memory");
   s->alloc = a;
   chat__arena_init(&s->scratch, &s->alloc);
   /* One connection used by one thread at a time (docs/threading.md). */
@@ -1591,8 +1620,17 @@ chat_err chat_sqlite_storage_open(chat_storage_ops *out, const char *path,
                            NULL);
   e = rc == SQLITE_OK ? CHAT_OK : rc == SQLITE_NOMEM ? CHAT_ERR_NOMEM
                                                      : CHAT_ERR_MODULE;
-  if (!e)
+  if (e)
+    chat__errbuf_set(err, e, "%s: SQLite cannot open it: %s", path,
+                     s->db ? sqlite3_errmsg(s->db) : "out of memory");
+  if (!e) {
     e = configure(s->db, &o);
+    if (e)
+      chat__errbuf_set(err, e,
+                       "%s: cannot set up or migrate the database (%s%s)",
+                       path, sqlite3_errmsg(s->db),
+                       e == CHAT_ERR_MODULE ? "; a newer schema?" : "");
+  }
   if (e) {
     destroy(s);
     return e;

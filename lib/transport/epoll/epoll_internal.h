@@ -114,6 +114,8 @@ struct chat_epoll {
   chat_allocator a;
   chat_server *srv;
   chat_epoll_settings s;
+  uint32_t max_frame_bytes; /* the server's */
+  uint32_t heartbeat_ms;    /* the server's */
   char *static_dir;       /* realpath of settings.static_dir, or NULL */
   size_t static_dir_len;
 
@@ -153,7 +155,6 @@ struct chat_epoll {
   chat__map users;        /* user_id -> chat__ep_user */
   uint64_t ws_rx_bytes;   /* held by unfinished WebSocket messages */
 
-  chat__map buckets;      /* user_id -> REST token bucket */
   uint64_t jitter;        /* state of the header-timeout jitter */
   chat__buf mbuf;         /* /metrics text */
   chat__tstats st;
@@ -221,8 +222,9 @@ void chat__ep_http_free(chat_epoll *t, chat__ep_conn *c);
 bool chat__ep_http_can_read(const chat__ep_conn *c);
 /* True when bytes read earlier wait to be taken as requests. */
 bool chat__ep_http_pending(const chat__ep_conn *c);
-void chat__ep_buckets_sweep(chat_epoll *t, uint64_t now);
-void chat__ep_buckets_free(chat_epoll *t);
+/* The server's on_http_response: a REST answer that came later. */
+void chat__ep_on_http_response(void *user_data, chat_server *srv, void *tag,
+                               const chat_http_response *resp);
 void chat__ep_users_free(chat_epoll *t);
 /* Charge n bytes to the body caps for user u (may be NULL); false (and
  * nothing charged) when either cap would be passed: *status says 503

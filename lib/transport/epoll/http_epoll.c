@@ -26,6 +26,8 @@
 #define CHARGE_STEP 65536
 /* Answers at least this large are checked against the body caps. */
 #define BIG_ANSWER 65536
+/* How long a request waits for an answer the core gives later. */
+#define PENDING_MAX_MS 30000
 
 enum { H_HEAD, H_BODY, H_WAIT, H_WRITE };
 
@@ -69,6 +71,8 @@ struct chat__ep_http {
   uint64_t progress;   /* body: when bytes last arrived */
   chat__ep_req *req;
   chat__ep_user *user; /* who an answer's bytes are charged to */
+  bool media;          /* H_WAIT: the answer is a media download */
+  uint64_t rest_t0_us; /* H_WAIT: when the request went to the core */
 };
 
 /* ---- the body caps ---- */
@@ -300,6 +304,11 @@ void chat__ep_http_free(chat_epoll *t, chat__ep_conn *c) {
   chat__ep_http *h = c->http;
   if (!h)
     return;
+  if (h->state == H_WAIT) {
+    /* Its answer must never find this connection. */
+    h->state = H_HEAD;
+    chat_server_http_cancel(t->srv, c);
+  }
   hp_leave(t, h);
   req_free(t, h);
   if (h->user) {
@@ -697,12 +706,16 @@ static void upgrade(chat_epoll *t, chat__ep_conn *c, const chat__http_head *hd,
   }
   char tok[CHAT__EP_TOKEN_MAX];
   size_t tn = token_of(hd, tok, sizeof tok);
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (tn == 0 || chat_server_authenticate(t->srv, tok, tn, &id) != CHAT_OK) {
     refuse_upgrade(t, c, 401, "unauthorized", "missing or invalid token",
                    A_BEARER);
     return;
   }
+  /* Extensions (permessage-deflate) are declined: the answer names none,
+   * and frames with RSV bits are refused. */
+  if (chat__http_field_get(hd, "sec-websocket-extensions").p)
+    t->st.ext_declined++;
   chat__http_str key = chat__http_field_get(hd, "sec-websocket-key");
   char accept[CHAT__WS_ACCEPT_LEN + 1];
   chat__ws_accept(key.p, key.n, accept);
@@ -732,119 +745,86 @@ static void upgrade(chat_epoll *t, chat__ep_conn *c, const chat__http_head *hd,
 
 /* ---- REST ---- */
 
-typedef struct bucket {
-  double tokens;
-  uint64_t last_ms;
-} bucket;
-
-/* True when the user may make a request now; else *retry_s says when. */
-static bool bucket_take(chat_epoll *t, const char *user, uint32_t *retry_s) {
-  if (t->s.rest_rate_per_minute == UINT32_MAX)
-    return true;
-  uint64_t now = t->now_ms;
-  double rate = t->s.rest_rate_per_minute / 60000.0; /* per ms */
-  double burst = t->s.rest_burst;
-  size_t klen = strlen(user);
-  void **slot = chat__map_get(&t->buckets, user, klen);
-  bucket *b = slot ? *slot : NULL;
-  if (!b) {
-    b = chat__alloc(&t->a, sizeof *b);
-    if (!b)
-      return true; /* out of memory: let it through rather than fail it */
-    b->tokens = burst;
-    b->last_ms = now;
-    if (chat__map_put(&t->buckets, user, klen, b, NULL) != CHAT_OK) {
-      chat__free(&t->a, b);
-      return true;
-    }
-  }
-  if (now > b->last_ms) {
-    b->tokens += (double)(now - b->last_ms) * rate;
-    if (b->tokens > burst)
-      b->tokens = burst;
-    b->last_ms = now;
-  }
-  if (b->tokens >= 1.0) {
-    b->tokens -= 1.0;
-    return true;
-  }
-  double wait_ms = (1.0 - b->tokens) / rate;
-  uint32_t s = (uint32_t)(wait_ms / 1000.0);
-  if ((double)s * 1000.0 < wait_ms)
-    s++;
-  *retry_s = s ? s : 1;
-  return false;
-}
-
-void chat__ep_buckets_sweep(chat_epoll *t, uint64_t now) {
-  /* A bucket that has refilled is the same as no bucket: drop it. */
-  double rate = t->s.rest_rate_per_minute / 60000.0;
-  size_t it = 0;
-  const char *key;
-  size_t klen;
-  void *v;
-  while (chat__map_next(&t->buckets, &it, &key, &klen, &v)) {
-    bucket *b = v;
-    double full = b->tokens + (double)(now - b->last_ms) * rate;
-    if (full >= t->s.rest_burst) {
-      chat__map_del(&t->buckets, key, klen, NULL);
-      chat__free(&t->a, b);
-    }
-  }
-}
-
-void chat__ep_buckets_free(chat_epoll *t) {
-  size_t it = 0;
-  const char *key;
-  size_t klen;
-  void *v;
-  while (chat__map_next(&t->buckets, &it, &key, &klen, &v))
-    chat__free(&t->a, v);
-  chat__map_free(&t->buckets);
-}
-
-static void dispatch(chat_epoll *t, chat__ep_conn *c, chat__ep_req *r) {
-  chat_http_request rq = {.method = r->method,
-                          .path = r->path,
-                          .query = r->query,
-                          .content_type = r->ctype,
-                          .body = r->body,
-                          .body_len = r->len,
-                          .identity = &r->id};
-  chat_http_response resp;
-  memset(&resp, 0, sizeof resp);
-  uint64_t t0 = chat__ep_mono_us();
-  chat_err rc = chat_server_http(t->srv, &rq, &resp, t->now_ms);
-  chat__hist_observe(&t->st.rest, chat__ep_mono_us() - t0);
+/* Write the core's answer to a REST request (now, or when it came). */
+static void rest_answer(chat_epoll *t, chat__ep_conn *c,
+                        const chat_http_response *resp, bool media) {
   chat__ep_http *h = c->http;
-  bool media = strcmp(r->method, "GET") == 0 &&
-               strncmp(r->path, "/api/v1/media/", 14) == 0;
-  /* The request's bytes are no longer held (nor is r valid). */
-  req_free(t, h);
-  if (rc != CHAT_OK) {
-    json_error(t, c, 500, "internal", "request failed", 0);
-    return;
-  }
-  if (resp.status == 429)
-    t->st.rest_limited++;
-  int flags = A_NOSTORE | A_API | (resp.status == 401 ? A_BEARER : 0);
-  if (media && resp.status == 200)
+  int flags = A_NOSTORE | A_API | (resp->status == 401 ? A_BEARER : 0);
+  if (media && resp->status == 200)
     flags |= A_MEDIA;
-  if (resp.body_len >= BIG_ANSWER) {
+  if (resp->body_len >= BIG_ANSWER) {
     /* Admitted only if the whole answer could be held by us. */
     int st;
-    if (!chat__ep_charge(t, h->user, resp.body_len, &st)) {
+    if (!chat__ep_charge(t, h->user, resp->body_len, &st)) {
       json_error(t, c, st, st == 429 ? "rate_limited" : "unavailable",
                  st == 429 ? "too many bytes in flight for this user"
                            : "server busy, try again later",
                  0);
       return;
     }
-    chat__ep_uncharge(t, h->user, resp.body_len);
+    chat__ep_uncharge(t, h->user, resp->body_len);
   }
-  answer(t, c, resp.status,
-         resp.content_type ? resp.content_type : "application/json",
-         resp.body, resp.body_len, resp.retry_after_s, flags);
+  answer(t, c, resp->status,
+         resp->content_type ? resp->content_type : "application/json",
+         resp->body, resp->body_len, resp->retry_after_s, flags);
+}
+
+static void dispatch(chat_epoll *t, chat__ep_conn *c, chat__ep_req *r) {
+  chat_http_request rq = {.version = CHAT_HTTP_REQUEST_V1,
+                          .method = r->method,
+                          .path = r->path,
+                          .query = r->query,
+                          .content_type = r->ctype,
+                          .body = r->body,
+                          .body_len = r->len,
+                          .identity = &r->id,
+                          .tag = c};
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
+  uint64_t t0 = chat__ep_mono_us();
+  chat_err rc = chat_server_http(t->srv, &rq, &resp, t->now_ms);
+  chat__ep_http *h = c->http;
+  bool media = strcmp(r->method, "GET") == 0 &&
+               strncmp(r->path, "/api/v1/media/", 14) == 0;
+  /* The request's bytes are no longer held (nor is r valid): the core
+   * copied what a pending answer needs. */
+  req_free(t, h);
+  if (rc == CHAT_PENDING) {
+    /* The answer waits on a module: on_http_response brings it; the
+     * connection reads nothing more until it is written. */
+    h->state = H_WAIT;
+    h->media = media;
+    h->rest_t0_us = t0;
+    h->progress = t->now_ms;
+    t->st.rest_deferred++;
+    arm(t, c, t->now_ms + PENDING_MAX_MS);
+    return;
+  }
+  chat__hist_observe(&t->st.rest, chat__ep_mono_us() - t0);
+  if (rc != CHAT_OK) {
+    json_error(t, c, 500, "internal", "request failed", 0);
+    return;
+  }
+  rest_answer(t, c, &resp, media);
+}
+
+void chat__ep_on_http_response(void *user_data, chat_server *srv, void *tag,
+                               const chat_http_response *resp) {
+  (void)user_data;
+  (void)srv;
+  chat__ep_conn *c = tag;
+  /* A connection that went away cancelled its request first, so the tag
+   * is a live connection waiting for exactly this. */
+  if (!c || c->phase != CHAT__EP_HTTP || !c->http ||
+      c->http->state != H_WAIT)
+    return;
+  chat_epoll *t = c->owner;
+  chat__ep_http *h = c->http;
+  chat__hist_observe(&t->st.rest, chat__ep_mono_us() - h->rest_t0_us);
+  h->state = H_HEAD; /* answer() moves it on */
+  rest_answer(t, c, resp, h->media);
+  /* Requests pipelined behind it, and the socket, are read again. */
+  if (c->phase == CHAT__EP_HTTP)
+    chat__ep_ready(t, c);
 }
 
 /* Bytes of a request body; returns how many were used. */
@@ -929,20 +909,11 @@ static void rest_request(chat_epoll *t, chat__ep_conn *c,
   int body_close = has_body ? A_CLOSE : 0;
   char tok[CHAT__EP_TOKEN_MAX];
   size_t tn = token_of(hd, tok, sizeof tok);
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (tn == 0 || chat_server_authenticate(t->srv, tok, tn, &id) != CHAT_OK) {
     t->st.auth_fail_rest++;
     json_error(t, c, 401, "unauthorized", "missing or invalid token",
                A_BEARER | A_API | body_close);
-    return;
-  }
-  uint32_t retry_s = 0;
-  if (!bucket_take(t, id.user_id, &retry_s)) {
-    t->st.rest_limited++;
-    char body[] = "{\"error\":{\"code\":\"rate_limited\","
-                  "\"message\":\"too many requests\"}}";
-    answer(t, c, 429, "application/json", body, sizeof body - 1, retry_s,
-           A_NOSTORE | A_API | body_close);
     return;
   }
   if (hd->has_length && hd->content_length > t->s.max_http_body_bytes) {
@@ -1047,8 +1018,7 @@ static void healthz(chat_epoll *t, chat__ep_conn *c, int flags) {
 static void metrics(chat_epoll *t, chat__ep_conn *c, int flags) {
   chat__buf *b = &t->mbuf;
   chat__buf_reset(b);
-  chat__metrics_write(b, t->srv, &t->st, t->n_ws,
-                      chat__map_len(&t->buckets), t->draining);
+  chat__metrics_write(b, t->srv, &t->st, t->n_ws, t->draining);
   chat__metrics_one(b, "chat_http_header_phase", "gauge",
                     "Connections still sending a request head.",
                     (uint64_t)t->n_header);
@@ -1452,6 +1422,17 @@ void chat__ep_http_timer(chat_epoll *t, chat__ep_conn *c) {
       return;
     }
     arm(t, c, c->mark_ms + t->s.body_timeout_ms);
+    return;
+  case H_WAIT:
+    if (now - h->progress >= PENDING_MAX_MS) {
+      /* The store never answered: say so, and forget the request. */
+      chat_server_http_cancel(t->srv, c);
+      h->state = H_HEAD;
+      json_error(t, c, 503, "unavailable", "the store did not answer",
+                 A_CLOSE);
+      return;
+    }
+    arm(t, c, h->progress + PENDING_MAX_MS);
     return;
   default:
     arm(t, c, now + t->s.body_timeout_ms);

@@ -533,8 +533,8 @@ static bool session_closing(const chat_session *s) {
          chat_session_close_code(s, NULL) != 1000;
 }
 
-static void on_session_wants(chat_server *srv, chat_session *sess,
-                             void *session_user_data, void *user_data) {
+static void on_session_wants(void *user_data, chat_server *srv,
+                             chat_session *sess, void *session_user_data) {
   (void)srv;
   (void)user_data;
   chat__ep_conn *c = session_user_data;
@@ -571,8 +571,8 @@ static bool rx_append(chat_epoll *t, chat__ep_conn *c, const uint8_t *p,
     size_t cap = rx->cap ? rx->cap * 2 : 4096;
     if (cap < rx->len + n)
       cap = rx->len + n;
-    if (cap > t->s.max_frame_bytes)
-      cap = t->s.max_frame_bytes;
+    if (cap > t->max_frame_bytes)
+      cap = t->max_frame_bytes;
     if (cap < rx->len + n)
       cap = rx->len + n;
     uint64_t grow = cap - rx->cap;
@@ -645,7 +645,7 @@ static void ws_input(chat_epoll *t, chat__ep_conn *c, uint8_t *buf,
   t->st.ws_bytes_in += n;
   while (c->phase == CHAT__EP_WS) {
     chat__ws_event ev;
-    size_t used = chat__ws_parse(p, buf, n, t->s.max_frame_bytes, &ev);
+    size_t used = chat__ws_parse(p, buf, n, t->max_frame_bytes, &ev);
     buf += used;
     n -= used;
     if (ev.kind == CHAT__WS_EV_MORE)
@@ -729,7 +729,7 @@ void chat__ep_ws_open(chat_epoll *t, chat__ep_conn *c,
   c->flags |= CHAT__EP_F_SESSION;
   t->n_ws++;
   t->st.ws_opened++;
-  chat__tw_add(&t->wheel, &c->tw, t->now_ms + t->s.heartbeat_ms);
+  chat__tw_add(&t->wheel, &c->tw, t->now_ms + t->heartbeat_ms);
   chat__ep_dirty(t, c);
   if (n)
     ws_input(t, c, (uint8_t *)leftover, n);
@@ -842,13 +842,13 @@ static void ws_timer(chat_epoll *t, chat__ep_conn *c) {
     chat__tw_add(&t->wheel, &c->tw, c->mark_ms);
     return;
   }
-  if (quiet >= t->s.heartbeat_ms && !(c->flags & CHAT__EP_F_PING_OUT)) {
+  if (quiet >= t->heartbeat_ms && !(c->flags & CHAT__EP_F_PING_OUT)) {
     c->flags |= CHAT__EP_F_PING;
     chat__ep_dirty(t, c);
   }
   uint64_t due = (c->flags & (CHAT__EP_F_PING | CHAT__EP_F_PING_OUT))
                      ? c->last_rx_ms + t->s.idle_timeout_ms
-                     : c->last_rx_ms + t->s.heartbeat_ms;
+                     : c->last_rx_ms + t->heartbeat_ms;
   chat__tw_add(&t->wheel, &c->tw, due);
 }
 
@@ -884,7 +884,8 @@ static void on_timer(void *ctx, chat__tw_node *n) {
 /* ---- the core's timer ---- */
 
 static void run_core_once(chat_epoll *t) {
-  chat_server_stats before, after;
+  chat_server_stats before = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_stats after = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(t->srv, &before);
   uint64_t t0 = chat__ep_mono_us();
   chat_err rc = chat_server_on_timer(t->srv, t->now_ms);
@@ -1009,10 +1010,16 @@ static int wait_ms(chat_epoll *t, uint32_t max_wait_ms) {
   return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
+/* env.wake: module threads posted completions or tasks; run them here,
+ * before this pass's reads, commit and writes. */
 static void on_wake(chat_epoll *t) {
   uint64_t v;
   while (read(t->wfd, &v, sizeof v) == (ssize_t)sizeof v)
     ;
+  chat_err rc = chat_server_run_posted(t->srv, t->now_ms);
+  if (rc != CHAT_OK)
+    chat__ep_log(t, CHAT_LOG_ERROR, "event=run_posted_failed err=%s",
+                 chat_err_name(rc));
 }
 
 chat_err chat_epoll_service(chat_epoll *t, uint32_t max_wait_ms) {
@@ -1069,6 +1076,7 @@ void chat_epoll_server_callbacks(chat_server_callbacks *out) {
   memset(out, 0, sizeof *out);
   out->version = CHAT_SERVER_CALLBACKS_V1;
   out->on_session_wants = on_session_wants;
+  out->on_http_response = chat__ep_on_http_response;
 }
 
 static unsigned default_max_conns(void) {
@@ -1091,18 +1099,21 @@ static chat_err settings_init(chat_epoll *t, const chat_epoll_settings *in,
   chat_epoll_settings *s = &t->s;
   *s = *in;
   s->static_dir = NULL;
-  if (!s->max_frame_bytes)
-    s->max_frame_bytes = 131072;
+  /* Set once, in the server: the messages the core accepts are the ones
+   * the transport reassembles, and the heartbeat it advertises in hello
+   * is the one the transport pings at. */
+  chat_server_settings ss = {.version = CHAT_SERVER_SETTINGS_V1};
+  if (chat_server_get_settings(t->srv, &ss) != CHAT_OK)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                            "srv: cannot read its settings");
+  t->max_frame_bytes = ss.max_frame_bytes;
+  t->heartbeat_ms = ss.heartbeat_ms;
   if (!s->max_http_body_bytes)
     s->max_http_body_bytes = 11u << 20;
-  if (!s->heartbeat_ms)
-    s->heartbeat_ms = 30000;
-  if (!s->idle_timeout_ms)
-    s->idle_timeout_ms = 2 * s->heartbeat_ms + 15000;
-  if (!s->rest_rate_per_minute)
-    s->rest_rate_per_minute = 1200;
-  if (!s->rest_burst)
-    s->rest_burst = 200;
+  if (!s->idle_timeout_ms) {
+    uint64_t idle = 2 * (uint64_t)t->heartbeat_ms + 15000;
+    s->idle_timeout_ms = idle > UINT32_MAX ? UINT32_MAX : (uint32_t)idle;
+  }
   if (!s->write_budget_bytes)
     s->write_budget_bytes = 65536;
   if (!s->close_grace_ms)
@@ -1140,13 +1151,9 @@ static chat_err settings_init(chat_epoll *t, const chat_epoll_settings *in,
                             "settings.max_header_bytes: %u is not "
                             "256..1048576",
                             s->max_header_bytes);
-  if (s->max_frame_bytes < 64)
-    return chat__errbuf_set(err, CHAT_ERR_INVAL,
-                            "settings.max_frame_bytes: %u is under 64",
-                            s->max_frame_bytes);
   /* Timers are kept in ms on 64 bits; a month is plenty for any of them. */
   const uint32_t month = 31u * 24 * 3600 * 1000;
-  if (s->heartbeat_ms > month || s->idle_timeout_ms > month ||
+  if (t->heartbeat_ms > month || s->idle_timeout_ms > month ||
       s->header_timeout_ms > month || s->keepalive_timeout_ms > month ||
       s->body_timeout_ms > month || s->close_grace_ms > month ||
       s->linger_ms > 600000)
@@ -1207,7 +1214,6 @@ chat_err chat_epoll_new(chat_epoll **out, chat_server *srv,
   uint64_t seed = chat__ep_mono_us() ^ (uint64_t)(uintptr_t)t;
   chat__map_init(&t->sources, &t->a, seed);
   chat__map_init(&t->users, &t->a, seed * 31 + 7);
-  chat__map_init(&t->buckets, &t->a, seed * 17 + 3);
   chat__buf_init(&t->mbuf, &t->a);
   t->rbuf = chat__alloc(&a, CHAT__EP_RBUF);
   t->head = chat__alloc(&a, sizeof *t->head);
@@ -1269,7 +1275,6 @@ void chat_epoll_free(chat_epoll *t) {
   if (t->spare_fd >= 0)
     close(t->spare_fd);
   chat__tw_free(&t->wheel, &t->a);
-  chat__ep_buckets_free(t);
   chat__ep_users_free(t);
   chat__map_free(&t->sources);
   chat__buf_free(&t->mbuf);

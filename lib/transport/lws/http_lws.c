@@ -19,6 +19,12 @@
 
 enum { F_NOSTORE = 1, F_BEARER = 2 };
 
+/* The adapter that serves wsi (its protocol's user). */
+static chat_lws *adapter_of_wsi(struct lws *wsi) {
+  const struct lws_protocols *p = lws_get_protocol(wsi);
+  return p ? p->user : NULL;
+}
+
 /* ---- writing answers ---- */
 
 static int add_header(struct lws *wsi, const char *name, const char *value,
@@ -194,87 +200,13 @@ int chat__lws_confirm_upgrade(chat_lws *t, struct lws *wsi, const char *up) {
                           "subprotocol chat.v1 required", false);
   char tok[TOKEN_MAX];
   size_t n = chat__lws_token(wsi, tok, sizeof tok);
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (n == 0 || chat_server_authenticate(t->srv, tok, n, &id) != CHAT_OK)
     return refuse_upgrade(t, wsi, 401, "unauthorized",
                           "missing or invalid token", true);
   t->handoff_wsi = wsi;
   t->handoff_id = id;
   return 0;
-}
-
-/* ---- REST rate limit: a token bucket per user ---- */
-
-typedef struct bucket {
-  double tokens;
-  uint64_t last_ms;
-} bucket;
-
-/* True when the user may make a request now; else *retry_s says when. */
-static bool bucket_take(chat_lws *t, const char *user, uint64_t now,
-                        uint32_t *retry_s) {
-  if (t->s.rest_rate_per_minute == UINT32_MAX)
-    return true;
-  double rate = t->s.rest_rate_per_minute / 60000.0; /* per ms */
-  double burst = t->s.rest_burst;
-  size_t klen = strlen(user);
-  void **slot = chat__map_get(&t->buckets, user, klen);
-  bucket *b = slot ? *slot : NULL;
-  if (!b) {
-    b = chat__alloc(&t->a, sizeof *b);
-    /* Out of memory: let the request through rather than fail it. */
-    if (!b)
-      return true;
-    b->tokens = burst;
-    b->last_ms = now;
-    if (chat__map_put(&t->buckets, user, klen, b, NULL) != CHAT_OK) {
-      chat__free(&t->a, b);
-      return true;
-    }
-  }
-  if (now > b->last_ms) {
-    b->tokens += (double)(now - b->last_ms) * rate;
-    if (b->tokens > burst)
-      b->tokens = burst;
-    b->last_ms = now;
-  }
-  if (b->tokens >= 1.0) {
-    b->tokens -= 1.0;
-    return true;
-  }
-  double wait_ms = (1.0 - b->tokens) / rate;
-  uint32_t s = (uint32_t)(wait_ms / 1000.0);
-  if ((double)s * 1000.0 < wait_ms)
-    s++;
-  *retry_s = s ? s : 1;
-  return false;
-}
-
-void chat__lws_buckets_sweep(chat_lws *t, uint64_t now) {
-  /* A bucket that has refilled is the same as no bucket: drop it. */
-  double rate = t->s.rest_rate_per_minute / 60000.0;
-  size_t it = 0;
-  const char *key;
-  size_t klen;
-  void *v;
-  while (chat__map_next(&t->buckets, &it, &key, &klen, &v)) {
-    bucket *b = v;
-    double full = b->tokens + (double)(now - b->last_ms) * rate;
-    if (full >= t->s.rest_burst) {
-      chat__map_del(&t->buckets, key, klen, NULL);
-      chat__free(&t->a, b);
-    }
-  }
-}
-
-void chat__lws_buckets_free(chat_lws *t) {
-  size_t it = 0;
-  const char *key;
-  size_t klen;
-  void *v;
-  while (chat__map_next(&t->buckets, &it, &key, &klen, &v))
-    chat__free(&t->a, v);
-  chat__map_free(&t->buckets);
 }
 
 /* ---- REST ---- */
@@ -337,34 +269,137 @@ static bool rebuild_query(struct lws *wsi, chat__buf *q) {
   return !q->oom && q->len < QUERY_MAX_BYTES;
 }
 
-static int rest_dispatch(chat_lws *t, struct lws *wsi, const char *method,
-                         const char *path, const char *query,
-                         const char *ctype, const chat_identity *id,
-                         const void *body, size_t len) {
-  chat_http_request rq = {.method = method,
-                          .path = path,
-                          .query = query,
-                          .content_type = ctype,
-                          .body = body,
-                          .body_len = len,
-                          .identity = id};
-  chat_http_response resp;
-  uint64_t t0 = chat__lws_mono_us();
-  chat_err rc = chat_server_http(t->srv, &rq, &resp, t0 / 1000u);
-  chat__hist_observe(&t->st.rest, chat__lws_mono_us() - t0);
-  if (rc != CHAT_OK)
-    return error_and_finish(t, wsi, 500, "internal", "request failed", 0);
-  if (resp.status == 429)
-    t->st.rest_limited++;
-  int flags = F_NOSTORE | (resp.status == 401 ? F_BEARER : 0);
-  int r = respond(t, wsi, resp.status,
-                  resp.content_type ? resp.content_type : "application/json",
-                  resp.body, resp.body_len, resp.retry_after_s, flags);
+static int rest_answer(chat_lws *t, struct lws *wsi,
+                       const chat_http_response *resp) {
+  int flags = F_NOSTORE | (resp->status == 401 ? F_BEARER : 0);
+  int r = respond(t, wsi, resp->status,
+                  resp->content_type ? resp->content_type
+                                     : "application/json",
+                  resp->body, resp->body_len, resp->retry_after_s, flags);
   /* A REST call may queue frames (a new member) or move deadlines. */
   chat__lws_arm(t);
   if (r)
     return -1;
   return finish(wsi);
+}
+
+static int rest_dispatch(chat_lws *t, struct lws *wsi, chat__lws_pss *ps,
+                         const char *method, const char *path,
+                         const char *query, const char *ctype,
+                         const chat_identity *id, const void *body,
+                         size_t len) {
+  chat_http_request rq = {.version = CHAT_HTTP_REQUEST_V1,
+                          .method = method,
+                          .path = path,
+                          .query = query,
+                          .content_type = ctype,
+                          .body = body,
+                          .body_len = len,
+                          .identity = id,
+                          .tag = ps};
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
+  uint64_t t0 = chat__lws_mono_us();
+  chat_err rc = chat_server_http(t->srv, &rq, &resp, t0 / 1000u);
+  if (rc == CHAT_PENDING && ps) {
+    /* The answer waits on a module: it comes through on_http_response and
+     * is written from HTTP_WRITEABLE; until then the connection waits
+     * (lws's HTTP timeout still applies). */
+    ps->http_wsi = wsi;
+    ps->waiting = true;
+    ps->rest_t0_us = t0;
+    t->st.rest_deferred++;
+    chat__lws_arm(t);
+    return 0;
+  }
+  chat__hist_observe(&t->st.rest, chat__lws_mono_us() - t0);
+  if (rc == CHAT_PENDING) {
+    /* No per-session block to answer through (lws gave none). */
+    chat_server_http_cancel(t->srv, NULL);
+    return error_and_finish(t, wsi, 500, "internal", "request failed", 0);
+  }
+  if (rc != CHAT_OK)
+    return error_and_finish(t, wsi, 500, "internal", "request failed", 0);
+  return rest_answer(t, wsi, &resp);
+}
+
+static void answer_free(chat_lws *t, chat__lws_answer *a) {
+  if (!a)
+    return;
+  chat__free(&t->a, a->content_type);
+  chat__free(&t->a, a->body);
+  chat__free(&t->a, a);
+}
+
+void chat__lws_on_http_response(void *user_data, chat_server *srv,
+                                void *tag, const chat_http_response *resp) {
+  (void)user_data;
+  (void)srv;
+  chat__lws_pss *ps = tag;
+  if (!ps || !ps->waiting || !ps->http_wsi)
+    return;
+  chat_lws *t = adapter_of_wsi(ps->http_wsi);
+  if (!t)
+    return;
+  ps->waiting = false;
+  chat__hist_observe(&t->st.rest, chat__lws_mono_us() - ps->rest_t0_us);
+  chat__lws_answer *a = chat__calloc(&t->a, 1, sizeof *a);
+  const char *ct = resp->content_type ? resp->content_type
+                                      : "application/json";
+  if (a) {
+    a->status = resp->status;
+    a->retry_after_s = resp->retry_after_s;
+    a->content_type = chat__strndup(&t->a, ct, strlen(ct));
+    a->len = resp->body_len;
+    a->body = chat__alloc(&t->a, a->len ? a->len : 1);
+    if (!a->content_type || !a->body) {
+      answer_free(t, a);
+      a = NULL;
+    } else if (a->len) {
+      memcpy(a->body, resp->body, a->len);
+    }
+  }
+  if (!a) {
+    /* Say so (503, no body) rather than leave the client hanging. */
+    a = chat__calloc(&t->a, 1, sizeof *a);
+    if (!a) {
+      lws_set_timeout(ps->http_wsi, PENDING_TIMEOUT_USER_OK,
+                      LWS_TO_KILL_ASYNC);
+      return;
+    }
+    a->status = 503;
+  }
+  ps->answer = a;
+  lws_callback_on_writable(ps->http_wsi);
+}
+
+int chat__lws_http_writable(chat_lws *t, struct lws *wsi,
+                            chat__lws_pss *ps) {
+  if (!ps || !ps->answer)
+    return 1;
+  chat__lws_answer *a = ps->answer;
+  ps->answer = NULL;
+  ps->http_wsi = NULL;
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1,
+                             .status = a->status,
+                             .content_type = a->content_type,
+                             .body = a->body,
+                             .body_len = a->len,
+                             .retry_after_s = a->retry_after_s};
+  int r = rest_answer(t, wsi, &resp);
+  answer_free(t, a);
+  return r;
+}
+
+void chat__lws_http_forget(chat_lws *t, chat__lws_pss *ps) {
+  if (!ps)
+    return;
+  if (ps->waiting) {
+    ps->waiting = false;
+    chat_server_http_cancel(t->srv, ps);
+  }
+  answer_free(t, ps->answer);
+  ps->answer = NULL;
+  ps->http_wsi = NULL;
 }
 
 static void req_destroy(chat_lws *t, chat__lws_req *r) {
@@ -405,20 +440,11 @@ static int rest(chat_lws *t, struct lws *wsi, chat__lws_pss *ps, int m,
                 const char *method, const char *path) {
   char tok[TOKEN_MAX];
   size_t n = chat__lws_token(wsi, tok, sizeof tok);
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (n == 0 || chat_server_authenticate(t->srv, tok, n, &id) != CHAT_OK) {
     t->st.auth_fail_rest++;
     return error_and_finish(t, wsi, 401, "unauthorized",
                             "missing or invalid token", F_BEARER);
-  }
-  uint64_t now = chat__lws_mono_ms();
-  uint32_t retry_s = 0;
-  if (!bucket_take(t, id.user_id, now, &retry_s)) {
-    t->st.rest_limited++;
-    if (json_error(t, wsi, 429, "rate_limited", "too many requests",
-                   retry_s, 0))
-      return -1;
-    return finish(wsi);
   }
   int64_t cl = content_length(wsi);
   if (cl == -2)
@@ -453,7 +479,7 @@ static int rest(chat_lws *t, struct lws *wsi, chat__lws_pss *ps, int m,
    * HTTP_BODY and HTTP_BODY_COMPLETION; answer there. */
   bool wait_body = cl > 0 || (cl == 0 && m == LWSHUMETH_POST);
   if (!wait_body) {
-    int r = rest_dispatch(t, wsi, method, path, query,
+    int r = rest_dispatch(t, wsi, ps, method, path, query,
                           has_ctype ? ctype : NULL, &id, NULL, 0);
     chat__buf_free(&q);
     return r;
@@ -516,7 +542,7 @@ int chat__lws_http_body_done(chat_lws *t, struct lws *wsi,
    * lws then frees ps: take the request out of it first and never touch
    * ps again. */
   ps->req = NULL;
-  int rc = rest_dispatch(t, wsi, r->method, r->path, r->query,
+  int rc = rest_dispatch(t, wsi, ps, r->method, r->path, r->query,
                          r->content_type, &r->id, r->body, r->len);
   req_destroy(t, r);
   return rc;

@@ -12,7 +12,7 @@
 
 #include "common/alloc.h"
 #include "common/buf.h"
-#include "common/map.h"
+#include "common/check.h"
 #include "transport/metrics.h"
 
 /* ---- metrics (shared with the epoll transport) ---- */
@@ -46,6 +46,7 @@ struct chat__lws_conn {
   bool ping_out;               /* a ping is unanswered */
   bool killed;
   bool closing;                /* the close frame is on its way */
+  bool lws_frames;             /* an HTTP/2 stream: lws frames each message */
 };
 
 /* A REST request waiting for its body. */
@@ -59,11 +60,24 @@ typedef struct chat__lws_req {
   size_t len, cap;
 } chat__lws_req;
 
+/* A REST answer the core gave later, copied, waiting for HTTP_WRITEABLE. */
+typedef struct chat__lws_answer {
+  int status;
+  uint32_t retry_after_s;
+  char *content_type;
+  char *body;
+  size_t len;
+} chat__lws_answer;
+
 /* lws's per-session block: the same for both protocols, since a WebSocket
  * without a subprotocol lands on protocols[0]. */
 typedef struct chat__lws_pss {
   chat__lws_conn ws;
   chat__lws_req *req;
+  struct lws *http_wsi;         /* the connection of a deferred request */
+  bool waiting;                 /* chat_server_http() said CHAT_PENDING */
+  chat__lws_answer *answer;     /* ... and this is what came */
+  uint64_t rest_t0_us;          /* when the deferred request started */
 } chat__lws_pss;
 
 struct chat_lws {
@@ -72,6 +86,9 @@ struct chat_lws {
   chat_lws_settings s;
   char *static_dir;       /* realpath of settings.static_dir, or NULL */
   size_t static_dir_len;
+
+  uint32_t max_frame_bytes; /* the server's */
+  uint32_t heartbeat_ms;    /* the server's */
 
   struct lws_protocols protocols[3];
   lws_retry_bo_t retry;   /* all zero: no validity timer */
@@ -86,7 +103,7 @@ struct chat_lws {
   lws_sorted_usec_list_t sul_tick; /* heartbeats, idle sweep, buckets */
   bool core_armed, tick_armed;
   uint64_t core_at_us;      /* when sul_core fires, monotonic us */
-  uint64_t next_sweep_ms, next_bucket_sweep_ms;
+  uint64_t next_sweep_ms;
 
   chat__lws_conn *conns;
   size_t n_conns;
@@ -100,7 +117,6 @@ struct chat_lws {
   unsigned char *tx;      /* LWS_PRE + payload scratch for lws_write */
   size_t tx_cap;
   chat__buf out;          /* /metrics text */
-  chat__map buckets;      /* user_id -> REST token bucket */
 
   chat__lws_stats st;
 };
@@ -130,8 +146,13 @@ int chat__lws_http_body(chat_lws *t, struct lws *wsi, chat__lws_pss *ps,
 int chat__lws_http_body_done(chat_lws *t, struct lws *wsi,
                              chat__lws_pss *ps);
 void chat__lws_req_free(chat_lws *t, chat__lws_pss *ps);
-void chat__lws_buckets_sweep(chat_lws *t, uint64_t now);
-void chat__lws_buckets_free(chat_lws *t);
+/* A deferred request's connection closed (or its protocol changed):
+ * cancel it in the core and drop any answer. */
+void chat__lws_http_forget(chat_lws *t, chat__lws_pss *ps);
+/* LWS_CALLBACK_HTTP_WRITEABLE: write a deferred answer. 1: not ours. */
+int chat__lws_http_writable(chat_lws *t, struct lws *wsi, chat__lws_pss *ps);
+void chat__lws_on_http_response(void *user_data, chat_server *srv,
+                                void *tag, const chat_http_response *resp);
 
 /* ---- metrics.c ---- */
 void chat__lws_metrics(chat_lws *t, chat__buf *out);

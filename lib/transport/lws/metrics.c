@@ -3,6 +3,5 @@
 #include "lws_internal.h"
 
 void chat__lws_metrics(chat_lws *t, chat__buf *b) {
-  chat__metrics_write(b, t->srv, &t->st, t->n_conns,
-                      chat__map_len(&t->buckets), t->draining);
+  chat__metrics_write(b, t->srv, &t->st, t->n_conns, t->draining);
 }

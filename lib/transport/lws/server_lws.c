@@ -22,7 +22,6 @@
 
 #define TICK_MS 250
 #define SWEEP_MS 1000
-#define BUCKET_SWEEP_MS 10000
 /* Reassembly buffers above this size are not kept between messages. */
 #define RX_KEEP_BYTES 16384
 
@@ -115,7 +114,8 @@ size_t chat__lws_token(struct lws *wsi, char *buf, size_t cap) {
 /* ---- the core's timer ---- */
 
 static void run_core(chat_lws *t) {
-  chat_server_stats before, after;
+  chat_server_stats before = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_stats after = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(t->srv, &before);
   uint64_t t0 = chat__lws_mono_us();
   chat_err rc = chat_server_on_timer(t->srv, t0 / 1000u);
@@ -227,8 +227,8 @@ static int close_soon(chat_lws *t, struct lws *wsi, chat__lws_conn *c,
   return 0;
 }
 
-static void on_session_wants(chat_server *srv, chat_session *sess,
-                             void *session_user_data, void *user_data) {
+static void on_session_wants(void *user_data, chat_server *srv,
+                             chat_session *sess, void *session_user_data) {
   (void)srv;
   (void)sess;
   (void)user_data;
@@ -241,6 +241,7 @@ static void on_session_wants(chat_server *srv, chat_session *sess,
  * not handed over from HTTP_CONFIRM_UPGRADE (lws paths that skip it). */
 static bool auth_headers(chat_lws *t, struct lws *wsi, chat_identity *id) {
   char tok[2048];
+  id->version = CHAT_IDENTITY_V1;
   size_t n = chat__lws_token(wsi, tok, sizeof tok);
   return n > 0 && chat_server_authenticate(t->srv, tok, n, id) == CHAT_OK;
 }
@@ -248,7 +249,7 @@ static bool auth_headers(chat_lws *t, struct lws *wsi, chat_identity *id) {
 static int ws_filter(chat_lws *t, struct lws *wsi) {
   if (t->handoff_wsi == wsi)
     return 0;
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (t->draining || !auth_headers(t, wsi, &id)) {
     t->st.auth_fail_upgrade++;
     return 1; /* lws hangs up; HTTP_CONFIRM_UPGRADE normally answered */
@@ -259,7 +260,7 @@ static int ws_filter(chat_lws *t, struct lws *wsi) {
 }
 
 static int ws_open(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
-  chat_identity id;
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
   if (t->handoff_wsi == wsi) {
     id = t->handoff_id;
   } else if (!auth_headers(t, wsi, &id)) {
@@ -269,6 +270,9 @@ static int ws_open(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
   t->handoff_wsi = NULL;
   memset(c, 0, sizeof *c);
   c->wsi = wsi;
+  /* A WebSocket on an HTTP/2 stream is framed inside h2 DATA frames by
+   * lws: the raw writes of ws_writable() would bypass that. */
+  c->lws_frames = lws_get_network_wsi(wsi) != wsi;
   uint64_t now = chat__lws_mono_ms();
   c->last_rx_ms = now;
   chat_err rc = chat_server_open_session(t->srv, &c->sess, &id, c, now);
@@ -325,15 +329,14 @@ static int ws_receive(chat_lws *t, struct lws *wsi, chat__lws_conn *c,
       c->rx_len = 0;
     /* Bound the memory a peer can make us hold before the core sees the
      * frame; the core applies the same limit to whole frames. */
-    if (len > t->s.max_frame_bytes ||
-        c->rx_len > t->s.max_frame_bytes - len)
+    if (len > t->max_frame_bytes || c->rx_len > t->max_frame_bytes - len)
       return close_soon(t, wsi, c, 1009, "frame too large");
     if (c->rx_len + len > c->rx_cap) {
       size_t cap = c->rx_cap ? c->rx_cap : 4096;
       while (cap < c->rx_len + len)
         cap *= 2;
-      if (cap > t->s.max_frame_bytes)
-        cap = t->s.max_frame_bytes;
+      if (cap > t->max_frame_bytes)
+        cap = t->max_frame_bytes;
       char *p = chat__realloc(&t->a, c->rx, cap);
       if (!p)
         return close_soon(t, wsi, c, 1011, "out of memory");
@@ -382,7 +385,29 @@ static int ws_writable(chat_lws *t, struct lws *wsi, chat__lws_conn *c) {
   size_t budget = t->s.write_budget_bytes;
   bool more = false;
   size_t used = 0; /* batched bytes after LWS_PRE */
-  for (;;) {
+  while (c->lws_frames) {
+    /* lws frames each message (HTTP/2 stream): one lws_write per frame,
+     * as lws expects, within the same budget. */
+    if (lws_partial_buffered(wsi) ||
+        (budget == 0 && (chat_session_wants(c->sess) & CHAT_WANT_WRITE))) {
+      more = true;
+      break;
+    }
+    const char *json;
+    size_t len;
+    if (chat_session_next_frame(c->sess, &json, &len) != CHAT_OK)
+      break;
+    unsigned char *buf = chat__lws_tx(t, len);
+    if (!buf)
+      return close_with(t, wsi, 1011, "out of memory");
+    memcpy(buf + LWS_PRE, json, len);
+    if (lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len)
+      return -1;
+    t->st.ws_messages_out++;
+    t->st.ws_bytes_out += len;
+    budget = len >= budget ? 0 : budget - len;
+  }
+  for (; !c->lws_frames;) {
     if (lws_partial_buffered(wsi) ||
         (budget == 0 && (chat_session_wants(c->sess) & CHAT_WANT_WRITE))) {
       more = true;
@@ -462,7 +487,7 @@ static void kill_conn(chat_lws *t, chat__lws_conn *c, const char *why) {
 }
 
 static void sweep(chat_lws *t, uint64_t now) {
-  uint64_t hb = t->s.heartbeat_ms, idle = t->s.idle_timeout_ms;
+  uint64_t hb = t->heartbeat_ms, idle = t->s.idle_timeout_ms;
   for (chat__lws_conn *c = t->conns; c; c = c->next) {
     if (c->killed || !c->sess)
       continue;
@@ -497,10 +522,6 @@ static void on_tick(lws_sorted_usec_list_t *sul) {
   if (now >= t->next_sweep_ms) {
     t->next_sweep_ms = now + SWEEP_MS;
     sweep(t, now);
-  }
-  if (now >= t->next_bucket_sweep_ms) {
-    t->next_bucket_sweep_ms = now + BUCKET_SWEEP_MS;
-    chat__lws_buckets_sweep(t, now);
   }
   /* A deadline that was far away when last armed may be due by now. */
   chat__lws_arm(t);
@@ -542,6 +563,29 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
                        (lws_usec_t)TICK_MS * 1000);
     }
     return 0;
+  case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+    /* env.wake -> chat_lws_wake() -> lws_cancel_service(): work posted
+     * by module threads runs here, on the service thread. Every protocol
+     * gets this callback; the second finds nothing to run. */
+    if (!t->destroying) {
+      chat_server_run_posted(t->srv, chat__lws_mono_ms());
+      chat__lws_arm(t);
+    }
+    return 0;
+  case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+    /* The adapter writes its own WebSocket frames (ws_writable), which a
+     * compressing extension such as permessage-deflate would corrupt:
+     * decline every extension, whatever the host's context offers. */
+    t->st.ext_declined++;
+    chat__lws_log(t, CHAT_LOG_INFO, "event=ws_extension_declined name=%s",
+                  in ? (const char *)in : "");
+    return 1;
+  case LWS_CALLBACK_HTTP_WRITEABLE: {
+    int r = chat__lws_http_writable(t, wsi, ps);
+    if (r <= 0)
+      return r;
+    break; /* not a deferred answer: lws's own (files) */
+  }
   case LWS_CALLBACK_PROTOCOL_DESTROY:
     lws_sul_cancel(&t->sul_tick);
     lws_sul_cancel(&t->sul_core);
@@ -592,6 +636,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason,
     if (t->handoff_wsi == wsi)
       t->handoff_wsi = NULL;
     chat__lws_req_free(t, ps);
+    chat__lws_http_forget(t, ps);
     break;
   default:
     break;
@@ -610,41 +655,48 @@ static void set_protocol(chat_lws *t, struct lws_protocols *p,
   p->id = 1;
   p->user = t;
   /* One send() per frame: never split a frame in lws's own buffer. */
-  p->tx_packet_size = (size_t)t->s.max_frame_bytes + 64;
+  p->tx_packet_size = (size_t)t->max_frame_bytes + 64;
   if (p->tx_packet_size < t->s.write_budget_bytes)
     p->tx_packet_size = t->s.write_budget_bytes;
 }
 
 chat_err chat_lws_new(chat_lws **out, chat_server *srv,
                       const chat_lws_settings *settings,
-                      const chat_allocator *alloc) {
+                      const chat_allocator *alloc, chat_errbuf *err) {
   if (!out)
-    return CHAT_ERR_INVAL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "out: NULL");
   *out = NULL;
-  if (!srv || !settings || settings->version != CHAT_LWS_SETTINGS_V1)
-    return CHAT_ERR_INVAL;
+  if (!srv || !settings)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "%s: NULL",
+                            !srv ? "srv" : "settings");
+  if (!chat__version_ok(settings->version, CHAT_LWS_SETTINGS_V1))
+    return chat__version_refused(err, "settings", settings->version,
+                                 CHAT_LWS_SETTINGS_V1);
+  chat_server_settings ss = {.version = CHAT_SERVER_SETTINGS_V1};
+  if (chat_server_get_settings(srv, &ss) != CHAT_OK)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                            "srv: cannot read its settings");
   chat_allocator a;
   if (chat__allocator_init(&a, alloc) != CHAT_OK)
-    return CHAT_ERR_INVAL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                            "alloc: alloc, resize and release must all be "
+                            "set");
   chat_lws *t = chat__calloc(&a, 1, sizeof *t);
   if (!t)
-    return CHAT_ERR_NOMEM;
+    return chat__errbuf_set(err, CHAT_ERR_NOMEM, "out of memory");
   t->a = a;
   t->srv = srv;
   t->s = *settings;
   t->s.static_dir = NULL;
-  if (!t->s.max_frame_bytes)
-    t->s.max_frame_bytes = 131072;
+  /* Set once, in the server: the frames the core accepts are the frames
+   * the adapter reassembles, and the heartbeat it advertises in hello is
+   * the one the adapter pings at. */
+  t->max_frame_bytes = ss.max_frame_bytes;
+  t->heartbeat_ms = ss.heartbeat_ms;
   if (!t->s.max_http_body_bytes)
     t->s.max_http_body_bytes = 11u << 20;
-  if (!t->s.heartbeat_ms)
-    t->s.heartbeat_ms = 30000;
   if (!t->s.idle_timeout_ms)
-    t->s.idle_timeout_ms = 2 * t->s.heartbeat_ms + 15000;
-  if (!t->s.rest_rate_per_minute)
-    t->s.rest_rate_per_minute = 1200;
-  if (!t->s.rest_burst)
-    t->s.rest_burst = 200;
+    t->s.idle_timeout_ms = 2 * t->heartbeat_ms + 15000;
   if (!t->s.write_budget_bytes)
     t->s.write_budget_bytes = 65536;
   if (!t->s.close_grace_ms)
@@ -655,19 +707,20 @@ chat_err chat_lws_new(chat_lws **out, chat_server *srv,
     if (!rp || stat(rp, &st) != 0 || !S_ISDIR(st.st_mode)) {
       free(rp); /* realpath() allocates with libc */
       chat__free(&a, t);
-      return CHAT_ERR_INVAL;
+      return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                              "settings.static_dir: %s is not a readable "
+                              "directory",
+                              settings->static_dir);
     }
     t->static_dir = chat__strndup(&a, rp, strlen(rp));
     free(rp);
     if (!t->static_dir) {
       chat__free(&a, t);
-      return CHAT_ERR_NOMEM;
+      return chat__errbuf_set(err, CHAT_ERR_NOMEM, "out of memory");
     }
     t->static_dir_len = strlen(t->static_dir);
   }
   chat__buf_init(&t->out, &t->a);
-  uint64_t seed = chat__lws_mono_us() ^ (uint64_t)(uintptr_t)t;
-  chat__map_init(&t->buckets, &t->a, seed);
   set_protocol(t, &t->protocols[0], "chat-http", 2048);
   set_protocol(t, &t->protocols[1], "chat.v1", 2048);
 
@@ -681,6 +734,7 @@ void chat_lws_server_callbacks(chat_server_callbacks *out) {
   memset(out, 0, sizeof *out);
   out->version = CHAT_SERVER_CALLBACKS_V1;
   out->on_session_wants = on_session_wants;
+  out->on_http_response = chat__lws_on_http_response;
 }
 
 const struct lws_protocols *chat_lws_protocols(chat_lws *t) {
@@ -694,7 +748,6 @@ void chat_lws_free(chat_lws *t) {
   if (t->own_ctx && t->ctx)
     lws_context_destroy(t->ctx); /* CLOSED for each session first */
   t->ctx = NULL;
-  chat__lws_buckets_free(t);
   chat__buf_free(&t->out);
   chat__free(&t->a, t->tx);
   chat__free(&t->a, t->static_dir);
@@ -732,14 +785,22 @@ static int probe_bind(const char *host, uint16_t port, bool v6) {
   return err;
 }
 
-chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
-  if (!t || !o || o->version != CHAT_LWS_LISTEN_V1)
-    return CHAT_ERR_INVAL;
+chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o,
+                         chat_errbuf *err) {
+  if (!t || !o)
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "%s: NULL",
+                            !t ? "t" : "options");
+  if (!chat__version_ok(o->version, CHAT_LWS_LISTEN_V1))
+    return chat__version_refused(err, "options", o->version,
+                                 CHAT_LWS_LISTEN_V1);
   if (t->ctx)
-    return CHAT_ERR_STATE;
+    return chat__errbuf_set(err, CHAT_ERR_STATE,
+                            "already listening (or serving a host's "
+                            "context)");
   size_t rx = o->rx_buffer_bytes ? o->rx_buffer_bytes : 2048;
   if (rx < 128)
-    return CHAT_ERR_INVAL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                            "options.rx_buffer_bytes: %zu is under 128", rx);
   t->protocols[0].rx_buffer_size = rx;
   t->protocols[1].rx_buffer_size = rx;
 
@@ -806,7 +867,12 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
     chat__lws_log(t, CHAT_LOG_ERROR,
                   "event=listen_failed host=%s port=%u err=\"%s\"",
                   o->host ? o->host : "*", (unsigned)o->port, strerror(perr));
-    return CHAT_ERR_MODULE;
+    return chat__errbuf_set(err, perr == EINVAL ? CHAT_ERR_INVAL
+                                                : CHAT_ERR_MODULE,
+                            "options.host/port: cannot bind %s:%u: %s",
+                            o->host ? o->host : "*", (unsigned)o->port,
+                            perr == EINVAL ? "not an IP address literal"
+                                           : strerror(perr));
   }
 
   /* lws logs through a process-wide setting; keep it to real errors. */
@@ -818,7 +884,9 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
     t->ctx = NULL;
     chat__lws_log(t, CHAT_LOG_ERROR, "event=listen_failed host=%s port=%u",
                   o->host ? o->host : "*", (unsigned)o->port);
-    return CHAT_ERR_MODULE;
+    return chat__errbuf_set(err, CHAT_ERR_MODULE,
+                            "lws_create_context failed for %s:%u",
+                            o->host ? o->host : "*", (unsigned)o->port);
   }
   t->ctx = cx;
   struct lws_vhost *vh = lws_get_vhost_by_name(cx, "default");
@@ -827,7 +895,8 @@ chat_err chat_lws_listen(chat_lws *t, const chat_lws_listen_options *o) {
     lws_context_destroy(cx);
     t->ctx = NULL;
     t->own_ctx = false;
-    return CHAT_ERR_MODULE;
+    return chat__errbuf_set(err, CHAT_ERR_MODULE,
+                            "lws reports no listening port");
   }
   t->port = (uint16_t)port;
   return CHAT_OK;
