@@ -395,8 +395,8 @@ class RawWs:
     """A WebSocket client on a plain socket: it writes and reads frames
     exactly when told, so a test controls the order of events."""
 
-    def __init__(self, chatd, user, device, rcvbuf=None):
-        tok = chatd.token(user, device).encode()
+    def __init__(self, chatd, user, device, rcvbuf=None, ttl=3600):
+        tok = chatd.token(user, device, ttl=ttl).encode()
         self.s = socket.socket()
         if rcvbuf:
             self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -527,11 +527,19 @@ def test_drain_1001_arrives_while_client_writes(chatd):
     assert chatd.proc.wait(timeout=TIMEOUT) == 0
 
 
+def test_token_expiry_4001_arrives_while_client_writes(chatd):
+    c = RawWs(chatd, "alice", "a", ttl=2)
+    # Unsolicited pongs until the token runs out, a second or two on.
+    code = c.close_while_writing(b"", filler=ws_frame(0xA, b"p" * 125) * 30)
+    c.close()
+    assert code == 4001
+
+
 def test_drain_1001_arrives_to_a_raw_client_writing(chatd):
     c = RawWs(chatd, "alice", "a")
     pid = chatd.proc.pid
     # Unsolicited pongs: nothing comes back for them.
-    code = c.close_while_writing(b"", filler=ws_frame(0xA, b"p" * 4000),
+    code = c.close_while_writing(b"", filler=ws_frame(0xA, b"p" * 125) * 30,
                                  then=lambda: os.kill(pid, signal.SIGTERM))
     c.close()
     assert code == 1001
