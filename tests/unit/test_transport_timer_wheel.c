@@ -156,3 +156,42 @@ Test(timer_wheel, each_visits_every_node) {
     cr_assert(!chat__tw_armed(&its[i].n));
   chat__tw_free(&w, &A);
 }
+
+Test(timer_wheel, next_is_never_late_through_random_changes) {
+  chat__allocator_init(&A, NULL);
+  chat__tw w;
+  chat__tw_init(&w, &A, 64, 10, 0);
+  enum { N = 200 };
+  item *its = calloc(N, sizeof *its);
+  srand(11);
+  ctx c = {&w, 0, 0};
+  for (int step = 0; step < 20000; step++) {
+    int k = rand() % N;
+    int op = rand() % 10;
+    if (op < 5) {
+      its[k].due = c.now + (uint64_t)(rand() % 3000);
+      its[k].fired = 0;
+      chat__tw_add(&w, &its[k].n, its[k].due);
+    } else if (op < 7) {
+      chat__tw_del(&w, &its[k].n);
+    } else {
+      c.now += (uint64_t)(rand() % 40);
+      chat__tw_expire(&w, c.now, on_fire, &c);
+    }
+    /* The earliest armed node's tick end, by brute force. */
+    uint64_t truth = CHAT_TIME_NEVER;
+    for (int i = 0; i < N; i++)
+      if (chat__tw_armed(&its[i].n)) {
+        uint64_t end = its[i].n.tick * 10;
+        if (end < truth)
+          truth = end;
+      }
+    uint64_t nx = chat__tw_next(&w);
+    cr_assert_leq(nx, truth, "step %d: next %llu, a node ends %llu", step,
+                  (unsigned long long)nx, (unsigned long long)truth);
+    if (truth == CHAT_TIME_NEVER)
+      cr_assert_eq(nx, CHAT_TIME_NEVER);
+  }
+  free(its);
+  chat__tw_free(&w, &A);
+}

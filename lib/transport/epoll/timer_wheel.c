@@ -16,6 +16,7 @@ chat_err chat__tw_init(chat__tw *w, const chat_allocator *a, size_t n_slots,
   w->tick_ms = tick_ms ? tick_ms : 1;
   w->tick = now_ms / w->tick_ms;
   w->count = 0;
+  w->hint = UINT64_MAX;
   return CHAT_OK;
 }
 
@@ -49,6 +50,8 @@ void chat__tw_add(chat__tw *w, chat__tw_node *n, uint64_t due_ms) {
     t = w->tick;
   n->tick = t;
   link_into(&w->slots[t & w->mask], n);
+  if (w->hint != UINT64_MAX && t < w->hint)
+    w->hint = t;
 }
 
 void chat__tw_del(chat__tw *w, chat__tw_node *n) {
@@ -92,15 +95,22 @@ void chat__tw_expire(chat__tw *w, uint64_t now_ms,
     w->tick = now_t + 1;
 }
 
-uint64_t chat__tw_next(const chat__tw *w) {
+uint64_t chat__tw_next(chat__tw *w) {
   if (!w->count)
     return CHAT_TIME_NEVER;
+  /* Removals leave the hint as it is: early is allowed, late is not. */
+  if (w->hint != UINT64_MAX && w->hint >= w->tick)
+    return w->hint * w->tick_ms;
   for (uint64_t i = 0; i <= w->mask; i++) {
     uint64_t t = w->tick + i;
     const chat__tw_node *head = &w->slots[t & w->mask];
-    if (head->next != head)
+    if (head->next != head) {
+      w->hint = t;
       return t * w->tick_ms;
+    }
   }
+  /* Every node waits for a later turn: look again next tick. */
+  w->hint = UINT64_MAX;
   return w->tick * w->tick_ms;
 }
 

@@ -25,6 +25,9 @@ typedef struct chat__tw {
   uint32_t tick_ms;
   uint64_t tick;        /* the next tick expire will process */
   size_t count;         /* armed nodes */
+  uint64_t hint;        /* no node is armed in a tick before this one
+                           (UINT64_MAX: unknown); spares chat__tw_next a
+                           scan of the wheel on every pass of a loop */
 } chat__tw;
 
 /* n_slots is rounded up to a power of two. CHAT_ERR_NOMEM or CHAT_OK. */
@@ -48,8 +51,10 @@ void chat__tw_expire(chat__tw *w, uint64_t now_ms,
                      void (*fn)(void *ctx, chat__tw_node *n), void *ctx);
 
 /* The earliest time (ms) some node may fire; CHAT_TIME_NEVER when none is
- * armed. May be early (a slot holding only later turns), never late. */
-uint64_t chat__tw_next(const chat__tw *w);
+ * armed. May be early (a slot holding only later turns, or a node since
+ * disarmed), never late. Remembers what it found, so that a loop asking
+ * on every pass scans the wheel only when something changed. */
+uint64_t chat__tw_next(chat__tw *w);
 
 /* Call fn for every armed node (in no order). fn may disarm the node it
  * is given and then free it, nothing else; a node fn leaves armed is
