@@ -9,6 +9,9 @@
  *   !s<body> the app sends <body> to conversation "c"
  *   !m<id>   the app marks conversation "c" read up to <id>
  *   !k       a keystroke in conversation "c"
+ *   !x       the server closes the session with 4001 (token expired)
+ *   !T<tok>  the app hands over a token
+ *   !d<tok>  the app registers a push token
  * After every chunk the host drains frames and requests as a real one
  * would. Any crash, sanitizer report or broken invariant is a finding. */
 #include <stdint.h>
@@ -55,7 +58,7 @@ static void pump(fz *f) {
          100000)
     if (len == 0 || json[0] != '{')
       abort(); /* the client only ever writes JSON objects */
-  chat_client_request r;
+  chat_client_request r = {.version = CHAT_CLIENT_REQUEST_V1};
   while (chat_client_next_request(f->c, &r) == CHAT_OK) {
     if (!r.method || !r.path || r.path[0] != '/')
       abort();
@@ -127,6 +130,20 @@ static void action(fz *f, const uint8_t *p, size_t n) {
   case 'k':
     chat_client_typing(f->c, "c", f->now);
     break;
+  case 'x':
+    chat_client_on_close(f->c, 4001, f->now);
+    break;
+  case 'T':
+    chat_client_set_token(f->c, (const char *)arg, an, f->now);
+    break;
+  case 'd': {
+    char tok[128];
+    size_t k = an < sizeof tok - 1 ? an : sizeof tok - 1;
+    memcpy(tok, arg, k);
+    tok[k] = 0;
+    chat_client_register_device(f->c, "fcm", tok, NULL, f->now);
+    break;
+  }
   default:
     break;
   }
@@ -137,15 +154,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fz f;
   memset(&f, 0, sizeof f);
   f.rng = 7;
-  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1};
-  s.env.version = CHAT_ENV_V1;
-  s.env.user_data = &f;
-  s.env.random = fz_random;
-  s.env.wall_ms = fz_wall;
-  chat_client_store *st;
-  if (chat_sqlite_client_store_open(&st, ":memory:", NULL) != CHAT_OK)
+  chat_env env = {.version = CHAT_ENV_V1, .user_data = &f,
+                  .random = fz_random, .wall_ms = fz_wall};
+  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1, .env = &env};
+  chat_client_store_ops st;
+  if (chat_sqlite_client_store_open(&st, ":memory:", NULL, NULL) != CHAT_OK)
     abort();
-  if (chat_client_new(&f.c, &s, NULL, NULL, st, NULL) != CHAT_OK)
+  if (chat_client_new(&f.c, &s, &st, NULL, NULL, NULL, NULL) != CHAT_OK)
     abort();
   chat_client_start(f.c, f.now);
   pump(&f);

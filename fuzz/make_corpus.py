@@ -179,8 +179,51 @@ client_sessions = [
             b"[1]", {"type": "receipt", "conversation_id": "c",
                      "message_id": "5", "state": "read", "member_id": "bob",
                      "counts": {"delivered": 2, "read": 1}}),
+    session(b"!Ttok1", resumed, b"!x", b"!t60000", b"!Ttok1", b"!Ttok2",
+            resumed, b"!s after", b"!e401", b"!Ttok3", b"!dpush-1"),
+    session(resumed, {"type": "goaway", "reason": "drain",
+                      "retry_after_ms": 5000}, b"!c", b"!t6000", resumed),
 ] + [session(resumed, f) for f in enc(to_client)]
 write("fuzz_client", client_sessions)
+
+
+# fuzz_client_rest: a kind byte (0 messages page, 1 conversation list,
+# 2 one conversation, 3 error object), then the REST answer body.
+def rest(kind, body):
+    if not isinstance(body, bytes):
+        body = json.dumps(body, separators=(",", ":"),
+                          ensure_ascii=False).encode()
+    return bytes([kind]) + body
+
+
+conv_obj = {"conversation_id": "g1", "type": "group", "name": "G",
+            "members": ["alice", "bob"], "last_message": cmsg,
+            "unread_count": 2, "last_read_message_id": "9187190"}
+write("fuzz_client_rest", [
+    rest(0, {"messages": [cmsg, dict(cmsg, message_id="9187203",
+                                     reply_to="9187202", media_refs=["m1"],
+                                     body_type="media")],
+             "has_more": True}),
+    rest(0, {"messages": [], "has_more": False}),
+    rest(0, {"messages": [dict(cmsg, client_msg_id=None, body="\u0000\u2028")],
+             "has_more": None}),
+    rest(0, {"messages": [dict(cmsg, message_id="01")]}),
+    rest(0, b'{"messages":[{"message_id":"1"}]}'),
+    rest(0, b'{"messages":[1]} x'),
+    rest(1, {"conversations": [conv_obj, dict(conv_obj, conversation_id="d",
+                                              type="direct", name=None,
+                                              last_message=None,
+                                              last_read_message_id=None,
+                                              admins=["alice"])],
+             "next_cursor": "5:g2@x"}),
+    rest(1, {"conversations": [], "next_cursor": None}),
+    rest(1, {"conversations": [dict(conv_obj, type="room")]}),
+    rest(2, conv_obj),
+    rest(2, dict(conv_obj, members=["bad id"])),
+    rest(3, {"error": {"code": "not_member", "message": "no"}}),
+    rest(3, b'{"error":"x"}'),
+    rest(0, b'\xff'), rest(1, b''), rest(2, b'[]'),
+])
 write("fuzz_decode_to_server", enc(to_server) + raw_extra +
       enc(to_server_v8) + raw_extra_v8)
 write("fuzz_decode_to_client", enc(to_client) + raw_extra +

@@ -21,17 +21,19 @@
  *   read                 mark the current conversation read
  *   type                 a keystroke in the current conversation
  *   watch U1,U2          presence of these users
- *   token TOKEN          use TOKEN from now on and start again (after
- *                        "state unauthorized")
+ *   token TOKEN          give the client a new token (after
+ *                        "auth-required"): it reconnects and resumes
+ *   device PLATFORM TOK  register a push token (apns, fcm or webpush)
  *   quit
  * Events are printed one per line, starting with a keyword (state,
  * message, ack, receipt, typing, conversation, presence, error, done,
- * caught-up), followed for people by a ✓ sent / ✓✓ delivered / ✓✓ read
- * line.
+ * caught-up, auth-required), followed for people by a ✓ sent / ✓✓
+ * delivered / ✓✓ read line.
  *
  * Threads: the runner services the client on the main thread; a reader
- * thread hands stdin lines over through a locked queue and
- * chat_client_lws_wake(). */
+ * thread hands each stdin line over with chat_client_lws_post(). On quit
+ * the client closes gracefully, then the runner is stopped and freed in
+ * the documented order (include/chat/client_lws.h). */
 #include <chat/client.h>
 #include <chat/client_lws.h>
 #include <chat/sqlite.h>
@@ -41,12 +43,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_LINES 256
-
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static char *lines[MAX_LINES];
-static size_t n_lines;
 static chat_client_lws *runner;
+/* Guards `runner` between the reader thread's posts and its free. */
+static pthread_mutex_t runner_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static char current[65];
 static uint64_t newest, oldest;
@@ -71,13 +70,13 @@ static void track(const chat_message *m) {
     oldest = m->message_id;
 }
 
-static void on_connection(chat_client *c, chat_client_state s, void *ud) {
+static void on_connection(void *ud, chat_client *c, chat_client_state s) {
   (void)c, (void)ud;
   printf("state %s\n", chat_client_state_name(s));
 }
 
-static void on_message(chat_client *c, const chat_message *m,
-                       chat_message_origin o, void *ud) {
+static void on_message(void *ud, chat_client *c, const chat_message *m,
+                       chat_message_origin o) {
   (void)c, (void)ud;
   printf("message %s %llu %s %s %.*s\n", m->conversation_id,
          (unsigned long long)m->message_id, m->sender_id, origin_name(o),
@@ -85,14 +84,14 @@ static void on_message(chat_client *c, const chat_message *m,
   track(m);
 }
 
-static void on_ack(chat_client *c, const chat_ack *a, void *ud) {
+static void on_ack(void *ud, chat_client *c, const chat_ack *a) {
   (void)c, (void)ud;
   printf("ack %s %llu%s\n✓ sent\n", a->client_msg_id,
          (unsigned long long)a->message_id,
          a->duplicate ? " duplicate" : "");
 }
 
-static void on_receipt(chat_client *c, const chat_receipt *r, void *ud) {
+static void on_receipt(void *ud, chat_client *c, const chat_receipt *r) {
   (void)c, (void)ud;
   bool read = r->state == CHAT_RECEIPT_READ;
   printf("receipt %s %llu %s %s", r->conversation_id,
@@ -104,27 +103,27 @@ static void on_receipt(chat_client *c, const chat_receipt *r, void *ud) {
   printf("\n✓✓ %s\n", read ? "read" : "delivered");
 }
 
-static void on_typing(chat_client *c, const char *conv, const char *user,
-                      bool on, void *ud) {
+static void on_typing(void *ud, chat_client *c, const char *conv,
+                      const char *user, bool on) {
   (void)c, (void)ud;
   printf("typing %s %s %s\n", conv, user, on ? "on" : "off");
 }
 
-static void on_presence(chat_client *c, const chat_presence *p, void *ud) {
+static void on_presence(void *ud, chat_client *c, const chat_presence *p) {
   (void)c, (void)ud;
   static const char *names[] = {"offline", "online", "idle"};
   printf("presence %s %s\n", p->user_id,
          (unsigned)p->state < 3 ? names[p->state] : "?");
 }
 
-static void on_state_change(chat_client *c, const chat_state_change *s,
-                            void *ud) {
+static void on_state_change(void *ud, chat_client *c,
+                            const chat_state_change *s) {
   (void)c, (void)ud;
   printf("read-elsewhere %s %llu\n", s->conversation_id,
          (unsigned long long)s->last_read_message_id);
 }
 
-static void print_conv(const chat_conversation *cv, void *ud) {
+static void print_conv(void *ud, const chat_conversation *cv) {
   (void)ud;
   printf("conversation %s %s ", cv->conversation_id,
          cv->type == CHAT_CONVERSATION_GROUP ? "group" : "direct");
@@ -135,13 +134,13 @@ static void print_conv(const chat_conversation *cv, void *ud) {
   printf("\n");
 }
 
-static void on_conversation(chat_client *c, const chat_conversation *cv,
-                            void *ud) {
+static void on_conversation(void *ud, chat_client *c,
+                            const chat_conversation *cv) {
   (void)c;
-  print_conv(cv, ud);
+  print_conv(ud, cv);
 }
 
-static void on_error(chat_client *c, const chat_client_error *e, void *ud) {
+static void on_error(void *ud, chat_client *c, const chat_client_error *e) {
   (void)c, (void)ud;
   printf("error %s %s%s%s\n",
          e->wire && e->wire->code ? e->wire->code : chat_err_name(e->err),
@@ -149,20 +148,20 @@ static void on_error(chat_client *c, const chat_client_error *e, void *ud) {
          e->client_msg_id ? e->client_msg_id : "");
 }
 
-static void on_progress(chat_client *c, const chat_resume_progress *p,
-                        void *ud) {
+static void on_progress(void *ud, chat_client *c,
+                        const chat_resume_progress *p) {
   (void)c, (void)ud;
   if (p->complete)
     printf("caught-up %u\n", (unsigned)p->messages);
 }
 
-static void on_done(chat_client *c, uint32_t id, chat_err r, void *ud) {
+static void on_done(void *ud, chat_client *c, uint32_t id, chat_err r) {
   printf("done %u %s\n", (unsigned)id, chat_err_name(r));
   if (id == list_req)
     chat_client_list_conversations(c, print_conv, ud);
 }
 
-static void show(const chat_client_message *m, void *ud) {
+static void show(void *ud, const chat_client_message *m) {
   (void)ud;
   const chat_message *msg = m->message;
   const char *mark = !m->own ? ""
@@ -237,11 +236,14 @@ static void command(chat_client *c, char *line) {
     if (!e)
       printf("burst %ld sent\n", i);
   } else if (strcmp(line, "token") == 0 && arg) {
-    e = chat_client_lws_set_token(runner, arg);
-    if (!e)
-      e = chat_client_start(c, now);
+    e = chat_client_set_token(c, arg, strlen(arg), now);
     if (!e)
       printf("token set\n");
+  } else if (strcmp(line, "device") == 0 && arg) {
+    char *tok = strchr(arg, ' ');
+    if (tok)
+      *tok++ = 0;
+    e = chat_client_register_device(c, arg, tok, &id, now);
   } else if (strcmp(line, "older") == 0 && current[0]) {
     e = chat_client_load_older(c, current, oldest, 50, &id, now);
   } else if (strcmp(line, "read") == 0 && current[0]) {
@@ -263,37 +265,28 @@ static void command(chat_client *c, char *line) {
     return;
   }
   if (e)
-    printf("error %s %s\n", chat_err_name(e), line);
+    printf("error %s %s: %s\n", chat_err_name(e), line,
+           chat_client_errmsg(c));
   else if (id)
     printf("request %u\n", (unsigned)id);
 }
 
-static void on_wake(chat_client_lws *r, chat_client *c, void *ud) {
-  (void)r, (void)ud;
-  for (;;) {
-    pthread_mutex_lock(&mu);
-    char *line = NULL;
-    if (n_lines) {
-      line = lines[0];
-      memmove(lines, lines + 1, --n_lines * sizeof *lines);
-    }
-    pthread_mutex_unlock(&mu);
-    if (!line)
-      break;
-    command(c, line);
-    free(line);
-  }
+/* A stdin line, run on the service thread (c NULL: the runner stopped
+ * before it ran; just free it). */
+static void run_line(void *arg, chat_client_lws *r, chat_client *c) {
+  (void)r;
+  if (c)
+    command(c, arg);
+  free(arg);
 }
 
-static void push_line(const char *s) {
+static void post_line(const char *s) {
   char *copy = strdup(s);
-  pthread_mutex_lock(&mu);
-  if (copy && n_lines < MAX_LINES)
-    lines[n_lines++] = copy;
-  else
+  pthread_mutex_lock(&runner_mu);
+  if (copy && (!runner ||
+               chat_client_lws_post(runner, run_line, copy) != CHAT_OK))
     free(copy);
-  pthread_mutex_unlock(&mu);
-  chat_client_lws_wake(runner);
+  pthread_mutex_unlock(&runner_mu);
 }
 
 static void *reader(void *arg) {
@@ -301,10 +294,16 @@ static void *reader(void *arg) {
   char buf[8192];
   while (fgets(buf, sizeof buf, stdin)) {
     buf[strcspn(buf, "\r\n")] = 0;
-    push_line(buf);
+    post_line(buf);
   }
-  push_line("quit");
+  post_line("quit");
   return NULL;
+}
+
+static void on_auth(void *ud, chat_client *c, chat_auth_reason why) {
+  (void)ud, (void)c;
+  printf("auth-required %s\n",
+         why == CHAT_AUTH_EXPIRED ? "expired" : "refused");
 }
 
 int main(int argc, char **argv) {
@@ -340,39 +339,51 @@ int main(int argc, char **argv) {
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
 
-  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1};
-  if (chat_env_system(&s.env) != CHAT_OK)
+  chat_env env;
+  if (chat_env_system(&env) != CHAT_OK)
     return 1;
-  /* Zero keeps a field's default (version 0 keeps the default floor). */
-  s.backoff.base_ms = backoff_base;
-  s.backoff.cap_ms = backoff_cap;
+  /* Zero keeps a field's default. */
+  chat_backoff bo = chat_backoff_default();
+  if (backoff_base)
+    bo.base_ms = backoff_base;
+  if (backoff_cap)
+    bo.cap_ms = backoff_cap;
+  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1, .env = &env,
+                            .backoff = &bo};
   chat_client_callbacks cb = {
       .version = CHAT_CLIENT_CALLBACKS_V1,
       .on_connection = on_connection, .on_message = on_message,
       .on_ack = on_ack, .on_receipt = on_receipt, .on_typing = on_typing,
       .on_presence = on_presence, .on_state_change = on_state_change,
       .on_conversation = on_conversation, .on_error = on_error,
-      .on_resume_progress = on_progress, .on_request_done = on_done};
-  chat_client_store *store;
-  chat_err e = chat_sqlite_client_store_open(&store, db, NULL);
+      .on_resume_progress = on_progress, .on_request_done = on_done,
+      .on_auth_required = on_auth};
+  chat_client_store_ops store;
+  chat_errbuf eb;
+  chat_err e = chat_sqlite_client_store_open(&store, db, NULL, &eb);
   if (e) {
-    fprintf(stderr, "chat-cli: store %s: %s\n", db, chat_strerror(e));
+    fprintf(stderr, "chat-cli: store %s: %s\n", db, eb.msg);
     return 1;
   }
   chat_client *c;
-  if ((e = chat_client_new(&c, &s, &cb, NULL, store, NULL))) {
-    chat_client_store_free(store);
-    fprintf(stderr, "chat-cli: %s\n", chat_strerror(e));
+  if ((e = chat_client_new(&c, &s, &store, &cb, NULL, NULL, &eb))) {
+    store.destroy(store.self);
+    fprintf(stderr, "chat-cli: %s\n", eb.msg);
+    return 1;
+  }
+  if ((e = chat_client_set_token(c, token, strlen(token),
+                                 chat_client_lws_now()))) {
+    fprintf(stderr, "chat-cli: %s\n", chat_client_errmsg(c));
+    chat_client_free(c);
     return 1;
   }
   chat_client_lws_settings ls = {.version = CHAT_CLIENT_LWS_SETTINGS_V1,
-                                 .url = url, .token = token,
+                                 .url = url,
                                  .ca_file = ca,
-                                 .allow_self_signed = insecure,
-                                 .on_wake = on_wake};
-  if ((e = chat_client_lws_new(&runner, c, &ls, NULL))) {
+                                 .allow_self_signed = insecure};
+  if ((e = chat_client_lws_new(&runner, c, &ls, NULL, &eb))) {
     chat_client_free(c);
-    fprintf(stderr, "chat-cli: %s\n", chat_strerror(e));
+    fprintf(stderr, "chat-cli: %s\n", eb.msg);
     return 1;
   }
   chat_client_start(c, chat_client_lws_now());
@@ -381,11 +392,21 @@ int main(int argc, char **argv) {
     return 1;
   pthread_detach(th);
   e = chat_client_lws_run(runner);
-  /* Let a stop's last frames go out. */
-  for (int i = 0; i < 20 && chat_client_get_state(c) != CHAT_CLIENT_IDLE;
+  if (e)
+    fprintf(stderr, "chat-cli: runner: %s\n",
+            chat_client_lws_errmsg(runner));
+  /* Let a stop's last frames go out and the close complete. */
+  for (int i = 0; !e && i < 50 &&
+                  chat_client_get_state(c) != CHAT_CLIENT_IDLE &&
+                  chat_client_get_state(c) != CHAT_CLIENT_UNAUTHORIZED;
        i++)
-    chat_client_lws_service(runner);
+    if (chat_client_lws_service(runner) != CHAT_OK)
+      break;
+  chat_client_lws_stop(runner);
+  pthread_mutex_lock(&runner_mu);
   chat_client_lws_free(runner);
+  runner = NULL;
+  pthread_mutex_unlock(&runner_mu);
   printf("outbox %zu\n", chat_client_outbox_len(c));
   chat_client_free(c);
   return e ? 1 : 0;

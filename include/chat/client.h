@@ -6,10 +6,10 @@
  *
  *   start:    chat_client_start(); then follow chat_client_wants()
  *   connect:  CHAT_CLIENT_WANT_CONNECT -> chat_client_on_connecting(), open
- *             the WebSocket, then chat_client_on_open() or, on failure,
- *             chat_client_on_close(), or chat_client_on_refused() when
- *             the server answered the upgrade with an HTTP status (401:
- *             the token was refused; the client stops reconnecting)
+ *             the WebSocket with the token of chat_client_token(), then
+ *             chat_client_on_open() or, on failure, chat_client_on_close(),
+ *             or chat_client_on_refused() when the server answered the
+ *             upgrade with an HTTP status (401: the token was refused)
  *   inbound:  chat_client_on_frame() for each whole text message
  *   outbound: CHAT_CLIENT_WANT_WRITE -> while chat_client_next_frame() gives
  *             CHAT_OK, write that frame
@@ -17,8 +17,8 @@
  *             gives (a last typing stop), close the socket, then
  *             chat_client_on_close(); also call it whenever the socket dies
  *   REST:     CHAT_CLIENT_WANT_REST -> while chat_client_next_request()
- *             gives CHAT_OK, perform that HTTP request (same bearer token)
- *             and later hand the answer to chat_client_on_response()
+ *             gives CHAT_OK, perform that HTTP request (the same bearer
+ *             token) and later hand the answer to chat_client_on_response()
  *   time:     arm one timer for chat_client_next_deadline(); when it fires,
  *             chat_client_on_timer()
  *
@@ -30,14 +30,20 @@
  * the server cannot close (`resume_failed`, or `history` with
  * `complete:false`) are paged from REST.
  *
+ * The token is the client's (chat_client_set_token()). When the server
+ * finds it no good (401 on the upgrade or a REST request, close 4001 on an
+ * open session) the client stops using it, goes CHAT_CLIENT_UNAUTHORIZED
+ * and asks the app for a new one through on_auth_required.
+ *
  * Threads: a chat_client is used from one thread at a time. Callbacks fire
  * only inside chat_client_* calls, on the calling thread, and may call
  * chat_client_* functions on the same client, except chat_client_free()
  * and the feeding calls (chat_client_on_frame(), chat_client_on_response()),
  * which must not be re-entered from a callback.
  *
- * Ownership: settings, callbacks, allocator and input strings are copied.
- * The store is owned by the client from a successful chat_client_new() on.
+ * Ownership: settings (with the env and backoff they point at), callbacks,
+ * store ops, allocator, the token and input strings are copied. The store
+ * is owned by the client from a successful chat_client_new() on.
  * Pointers given to callbacks are borrowed until the callback returns.
  * Views returned by chat_client_next_frame() and chat_client_next_request()
  * stay valid until the next call on the same client.
@@ -47,6 +53,7 @@
 #define CHAT_CLIENT_H
 
 #include "backoff.h"
+#include "client_store.h"
 #include "common.h"
 #include "frame.h"
 
@@ -56,15 +63,6 @@ extern "C" {
 
 typedef struct chat_client chat_client;
 
-/** The client's local store (messages, last_seen, outbox, receipt marks,
- * conversations). Opaque; made by a store backend such as
- * chat_sqlite_client_store_open() (include/chat/sqlite.h). */
-typedef struct chat_client_store chat_client_store;
-
-/** Free a store that was never handed to chat_client_new() (or whose
- * chat_client_new() failed). NULL is a no-op. @since 0.1 */
-CHAT_API void chat_client_store_free(chat_client_store *store);
-
 /** Connection state, reported by on_connection. Values are stable. */
 typedef enum chat_client_state {
   CHAT_CLIENT_IDLE = 0,       /* not started, or stopped */
@@ -73,14 +71,26 @@ typedef enum chat_client_state {
   CHAT_CLIENT_RESUMING = 3,   /* `resume` sent, waiting for `resumed` */
   CHAT_CLIENT_READY = 4,      /* live */
   CHAT_CLIENT_BACKOFF = 5,    /* disconnected, waiting to reconnect */
-  /* The server refused the token (HTTP 401 on the upgrade): no reconnects
-   * until chat_client_start() is called again, after the app has given the
-   * transport a new token (chat_client_lws_set_token()). @since 0.1 */
+  /* The token is no good: refused with HTTP 401 (on the upgrade or a REST
+   * request) or expired on an open session (close 4001). Nothing
+   * reconnects and no REST request goes out until
+   * chat_client_set_token() gives a new token (or chat_client_start()
+   * retries the old one); on_auth_required says so. @since 0.1 */
   CHAT_CLIENT_UNAUTHORIZED = 6
 } chat_client_state;
 
 /** "ready", "backoff", ...; NULL for an unknown value. @since 0.1 */
 CHAT_API const char *chat_client_state_name(chat_client_state s);
+
+/** Why the client needs a new token (on_auth_required). */
+typedef enum chat_auth_reason {
+  /* HTTP 401: the server refused the token, on the WebSocket upgrade or a
+   * REST request. */
+  CHAT_AUTH_REFUSED = 1,
+  /* The server closed the session with 4001 (token_expired): the token's
+   * expiry passed while it was open (PROTOCOL.md section 8). */
+  CHAT_AUTH_EXPIRED = 2
+} chat_auth_reason;
 
 /** Where a message handed to on_message came from. */
 typedef enum chat_message_origin {
@@ -98,9 +108,10 @@ typedef enum chat_message_origin {
  * - a store failure: err is CHAT_ERR_MODULE (nothing was lost: the operation
  *   will be retried or was refused to the caller);
  * - a REST failure: err is CHAT_ERR_MODULE and http_status is set;
- * - the server refused the token on the WebSocket upgrade: err is
- *   CHAT_ERR_AUTH, http_status 401, retrying false, and the client is
- *   CHAT_CLIENT_UNAUTHORIZED (see chat_client_on_refused()). */
+ * - the token is no good (also told through on_auth_required, which is
+ *   the one to act on): err is CHAT_ERR_AUTH, retrying false, http_status
+ *   401 for a refusal (upgrade or REST) and 0 for a session closed with
+ *   4001; the client is CHAT_CLIENT_UNAUTHORIZED. */
 typedef struct chat_client_error {
   chat_err err;                 /* CHAT_OK when wire is set */
   const chat_error_frame *wire; /* NULL unless the server sent `error` */
@@ -120,65 +131,78 @@ typedef struct chat_resume_progress {
   bool complete;         /* resumed and no gap left: fully caught up */
 } chat_resume_progress;
 
-/** Events. Every member may be NULL. Each callback takes the client first
- * and the user_data given to chat_client_new() last. New members are only
- * appended, each under a new version. */
+/** Events. Every member may be NULL. Each callback takes the user_data
+ * given to chat_client_new() first and the client second (docs/abi.md:
+ * the context always comes first). They fire only inside chat_client_*
+ * calls, on the calling thread; pointers they get are borrowed until they
+ * return. New members are only appended, each under a new version. */
 #define CHAT_CLIENT_CALLBACKS_V1 1
 typedef struct chat_client_callbacks {
   uint32_t version; /* CHAT_CLIENT_CALLBACKS_V1 */
   /* The connection state changed. */
-  void (*on_connection)(chat_client *c, chat_client_state state,
-                        void *user_data);
+  void (*on_connection)(void *user_data, chat_client *c,
+                        chat_client_state state);
   /* `hello` arrived (who we are, the server's limits). */
-  void (*on_hello)(chat_client *c, const chat_hello *h, void *user_data);
+  void (*on_hello)(void *user_data, chat_client *c, const chat_hello *h);
   /* A message new to the local store (duplicates are never reported). Own
    * messages from other devices arrive here too. */
-  void (*on_message)(chat_client *c, const chat_message *m,
-                     chat_message_origin origin, void *user_data);
+  void (*on_message)(void *user_data, chat_client *c, const chat_message *m,
+                     chat_message_origin origin);
   /* One of our sends is durably stored; it has left the outbox. Fired once
    * per client_msg_id, also when the server answers a retry with
    * duplicate:true. */
-  void (*on_ack)(chat_client *c, const chat_ack *a, void *user_data);
+  void (*on_ack)(void *user_data, chat_client *c, const chat_ack *a);
   /* A member's delivered/read mark for our messages (counts for groups). */
-  void (*on_receipt)(chat_client *c, const chat_receipt *r, void *user_data);
+  void (*on_receipt)(void *user_data, chat_client *c, const chat_receipt *r);
   /* A peer started or stopped typing. The client reports a stop itself 5 s
    * (typing_expire_ms) after the last is_typing:true. */
-  void (*on_typing)(chat_client *c, const char *conversation_id,
-                    const char *user_id, bool is_typing, void *user_data);
+  void (*on_typing)(void *user_data, chat_client *c,
+                    const char *conversation_id, const char *user_id,
+                    bool is_typing);
   /* A subscribed user's presence. */
-  void (*on_presence)(chat_client *c, const chat_presence *p,
-                      void *user_data);
+  void (*on_presence)(void *user_data, chat_client *c,
+                      const chat_presence *p);
   /* Read sync: another device of ours read up to last_read_message_id. */
-  void (*on_state_change)(chat_client *c, const chat_state_change *s,
-                          void *user_data);
+  void (*on_state_change)(void *user_data, chat_client *c,
+                          const chat_state_change *s);
   /* A conversation became known or changed (frame, REST list, create). */
-  void (*on_conversation)(chat_client *c, const chat_conversation *conv,
-                          void *user_data);
+  void (*on_conversation)(void *user_data, chat_client *c,
+                          const chat_conversation *conv);
   /* Something failed; see chat_client_error. */
-  void (*on_error)(chat_client *c, const chat_client_error *e,
-                   void *user_data);
+  void (*on_error)(void *user_data, chat_client *c,
+                   const chat_client_error *e);
   /* Catch-up progress; complete once every gap is closed. */
-  void (*on_resume_progress)(chat_client *c, const chat_resume_progress *p,
-                             void *user_data);
+  void (*on_resume_progress)(void *user_data, chat_client *c,
+                             const chat_resume_progress *p);
   /* chat_client_wants() may have changed (new output, a request, a close),
    * so a runner knows to look. Runs inside the call that caused it. */
-  void (*on_wants)(chat_client *c, void *user_data);
+  void (*on_wants)(void *user_data, chat_client *c);
   /* A request the app started (chat_client_fetch_conversations,
    * chat_client_create_conversation, chat_client_load_older) finished:
    * CHAT_OK, or the failure (also reported through on_error). */
-  void (*on_request_done)(chat_client *c, uint32_t request_id,
-                          chat_err result, void *user_data);
+  void (*on_request_done)(void *user_data, chat_client *c,
+                          uint32_t request_id, chat_err result);
+  /* The token is no good (reason) and the client is now
+   * CHAT_CLIENT_UNAUTHORIZED: get a fresh one from the app's login and
+   * hand it over with chat_client_set_token() (from here or later, on the
+   * client's thread); the client then reconnects and resumes, and REST
+   * requests held meanwhile go out, outbox and marks intact. Fired once
+   * each time the client enters that state. */
+  void (*on_auth_required)(void *user_data, chat_client *c,
+                           chat_auth_reason reason);
 } chat_client_callbacks;
 
 /** Settings; zero in any numeric field means its default. */
 #define CHAT_CLIENT_SETTINGS_V1 1
 typedef struct chat_client_settings {
   uint32_t version; /* CHAT_CLIENT_SETTINGS_V1 */
-  /* random is required (reconnect jitter, client_msg_ids); log optional.
-   * Copied. */
-  chat_env env;
-  /* Reconnect schedule; base 1000 ms, cap 60000 ms, floor 100 ms. */
-  chat_backoff backoff;
+  /* Required, copied (CHAT_ENV_V1): random for reconnect jitter and
+   * client_msg_ids; log optional; wall_ms and wake are not used. */
+  const chat_env *env;
+  /* Reconnect and REST retry schedule, copied (CHAT_BACKOFF_V1). NULL:
+   * base 1000 ms, cap 60000 ms, floor 100 ms. In a given one, a zero
+   * base_ms or cap_ms takes its default; floor_ms is taken as given. */
+  const chat_backoff *backoff;
   uint32_t stable_after_ms;    /* up this long resets the backoff; 30000 */
   uint32_t receipt_interval_ms; /* min gap between flushes of one
                                    conversation's marks; 1000 */
@@ -196,30 +220,77 @@ typedef struct chat_client_settings {
   bool manual_delivered;
 } chat_client_settings;
 
-/** Create a client over @p store. On CHAT_OK the client owns the store (it
- * is freed by chat_client_free()); on failure the caller still owns it.
- * settings, callbacks and alloc are copied (callbacks and alloc may be
- * NULL). The outbox, receipt marks and last_seen map are loaded from the
- * store, so a client recreated over the same file continues where the last
- * one stopped. The client starts IDLE.
+/** Create a client over a store (include/chat/client_store.h).
+ * @p store is copied; from CHAT_OK on the client owns the store and
+ * chat_client_free() destroys it; on failure the caller still owns it.
+ * settings (with the env and backoff it points at), callbacks and alloc
+ * are copied (callbacks and alloc may be NULL). The outbox and receipt
+ * marks are loaded from the store, so a client recreated over the same
+ * store continues where the last one stopped. The client starts IDLE.
+ * @p err (may be NULL) receives one line naming the field and the rule on
+ * a refusal ("settings.env: required"); it is untouched on success.
  * @retval CHAT_OK *out set
- * @retval CHAT_ERR_INVAL out, settings or store NULL; an unknown struct
- *         version; env.random NULL
+ * @retval CHAT_ERR_INVAL out, settings, settings->env or store NULL; a
+ *         struct version 0 or newer than this library knows (settings,
+ *         env, backoff, callbacks, store); env->random NULL; a store
+ *         method NULL
  * @retval CHAT_ERR_MODULE the store could not be read
  * @retval CHAT_ERR_NOMEM
- * @since 0.1 */
+ * @since 1.0 */
 CHAT_API chat_err chat_client_new(chat_client **out,
                                   const chat_client_settings *settings,
+                                  const chat_client_store_ops *store,
                                   const chat_client_callbacks *callbacks,
-                                  void *user_data, chat_client_store *store,
-                                  const chat_allocator *alloc);
+                                  void *user_data,
+                                  const chat_allocator *alloc,
+                                  chat_errbuf *err);
 
-/** Free the client and its store. NULL is a no-op. Nothing is lost: the
- * outbox and unsent marks are in the store already. @since 0.1 */
+/** Free the client and destroy its store. NULL is a no-op. Nothing is
+ * lost: the outbox and unsent marks are in the store already. No callback
+ * fires. @since 0.1 */
 CHAT_API void chat_client_free(chat_client *c);
 
 /** The user_data given to chat_client_new(). @since 0.1 */
 CHAT_API void *chat_client_user_data(const chat_client *c);
+
+/** Why the last call on @p c that failed with CHAT_ERR_INVAL, _STATE,
+ * _MODULE, _TOO_LARGE, _TOO_MANY, _NOT_FOUND or _NOMEM failed, in one line
+ * ("conversation_id: not 1..64 bytes of [A-Za-z0-9_.:@-]"); "" when none
+ * has. Successful calls leave it alone. The string belongs to @p c and
+ * changes with the next failing call; "" for a NULL @p c. @since 1.0 */
+CHAT_API const char *chat_client_errmsg(const chat_client *c);
+
+/** Longest token chat_client_set_token() takes, in bytes. */
+#define CHAT_CLIENT_TOKEN_MAX 8192
+
+/** Give the client its bearer token (copied), the one transports send on
+ * the WebSocket upgrade and every REST request (PROTOCOL.md section 1).
+ * Set it before chat_client_start(); set a new one whenever the app has
+ * one (the connection open now is left alone; the next connection and
+ * request use it). While CHAT_CLIENT_UNAUTHORIZED a new token ends that
+ * state: the client reconnects and resumes at once (or goes IDLE when
+ * stopped) and the held REST requests go out again.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL c or token NULL; len 0 or over
+ *         CHAT_CLIENT_TOKEN_MAX; a byte outside visible ASCII (0x21-0x7e:
+ *         it goes into an HTTP header); or, while UNAUTHORIZED, the very
+ *         token the server refused (call chat_client_start() to retry it)
+ * @retval CHAT_ERR_NOMEM the old token stays
+ * @since 1.0 */
+CHAT_API chat_err chat_client_set_token(chat_client *c, const char *token,
+                                        size_t len, chat_time_ms now);
+
+/** The token for a transport to send: *token (NUL-terminated, valid until
+ * the next chat_client_set_token() or chat_client_free()) and *len. Read
+ * it when opening each connection (after chat_client_on_connecting()) and
+ * for each request (after chat_client_next_request()), not once: the app
+ * may replace it at any time.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_NOT_FOUND no token was set (*token NULL, *len 0)
+ * @retval CHAT_ERR_INVAL a NULL argument
+ * @since 1.0 */
+CHAT_API chat_err chat_client_token(const chat_client *c, const char **token,
+                                    size_t *len);
 
 /* ------------------------------------------------------------------------
  * Transport side */
@@ -229,8 +300,10 @@ CHAT_API void *chat_client_user_data(const chat_client *c);
 #define CHAT_CLIENT_WANT_CONNECT 4u /* open a socket: on_connecting() */
 #define CHAT_CLIENT_WANT_REST 8u    /* requests waiting: next_request() */
 
-/** Begin connecting (IDLE or UNAUTHORIZED -> CONNECTING); a no-op when
- * already started.
+/** Begin connecting (IDLE -> CONNECTING); a no-op when already started.
+ * From UNAUTHORIZED it retries the current token (CONNECTING, REST
+ * requests released): for a token refused by mistake; a new token goes
+ * through chat_client_set_token().
  * @retval CHAT_OK @retval CHAT_ERR_INVAL c is NULL @since 0.1 */
 CHAT_API chat_err chat_client_start(chat_client *c, chat_time_ms now);
 
@@ -266,19 +339,24 @@ CHAT_API chat_err chat_client_on_frame(chat_client *c, const char *json,
 /** The socket closed or the connection attempt failed (@p ws_code is the
  * close code, 0 when unknown). Unwritten frames are dropped (their content
  * is re-sent after the next `hello`); the client moves to BACKOFF, or IDLE
- * when stopped. Harmless when no connection exists.
+ * when stopped. Code 4001 (token_expired) means the token is no good: the
+ * client moves to UNAUTHORIZED and fires on_auth_required
+ * (CHAT_AUTH_EXPIRED) instead of reconnecting with it. Harmless when no
+ * connection exists.
  * @retval CHAT_OK @retval CHAT_ERR_INVAL @since 0.1 */
 CHAT_API chat_err chat_client_on_close(chat_client *c, uint16_t ws_code,
                                        chat_time_ms now);
 
 /** The connection attempt was answered with HTTP @p http_status instead of
  * the WebSocket upgrade (101); use it instead of chat_client_on_close() for
- * that attempt. 401 means the token was refused: the client reports
- * on_error (err CHAT_ERR_AUTH, http_status 401, retrying false) and moves
- * to CHAT_CLIENT_UNAUTHORIZED, where it stays, without reconnecting, until
- * chat_client_start() (or chat_client_stop()). Any other status is a
- * failed attempt like chat_client_on_close(c, 0, now): BACKOFF, or IDLE
- * when stopped.
+ * that attempt. 401 means the token was refused: the client moves to
+ * CHAT_CLIENT_UNAUTHORIZED and fires on_auth_required (CHAT_AUTH_REFUSED;
+ * on_error too, err CHAT_ERR_AUTH, http_status 401), and waits there,
+ * without reconnecting, for chat_client_set_token() (or
+ * chat_client_start(), or chat_client_stop()). A 401 for an attempt made
+ * with a token that has been replaced since only reconnects, with the new
+ * one. Any other status is a failed attempt like
+ * chat_client_on_close(c, 0, now): BACKOFF, or IDLE when stopped.
  * @retval CHAT_OK
  * @retval CHAT_ERR_STATE no connection attempt is in progress (nothing
  *         changed)
@@ -320,7 +398,9 @@ CHAT_API uint32_t chat_client_backoff_attempt(const chat_client *c);
  * REST, sans-I/O: the client emits requests as data; the host performs
  * them against the same server (https:// for wss://) with the same bearer
  * token, and hands back the answer. */
+#define CHAT_CLIENT_REQUEST_V1 1
 typedef struct chat_client_request {
+  uint32_t version;   /* set by the caller: CHAT_CLIENT_REQUEST_V1 */
   uint32_t id;        /* pass back to chat_client_on_response() */
   const char *method; /* "GET" or "POST" */
   const char *path;   /* "/api/v1/conversations/c1/messages?after=5&limit=200" */
@@ -329,15 +409,22 @@ typedef struct chat_client_request {
 } chat_client_request;
 
 /** The next request to perform; it is now in flight until its answer.
+ * The caller sets out->version; the library fills only the fields of that
+ * version.
  * @retval CHAT_OK *out set; its strings are valid until the next call on c
  * @retval CHAT_ERR_AGAIN none waiting
- * @retval CHAT_ERR_INVAL @since 0.1 */
+ * @retval CHAT_ERR_INVAL c or out NULL, or out->version 0 or unknown
+ * @since 1.0 */
 CHAT_API chat_err chat_client_next_request(chat_client *c,
                                            chat_client_request *out);
 
 /** The answer to request @p id: the HTTP @p status (0 when no answer came:
  * connection refused, timeout) and the body, read during the call only.
- * Transient failures (0, 429, 5xx) are retried after a backoff delay.
+ * Transient failures (0, 429, 5xx but 501) are retried after a backoff
+ * delay. 401 is no failure of the request: it is held, and the client
+ * goes UNAUTHORIZED as for a refused upgrade (on_auth_required
+ * CHAT_AUTH_REFUSED), closing its socket; the request goes out again
+ * after chat_client_set_token().
  * @retval CHAT_OK (also for failures, which go to on_error)
  * @retval CHAT_ERR_NOT_FOUND no such request in flight
  * @retval CHAT_ERR_INVAL @retval CHAT_ERR_NOMEM @since 0.1 */
@@ -432,6 +519,22 @@ CHAT_API chat_err chat_client_load_older(chat_client *c,
                                          uint32_t *request_id,
                                          chat_time_ms now);
 
+/** Tie this device's push token to it on the server (POST
+ * /api/v1/devices, PROTOCOL.md section 5), so that messages arriving while
+ * the app sleeps are pushed. @p platform is "apns", "fcm" or "webpush";
+ * @p push_token the token the platform gave the app (copied). Call it
+ * again whenever the platform hands out a new token. The result arrives
+ * through on_request_done (*request_id may be NULL).
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL a NULL argument, an unknown platform, an empty
+ *         push_token, or one over 4096 bytes or not UTF-8 without NUL
+ * @retval CHAT_ERR_NOMEM @since 1.0 */
+CHAT_API chat_err chat_client_register_device(chat_client *c,
+                                              const char *platform,
+                                              const char *push_token,
+                                              uint32_t *request_id,
+                                              chat_time_ms now);
+
 /* ------------------------------------------------------------------------
  * Local reads (from the store; no network) */
 
@@ -440,7 +543,9 @@ typedef struct chat_client_message {
   const chat_message *message;
   bool own;                 /* sent by this user */
   bool pending;             /* own and not yet acked (message_id is 0) */
-  chat_receipt_state state; /* own: the best receipt seen; 0 = sent only */
+  /* own: the best receipt seen; CHAT_RECEIPT_NONE: sent only (or pending,
+   * or not own) */
+  chat_receipt_state state;
 } chat_client_message;
 
 /** Call @p fn for up to @p limit stored messages of a conversation with
@@ -451,7 +556,7 @@ typedef struct chat_client_message {
 CHAT_API chat_err chat_client_list_messages(
     chat_client *c, const char *conversation_id, uint64_t before,
     uint32_t limit,
-    void (*fn)(const chat_client_message *m, void *user_data),
+    void (*fn)(void *user_data, const chat_client_message *m),
     void *user_data);
 
 /** Call @p fn for each stored conversation, most recent activity first.
@@ -459,7 +564,7 @@ CHAT_API chat_err chat_client_list_messages(
  * @since 0.1 */
 CHAT_API chat_err chat_client_list_conversations(
     chat_client *c,
-    void (*fn)(const chat_conversation *conv, void *user_data),
+    void (*fn)(void *user_data, const chat_conversation *conv),
     void *user_data);
 
 /** The stored last_seen of a conversation (0 when none).

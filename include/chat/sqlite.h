@@ -4,7 +4,7 @@
 #ifndef CHAT_SQLITE_H
 #define CHAT_SQLITE_H
 
-#include "client.h"
+#include "client_store.h"
 #include "modules.h"
 
 #ifdef __cplusplus
@@ -50,18 +50,26 @@ CHAT_API chat_err chat_sqlite_storage_open(chat_storage_ops *out,
 /** Open (creating and migrating as needed) a client's local store at
  * @p path (":memory:" for a private in-memory one): messages, last_seen,
  * the outbox of unacked sends, receipt marks and the conversation list.
- * Hand it to chat_client_new(), which then owns it, or free it with
- * chat_client_store_free(). @p alloc is copied (NULL: libc). One store
- * belongs to one client and is used from that client's thread.
+ * Fills @p out with its ops (include/chat/client_store.h): hand them to
+ * chat_client_new(), which then owns the store, or release it with
+ * out->destroy(out->self). @p alloc is copied (NULL: libc) and used for
+ * the store's own memory (SQLite's is SQLite's). One store belongs to one
+ * client and is used from that client's thread. The file is in WAL mode
+ * with synchronous=NORMAL: it survives the app being killed; a power loss
+ * may lose the last writes, which only means a message is fetched again or
+ * a send retried (both idempotent).
+ * @p err (may be NULL) receives one line on failure (the path and
+ * SQLite's reason); it is untouched on success.
  * @retval CHAT_OK *out set
- * @retval CHAT_ERR_INVAL out or path is NULL
+ * @retval CHAT_ERR_INVAL out or path is NULL (*out zeroed)
  * @retval CHAT_ERR_MODULE SQLite could not open or migrate the file
  *         (including a schema newer than this library knows)
  * @retval CHAT_ERR_NOMEM
- * @since 0.1 */
-CHAT_API chat_err chat_sqlite_client_store_open(chat_client_store **out,
+ * @since 1.0 */
+CHAT_API chat_err chat_sqlite_client_store_open(chat_client_store_ops *out,
                                                 const char *path,
-                                                const chat_allocator *alloc);
+                                                const chat_allocator *alloc,
+                                                chat_errbuf *err);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
-/* A chat_client on a SQLite store (":memory:" or a file) with a fake env
- * and a manual monotonic clock, recording every callback and every frame
- * the client writes. Used by the client unit tests and the client fuzzer;
- * needs no test framework. */
+/* A chat_client on a SQLite store (":memory:" or a file), or on the
+ * in-memory reference store, with a fake env and a manual monotonic clock,
+ * recording every callback and every frame the client writes. The store is
+ * wrapped so a test can make its writes fail. Used by the client unit
+ * tests; needs no test framework. */
 #ifndef CHAT_TEST_CLIENT_HARNESS_H
 #define CHAT_TEST_CLIENT_HARNESS_H
 
@@ -9,6 +10,7 @@
 #include <chat/sqlite.h>
 
 #include "fake_env.h"
+#include "memory_client_store.h"
 
 #define CH_MAX_OUT 512
 #define CH_MAX_EV 256
@@ -19,6 +21,7 @@ typedef struct ch_event {
   char b[80];       /* second: user, origin, wire code */
   int n;            /* a number: state, is_typing, err */
   bool flag;        /* retrying, duplicate, complete */
+  int http;         /* error: http_status */
 } ch_event;
 
 typedef struct ch {
@@ -30,11 +33,16 @@ typedef struct ch {
   ch_event ev[CH_MAX_EV];
   size_t n_ev;
   chat_client_callbacks cb;
-  chat_client_store *store; /* owned by c */
+  failing_store *fail; /* the store's wrapper, owned by c */
+  /* When set, on_auth_required hands this token over at once, from inside
+   * the callback. */
+  const char *token_on_auth;
+  chat_errbuf err;     /* chat_client_new's detail */
 } ch;
 
-/* Open a client over the store at path. s may be NULL (defaults). Returns
- * chat_client_new's result. */
+/* Open a client over the SQLite store at path, or over the in-memory
+ * reference store when path is NULL. s may be NULL (defaults); its env is
+ * replaced by the harness's. Returns chat_client_new's result. */
 chat_err ch_open(ch *h, const char *path, const chat_client_settings *s);
 /* The same with an allocator for the client (and the store's own memory). */
 chat_err ch_open_alloc(ch *h, const char *path, const chat_client_settings *s,
@@ -60,7 +68,26 @@ const char *ch_nth_type(const ch *h, const char *type, size_t i);
 size_t ch_count_ev(const ch *h, const char *kind);
 const ch_event *ch_last_ev(const ch *h, const char *kind);
 
+/* A live `message` frame from sender ("hi <id>", client_msg_id x<id>). */
+void ch_msg(ch *h, const char *conv, const char *id, const char *sender);
+/* An `ack` of one of our sends. */
+void ch_ack(ch *h, const char *cmid, const char *id, bool duplicate);
+
+/* A temporary directory with a store file path in it, and its removal
+ * (the file, its -wal and -shm, the directory). */
+typedef struct ch_dir {
+  char dir[64];
+  char path[128];
+} ch_dir;
+void ch_dir_make(ch_dir *d);
+void ch_dir_remove(ch_dir *d);
+
 /* Make every write to the store fail (true) or work again (false). */
 void ch_store_fail(ch *h, bool fail);
+
+/* "true"/"false" frames written since index from with this field value:
+ * ch_count_field(h, "typing", "\"is_typing\":true", 0). */
+size_t ch_count_with(const ch *h, const char *type, const char *needle,
+                     size_t from);
 
 #endif

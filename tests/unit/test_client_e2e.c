@@ -83,7 +83,7 @@ static void pump(peer_link *l) {
       chat_client_on_close(l->c.c, 1000, l->c.now);
       moved = true;
     }
-    chat_client_request rq;
+    chat_client_request rq = {.version = CHAT_CLIENT_REQUEST_V1};
     while (chat_client_next_request(l->c.c, &rq) == CHAT_OK) {
       char path[512], query[512];
       split_path(rq.path, path, query);

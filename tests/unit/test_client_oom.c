@@ -38,7 +38,7 @@ static void scenario(ch *h) {
              "\"bob\",\"is_typing\":true}");
   chat_client_typing(h->c, "c", h->now);
   ch_drain(h);
-  chat_client_request r;
+  chat_client_request r = {.version = CHAT_CLIENT_REQUEST_V1};
   for (int i = 0; i < 4 &&
                   chat_client_next_request(h->c, &r) == CHAT_OK; i++) {
     const char *page =

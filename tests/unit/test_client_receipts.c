@@ -12,13 +12,12 @@
 #include "client_harness.h"
 
 static ch h;
-static char dir[64], path[128];
+static ch_dir dir;
+#define path dir.path
 
 static void setup(void) {
   memset(&h, 0, sizeof h);
-  snprintf(dir, sizeof dir, "/tmp/chat-rcpt-XXXXXX");
-  cr_assert_not_null(mkdtemp(dir));
-  snprintf(path, sizeof path, "%s/client.db", dir);
+  ch_dir_make(&dir);
   chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1,
                             .manual_delivered = true};
   cr_assert_eq(ch_open(&h, path, &s), CHAT_OK);
@@ -27,13 +26,7 @@ static void setup(void) {
 static void teardown(void) {
   ch_close(&h);
   ch_reset_log(&h);
-  char p[160];
-  const char *sfx[] = {"", "-wal", "-shm"};
-  for (int i = 0; i < 3; i++) {
-    snprintf(p, sizeof p, "%s%s", path, sfx[i]);
-    unlink(p);
-  }
-  rmdir(dir);
+  ch_dir_remove(&dir);
 }
 
 TestSuite(receipts, .init = setup, .fini = teardown);
@@ -180,7 +173,7 @@ Test(receipts, read_sync_from_other_device) {
   cr_assert_eq(nth_mark("read", "c", 0), 31);
 }
 
-static void state_of(const chat_client_message *m, void *ud) {
+static void state_of(void *ud, const chat_client_message *m) {
   int *st = ud;
   if (m->own)
     st[m->message->message_id] = (int)m->state;

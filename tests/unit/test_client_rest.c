@@ -54,7 +54,7 @@ static char *page(const char *conv, uint64_t lo, uint64_t hi, bool more,
 }
 
 static chat_client_request take(void) {
-  chat_client_request r;
+  chat_client_request r = {.version = CHAT_CLIENT_REQUEST_V1};
   cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
   cr_assert_eq(chat_client_next_request(h.c, &r), CHAT_OK);
   return r;
@@ -94,7 +94,7 @@ Test(rest, resume_failed_pages_until_gap_closed) {
                    "/api/v1/conversations/c/messages?after=10&limit=200");
   cr_assert_null(r.body);
   /* Only one request at a time per gap. */
-  chat_client_request r2;
+  chat_client_request r2 = {.version = CHAT_CLIENT_REQUEST_V1};
   cr_assert_eq(chat_client_next_request(h.c, &r2), CHAT_ERR_AGAIN);
   answer(r.id, 200, page("c", 11, 13, true, false));
   cr_assert_eq(ch_count_ev(&h, "message"), 3);
@@ -272,7 +272,7 @@ Test(rest, conversation_list_and_create) {
                                                h.now), CHAT_ERR_INVAL);
 }
 
-static void collect(const chat_conversation *c, void *ud) {
+static void collect(void *ud, const chat_conversation *c) {
   char *out = ud;
   strcat(out, c->conversation_id);
   strcat(out, " ");
@@ -360,4 +360,145 @@ Test(rest, a_resume_cut_short_is_completed_over_rest) {
   cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST,
                 "q has no messages: nothing to page");
   cr_assert(ch_last_ev(&h, "progress")->flag, "complete");
+}
+
+/* R3: the caller sets the request's version; 0 and newer are refused (with
+ * a reason), and nothing is handed out or taken off the queue. */
+Test(rest, request_version_is_checked) {
+  uint32_t id;
+  cr_assert_eq(chat_client_fetch_conversations(h.c, &id, h.now), CHAT_OK);
+  uint32_t bad[] = {0, CHAT_CLIENT_REQUEST_V1 + 1};
+  for (size_t i = 0; i < 2; i++) {
+    chat_client_request r;
+    memset(&r, 0x5a, sizeof r);
+    r.version = bad[i];
+    cr_assert_eq(chat_client_next_request(h.c, &r), CHAT_ERR_INVAL);
+    cr_assert(strstr(chat_client_errmsg(h.c), "out.version"), "%s",
+              chat_client_errmsg(h.c));
+    cr_assert_eq(r.id, 0x5a5a5a5a, "nothing written");
+    cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST, "still queued");
+  }
+  chat_client_request r = take();
+  cr_assert_eq(r.version, CHAT_CLIENT_REQUEST_V1);
+  cr_assert_eq(r.id, id);
+}
+
+/* A page holding a message of another conversation is refused whole:
+ * filing it would put it in the wrong chat. */
+Test(rest, page_of_another_conversation_is_refused) {
+  resume_with_seen();
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"c\","
+              "\"reason\":\"too_old\"}");
+  chat_client_request r = take();
+  char *b = page("c", 11, 12, false, false);
+  char *p = strstr(b, "\"conversation_id\":\"c\"");
+  cr_assert_not_null(p);
+  p[19] = 'x'; /* "c" -> "x" in the first message */
+  answer(r.id, 200, b);
+  cr_assert_eq(ch_count_ev(&h, "message"), 0);
+  const ch_event *e = ch_last_ev(&h, "error");
+  cr_assert_eq(e->n, CHAT_ERR_BAD_VALUE);
+}
+
+/* A REST 401 is no module error: the request is held (not failed), the
+ * client goes UNAUTHORIZED, closes its socket and asks for a token; the
+ * request goes out again after the new token. */
+Test(rest, unauthorized_answer_holds_the_request) {
+  chat_client_set_token(h.c, "t1", 2, h.now);
+  ch_connect(&h);
+  uint32_t id;
+  cr_assert_eq(chat_client_fetch_conversations(h.c, &id, h.now), CHAT_OK);
+  cr_assert_eq(chat_client_load_older(h.c, "c", 0, 10, NULL, h.now),
+               CHAT_OK);
+  chat_client_request r1 = take(), r2 = take();
+  cr_assert_eq(chat_client_on_response(h.c, r1.id, 401, "{}", 2, h.now),
+               CHAT_OK);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  cr_assert_eq(ch_last_ev(&h, "auth")->n, CHAT_AUTH_REFUSED);
+  cr_assert_eq(ch_count_ev(&h, "done"), 0, "not failed");
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CLOSE,
+            "the socket goes too");
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  chat_client_request rx = {.version = CHAT_CLIENT_REQUEST_V1};
+  cr_assert_eq(chat_client_next_request(h.c, &rx), CHAT_ERR_AGAIN);
+  /* The other request in flight meets the same answer: told once. */
+  cr_assert_eq(chat_client_on_response(h.c, r2.id, 401, NULL, 0, h.now),
+               CHAT_OK);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  /* The socket closes: no backoff, still waiting for a token. */
+  chat_client_on_close(h.c, 1000, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(chat_client_next_deadline(h.c), CHAT_TIME_NEVER);
+  ch_advance(&h, 600000);
+  cr_assert_eq(chat_client_wants(h.c), 0);
+  /* A new token: both requests go out again, and the client connects. */
+  cr_assert_eq(chat_client_set_token(h.c, "t2", 2, h.now), CHAT_OK);
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+  chat_client_request a = take(), b = take();
+  cr_assert_eq(a.id, r1.id);
+  cr_assert_str_eq(a.path, "/api/v1/conversations?limit=100");
+  cr_assert_eq(b.id, r2.id);
+  answer(a.id, 200, strdup("{\"conversations\":[],\"next_cursor\":null}"));
+  cr_assert_eq(ch_count_ev(&h, "done"), 1);
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+}
+
+/* The app replaced the token after the request went out: its 401 is about
+ * the old token, and the request simply goes out again. */
+Test(rest, unauthorized_with_a_replaced_token_retries_at_once) {
+  chat_client_set_token(h.c, "t1", 2, h.now);
+  uint32_t id;
+  chat_client_fetch_conversations(h.c, &id, h.now);
+  chat_client_request r = take();
+  chat_client_set_token(h.c, "t2", 2, h.now);
+  answer(r.id, 401, NULL);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 0);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+  r = take();
+  cr_assert_eq(r.id, id);
+}
+
+/* Not started: a 401 still asks for a token; the new one sends the held
+ * request and leaves the client IDLE. */
+Test(rest, unauthorized_while_idle) {
+  chat_client_set_token(h.c, "t1", 2, h.now);
+  uint32_t id;
+  chat_client_fetch_conversations(h.c, &id, h.now);
+  answer(take().id, 401, NULL);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_UNAUTHORIZED);
+  cr_assert_eq(ch_count_ev(&h, "auth"), 1);
+  chat_client_set_token(h.c, "t2", 2, h.now);
+  cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_IDLE);
+  cr_assert_eq(take().id, id);
+}
+
+Test(rest, register_device) {
+  uint32_t id = 0;
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", "tok:1/\"x\"", &id,
+                                           h.now), CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_eq(r.id, id);
+  cr_assert_str_eq(r.method, "POST");
+  cr_assert_str_eq(r.path, "/api/v1/devices");
+  cr_assert_str_eq(r.body,
+                   "{\"platform\":\"fcm\",\"push_token\":\"tok:1/\\\"x\\\"\"}");
+  answer(r.id, 200, strdup("{\"device_id\":\"phone\",\"platform\":\"fcm\"}"));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+  /* A server without push support says 501: final, not retried. */
+  cr_assert_eq(chat_client_register_device(h.c, "apns", "t", &id, h.now),
+               CHAT_OK);
+  answer(take().id, 501, strdup("{\"error\":{\"code\":\"internal\"}}"));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_ERR_MODULE);
+  ch_advance(&h, 120000);
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+  cr_assert_eq(chat_client_register_device(h.c, "sms", "t", &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert(strstr(chat_client_errmsg(h.c), "platform"));
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", "", &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", NULL, &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_register_device(h.c, "fcm", "\xff", &id, h.now),
+               CHAT_ERR_INVAL);
 }

@@ -1,7 +1,6 @@
-/* Typing and presence: is_typing:true at most once per 3 s while keys come,
- * false after 5 s of quiet or on send, nothing in groups over 50; a peer's
- * typing expires 5 s after its last true; presence subscriptions are sent
- * when connected and again after every reconnect. */
+/* Typing (lib/client/typing.c): is_typing:true at most once per 3 s while
+ * keys come, false after 5 s of quiet or on send, nothing in groups over
+ * 50; a peer's typing expires 5 s after its last true. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,40 +139,4 @@ Test(typing, peer_false_stops_at_once) {
   chat_client_on_close(h.c, 1006, h.now);
   cr_assert_eq(ch_count_ev(&h, "typing"), 4);
   cr_assert_str_eq(ch_last_ev(&h, "typing")->b, "carol");
-}
-
-Test(typing, presence_resubscribed_after_reconnect) {
-  const char *ids[] = {"bob", "carol"};
-  cr_assert_eq(chat_client_watch_presence(h.c, ids, 2, h.now), CHAT_OK);
-  ch_drain(&h);
-  cr_assert_eq(ch_count_type(&h, "presence_subscribe", 0), 1);
-  cr_assert(strstr(ch_nth_type(&h, "presence_subscribe", 0),
-                   "\"user_ids\":[\"bob\",\"carol\"]"));
-  chat_client_on_close(h.c, 1006, h.now);
-  ch_advance(&h, 60000);
-  ch_connect(&h);
-  cr_assert_eq(ch_count_type(&h, "presence_subscribe", 0), 2);
-  ch_feed(&h, "{\"type\":\"presence\",\"user_id\":\"bob\",\"state\":"
-              "\"online\",\"last_active_ts\":1}");
-  cr_assert_str_eq(ch_last_ev(&h, "presence")->a, "bob");
-  /* Clearing tells the server; a cleared set is not re-sent. */
-  chat_client_watch_presence(h.c, NULL, 0, h.now);
-  ch_drain(&h);
-  cr_assert(strstr(ch_nth_type(&h, "presence_subscribe", 2),
-                   "\"user_ids\":[]"));
-  chat_client_on_close(h.c, 1006, h.now);
-  ch_advance(&h, 60000);
-  ch_connect(&h);
-  cr_assert_eq(ch_count_type(&h, "presence_subscribe", 0), 3);
-}
-
-Test(typing, presence_limits) {
-  const char *many[101];
-  for (int i = 0; i < 101; i++)
-    many[i] = "u";
-  cr_assert_eq(chat_client_watch_presence(h.c, many, 101, h.now),
-               CHAT_ERR_TOO_MANY);
-  const char *bad[] = {"no spaces"};
-  cr_assert_eq(chat_client_watch_presence(h.c, bad, 1, h.now),
-               CHAT_ERR_INVAL);
 }

@@ -1,11 +1,18 @@
-/* The client's local store on SQLite (chat_sqlite_client_store_open()).
+/* The client's local store on SQLite (chat_sqlite_client_store_open(),
+ * include/chat/client_store.h).
  *
  * One connection, WAL journal for files, synchronous=NORMAL (the store must
  * survive the app being killed, and a lost last write on power loss only
  * means a message is fetched again or a send is retried: both are
  * idempotent). Every write is a single statement, so it is atomic on its
- * own. Statements are prepared per call: a phone client writes a handful of
- * rows a second, and prepare-per-call keeps every path free of cached state.
+ * own.
+ *
+ * Statements are compiled once and cached, one per kind. Walks (each_*)
+ * call back into the app, which may call the store again, even for another
+ * walk of the same kind: a cached statement that is mid-walk is never
+ * reset; the nested call compiles a statement of its own and finalizes it
+ * after. Rows handed to a sink live in an arena reset per row; a nested
+ * walk uses its own arena so the outer row stays intact.
  *
  * Media references of stored messages are not kept (the app asks the server
  * for media by id); everything else of a message is. */
@@ -15,11 +22,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "client/store.h"
+#include "backends/sqlite/client_store_internal.h"
 #include "common/alloc.h"
 #include "common/arena.h"
+#include "common/check.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 static const char schema_v1[] =
   "CREATE TABLE messages("
@@ -60,11 +68,96 @@ static const char schema_v1[] =
   " last_read INTEGER,"
   " activity INTEGER NOT NULL) WITHOUT ROWID;";
 
+/* Version 2: the section 8 state of a message (edit and delete entries
+ * name their target; bots; edited and deleted messages read back) and a
+ * group's admins (joined by spaces, like members). */
+static const char schema_v2[] =
+  "ALTER TABLE messages ADD COLUMN target_id INTEGER;"
+  "ALTER TABLE messages ADD COLUMN sender_kind INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE messages ADD COLUMN edited_ts INTEGER;"
+  "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE conversations ADD COLUMN admins TEXT NOT NULL DEFAULT '';";
+
+/* The statements, one per kind; each is cached in cstore.cache. */
+enum {
+  Q_PUT_MESSAGE,
+  Q_EACH_MESSAGE,
+  Q_SET_RECEIPT,
+  Q_GET_LAST_SEEN,
+  Q_SET_LAST_SEEN,
+  Q_EACH_LAST_SEEN,
+  Q_OUTBOX_ADD,
+  Q_OUTBOX_REMOVE,
+  Q_EACH_OUTBOX,
+  Q_SET_MARK,
+  Q_EACH_MARK,
+  Q_PUT_CONVERSATION,
+  Q_GET_CONVERSATION,
+  Q_EACH_CONVERSATION,
+  Q_COUNT
+};
+
+static const char *const sql_of[Q_COUNT] = {
+  [Q_PUT_MESSAGE] =
+    "INSERT OR IGNORE INTO messages(conversation_id, message_id, sender_id,"
+    " client_msg_id, body, body_type, reply_to, server_ts, own, target_id,"
+    " sender_kind, edited_ts, deleted)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+  /* The newest `limit` below `before`, handed out oldest first. */
+  [Q_EACH_MESSAGE] =
+    "SELECT * FROM (SELECT message_id, sender_id, client_msg_id, body,"
+    " body_type, reply_to, server_ts, own, state, target_id, sender_kind,"
+    " edited_ts, deleted FROM messages"
+    " WHERE conversation_id = ?1 AND message_id <= ?2"
+    " ORDER BY message_id DESC LIMIT ?3) ORDER BY message_id",
+  [Q_SET_RECEIPT] =
+    "UPDATE messages SET state = ?3 WHERE conversation_id = ?1"
+    " AND message_id <= ?2 AND own = 1 AND state < ?3",
+  [Q_GET_LAST_SEEN] =
+    "SELECT message_id FROM last_seen WHERE conversation_id = ?1",
+  [Q_SET_LAST_SEEN] =
+    "INSERT INTO last_seen(conversation_id, message_id) VALUES(?1, ?2)"
+    " ON CONFLICT(conversation_id) DO UPDATE SET"
+    " message_id = max(message_id, excluded.message_id)",
+  [Q_EACH_LAST_SEEN] =
+    "SELECT conversation_id, message_id FROM last_seen"
+    " ORDER BY conversation_id",
+  [Q_OUTBOX_ADD] =
+    "INSERT INTO outbox(client_msg_id, conversation_id, body)"
+    " VALUES(?1, ?2, ?3)",
+  [Q_OUTBOX_REMOVE] = "DELETE FROM outbox WHERE client_msg_id = ?1",
+  [Q_EACH_OUTBOX] =
+    "SELECT seq, client_msg_id, conversation_id, body FROM outbox"
+    " ORDER BY seq",
+  [Q_SET_MARK] =
+    "INSERT OR REPLACE INTO marks(conversation_id, kind, want, sent)"
+    " VALUES(?1, ?2, ?3, ?4)",
+  [Q_EACH_MARK] =
+    "SELECT conversation_id, kind, want, sent FROM marks"
+    " ORDER BY conversation_id, kind",
+  [Q_PUT_CONVERSATION] =
+    "INSERT OR REPLACE INTO conversations(conversation_id, type, name,"
+    " members, n_members, unread_count, last_read, activity, admins)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+  [Q_GET_CONVERSATION] =
+    "SELECT type, n_members FROM conversations WHERE conversation_id = ?1",
+  /* Activity: the newest stored message, else the list's last message. */
+  [Q_EACH_CONVERSATION] =
+    "SELECT c.conversation_id, c.type, c.name, c.members, c.n_members,"
+    " c.unread_count, c.last_read, c.admins, max(c.activity, coalesce((SELECT"
+    " max(message_id) FROM messages m WHERE m.conversation_id ="
+    " c.conversation_id), 0)) AS act FROM conversations c"
+    " ORDER BY act DESC, c.conversation_id",
+};
+
 typedef struct cstore {
-  chat_client_store pub; /* first: the public handle points here */
   chat_allocator alloc;
   sqlite3 *db;
-  chat__arena scratch; /* rows handed to callbacks */
+  sqlite3_stmt *cache[Q_COUNT];
+  bool busy[Q_COUNT];   /* cache[k] is bound or mid-walk */
+  unsigned walks;       /* each_* walks in progress */
+  chat__arena scratch;  /* rows of the outermost walk */
+  uint64_t prepares;    /* statements compiled so far */
 } cstore;
 
 static chat_err sqerr(int rc) {
@@ -73,8 +166,39 @@ static chat_err sqerr(int rc) {
   return (rc & 0xff) == SQLITE_NOMEM ? CHAT_ERR_NOMEM : CHAT_ERR_MODULE;
 }
 
-static chat_err prep(cstore *s, const char *sql, sqlite3_stmt **st) {
-  return sqerr(sqlite3_prepare_v2(s->db, sql, -1, st, NULL));
+/* The statement of kind k, reset and unbound: the cached one, or, when a
+ * walk further up the stack is using it, a fresh one. */
+static chat_err stmt_get(cstore *s, int k, sqlite3_stmt **st) {
+  if (!s->busy[k] && s->cache[k]) {
+    s->busy[k] = true;
+    *st = s->cache[k];
+    return CHAT_OK;
+  }
+  bool keep = !s->busy[k];
+  int rc = sqlite3_prepare_v3(s->db, sql_of[k], -1,
+                              keep ? SQLITE_PREPARE_PERSISTENT : 0, st, NULL);
+  if (rc != SQLITE_OK) {
+    *st = NULL;
+    return sqerr(rc);
+  }
+  s->prepares++;
+  if (keep) {
+    s->cache[k] = *st;
+    s->busy[k] = true;
+  }
+  return CHAT_OK;
+}
+
+/* Done with st: a cached statement is reset (releasing its read
+ * transaction) for the next call, a fresh one finalized. */
+static void stmt_put(cstore *s, int k, sqlite3_stmt *st) {
+  if (st == s->cache[k]) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    s->busy[k] = false;
+  } else {
+    sqlite3_finalize(st);
+  }
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *t) {
@@ -84,18 +208,45 @@ static void bind_text(sqlite3_stmt *st, int i, const char *t) {
     sqlite3_bind_null(st, i);
 }
 
-/* Step a write statement to completion and finalize it. */
-static chat_err run(sqlite3_stmt *st) {
+static void bind_blob(sqlite3_stmt *st, int i, const char *p, size_t n) {
+  sqlite3_bind_blob64(st, i, p ? p : "", (sqlite3_uint64)n,
+                      SQLITE_TRANSIENT);
+}
+
+/* Step a write statement of kind k to completion and give it back. */
+static chat_err run(cstore *s, int k, sqlite3_stmt *st, int *changes) {
   int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  if (changes)
+    *changes = rc == SQLITE_DONE ? sqlite3_changes(s->db) : 0;
+  stmt_put(s, k, st);
   return rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
 }
 
-static const char *col_text(cstore *s, sqlite3_stmt *st, int i) {
+/* A walk's row memory: the store's scratch arena for the outermost walk,
+ * the caller's own (local) for a nested one. */
+static chat__arena *walk_begin(cstore *s, chat__arena *local) {
+  chat__arena *ar = &s->scratch;
+  if (s->walks > 0) {
+    chat__arena_init(local, &s->alloc);
+    ar = local;
+  }
+  s->walks++;
+  return ar;
+}
+
+static void walk_end(cstore *s, chat__arena *ar) {
+  s->walks--;
+  if (ar == &s->scratch)
+    chat__arena_reset(ar);
+  else
+    chat__arena_free(ar);
+}
+
+static const char *col_text(chat__arena *ar, sqlite3_stmt *st, int i) {
   const unsigned char *t = sqlite3_column_text(st, i);
   if (!t)
     return NULL;
-  return chat__arena_strndup(&s->scratch, (const char *)t,
+  return chat__arena_strndup(ar, (const char *)t,
                              (size_t)sqlite3_column_bytes(st, i));
 }
 
@@ -106,18 +257,14 @@ static chat_err put_message(void *self, const chat_message *m, bool own,
                             bool *inserted) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s,
-    "INSERT OR IGNORE INTO messages(conversation_id, message_id, sender_id,"
-    " client_msg_id, body, body_type, reply_to, server_ts, own)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", &st);
+  chat_err e = stmt_get(s, Q_PUT_MESSAGE, &st);
   if (e)
     return e;
   bind_text(st, 1, m->conversation_id);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)m->message_id);
   bind_text(st, 3, m->sender_id);
   bind_text(st, 4, m->client_msg_id);
-  sqlite3_bind_blob(st, 5, m->body.ptr ? m->body.ptr : "", (int)m->body.len,
-                    SQLITE_TRANSIENT);
+  bind_blob(st, 5, m->body.ptr, m->body.len);
   sqlite3_bind_int(st, 6, (int)m->body_type);
   if (m->has_reply_to)
     sqlite3_bind_int64(st, 7, (sqlite3_int64)m->reply_to);
@@ -125,45 +272,63 @@ static chat_err put_message(void *self, const chat_message *m, bool own,
     sqlite3_bind_null(st, 7);
   sqlite3_bind_int64(st, 8, m->server_ts);
   sqlite3_bind_int(st, 9, own ? 1 : 0);
-  e = run(st);
+  if (m->has_target_id)
+    sqlite3_bind_int64(st, 10, (sqlite3_int64)m->target_id);
+  else
+    sqlite3_bind_null(st, 10);
+  sqlite3_bind_int(st, 11, (int)m->sender_kind);
+  if (m->has_edited_ts)
+    sqlite3_bind_int64(st, 12, m->edited_ts);
+  else
+    sqlite3_bind_null(st, 12);
+  sqlite3_bind_int(st, 13, m->deleted ? 1 : 0);
+  int changes;
+  e = run(s, Q_PUT_MESSAGE, st, &changes);
   if (!e && inserted)
-    *inserted = sqlite3_changes(s->db) > 0;
+    *inserted = changes > 0;
   return e;
+}
+
+static chat_receipt_state as_state(int v) {
+  return v >= CHAT_RECEIPT_NONE && v <= CHAT_RECEIPT_READ
+             ? (chat_receipt_state)v
+             : CHAT_RECEIPT_NONE;
 }
 
 static chat_err each_message(void *self, const char *conv, uint64_t before,
                              uint32_t limit,
-                             void (*fn)(const chat_message *, bool, int,
-                                        void *),
-                             void *ud) {
+                             void (*fn)(void *, const chat_message *, bool,
+                                        chat_receipt_state),
+                             void *ctx) {
   cstore *s = self;
   sqlite3_stmt *st;
-  /* The newest `limit` below `before`, handed out oldest first. */
-  chat_err e = prep(s,
-    "SELECT * FROM (SELECT message_id, sender_id, client_msg_id, body,"
-    " body_type, reply_to, server_ts, own, state FROM messages"
-    " WHERE conversation_id = ?1 AND message_id < ?2"
-    " ORDER BY message_id DESC LIMIT ?3) ORDER BY message_id", &st);
+  chat_err e = stmt_get(s, Q_EACH_MESSAGE, &st);
   if (e)
     return e;
   bind_text(st, 1, conv);
-  sqlite3_bind_int64(st, 2, before ? (sqlite3_int64)before : INT64_MAX);
+  /* The newest id wanted, inclusive, so that the index bounds the scan:
+   * below `before`, or every id (2^63-1 included) when there is none. */
+  sqlite3_bind_int64(st, 2, before && before - 1 < INT64_MAX
+                                ? (sqlite3_int64)(before - 1)
+                                : INT64_MAX);
   sqlite3_bind_int64(st, 3, limit ? limit : 50);
+  chat__arena local;
+  chat__arena *ar = walk_begin(s, &local);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    chat__arena_reset(&s->scratch);
+    chat__arena_reset(ar);
     chat_message m;
     memset(&m, 0, sizeof m);
     m.conversation_id = conv;
     m.message_id = (uint64_t)sqlite3_column_int64(st, 0);
-    m.sender_id = col_text(s, st, 1);
-    m.client_msg_id = col_text(s, st, 2);
+    m.sender_id = col_text(ar, st, 1);
+    m.client_msg_id = col_text(ar, st, 2);
     size_t n = (size_t)sqlite3_column_bytes(st, 3);
     const void *b = sqlite3_column_blob(st, 3);
-    char *body = chat__arena_alloc(&s->scratch, n + 1);
+    char *body = chat__arena_alloc(ar, n + 1);
     if (!body || !m.sender_id) {
-      sqlite3_finalize(st);
-      return CHAT_ERR_NOMEM;
+      rc = SQLITE_NOMEM;
+      break;
     }
     if (n)
       memcpy(body, b, n);
@@ -176,25 +341,35 @@ static chat_err each_message(void *self, const char *conv, uint64_t before,
       m.reply_to = (uint64_t)sqlite3_column_int64(st, 5);
     }
     m.server_ts = sqlite3_column_int64(st, 6);
-    fn(&m, sqlite3_column_int(st, 7) != 0, sqlite3_column_int(st, 8), ud);
+    if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
+      m.has_target_id = true;
+      m.target_id = (uint64_t)sqlite3_column_int64(st, 9);
+    }
+    m.sender_kind = (chat_sender_kind)sqlite3_column_int(st, 10);
+    if (sqlite3_column_type(st, 11) != SQLITE_NULL) {
+      m.has_edited_ts = true;
+      m.edited_ts = sqlite3_column_int64(st, 11);
+    }
+    m.deleted = sqlite3_column_int(st, 12) != 0;
+    fn(ctx, &m, sqlite3_column_int(st, 7) != 0,
+       as_state(sqlite3_column_int(st, 8)));
   }
-  sqlite3_finalize(st);
+  walk_end(s, ar);
+  stmt_put(s, Q_EACH_MESSAGE, st);
   return sqerr(rc);
 }
 
 static chat_err set_receipt(void *self, const char *conv, uint64_t up_to,
-                            int state) {
+                            chat_receipt_state state) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s,
-    "UPDATE messages SET state = ?3 WHERE conversation_id = ?1"
-    " AND message_id <= ?2 AND own = 1 AND state < ?3", &st);
+  chat_err e = stmt_get(s, Q_SET_RECEIPT, &st);
   if (e)
     return e;
   bind_text(st, 1, conv);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)up_to);
-  sqlite3_bind_int(st, 3, state);
-  return run(st);
+  sqlite3_bind_int(st, 3, (int)state);
+  return run(s, Q_SET_RECEIPT, st, NULL);
 }
 
 /* ------------------------------------------------------------------------
@@ -204,208 +379,231 @@ static chat_err get_last_seen(void *self, const char *conv, uint64_t *out) {
   cstore *s = self;
   sqlite3_stmt *st;
   *out = 0;
-  chat_err e = prep(s, "SELECT message_id FROM last_seen"
-                       " WHERE conversation_id = ?1", &st);
+  chat_err e = stmt_get(s, Q_GET_LAST_SEEN, &st);
   if (e)
     return e;
   bind_text(st, 1, conv);
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW)
     *out = (uint64_t)sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
+  stmt_put(s, Q_GET_LAST_SEEN, st);
   return sqerr(rc);
 }
 
 static chat_err set_last_seen(void *self, const char *conv, uint64_t id) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s,
-    "INSERT INTO last_seen(conversation_id, message_id) VALUES(?1, ?2)"
-    " ON CONFLICT(conversation_id) DO UPDATE SET"
-    " message_id = max(message_id, excluded.message_id)", &st);
+  chat_err e = stmt_get(s, Q_SET_LAST_SEEN, &st);
   if (e)
     return e;
   bind_text(st, 1, conv);
   sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
-  return run(st);
+  return run(s, Q_SET_LAST_SEEN, st, NULL);
 }
 
 static chat_err each_last_seen(void *self,
-                               void (*fn)(const char *, uint64_t, void *),
-                               void *ud) {
+                               void (*fn)(void *, const char *, uint64_t),
+                               void *ctx) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s, "SELECT conversation_id, message_id FROM last_seen"
-                       " ORDER BY conversation_id", &st);
+  chat_err e = stmt_get(s, Q_EACH_LAST_SEEN, &st);
   if (e)
     return e;
+  chat__arena local;
+  chat__arena *ar = walk_begin(s, &local);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    chat__arena_reset(&s->scratch);
-    const char *conv = col_text(s, st, 0);
+    chat__arena_reset(ar);
+    const char *conv = col_text(ar, st, 0);
     if (!conv) {
-      sqlite3_finalize(st);
-      return CHAT_ERR_NOMEM;
+      rc = SQLITE_NOMEM;
+      break;
     }
-    fn(conv, (uint64_t)sqlite3_column_int64(st, 1), ud);
+    fn(ctx, conv, (uint64_t)sqlite3_column_int64(st, 1));
   }
-  sqlite3_finalize(st);
+  walk_end(s, ar);
+  stmt_put(s, Q_EACH_LAST_SEEN, st);
   return sqerr(rc);
 }
 
 /* ------------------------------------------------------------------------
  * Outbox */
 
-static chat_err outbox_add(void *self, const chat__outbox_entry *en) {
+static chat_err outbox_add(void *self, const chat_client_outbox_entry *en) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s, "INSERT INTO outbox(client_msg_id, conversation_id,"
-                       " body) VALUES(?1, ?2, ?3)", &st);
+  chat_err e = stmt_get(s, Q_OUTBOX_ADD, &st);
   if (e)
     return e;
   bind_text(st, 1, en->client_msg_id);
   bind_text(st, 2, en->conversation_id);
-  sqlite3_bind_blob(st, 3, en->body.ptr ? en->body.ptr : "",
-                    (int)en->body.len, SQLITE_TRANSIENT);
-  return run(st);
+  bind_blob(st, 3, en->body.ptr, en->body.len);
+  return run(s, Q_OUTBOX_ADD, st, NULL);
 }
 
 static chat_err outbox_remove(void *self, const char *client_msg_id) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s, "DELETE FROM outbox WHERE client_msg_id = ?1", &st);
+  chat_err e = stmt_get(s, Q_OUTBOX_REMOVE, &st);
   if (e)
     return e;
   bind_text(st, 1, client_msg_id);
-  return run(st);
+  return run(s, Q_OUTBOX_REMOVE, st, NULL);
 }
 
 static chat_err each_outbox(void *self,
-                            void (*fn)(const chat__outbox_entry *, void *),
-                            void *ud) {
+                            void (*fn)(void *,
+                                       const chat_client_outbox_entry *),
+                            void *ctx) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s, "SELECT seq, client_msg_id, conversation_id, body"
-                       " FROM outbox ORDER BY seq", &st);
+  chat_err e = stmt_get(s, Q_EACH_OUTBOX, &st);
   if (e)
     return e;
+  chat__arena local;
+  chat__arena *ar = walk_begin(s, &local);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    chat__arena_reset(&s->scratch);
-    chat__outbox_entry en;
+    chat__arena_reset(ar);
+    chat_client_outbox_entry en;
     en.seq = sqlite3_column_int64(st, 0);
-    en.client_msg_id = col_text(s, st, 1);
-    en.conversation_id = col_text(s, st, 2);
+    en.client_msg_id = col_text(ar, st, 1);
+    en.conversation_id = col_text(ar, st, 2);
     size_t n = (size_t)sqlite3_column_bytes(st, 3);
-    char *body = chat__arena_alloc(&s->scratch, n + 1);
+    char *body = chat__arena_alloc(ar, n + 1);
     if (!body || !en.client_msg_id || !en.conversation_id) {
-      sqlite3_finalize(st);
-      return CHAT_ERR_NOMEM;
+      rc = SQLITE_NOMEM;
+      break;
     }
     if (n)
       memcpy(body, sqlite3_column_blob(st, 3), n);
     body[n] = 0;
     en.body.ptr = body;
     en.body.len = n;
-    fn(&en, ud);
+    fn(ctx, &en);
   }
-  sqlite3_finalize(st);
+  walk_end(s, ar);
+  stmt_put(s, Q_EACH_OUTBOX, st);
   return sqerr(rc);
 }
 
 /* ------------------------------------------------------------------------
  * Receipt marks */
 
-static chat_err set_mark(void *self, const char *conv, int kind,
+static chat_err set_mark(void *self, const char *conv, chat_receipt_state kind,
                          uint64_t want, uint64_t sent) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s, "INSERT OR REPLACE INTO marks(conversation_id, kind,"
-                       " want, sent) VALUES(?1, ?2, ?3, ?4)", &st);
+  chat_err e = stmt_get(s, Q_SET_MARK, &st);
   if (e)
     return e;
   bind_text(st, 1, conv);
-  sqlite3_bind_int(st, 2, kind);
+  sqlite3_bind_int(st, 2, (int)kind);
   sqlite3_bind_int64(st, 3, (sqlite3_int64)want);
   sqlite3_bind_int64(st, 4, (sqlite3_int64)sent);
-  return run(st);
+  return run(s, Q_SET_MARK, st, NULL);
 }
 
 static chat_err each_mark(void *self,
-                          void (*fn)(const char *, int, uint64_t, uint64_t,
-                                     void *),
-                          void *ud) {
+                          void (*fn)(void *, const char *, chat_receipt_state,
+                                     uint64_t, uint64_t),
+                          void *ctx) {
   cstore *s = self;
   sqlite3_stmt *st;
-  chat_err e = prep(s, "SELECT conversation_id, kind, want, sent FROM marks"
-                       " ORDER BY conversation_id, kind", &st);
+  chat_err e = stmt_get(s, Q_EACH_MARK, &st);
   if (e)
     return e;
+  chat__arena local;
+  chat__arena *ar = walk_begin(s, &local);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    chat__arena_reset(&s->scratch);
-    const char *conv = col_text(s, st, 0);
+    chat__arena_reset(ar);
+    const char *conv = col_text(ar, st, 0);
     if (!conv) {
-      sqlite3_finalize(st);
-      return CHAT_ERR_NOMEM;
+      rc = SQLITE_NOMEM;
+      break;
     }
-    fn(conv, sqlite3_column_int(st, 1),
+    fn(ctx, conv, as_state(sqlite3_column_int(st, 1)),
        (uint64_t)sqlite3_column_int64(st, 2),
-       (uint64_t)sqlite3_column_int64(st, 3), ud);
+       (uint64_t)sqlite3_column_int64(st, 3));
   }
-  sqlite3_finalize(st);
+  walk_end(s, ar);
+  stmt_put(s, Q_EACH_MARK, st);
   return sqerr(rc);
 }
 
 /* ------------------------------------------------------------------------
  * Conversations */
 
-static chat_err put_conversation(void *self, const chat_conversation *c) {
-  cstore *s = self;
-  size_t n = 1;
-  for (size_t i = 0; i < c->n_members; i++)
-    n += strlen(c->members[i]) + 1;
-  /* Not the scratch arena: this may run inside an each_* callback. */
-  char *members = chat__alloc(&s->alloc, n);
-  if (!members)
-    return CHAT_ERR_NOMEM;
+/* ids joined by single spaces (ids never hold one), in s->alloc memory:
+ * not an arena, since this may run inside a walk's sink. */
+static char *join_ids(cstore *s, const char *const *ids, size_t n) {
+  size_t len = 1;
+  for (size_t i = 0; i < n; i++)
+    len += strlen(ids[i]) + 1;
+  char *out = chat__alloc(&s->alloc, len);
+  if (!out)
+    return NULL;
   size_t at = 0;
-  for (size_t i = 0; i < c->n_members; i++) {
-    size_t k = strlen(c->members[i]);
+  for (size_t i = 0; i < n; i++) {
+    size_t k = strlen(ids[i]);
     if (i)
-      members[at++] = ' ';
-    memcpy(members + at, c->members[i], k);
+      out[at++] = ' ';
+    memcpy(out + at, ids[i], k);
     at += k;
   }
-  members[at] = 0;
-  sqlite3_stmt *st;
-  chat_err e = prep(s,
-    "INSERT OR REPLACE INTO conversations(conversation_id, type, name,"
-    " members, n_members, unread_count, last_read, activity)"
-    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", &st);
-  if (e) {
-    chat__free(&s->alloc, members);
-    return e;
+  out[at] = 0;
+  return out;
+}
+
+/* Split a joined list in place into at most max ids (arena memory). */
+static const char **split_ids(chat__arena *ar, char *joined, size_t max,
+                              size_t *n) {
+  const char **ids = chat__arena_alloc(ar, (max + 1) * sizeof *ids);
+  *n = 0;
+  if (!ids || !joined)
+    return ids;
+  for (char *p = joined; *p && *n < max;) {
+    ids[(*n)++] = p;
+    char *sp = strchr(p, ' ');
+    if (!sp)
+      break;
+    *sp = 0;
+    p = sp + 1;
   }
-  bind_text(st, 1, c->conversation_id);
-  sqlite3_bind_int(st, 2, (int)c->type);
-  if (c->name.ptr)
-    sqlite3_bind_text(st, 3, c->name.ptr, (int)c->name.len,
-                      SQLITE_TRANSIENT);
-  else
-    sqlite3_bind_null(st, 3);
-  bind_text(st, 4, members);
-  sqlite3_bind_int64(st, 5, (sqlite3_int64)c->n_members);
-  sqlite3_bind_int64(st, 6, c->unread_count);
-  if (c->has_last_read)
-    sqlite3_bind_int64(st, 7, (sqlite3_int64)c->last_read_message_id);
-  else
-    sqlite3_bind_null(st, 7);
-  sqlite3_bind_int64(st, 8, c->last_message
-                                ? (sqlite3_int64)c->last_message->message_id
-                                : 0);
-  e = run(st);
+  return ids;
+}
+
+static chat_err put_conversation(void *self, const chat_conversation *c) {
+  cstore *s = self;
+  char *members = join_ids(s, c->members, c->n_members);
+  char *admins = join_ids(s, c->admins, c->n_admins);
+  sqlite3_stmt *st = NULL;
+  chat_err e = members && admins ? stmt_get(s, Q_PUT_CONVERSATION, &st)
+                                 : CHAT_ERR_NOMEM;
+  if (!e) {
+    bind_text(st, 1, c->conversation_id);
+    sqlite3_bind_int(st, 2, (int)c->type);
+    if (c->name.ptr)
+      sqlite3_bind_text64(st, 3, c->name.ptr, (sqlite3_uint64)c->name.len,
+                          SQLITE_TRANSIENT, SQLITE_UTF8);
+    else
+      sqlite3_bind_null(st, 3);
+    bind_text(st, 4, members);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)c->n_members);
+    sqlite3_bind_int64(st, 6, c->unread_count);
+    if (c->has_last_read)
+      sqlite3_bind_int64(st, 7, (sqlite3_int64)c->last_read_message_id);
+    else
+      sqlite3_bind_null(st, 7);
+    sqlite3_bind_int64(st, 8, c->last_message
+                                  ? (sqlite3_int64)c->last_message->message_id
+                                  : 0);
+    bind_text(st, 9, admins);
+    e = run(s, Q_PUT_CONVERSATION, st, NULL);
+  }
   chat__free(&s->alloc, members);
+  chat__free(&s->alloc, admins);
   return e;
 }
 
@@ -415,8 +613,7 @@ static chat_err get_conversation(void *self, const char *conv,
   cstore *s = self;
   sqlite3_stmt *st;
   *n_members = 0;
-  chat_err e = prep(s, "SELECT type, n_members FROM conversations"
-                       " WHERE conversation_id = ?1", &st);
+  chat_err e = stmt_get(s, Q_GET_CONVERSATION, &st);
   if (e)
     return e;
   bind_text(st, 1, conv);
@@ -425,72 +622,69 @@ static chat_err get_conversation(void *self, const char *conv,
     *type = (chat_conversation_type)sqlite3_column_int(st, 0);
     *n_members = (uint32_t)sqlite3_column_int64(st, 1);
   }
-  sqlite3_finalize(st);
+  stmt_put(s, Q_GET_CONVERSATION, st);
   if (rc == SQLITE_DONE)
     return CHAT_ERR_NOT_FOUND;
   return sqerr(rc);
 }
 
 static chat_err each_conversation(void *self,
-                                  void (*fn)(const chat_conversation *,
-                                             void *),
-                                  void *ud) {
+                                  void (*fn)(void *,
+                                             const chat_conversation *),
+                                  void *ctx) {
   cstore *s = self;
   sqlite3_stmt *st;
-  /* Activity: the newest stored message, else the list's last message. */
-  chat_err e = prep(s,
-    "SELECT c.conversation_id, c.type, c.name, c.members, c.n_members,"
-    " c.unread_count, c.last_read, max(c.activity, coalesce((SELECT"
-    " max(message_id) FROM messages m WHERE m.conversation_id ="
-    " c.conversation_id), 0)) AS act FROM conversations c"
-    " ORDER BY act DESC, c.conversation_id", &st);
+  chat_err e = stmt_get(s, Q_EACH_CONVERSATION, &st);
   if (e)
     return e;
+  chat__arena local;
+  chat__arena *ar = walk_begin(s, &local);
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    chat__arena_reset(&s->scratch);
+    chat__arena_reset(ar);
     chat_conversation c;
     memset(&c, 0, sizeof c);
-    c.conversation_id = col_text(s, st, 0);
+    c.conversation_id = col_text(ar, st, 0);
     c.type = (chat_conversation_type)sqlite3_column_int(st, 1);
-    c.name.ptr = col_text(s, st, 2);
-    c.name.len = c.name.ptr ? strlen(c.name.ptr) : 0;
-    char *members = (char *)col_text(s, st, 3);
+    c.name.ptr = col_text(ar, st, 2);
+    c.name.len = c.name.ptr ? (size_t)sqlite3_column_bytes(st, 2) : 0;
+    char *members = (char *)col_text(ar, st, 3);
+    char *admins = (char *)col_text(ar, st, 7);
     size_t n = (size_t)sqlite3_column_int64(st, 4);
-    const char **ids = chat__arena_alloc(&s->scratch, (n + 1) * sizeof *ids);
-    if (!c.conversation_id || !members || !ids) {
-      sqlite3_finalize(st);
-      return CHAT_ERR_NOMEM;
-    }
-    size_t k = 0;
-    for (char *p = members; *p && k < n;) {
-      ids[k++] = p;
-      char *sp = strchr(p, ' ');
-      if (!sp)
-        break;
-      *sp = 0;
-      p = sp + 1;
+    const char **ids = split_ids(ar, members, n, &c.n_members);
+    /* Admins are members: no more of them than members. */
+    const char **adm = split_ids(ar, admins, n, &c.n_admins);
+    if (!c.conversation_id || !members || !ids || !admins || !adm) {
+      rc = SQLITE_NOMEM;
+      break;
     }
     c.members = ids;
-    c.n_members = k;
+    c.admins = adm;
     c.unread_count = (uint32_t)sqlite3_column_int64(st, 5);
     if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
       c.has_last_read = true;
       c.last_read_message_id = (uint64_t)sqlite3_column_int64(st, 6);
     }
-    fn(&c, ud);
+    fn(ctx, &c);
   }
-  sqlite3_finalize(st);
+  walk_end(s, ar);
+  stmt_put(s, Q_EACH_CONVERSATION, st);
   return sqerr(rc);
 }
 
 /* ------------------------------------------------------------------------
  * Open and close */
 
+uint64_t chat__sqlite_client_store_prepares(void *self) {
+  return ((cstore *)self)->prepares;
+}
+
 static void destroy(void *self) {
   cstore *s = self;
   if (!s)
     return;
+  for (int k = 0; k < Q_COUNT; k++)
+    sqlite3_finalize(s->cache[k]);
   sqlite3_close_v2(s->db);
   chat__arena_free(&s->scratch);
   chat_allocator a = s->alloc;
@@ -513,7 +707,7 @@ static chat_err user_version(sqlite3 *db, int64_t *v) {
   return rc == SQLITE_ROW ? CHAT_OK : sqerr(rc);
 }
 
-static chat_err migrate(sqlite3 *db) {
+static chat_err migrate(sqlite3 *db, chat_errbuf *err, const char *path) {
   int64_t v = 0;
   chat_err e = user_version(db, &v);
   if (e)
@@ -521,14 +715,20 @@ static chat_err migrate(sqlite3 *db) {
   if (v == SCHEMA_VERSION)
     return CHAT_OK;
   if (v > SCHEMA_VERSION || v < 0)
-    return CHAT_ERR_MODULE; /* a newer libchat's file: do not touch it */
+    /* A newer libchat's file: do not touch it. */
+    return chat__errbuf_set(err, CHAT_ERR_MODULE,
+                            "path: %s has schema %lld; this library knows "
+                            "1..%d",
+                            path, (long long)v, SCHEMA_VERSION);
   if ((e = exec(db, "BEGIN IMMEDIATE")))
     return e;
   e = user_version(db, &v);
   if (!e && v == 0)
     e = exec(db, schema_v1);
+  if (!e && v < 2)
+    e = exec(db, schema_v2);
   if (!e && v < SCHEMA_VERSION)
-    e = exec(db, "PRAGMA user_version = 1");
+    e = exec(db, "PRAGMA user_version = 2");
   if (!e)
     e = exec(db, "COMMIT");
   if (e && !sqlite3_get_autocommit(db))
@@ -536,21 +736,23 @@ static chat_err migrate(sqlite3 *db) {
   return e;
 }
 
-chat_err chat_sqlite_client_store_open(chat_client_store **out,
+chat_err chat_sqlite_client_store_open(chat_client_store_ops *out,
                                        const char *path,
-                                       const chat_allocator *alloc) {
+                                       const chat_allocator *alloc,
+                                       chat_errbuf *err) {
   if (!out)
-    return CHAT_ERR_INVAL;
-  *out = NULL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "out: required");
+  memset(out, 0, sizeof *out);
   if (!path)
-    return CHAT_ERR_INVAL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "path: required");
   chat_allocator a;
   chat_err e = chat__allocator_init(&a, alloc);
   if (e)
-    return e;
+    return chat__errbuf_set(err, e, "alloc: alloc, resize and release are "
+                                    "all required");
   cstore *s = chat__calloc(&a, 1, sizeof *s);
   if (!s)
-    return CHAT_ERR_NOMEM;
+    return chat__errbuf_set(err, CHAT_ERR_NOMEM, "out of memory");
   s->alloc = a;
   chat__arena_init(&s->scratch, &s->alloc);
   int rc = sqlite3_open_v2(path, &s->db,
@@ -566,29 +768,36 @@ chat_err chat_sqlite_client_store_open(chat_client_store **out,
   }
   if (!e)
     e = exec(s->db, "PRAGMA synchronous = NORMAL");
+  chat_errbuf mig = {{0}};
   if (!e)
-    e = migrate(s->db);
+    e = migrate(s->db, &mig, path);
   if (e) {
+    if (mig.msg[0])
+      chat__errbuf_set(err, e, "%s", mig.msg);
+    else if (e == CHAT_ERR_NOMEM)
+      chat__errbuf_set(err, e, "out of memory");
+    else
+      chat__errbuf_set(err, e, "path: %s: %s", path,
+                       s->db ? sqlite3_errmsg(s->db) : "cannot open");
     destroy(s);
     return e;
   }
-  chat__cstore_ops *o = &s->pub.ops;
-  o->self = s;
-  o->put_message = put_message;
-  o->each_message = each_message;
-  o->set_receipt = set_receipt;
-  o->get_last_seen = get_last_seen;
-  o->set_last_seen = set_last_seen;
-  o->each_last_seen = each_last_seen;
-  o->outbox_add = outbox_add;
-  o->outbox_remove = outbox_remove;
-  o->each_outbox = each_outbox;
-  o->set_mark = set_mark;
-  o->each_mark = each_mark;
-  o->put_conversation = put_conversation;
-  o->get_conversation = get_conversation;
-  o->each_conversation = each_conversation;
-  o->destroy = destroy;
-  *out = &s->pub;
+  out->version = CHAT_CLIENT_STORE_OPS_V1;
+  out->self = s;
+  out->put_message = put_message;
+  out->each_message = each_message;
+  out->set_receipt = set_receipt;
+  out->get_last_seen = get_last_seen;
+  out->set_last_seen = set_last_seen;
+  out->each_last_seen = each_last_seen;
+  out->outbox_add = outbox_add;
+  out->outbox_remove = outbox_remove;
+  out->each_outbox = each_outbox;
+  out->set_mark = set_mark;
+  out->each_mark = each_mark;
+  out->put_conversation = put_conversation;
+  out->get_conversation = get_conversation;
+  out->each_conversation = each_conversation;
+  out->destroy = destroy;
   return CHAT_OK;
 }

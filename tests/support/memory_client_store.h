@@ -1,0 +1,25 @@
+/* An in-memory chat_client_store_ops: the reference implementation of
+ * include/chat/client_store.h that the conformance suite holds the SQLite
+ * store to, and a store for tests that want no SQLite. Plain arrays,
+ * linear scans: correctness over speed. Walks hand out a private copy of
+ * their rows, so a sink may call anything on the store. */
+#ifndef CHAT_TEST_MEMORY_CLIENT_STORE_H
+#define CHAT_TEST_MEMORY_CLIENT_STORE_H
+
+#include <chat/client_store.h>
+
+/* Fill out; release with out->destroy(out->self). CHAT_ERR_NOMEM only. */
+chat_err memory_client_store_open(chat_client_store_ops *out);
+
+/* A wrapper around another store whose writes can be made to fail with
+ * CHAT_ERR_MODULE (reads keep working), for tests of the client's
+ * behaviour on store failures. It owns `inner` (destroyed with it). */
+typedef struct failing_store failing_store;
+chat_err failing_store_wrap(chat_client_store_ops *out,
+                            const chat_client_store_ops *inner,
+                            failing_store **handle);
+void failing_store_set(failing_store *f, bool fail);
+/* Writes refused since the wrapper was made. */
+unsigned failing_store_refused(const failing_store *f);
+
+#endif
