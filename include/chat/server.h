@@ -216,7 +216,8 @@ CHAT_API chat_err chat_server_authenticate(chat_server *srv, const char *token,
  * @p session_user_data is handed back in callbacks.
  * @retval CHAT_OK
  * @retval CHAT_ERR_INVAL NULL arguments, identity version 0 or unknown,
- *         bad identity ids
+ *         bad identity ids, or an identity kind that is neither
+ *         CHAT_SENDER_USER nor CHAT_SENDER_BOT
  * @retval CHAT_ERR_STATE the server is draining
  * @retval CHAT_ERR_NOMEM
  * @since 0.1 */
