@@ -79,7 +79,8 @@ static void load_emit(chat_server *srv, load *ld, const chat_conversation *c) {
     }
   }
   e->n_members = c->n_members;
-  qsort(e->members, e->n_members, sizeof *e->members, cmp_str);
+  if (e->n_members > 1)
+    qsort(e->members, e->n_members, sizeof *e->members, cmp_str);
   /* Admins: who may remove others and delete any message (section 8). */
   if (c->n_admins &&
       !(e->admins = chat__calloc(&srv->a, c->n_admins, sizeof *e->admins))) {
@@ -97,7 +98,8 @@ static void load_emit(chat_server *srv, load *ld, const chat_conversation *c) {
     }
     e->n_admins = i + 1;
   }
-  qsort(e->admins, e->n_admins, sizeof *e->admins, cmp_str);
+  if (e->n_admins > 1)
+    qsort(e->admins, e->n_admins, sizeof *e->admins, cmp_str);
   if (ld->e) /* a store that emits twice: keep the last */
     chat__conv_unref(srv, ld->e);
   ld->e = e;

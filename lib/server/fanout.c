@@ -377,6 +377,7 @@ void chat__push_queue(chat_server *srv, const char *user, const char *conv,
   snprintf(j->conv, sizeof j->conv, "%s", conv);
   snprintf(j->sender, sizeof j->sender, "%s", sender);
   j->message_id = message_id;
+  j->notified = false;
 }
 
 /* The registered devices of every queued user, then one notify each.
