@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from ._native import ffi
 
@@ -44,3 +44,13 @@ def report(what: str) -> None:
     """Log the exception being handled: a callback of the app (or of the
     binding) raised inside a C callback, where it cannot propagate."""
     log.exception("libchat: %s raised; ignored", what)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def extern(fn: F) -> F:
+    """Install ``fn`` as the extern "Python" function of the same name
+    (declared in libchat_build.py)."""
+    ffi.def_extern(name=fn.__name__)(fn)
+    return fn

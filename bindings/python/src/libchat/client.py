@@ -33,7 +33,7 @@ from typing import (Any, AsyncIterator, Awaitable, Callable, Deque, Optional,
                     Sequence, Union)
 
 from ._native import ffi, lib
-from ._util import cstr, cstr_req, log, now_ms, report
+from ._util import extern, cstr, cstr_req, log, now_ms, report
 from . import _live
 from .errors import (ChatError, ConnectionLost, ServerError, StateError,
                      check, error_for, err_name)
@@ -89,7 +89,7 @@ def _free_client(c: Any, key: int) -> None:
     _live.remove("client")
 
 
-@ffi.def_extern()
+@extern
 def _py_env_log(ud: Any, level: int, msg: Any) -> None:
     try:
         text = cstr_req(msg)
@@ -850,7 +850,7 @@ _callback("_py_c_auth_required")(Client._on_auth_required)
 _callback("_py_c_wants")(lambda cl: cl._kick())
 
 
-@ffi.def_extern()
+@extern
 def _py_c_list_message(ud: Any, m: Any) -> None:
     try:
         ffi.from_handle(ud).append(StoredMessage._from_c(m))
@@ -858,7 +858,7 @@ def _py_c_list_message(ud: Any, m: Any) -> None:
         report("list_messages")
 
 
-@ffi.def_extern()
+@extern
 def _py_c_list_conversation(ud: Any, cv: Any) -> None:
     try:
         ffi.from_handle(ud).append(Conversation._from_c(cv))

@@ -51,7 +51,8 @@ class Codec:
     module-level functions use one per thread with the default limits."""
 
     def __init__(self, *, max_frame_bytes: int = 0, max_body_bytes: int = 0,
-                 max_frame_bytes_to_client: int = 0) -> None:
+                 max_frame_bytes_to_client: int = 0,
+                 _counted: bool = True) -> None:
         s = ffi.new("chat_codec_settings *")
         s.version = lib.CHAT_CODEC_SETTINGS_V1
         s.max_frame_bytes = max_frame_bytes
@@ -61,8 +62,11 @@ class Codec:
         rc = lib.chat_codec_new(out, s, ffi.NULL)
         if rc != lib.CHAT_OK:
             raise error_for(rc, "codec settings refused")
-        self._codec = ffi.gc(out[0], _free_codec)
-        _live.add("codec")
+        if _counted:
+            self._codec = ffi.gc(out[0], _free_codec)
+            _live.add("codec")
+        else:   # the per-thread default codec lives as long as its thread
+            self._codec = ffi.gc(out[0], lib.chat_codec_free)
 
     def _decode_raw(self, data: bytes, direction: str) -> tuple[Any, Any]:
         frame = ffi.new("const chat_frame **")
@@ -145,7 +149,8 @@ class Codec:
 
 def _free_codec(p: Any) -> None:
     lib.chat_codec_free(p)
-    _live.remove("codec")
+    if _live is not None:   # None only at interpreter exit
+        _live.remove("codec")
 
 
 _local = threading.local()
@@ -154,7 +159,7 @@ _local = threading.local()
 def _codec() -> Codec:
     c: Optional[Codec] = getattr(_local, "codec", None)
     if c is None:
-        c = Codec()
+        c = Codec(_counted=False)
         _local.codec = c
     return c
 

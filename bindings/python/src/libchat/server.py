@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import (Any, Awaitable, Callable, Iterable, Optional, Union)
 
 from ._native import ffi, lib
-from ._util import chat_str, cstr_req, log, now_ms, report
+from ._util import extern, chat_str, cstr_req, log, now_ms, report
 from . import _live
 from .errors import ChatError, error_for
 from .types import PRESENCE_STATES, _PRESENCE
@@ -630,14 +630,17 @@ class Server:
         raw_q = request.rel_url.raw_query_string
         q = "&".join(p for p in raw_q.split("&")
                      if p and not p.startswith("access_token="))
-        keep = [request.method.encode(), request.rel_url.raw_path.encode(),
-                q.encode() if q else ffi.NULL,
-                request.headers.get("Content-Type", "").encode() or ffi.NULL]
+        ctype_in = request.headers.get("Content-Type", "")
+        keep = [ffi.new("char[]", request.method.encode()),
+                ffi.new("char[]", request.rel_url.raw_path.encode()),
+                ffi.new("char[]", q.encode()) if q else ffi.NULL,
+                ffi.new("char[]", ctype_in.encode()) if ctype_in else ffi.NULL]
+        body_c = ffi.from_buffer(body) if body else ffi.NULL
         tag = next(self._tags)
         rq = ffi.new("chat_http_request *")
         rq.version = lib.CHAT_HTTP_REQUEST_V1
         rq.method, rq.path, rq.query, rq.content_type = keep
-        rq.body = body if body else ffi.NULL
+        rq.body = body_c
         rq.body_len = len(body)
         rq.identity = ident
         rq.tag = ffi.cast("void *", tag)
@@ -739,7 +742,7 @@ def _copy_response(resp: Any) -> tuple[int, str, bytes, int]:
 
 # ------------------------------------------------------ C -> Python glue --
 
-@ffi.def_extern()
+@extern
 def _py_env_wake(ud: Any) -> None:
     # Any thread: hand "run what was posted" to the loop thread.
     try:
@@ -750,7 +753,7 @@ def _py_env_wake(ud: Any) -> None:
         report("env.wake")
 
 
-@ffi.def_extern()
+@extern
 def _py_s_session_wants(ud: Any, srv: Any, sess: Any, sud: Any) -> None:
     try:
         s = _server_of(ud)
@@ -763,7 +766,7 @@ def _py_s_session_wants(ud: Any, srv: Any, sess: Any, sud: Any) -> None:
         report("on_session_wants")
 
 
-@ffi.def_extern()
+@extern
 def _py_s_http_response(ud: Any, srv: Any, tag: Any, resp: Any) -> None:
     try:
         s = _server_of(ud)
@@ -776,7 +779,7 @@ def _py_s_http_response(ud: Any, srv: Any, tag: Any, resp: Any) -> None:
         report("on_http_response")
 
 
-@ffi.def_extern()
+@extern
 def _py_push_notify(ud: Any, note: Any) -> int:
     try:
         s = _server_of(ud)
@@ -802,7 +805,7 @@ def _py_push_notify(ud: Any, note: Any) -> int:
         return int(lib.CHAT_ERR_MODULE)
 
 
-@ffi.def_extern()
+@extern
 def _py_module_destroy(ud: Any) -> None:
     # chat_server_free destroys the modules: from here on no op is touched.
     try:
@@ -820,7 +823,7 @@ def _presence_call(ud: Any, what: str, *args: Any) -> Optional[Any]:
     return getattr(s._presence, what)(*args)
 
 
-@ffi.def_extern()
+@extern
 def _py_pres_online(ud: Any, user: Any, dev: Any, gw: Any) -> int:
     try:
         _presence_call(ud, "device_online", cstr_req(user), cstr_req(dev),
@@ -831,7 +834,7 @@ def _py_pres_online(ud: Any, user: Any, dev: Any, gw: Any) -> int:
         return int(lib.CHAT_ERR_MODULE)
 
 
-@ffi.def_extern()
+@extern
 def _py_pres_offline(ud: Any, user: Any, dev: Any, gw: Any) -> int:
     try:
         _presence_call(ud, "device_offline", cstr_req(user), cstr_req(dev),
@@ -842,7 +845,7 @@ def _py_pres_offline(ud: Any, user: Any, dev: Any, gw: Any) -> int:
         return int(lib.CHAT_ERR_MODULE)
 
 
-@ffi.def_extern()
+@extern
 def _py_pres_set_state(ud: Any, user: Any, state: int, ts: int) -> int:
     try:
         _presence_call(ud, "set_state", cstr_req(user),
@@ -853,7 +856,7 @@ def _py_pres_set_state(ud: Any, user: Any, state: int, ts: int) -> int:
         return int(lib.CHAT_ERR_MODULE)
 
 
-@ffi.def_extern()
+@extern
 def _py_pres_locate(ud: Any, user: Any, emit: Any, ctx: Any, op: Any) -> int:
     try:
         s = _server_of(ud)
@@ -870,7 +873,7 @@ def _py_pres_locate(ud: Any, user: Any, emit: Any, ctx: Any, op: Any) -> int:
         return int(lib.CHAT_ERR_MODULE)
 
 
-@ffi.def_extern()
+@extern
 def _py_pres_get_state(ud: Any, user: Any, state: Any, ts: Any, op: Any) -> int:
     try:
         s = _server_of(ud)
@@ -889,7 +892,7 @@ def _py_pres_get_state(ud: Any, user: Any, state: Any, ts: Any, op: Any) -> int:
         return int(lib.CHAT_ERR_MODULE)
 
 
-@ffi.def_extern()
+@extern
 def _py_op_posted(ud: Any, op: Any) -> None:
     # Loop thread, inside chat_server_run_posted: the worker's answer.
     try:
