@@ -60,6 +60,7 @@ echo "bindings-python: mypy --strict"
   --cache-dir "$work/mypy-cache" "$work/src/src/libchat" \
   "$root/examples/python/"*.py "$root/bench/client_rtt.py"
 
+export LIBCHAT_EXAMPLE=$root/examples/python/chat.py
 echo "bindings-python: pytest"
 rc=0
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -o console_output_style=classic \

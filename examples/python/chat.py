@@ -13,12 +13,16 @@ import libchat
 async def main(url: str, token: str, peer: str, store: str) -> None:
     async with libchat.connect(url, token, store=store) as c:
         cid = (await c.create_conversation([peer])).conversation_id
-        for m in c.messages(cid, limit=20):          # what this device kept
-            print(f"{m.message.sender_id}: {m.message.body}")
+        page = await c.load_older(cid, limit=20)     # recent history
+        for m in page:
+            print(f"{m.message.sender_id}: {m.message.body}", flush=True)
+        if page:
+            c.mark_read(cid, page[-1].message.message_id)
 
         async def show() -> None:
             async for ev in c.events():
-                if isinstance(ev, libchat.MessageEvent) and ev.message.conversation_id == cid:
+                if (isinstance(ev, libchat.MessageEvent) and ev.message.conversation_id == cid
+                        and ev.origin != libchat.Origin.OLDER):     # not the page above
                     print(f"{ev.message.sender_id}: {ev.message.body}", flush=True)
                     c.mark_read(cid, ev.message.message_id)
                 elif isinstance(ev, libchat.ReceiptEvent) and ev.state == libchat.ReceiptState.READ:
