@@ -128,7 +128,7 @@ typedef struct chat_decode_error {
   const char *field; ...;
 } chat_decode_error;
 chat_err chat_codec_new(chat_codec **out, const chat_codec_settings *settings,
-                        const void *alloc);
+                        const void *alloc, chat_errbuf *err);
 void chat_codec_free(chat_codec *codec);
 chat_err chat_codec_decode(chat_codec *codec, chat_direction dir,
                            const char *json, size_t len,

@@ -59,9 +59,10 @@ class Codec:
         s.max_body_bytes = max_body_bytes
         s.max_frame_bytes_to_client = max_frame_bytes_to_client
         out = ffi.new("chat_codec **")
-        rc = lib.chat_codec_new(out, s, ffi.NULL)
+        err = ffi.new("chat_errbuf *")
+        rc = lib.chat_codec_new(out, s, ffi.NULL, err)
         if rc != lib.CHAT_OK:
-            raise error_for(rc, "codec settings refused")
+            raise error_for(rc, cstr(err.msg) or "codec settings refused")
         if _counted:
             self._codec = ffi.gc(out[0], _free_codec)
             _live.add("codec")
