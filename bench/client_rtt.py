@@ -18,6 +18,10 @@ import libchat
 async def run(url: str, token: str, peer: str, n: int, window: int,
               msgs: int) -> dict[str, object]:
     async with libchat.connect(url, token) as c:
+        async def drain() -> None:      # an app reads its events
+            async for _ in c.events():
+                pass
+        reader = asyncio.ensure_future(drain())
         await c.wait_ready(30)
         cid = (await c.create_conversation([peer])).conversation_id
         rtt: list[int] = []
@@ -36,6 +40,7 @@ async def run(url: str, token: str, peer: str, n: int, window: int,
         t0 = time.perf_counter_ns()
         await asyncio.gather(*(lane() for _ in range(min(window, msgs))))
         secs = (time.perf_counter_ns() - t0) / 1e9
+        reader.cancel()
 
     def pct(p: int) -> float:
         i = (n * p + 99) // 100

@@ -36,6 +36,7 @@ import inspect
 import itertools
 import json
 import os
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import (Any, Awaitable, Callable, Iterable, Optional, Union)
@@ -227,6 +228,9 @@ class Server:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: Any = None
         self._modules_alive = True
+        # Held by a worker thread while it posts an op completion, and by
+        # close() while it stops them: no post can reach a freed server.
+        self._post_lock = threading.Lock()
         self._draining = False
         self._closed = False
         self.port: Optional[int] = None
@@ -453,6 +457,8 @@ class Server:
         for f in self._http_waiting.values():
             if not f.done():
                 f.cancel()
+        with self._post_lock:
+            self._modules_alive = False
         if self._srv is not None:
             self._srv = None
             self._finalizer()   # chat_server_free: modules destroyed first
@@ -689,8 +695,9 @@ class Server:
 
             def posted(f: "concurrent.futures.Future[Any]") -> None:
                 p.result = (handle, f)
-                if self._modules_alive:
-                    lib.chat_op_post(op, lib._py_op_posted, handle)
+                with self._post_lock:
+                    if self._modules_alive:
+                        lib.chat_op_post(op, lib._py_op_posted, handle)
             result.add_done_callback(posted)
         else:
             async def wait() -> None:
