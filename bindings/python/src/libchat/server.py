@@ -196,7 +196,8 @@ class Server:
 
     or mounted into an existing aiohttp app: ``app.add_routes(srv.routes())``
     (then ``await srv.open()`` before serving and ``await srv.close()``
-    after). ``settings`` are chat_server_settings fields (``machine_id``,
+    after). ``store`` is the SQLite file (created and migrated as needed;
+    ``":memory:"`` for a throwaway one). ``settings`` are chat_server_settings fields (``machine_id``,
     ``max_body_bytes``, ``rate_per_minute``, ``heartbeat_ms``,
     ``presence_offline_ms``, ``max_group_members``,
     ``rest_rate_per_minute``, ``rest_burst``...)."""
@@ -204,7 +205,7 @@ class Server:
     WS_PATH = "/chat/v1/ws"
     API_PREFIX = "/api/v1/"
 
-    def __init__(self, store: Union[str, "os.PathLike[str]"] = ":memory:", *,
+    def __init__(self, store: Union[str, "os.PathLike[str]"] = "chat.db", *,
                  auth: Optional[AuthFn] = None,
                  token_key: Optional[Union[str, "os.PathLike[str]"]] = None,
                  push: Optional[PushFn] = None,
