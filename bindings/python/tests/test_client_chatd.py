@@ -191,6 +191,7 @@ async def test_token_expiry_4001_fresh_token_and_recovery(
             libchat.connect(chatd.url, short, token_provider=provider,
                             store=str(tmp_path / "a.db"), **FAST) as a:
         await a.wait_ready(TIMEOUT)
+        await b.wait_ready(TIMEOUT)
         cid = (await a.create_conversation(["bob"])).conversation_id
         ev = await next_event(a, lambda e: isinstance(e, libchat.AuthRequiredEvent),
                               timeout=30)
@@ -235,6 +236,7 @@ def test_sync_facade(chatd: Any, tmp_path: Any) -> None:
                  store=str(tmp_path / "s.db")) as a, \
             connect(chatd.url, chatd.token("bob", "b1")) as b:
         a.wait_ready(TIMEOUT)
+        b.wait_ready(TIMEOUT)     # live before the message: not a fresh device
         conv = a.create_conversation(["bob"], timeout=TIMEOUT)
         ack = a.send(conv.conversation_id, "sync hi", timeout=TIMEOUT)
         for ev in b.events(timeout=TIMEOUT):
