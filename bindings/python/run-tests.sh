@@ -45,16 +45,20 @@ libdir=${LD_LIBRARY_PATH%%:*}
 # its allocation stack passes through libchat (or the binding's extension);
 # any AddressSanitizer error fails it too.
 asan=0
-if ldd "$libdir/libchat.so.1" | grep -q libasan; then
+# (ldd's whole output first: `ldd | grep -q` under pipefail fails whenever
+# grep exits before ldd has written everything.)
+deps=$(ldd "$libdir/libchat.so.1" 2>/dev/null || true)
+case "$deps" in *libasan*)
   asan=1
-  LD_PRELOAD=$(gcc -print-file-name=libasan.so)
+  # the very runtime libchat was linked with
+  LD_PRELOAD=$(sed -n 's/^[[:space:]]*libasan[^ ]* => \([^ ]*\).*/\1/p' <<<"$deps" | head -n 1)
   export LD_PRELOAD
   rm -rf "$work/asan"
   mkdir -p "$work/asan"
   export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=1:log_path=$work/asan/report
   export LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}exitcode=0
-  echo "bindings-python: ASan build of libchat, LD_PRELOAD=$LD_PRELOAD"
-fi
+  echo "bindings-python: ASan build of libchat, LD_PRELOAD=$LD_PRELOAD" ;;
+esac
 asan_verdict() {
   [ "$asan" = 1 ] || return 0
   "$venv/bin/python" - "$work/asan" <<'PY'
