@@ -84,7 +84,7 @@ func TestChatdOutboxSurvivesRestart(t *testing.T) {
 		t.Fatalf("every send was acked before the kill; the test proves nothing")
 	}
 	enqueue(n/2, n) // offline: into the outbox
-	alice.Close() // the outbox is in alice.db
+	alice.Close()   // the outbox is in alice.db
 	d.start(fmt.Sprintf("127.0.0.1:%d", d.port))
 	alice = dial(t, aliceCfg)
 	deadline := time.Now().Add(T)

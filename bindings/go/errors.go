@@ -80,11 +80,13 @@ func (c Code) Fatal() bool { return c <= ErrFatal && c != ErrDecode }
 // detail libchat gave (the errbuf of a constructor, chat_*_errmsg() of an
 // object, or the decoder's message), plus what the binding was doing.
 type Error struct {
-	Code   Code   // the chat_err
-	Name   string // "CHAT_ERR_INVAL"
-	Detail string // libchat's one-line reason; may be empty
-	Op     string // the C call, "chat_client_send"
-	Field  string // decode errors: the offending field, if known
+	Code   Code     // the chat_err
+	Name   string   // "CHAT_ERR_INVAL"
+	Detail string   // libchat's one-line reason; may be empty
+	Op     string   // the C call, "chat_client_send"
+	Field  string   // decode errors: the offending field, if known
+	Ref    string   // decode errors: what an `error` frame's ref would carry
+	Wire   WireCode // decode errors: the wire code that answers it
 }
 
 func (e *Error) Error() string {
