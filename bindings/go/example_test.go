@@ -12,6 +12,10 @@ import (
 	"time"
 )
 
+// buildFlags are the flags the test binary was built with that programs
+// it builds need too (see asan_test.go).
+var buildFlags []string
+
 // examples/go builds and two copies of it chat through chatd, as the
 // README tells a newcomer to do.
 func TestExampleTwoUserChat(t *testing.T) {
@@ -20,7 +24,7 @@ func TestExampleTwoUserChat(t *testing.T) {
 	}
 	d := newChatd(t)
 	bin := filepath.Join(t.TempDir(), "example")
-	build := exec.Command("go", "build", "-o", bin, ".")
+	build := exec.Command("go", append(append([]string{"build"}, buildFlags...), "-o", bin, ".")...)
 	build.Dir = filepath.Join("..", "..", "examples", "go")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build examples/go: %v\n%s", err, out)

@@ -165,7 +165,8 @@ func waitFor[E Event](t testing.TB, c *Client, what string, match func(E) bool) 
 				return e
 			}
 		case <-timeout:
-			t.Fatalf("no %s within %v", what, T)
+			st, _ := c.State(context.Background())
+			t.Fatalf("no %s within %v (state %v)", what, T, st)
 		}
 	}
 }

@@ -232,3 +232,48 @@ func TestEmbeddedPanickingHooks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Mounted under one prefix only (the README's case): the WebSocket at
+// /chat/chat/v1/ws and REST at /chat/api/v1/...; a client told both
+// works, and http.StripPrefix works the same way.
+func TestEmbeddedUnderPrefix(t *testing.T) {
+	key, err := LoadTokenKey(filepath.Join(t.TempDir(), "token.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer key.Close()
+	srv, err := NewServer(ServerOptions{Auth: key.Verify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/chat/", srv)
+	mux.Handle("/strip/", http.StripPrefix("/strip", srv))
+	hs := httptest.NewServer(mux)
+	defer hs.Close()
+	ctx := ctxT(t)
+	for _, prefix := range []string{"/chat", "/strip"} {
+		tok := func(u string) string { s, _ := key.Mint(u, "d"+strings.TrimPrefix(prefix, "/"), time.Hour); return s }
+		cfg := func(u string) Config {
+			return Config{URL: "ws" + strings.TrimPrefix(hs.URL, "http") + prefix + "/chat/v1/ws",
+				RESTURL: hs.URL + prefix, Token: tok(u)}
+		}
+		alice := dial(t, cfg("alice"))
+		bob := dial(t, cfg("bob"))
+		conv, err := alice.CreateConversation(ctx, "", "bob")
+		if err != nil {
+			t.Fatalf("%s: %v", prefix, err)
+		}
+		id, err := alice.Send(ctx, conv.ID, "under "+prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, bob, "message", func(m MessageEvent) bool { return m.ID == id })
+		if page, err := bob.History(ctx, conv.ID, 0, 50); err != nil || len(page) == 0 {
+			t.Fatalf("%s: history over REST: %d %v", prefix, len(page), err)
+		}
+		alice.Close()
+		bob.Close()
+	}
+}
