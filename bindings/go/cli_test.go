@@ -76,6 +76,7 @@ func (c *cli) expect(prefix string) string {
 // the wire contract holds across implementations, both ways, receipts
 // included.
 func TestEmbeddedWithCChatCLI(t *testing.T) {
+	t.Parallel()
 	e := newEmbedded(t, ServerOptions{})
 	ctx := ctxT(t)
 	bob := dial(t, Config{URL: e.url(), Token: e.token("bob", "laptop", time.Hour)})

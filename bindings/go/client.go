@@ -471,9 +471,11 @@ func (k *core) closeConn() {
 		return
 	}
 	if k.dial != nil {
-		k.dial() // the dial goroutine reports the failed attempt
+		// Abandon the attempt: its goroutine's report (a new gen makes it
+		// stale) is ignored, and the client hears of the close now.
+		k.dial()
 		k.dial = nil
-		return
+		k.gen++
 	}
 	C.chat_client_on_close(k.c, 0, nowMS())
 }
@@ -588,7 +590,13 @@ func (k *core) open(conn *websocket.Conn) {
 			}
 		}
 	}()
-	C.chat_client_on_open(k.c, nowMS())
+	if C.chat_client_on_open(k.c, nowMS()) != C.CHAT_OK {
+		// The client no longer waits for this socket (stopped meanwhile):
+		// drop it; the reader's close report finds no connection.
+		cancel()
+		conn.CloseNow()
+		k.conn = nil
+	}
 }
 
 func (k *core) rest() {

@@ -16,6 +16,7 @@ import (
 // Two users chat: the message arrives, and the sender sees it delivered
 // and then read.
 func TestChatdTwoUsersReceipts(t *testing.T) {
+	t.Parallel()
 	d := newChatd(t)
 	dir := t.TempDir()
 	alice := dial(t, Config{URL: d.url(), Token: d.token("alice", "phone", 3600), StorePath: filepath.Join(dir, "alice.db")})
@@ -56,6 +57,7 @@ func TestChatdTwoUsersReceipts(t *testing.T) {
 // (SIGKILL) in the middle of them and a client that is closed and opened
 // again over the same store: every message arrives once, none twice.
 func TestChatdOutboxSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	d := newChatd(t, "--rate-per-minute", "100000")
 	dir := t.TempDir()
 	ctx := ctxT(t)
@@ -133,6 +135,7 @@ func TestChatdOutboxSurvivesRestart(t *testing.T) {
 // through resume, a long one (over resume-max-messages) through REST
 // paging; either way the store ends up complete and in order.
 func TestChatdResumeFillsGap(t *testing.T) {
+	t.Parallel()
 	d := newChatd(t, "--rate-per-minute", "100000", "--resume-max-messages", "5")
 	dir := t.TempDir()
 	ctx := ctxT(t)
@@ -187,6 +190,7 @@ func TestChatdResumeFillsGap(t *testing.T) {
 // ask for a fresh one; with it the client reconnects, resumes and sends.
 // A TokenFunc that panics does not take the process down.
 func TestChatdTokenExpiry(t *testing.T) {
+	t.Parallel()
 	d := newChatd(t)
 	ctx := ctxT(t)
 	bob := dial(t, Config{URL: d.url(), Token: d.token("bob", "laptop", 3600)})
@@ -230,6 +234,7 @@ func TestChatdTokenExpiry(t *testing.T) {
 
 // A refused token fails Dial with an error matching ErrAuth.
 func TestChatdRefusedToken(t *testing.T) {
+	t.Parallel()
 	d := newChatd(t)
 	_, err := Dial(ctxT(t), Config{URL: d.url(), Token: "not-a-token"})
 	if !errors.Is(err, ErrAuth) {
@@ -244,6 +249,7 @@ func TestChatdRefusedToken(t *testing.T) {
 // 1,000 sends from 10 goroutines: every one acked, exactly once, with
 // distinct ids, and the store agrees.
 func TestChatdConcurrentSends(t *testing.T) {
+	t.Parallel()
 	d := newChatd(t, "--rate-per-minute", "100000")
 	ctx := ctxT(t)
 	alice := dial(t, Config{URL: d.url(), Token: d.token("alice", "phone", 3600)})

@@ -84,6 +84,7 @@ func (m *memCluster) Publish(gw string, msg []byte) error {
 // hook that answers asynchronously and a Go bus: alice on one, bob on the
 // other, chat with receipts and presence.
 func TestClusterAsyncPresenceAndBus(t *testing.T) {
+	t.Parallel()
 	key, err := LoadTokenKey(filepath.Join(t.TempDir(), "token.key"))
 	if err != nil {
 		t.Fatal(err)

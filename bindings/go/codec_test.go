@@ -10,6 +10,7 @@ import (
 )
 
 func TestCodecDecodeEncode(t *testing.T) {
+	t.Parallel()
 	in := `{"type":"send","client_msg_id":"c1","conversation_id":"conv1","body":"h\u00e9\u0000llo","reply_to":"42","media_refs":["m1","m2"],"body_type":"media"}`
 	f, err := Decode(ToServer, []byte(in))
 	if err != nil {
@@ -35,6 +36,7 @@ func TestCodecDecodeEncode(t *testing.T) {
 }
 
 func TestCodecErrors(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		in    string
 		code  Code
@@ -79,6 +81,7 @@ func TestCodecErrors(t *testing.T) {
 // Every frame of the fuzz corpora that decodes encodes back to a frame
 // that decodes to the same value: the Go <-> C conversions lose nothing.
 func TestCodecRoundTripCorpus(t *testing.T) {
+	t.Parallel()
 	n := 0
 	for dir, sub := range map[Direction]string{ToServer: "fuzz_decode_to_server", ToClient: "fuzz_decode_to_client"} {
 		files, _ := filepath.Glob(filepath.Join("..", "..", "fuzz", "corpus", sub, "*"))

@@ -19,6 +19,7 @@ var buildFlags []string
 // examples/go builds and two copies of it chat through chatd, as the
 // README tells a newcomer to do.
 func TestExampleTwoUserChat(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds examples/go")
 	}

@@ -47,6 +47,9 @@ func traffic(c *Client, conv string, n int, stop chan struct{}) (*sync.WaitGroup
 	return &wg, acked, errs
 }
 
+// The two leak tests are not parallel: they run before the parallel
+// tests resume, so no other test's goroutines come and go meanwhile.
+
 // Close during traffic: the senders return (acked or ErrClosed), and
 // every goroutine the client started is gone.
 func TestClientCloseDuringTraffic(t *testing.T) {

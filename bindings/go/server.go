@@ -777,8 +777,6 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, path string) 
 			ans <- httpAnswer{status: 500, ctype: "application/json",
 				body: errorBody("internal", newError("chat_server_http", e, C.GoString(C.chat_server_errmsg(k.srv))).Error())}
 		}
-		// A REST call may queue frames (a new member's conversation).
-		k.markAllDirty()
 	}); err != nil {
 		writeError(w, 503, "unavailable", "server closed")
 		return
@@ -816,14 +814,6 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, path string) 
 	}
 }
 
-func (k *srvCore) markAllDirty() {
-	for id, ss := range k.sess {
-		if !ss.gone && C.chat_session_wants(ss.cs) != 0 {
-			k.dirty[id] = ss
-		}
-	}
-}
-
 func copyAnswer(r *C.chat_http_response) httpAnswer {
 	a := httpAnswer{status: int(r.status), ctype: goStr(r.content_type), retryAfter: uint32(r.retry_after_s)}
 	if r.body != nil && r.body_len > 0 {
@@ -845,7 +835,6 @@ func (s *Server) BusDeliver(msg []byte) error {
 		if e := C.chat_server_bus_deliver(k.srv, p, C.size_t(len(m)), nowMS()); e != C.CHAT_OK {
 			k.s.log.Warn("chat: bus message dropped", "err", newError("chat_server_bus_deliver", e, C.GoString(C.chat_server_errmsg(k.srv))))
 		}
-		k.markAllDirty()
 	}:
 		return nil
 	case <-s.done:

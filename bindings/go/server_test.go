@@ -66,6 +66,7 @@ func (e *embedded) token(user, device string, ttl time.Duration) string {
 // own routes: two Go clients chat with delivered and read receipts, and
 // history pages back over REST.
 func TestEmbeddedTwoUsers(t *testing.T) {
+	t.Parallel()
 	e := newEmbedded(t, ServerOptions{RatePerMinute: 100000})
 	ctx := ctxT(t)
 	alice := dial(t, Config{URL: e.url(), Token: e.token("alice", "phone", time.Hour)})
@@ -135,6 +136,7 @@ func TestEmbeddedTwoUsers(t *testing.T) {
 // Identity.Expires closes an open session with 4001; the client asks for
 // a fresh token (TokenFunc) and recovers.
 func TestEmbeddedTokenExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEmbedded(t, ServerOptions{})
 	ctx := ctxT(t)
 	bob := dial(t, Config{URL: e.url(), Token: e.token("bob", "laptop", time.Hour)})
@@ -165,6 +167,7 @@ func TestEmbeddedTokenExpiry(t *testing.T) {
 // Hooks that panic do not crash the process: an Auth panic refuses the
 // request, a Push panic is logged, and the server goes on.
 func TestEmbeddedPanickingHooks(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var pushed []PushNote
 	var key *TokenKey
@@ -237,6 +240,7 @@ func TestEmbeddedPanickingHooks(t *testing.T) {
 // /chat/chat/v1/ws and REST at /chat/api/v1/...; a client told both
 // works, and http.StripPrefix works the same way.
 func TestEmbeddedUnderPrefix(t *testing.T) {
+	t.Parallel()
 	key, err := LoadTokenKey(filepath.Join(t.TempDir(), "token.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -275,5 +279,37 @@ func TestEmbeddedUnderPrefix(t *testing.T) {
 		}
 		alice.Close()
 		bob.Close()
+	}
+}
+
+// Shutdown drains: the sends already in flight are acked, sessions are
+// closed with 1001, new sessions are refused, and it returns once they
+// are gone.
+func TestEmbeddedShutdownDrains(t *testing.T) {
+	t.Parallel()
+	e := newEmbedded(t, ServerOptions{RatePerMinute: 100000})
+	ctx := ctxT(t)
+	alice := dial(t, Config{URL: e.url(), Token: e.token("alice", "phone", time.Hour)})
+	dial(t, Config{URL: e.url(), Token: e.token("bob", "laptop", time.Hour)})
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if _, err := alice.Enqueue(ctx, conv.ID, fmt.Sprintf("d%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, alice, "a first ack", func(AckEvent) bool { return true })
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	waitFor(t, alice, "the drain's close", func(c ConnectionEvent) bool { return c.State == StateBackoff })
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	// Dial waits for a session; the closed server never gives one.
+	if _, err := Dial(short, Config{URL: e.url(), Token: e.token("carol", "x", time.Hour),
+		BackoffBase: 50 * time.Millisecond}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial to a closed server: %v", err)
 	}
 }
