@@ -16,6 +16,8 @@
 # the protocol's floor): `floor` gives the sequential p50/p99 and `direct
 # --pairs 1 --window W` the msgs/s, labelled "c-raw".
 #
+# C_RTT=PATH names another C client-rtt binary.
+#
 # Usage: bindings/go/bench/run.sh [--build-dir DIR] [--runs 3] [--n 1000]
 #                                 [--window 32] [--msgs 5000]
 set -euo pipefail
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --n) n=$2; shift 2 ;;
     --window) window=$2; shift 2 ;;
     --msgs) msgs=$2; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -75,14 +77,15 @@ done
 port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$work/out")
 [ -n "$port" ] || { echo "run.sh: chatd did not start" >&2; cat "$work/log" >&2; exit 1; }
 
+c_rtt=${C_RTT:-$build/bench/client-rtt}
 benches=("go $work/client-rtt-go")
-if [ -x "$build/bench/client-rtt" ]; then
-  benches=("c $build/bench/client-rtt" "${benches[@]}")
+if [ -x "$c_rtt" ]; then
+  benches=("c $c_rtt" "${benches[@]}")
 fi
 results=$work/results
 : >"$results"
 for i in $(seq "$runs"); do
-  if [ ! -x "$build/bench/client-rtt" ]; then
+  if [ ! -x "$c_rtt" ]; then
     line=$(c_raw)
     echo "run $i $line"
     echo "$line" >>"$results"
