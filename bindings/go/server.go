@@ -52,7 +52,8 @@ type Location struct{ GatewayID, DeviceID string }
 // own goroutine and their answer reaches the server through libchat's
 // asynchronous completion (chat_op_post); the server goes on meanwhile.
 // DeviceOnline, DeviceOffline and SetState run on the server's goroutine
-// and must not block (queue the work).
+// and must not block (queue the work). Close waits for Locate and
+// GetState calls in progress: they must return once ctx is done.
 type PresenceHook interface {
 	DeviceOnline(userID, deviceID, gatewayID string)
 	DeviceOffline(userID, deviceID, gatewayID string)
@@ -809,7 +810,8 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, path string) 
 		}:
 		case <-s.done:
 		}
-	case <-s.done:
+	case <-s.ctx.Done():
+		// Closing: an answer that waits on a module will not come.
 		writeError(w, 503, "unavailable", "server closed")
 	}
 }

@@ -313,3 +313,35 @@ func TestEmbeddedShutdownDrains(t *testing.T) {
 		t.Fatalf("Dial to a closed server: %v", err)
 	}
 }
+
+// A send the server refuses fails Send with a *WireError that errors.Is
+// matches by code; bad input fails at once with the C error's detail.
+func TestEmbeddedRefusedSend(t *testing.T) {
+	t.Parallel()
+	e := newEmbedded(t, ServerOptions{})
+	ctx := ctxT(t)
+	alice := dial(t, Config{URL: e.url(), Token: e.token("alice", "phone", time.Hour)})
+	dial(t, Config{URL: e.url(), Token: e.token("bob", "laptop", time.Hour)})
+	carol := dial(t, Config{URL: e.url(), Token: e.token("carol", "x", time.Hour)})
+	conv, err := alice.CreateConversation(ctx, "", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = carol.Send(ctx, conv.ID, "let me in")
+	var we *WireError
+	if !errors.As(err, &we) || !(errors.Is(err, WireNotMember) || errors.Is(err, WireNoSuchConversation)) {
+		t.Fatalf("Send by a non-member: %v", err)
+	}
+	_, err = alice.Send(ctx, "not a valid id!", "x")
+	var ce *Error
+	if !errors.Is(err, ErrInval) || !errors.As(err, &ce) || ce.Op != "chat_client_send" || ce.Detail == "" {
+		t.Fatalf("Send to a bad id: %v", err)
+	}
+	if _, err := alice.CreateConversation(ctx, "", "bob", "carol"); !errors.Is(err, ErrInval) {
+		t.Fatalf("a direct chat with two others: %v", err)
+	}
+	if _, err := NewServer(ServerOptions{MachineID: 5000}); !errors.Is(err, ErrInval) ||
+		!strings.Contains(err.Error(), "machine_id") {
+		t.Fatalf("NewServer with a bad machine id: %v", err)
+	}
+}
