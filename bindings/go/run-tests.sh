@@ -24,10 +24,13 @@ eval "$("$root/scripts/stage.sh" --build-dir "$build" --stage "$build/stage-go")
 export GOFLAGS="-buildvcs=false -mod=readonly -modcacherw"
 export GOTOOLCHAIN=local
 # Caches out of the source tree.
+# (Without HOME, go has no default for them: they go under BUILD_DIR too.)
 for var in GOCACHE GOMODCACHE; do
-  val=$(go env "$var")
+  val=$(go env "$var" 2>/dev/null || true)
   case "$val" in
-    "" | "$root"/*) export "$var=$build/go-${var#GO}" ;;
+    "$root"/*) export "$var=$build/go-${var#GO}" ;;
+    /*) ;;
+    *) export "$var=$build/go-${var#GO}" ;; # unset, or "off"
   esac
 done
 gotmp=$(mktemp -d)
