@@ -47,7 +47,8 @@ fi
 cd "$here"
 t0=$SECONDS
 go vet ./...
-echo "go vet: clean"
+(cd "$root/examples/go" && go vet ./...)
+echo "go vet: clean (bindings/go, examples/go)"
 rc=0
 go test "${mode[@]}" -count=1 "$@" ./... || rc=$?
 echo "bindings-go: go test ${mode[*]} exit $rc in $((SECONDS - t0))s"
