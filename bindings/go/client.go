@@ -219,7 +219,8 @@ func wsURLs(cfg *Config) (string, string, error) {
 
 // Dial creates the client over its store and connects. Unless
 // cfg.NoWait is set it waits for the first live connection: it fails with
-// an error matching ErrAuth when the token is refused, or ctx's error.
+// an error matching ErrAuth when the token is refused (without a
+// cfg.TokenFunc; with one, it waits for the fresh token), or ctx's error.
 // ctx bounds Dial only; Close ends the client.
 func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	ws, rest, err := wsURLs(&cfg)
@@ -1282,10 +1283,13 @@ func goClientAuthRequired(h C.uintptr_t, reason C.int) {
 	defer k.guard()
 	why := AuthReason(reason)
 	k.cl.emit(AuthRequiredEvent{Reason: why})
-	for _, ch := range k.readyWait {
-		ch <- &Error{Code: ErrAuth, Name: ErrAuth.Name(), Op: "Dial", Detail: "the server refused the token (" + why.String() + ")"}
+	if k.cl.cfg.TokenFunc == nil {
+		// Dial fails; with a TokenFunc it waits for the fresh token.
+		for _, ch := range k.readyWait {
+			ch <- &Error{Code: ErrAuth, Name: ErrAuth.Name(), Op: "Dial", Detail: "the server refused the token (" + why.String() + ")"}
+		}
+		k.readyWait = nil
 	}
-	k.readyWait = nil
 	if k.cl.cfg.TokenFunc != nil {
 		cl := k.cl
 		cl.wg.Add(1)

@@ -244,6 +244,12 @@ func TestChatdRefusedToken(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Name != "CHAT_ERR_AUTH" {
 		t.Fatalf("error %#v", err)
 	}
+	// With a TokenFunc, Dial waits for the fresh token instead.
+	c := dial(t, Config{URL: d.url(), Token: "not-a-token",
+		TokenFunc: func(context.Context, AuthReason) (string, error) { return d.token("alice", "phone", 3600), nil }})
+	if st, _ := c.State(ctxT(t)); st != StateReady {
+		t.Fatalf("state %v", st)
+	}
 }
 
 // 1,000 sends from 10 goroutines: every one acked, exactly once, with
