@@ -178,7 +178,7 @@ static chat_err w_push_read(void *self, const char *c, const char *u,
 static void init_all(harness *h, const chat_server_settings *settings,
                      const chat_presence_ops *presence,
                      const chat_bus_ops *bus, const char *db_path,
-                     defer_mode mode, bool hold) {
+                     defer_mode mode, bool hold, bool basic) {
   memset(h, 0, sizeof *h);
   h->hold = hold;
   fake_env_init(&h->fe, INT64_C(1800000000000), 42);
@@ -208,6 +208,16 @@ static void init_all(harness *h, const chat_server_settings *settings,
       .messages_as = w_messages_as, .shadow_ban_set = w_ban_set,
       .shadow_bans = w_bans, .push_record = w_push_record,
       .push_read = w_push_read};
+  if (basic) {
+    /* A store without the methods appended for section 8 (each may be
+     * NULL). */
+    h->store.member_change = NULL;
+    h->store.messages_as = NULL;
+    h->store.shadow_ban_set = NULL;
+    h->store.shadow_bans = NULL;
+    h->store.push_record = NULL;
+    h->store.push_read = NULL;
+  }
   chat_storage_ops store = h->store;
   chat_presence_ops pres;
   if (mode != DEFER_OFF) {
@@ -240,7 +250,7 @@ void harness_init_path(harness *h, const chat_server_settings *settings,
                        const chat_presence_ops *presence,
                        const chat_bus_ops *bus, const char *db_path) {
   init_all(h, settings, presence, bus, db_path, defer_mode_from_env(),
-           false);
+           false, false);
 }
 
 void harness_init_full(harness *h, const chat_server_settings *settings,
@@ -255,12 +265,17 @@ void harness_init(harness *h, const chat_server_settings *settings) {
 
 void harness_init_mode(harness *h, const chat_server_settings *settings,
                        defer_mode mode) {
-  init_all(h, settings, NULL, NULL, ":memory:", mode, false);
+  init_all(h, settings, NULL, NULL, ":memory:", mode, false, false);
 }
 
 void harness_init_held(harness *h, const chat_server_settings *settings,
                        defer_mode mode) {
-  init_all(h, settings, NULL, NULL, ":memory:", mode, true);
+  init_all(h, settings, NULL, NULL, ":memory:", mode, true, false);
+}
+
+void harness_init_basic(harness *h, const chat_server_settings *settings) {
+  init_all(h, settings, NULL, NULL, ":memory:", defer_mode_from_env(), false,
+           true);
 }
 
 void harness_hold(harness *h, bool hold) { h->hold = hold; }

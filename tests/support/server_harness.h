@@ -125,6 +125,10 @@ void harness_init_mode(harness *h, const chat_server_settings *settings,
                        defer_mode mode);
 void harness_init_held(harness *h, const chat_server_settings *settings,
                        defer_mode mode);
+/* Like harness_init, on a store that leaves every method appended for
+ * PROTOCOL.md section 8 NULL (member_change, messages_as, shadow bans,
+ * push marks): the server's documented defaults. */
+void harness_init_basic(harness *h, const chat_server_settings *settings);
 /* Complete deferred calls until none is left (tick between rounds too). */
 void harness_settle(harness *h);
 

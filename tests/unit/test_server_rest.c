@@ -1504,3 +1504,39 @@ Test(rest, history_pages_skip_withheld_messages) {
       cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "messages")), 7);
   cJSON_Delete(j);
 }
+
+/* A store without the section 8 methods (each may be NULL): members change
+ * through member_add/member_remove without system messages, only members
+ * remove themselves, and the admin routes answer 501. */
+Test(rest, a_store_without_member_change_keeps_the_older_rules) {
+  harness_fini(&h);
+  harness_init_basic(&h, NULL);
+  const char *m[] = {"bob", "carol"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  expect_error("alice", "POST", conv_path(g, "/admins"), NULL,
+               "{\"user_id\":\"bob\"}", 501, "internal");
+  expect_error("alice", "DELETE", conv_path(g, "/admins/alice"), NULL, NULL,
+               501, "internal");
+  expect_error("alice", "DELETE", conv_path(g, "/members/carol"), NULL, NULL,
+               403, "forbidden");
+  cJSON_Delete(call("alice", "POST", conv_path(g, "/members"), NULL,
+                    "{\"user_id\":\"dave\"}", 200));
+  cJSON *j = call("carol", "DELETE", conv_path(g, "/members/carol"), NULL,
+                  NULL, 200);
+  cJSON_Delete(j);
+  harness_tick(&h);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0, "no system messages");
+  cr_assert_str_eq(system_log("bob", g), "");
+  j = call("bob", "GET", conv_path(g, NULL), NULL, NULL, 200);
+  cr_assert(has_member(j, "dave"));
+  cr_assert_not(has_member(j, "carol"));
+  cJSON_Delete(j);
+  /* Nobody is shadow-banned without shadow_bans: sends go through. */
+  send_msg(b, g, "b1", "hi");
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.shadow_banned_users, 0);
+}
