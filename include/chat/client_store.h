@@ -224,9 +224,9 @@ typedef struct chat_client_store_ops {
    *   when it came with the target itself (edited_ts as the server read
    *   it back), W applies if W's server_ts is at or after that
    *   edited_ts.
-   * *changed says whether anything stored changed (the target's body,
-   * edited_ts or deleted, or an entry's body). A failure changes
-   * nothing. */
+   * *changed says whether the target's state changed (its body,
+   * edited_ts or deleted); erasing the bodies of edit entries does not
+   * count. A failure changes nothing. */
   chat_err (*apply_changes)(void *self, const char *conversation_id,
                             uint64_t message_id, bool *changed);
 

@@ -646,9 +646,8 @@ static chat_err apply_changes(void *self, const char *conv, uint64_t id,
     if (erase_body(t))
       *changed = true;
     for (size_t i = 0; i < s->n_msgs; i++)
-      if (names(&s->msgs[i], conv, id, CHAT_BODY_EDIT) &&
-          erase_body(&s->msgs[i]))
-        *changed = true;
+      if (names(&s->msgs[i], conv, id, CHAT_BODY_EDIT))
+        (void)erase_body(&s->msgs[i]);
     return CHAT_OK;
   }
   if (!w)
@@ -744,13 +743,14 @@ chat_err memory_client_store_open_v1(chat_client_store_ops *out) {
 struct failing_store {
   chat_client_store_ops in;
   bool fail;
+  const char *only; /* fail this method alone; NULL: every write */
   unsigned refused;
 };
 
 #define SELF failing_store *f = self
 #define REFUSE                                                                 \
   do {                                                                         \
-    if (f->fail) {                                                             \
+    if (f->fail && (!f->only || strcmp(f->only, __func__ + 2) == 0)) {        \
       f->refused++;                                                            \
       return CHAT_ERR_MODULE;                                                  \
     }                                                                          \
@@ -919,6 +919,12 @@ chat_err failing_store_wrap(chat_client_store_ops *out,
 
 void failing_store_set(failing_store *f, bool fail) {
   f->fail = fail;
+  f->only = NULL;
+}
+
+void failing_store_set_only(failing_store *f, const char *method) {
+  f->fail = method != NULL;
+  f->only = method;
 }
 
 unsigned failing_store_refused(const failing_store *f) {

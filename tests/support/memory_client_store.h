@@ -25,6 +25,8 @@ chat_err failing_store_wrap(chat_client_store_ops *out,
                             const chat_client_store_ops *inner,
                             failing_store **handle);
 void failing_store_set(failing_store *f, bool fail);
+/* Make only the named write method fail ("apply_changes"); NULL: none. */
+void failing_store_set_only(failing_store *f, const char *method);
 /* Writes refused since the wrapper was made. */
 unsigned failing_store_refused(const failing_store *f);
 

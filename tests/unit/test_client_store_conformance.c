@@ -902,7 +902,7 @@ CASE(nothing_brings_a_deleted_message_back) {
   store(&t);
   chat_message e = entry("c", 11, CHAT_BODY_EDIT, 10, "back?");
   store(&e);
-  apply("c", 10);
+  cr_assert_not(apply("c", 10), "the target stays as it was");
   full f = state_of("c", 10);
   cr_assert(f.m.deleted);
   cr_assert_eq(f.body_len, 0);
@@ -916,7 +916,8 @@ CASE(nothing_brings_a_deleted_message_back) {
   cr_assert(apply("c", 20));
   chat_message late = entry("c", 22, CHAT_BODY_EDIT, 20, "late");
   store(&late);
-  apply("c", 20);
+  cr_assert_not(apply("c", 20));
+  cr_assert_eq(state_of("c", 22).body_len, 0, "erased all the same");
   f = state_of("c", 20);
   cr_assert(f.m.deleted);
   cr_assert_eq(f.body_len, 0);

@@ -950,10 +950,10 @@ static chat_err apply_in(cstore *s, const char *conv, uint64_t id,
     e = run_conv_id(s, Q_ERASE_TARGET, conv, id, &a);
     if (!e)
       e = run_conv_id(s, Q_ERASE_EDITS, conv, id, &b);
-    if (!e && (a || b)) {
-      *changed = true;
+    if (!e && (a || b))
       s->checkpoint_due = true;
-    }
+    if (!e && a)
+      *changed = true;
     return e;
   }
 
