@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: bench-codec [runs 1..99] [ms-per-run 10..10000]\n");
     return 2;
   }
-  if (chat_codec_new(&codec, NULL, NULL) != CHAT_OK)
+  if (chat_codec_new(&codec, NULL, NULL, NULL) != CHAT_OK)
     return 1;
 
   const char *send_json =
@@ -112,7 +112,7 @@ int main(int argc, char **argv) {
     const job *j = &jobs[k];
     /* The encoder needs its own codec's decoded frame as input. */
     static chat_codec *src;
-    if (!src && chat_codec_new(&src, NULL, NULL) != CHAT_OK)
+    if (!src && chat_codec_new(&src, NULL, NULL, NULL) != CHAT_OK)
       return 1;
     const chat_frame *f = NULL;
     if (chat_codec_decode(src, j->dir, j->json, strlen(j->json), &f, NULL) !=

@@ -87,7 +87,7 @@ static const char *const examples[] = {
 };
 
 int main(int argc, char **argv) {
-  if (chat_codec_new(&codec, NULL, NULL) != CHAT_OK ||
+  if (chat_codec_new(&codec, NULL, NULL, NULL) != CHAT_OK ||
       chat_snowflake_new(&ids, 1, NULL) != CHAT_OK)
     return 1;
   printf("libchat %s, frame codec demo (chat.v1)\n\n", chat_version_string());

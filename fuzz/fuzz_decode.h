@@ -13,8 +13,8 @@
 
 static int fuzz_decode(chat_direction dir, const uint8_t *data, size_t size) {
   static chat_codec *a, *b;
-  if (!a && (chat_codec_new(&a, NULL, NULL) != CHAT_OK ||
-             chat_codec_new(&b, NULL, NULL) != CHAT_OK))
+  if (!a && (chat_codec_new(&a, NULL, NULL, NULL) != CHAT_OK ||
+             chat_codec_new(&b, NULL, NULL, NULL) != CHAT_OK))
     abort();
   const chat_frame *f;
   chat_decode_error err;

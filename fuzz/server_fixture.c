@@ -316,7 +316,7 @@ static void fixture_make(fixture *fx, bool with_bus) {
   chat_err rc = chat_server_new(&fx->srv, &st, &mods, &cbs, fx, NULL, &eb);
   if (rc != CHAT_OK)
     fx_fail("chat_server_new: %s: %s", chat_err_name(rc), eb.msg);
-  if (!oracle && chat_codec_new(&oracle, &oracle_cs, NULL) != CHAT_OK)
+  if (!oracle && chat_codec_new(&oracle, &oracle_cs, NULL, NULL) != CHAT_OK)
     fx_fail("codec");
   const char *t = getenv("FX_TRACE");
   trace = t && *t && strcmp(t, "0") != 0;

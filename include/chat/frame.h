@@ -455,14 +455,17 @@ typedef struct chat_decode_error {
 } chat_decode_error;
 
 /** Create a codec. @p settings and @p alloc are copied (NULL: defaults and
- * libc). On failure *out is set to NULL.
+ * libc). On failure *out is set to NULL and @p err (may be NULL) says which
+ * argument was refused.
  * @retval CHAT_OK
- * @retval CHAT_ERR_INVAL out is NULL, or settings->version is unknown
+ * @retval CHAT_ERR_INVAL out is NULL, settings->version is 0 or newer than
+ *         this library knows, or alloc is half filled
  * @retval CHAT_ERR_NOMEM
- * @since 0.1 */
+ * @since 1.0 */
 CHAT_API chat_err chat_codec_new(chat_codec **out,
                                  const chat_codec_settings *settings,
-                                 const chat_allocator *alloc);
+                                 const chat_allocator *alloc,
+                                 chat_errbuf *err);
 
 /** Free the codec and everything it lent out. NULL is a no-op. */
 CHAT_API void chat_codec_free(chat_codec *codec);

@@ -277,9 +277,9 @@ chat_err chat_client_new(chat_client **out,
 
   chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1,
                             .max_frame_bytes_to_client = s->max_frame_bytes};
-  e = chat_codec_new(&c->dec, &cs, &c->a);
+  e = chat_codec_new(&c->dec, &cs, &c->a, NULL);
   if (!e)
-    e = chat_codec_new(&c->enc, NULL, &c->a);
+    e = chat_codec_new(&c->enc, NULL, &c->a, NULL);
   if (e) {
     chat__errbuf_set(err, e, "out of memory");
   } else {

@@ -117,20 +117,23 @@ chat_wire_error chat_wire_error_from_err(chat_err e) {
 static uint32_t or_default(uint32_t v, uint32_t def) { return v ? v : def; }
 
 chat_err chat_codec_new(chat_codec **out, const chat_codec_settings *settings,
-                        const chat_allocator *alloc) {
+                        const chat_allocator *alloc, chat_errbuf *err) {
   if (!out)
-    return CHAT_ERR_INVAL;
+    return chat__errbuf_set(err, CHAT_ERR_INVAL, "out: NULL");
   *out = NULL;
   if (settings &&
       !chat__version_ok(settings->version, CHAT_CODEC_SETTINGS_V1))
-    return CHAT_ERR_INVAL;
+    return chat__version_refused(err, "settings", settings->version,
+                                 CHAT_CODEC_SETTINGS_V1);
   chat_allocator a;
   chat_err rc = chat__allocator_init(&a, alloc);
   if (rc != CHAT_OK)
-    return rc;
+    return chat__errbuf_set(err, rc,
+                            "alloc: alloc, resize and release must all be "
+                            "set");
   chat_codec *c = chat__calloc(&a, 1, sizeof *c);
   if (!c)
-    return CHAT_ERR_NOMEM;
+    return chat__errbuf_set(err, CHAT_ERR_NOMEM, "out of memory");
   c->a = a;
   chat_codec_settings s = {0};
   if (settings)

@@ -270,9 +270,9 @@ chat_err chat_server_new(chat_server **out,
                             .max_members = srv->s.max_group_members};
   rc = chat_snowflake_new(&srv->ids, srv->s.machine_id, &srv->a);
   if (rc == CHAT_OK)
-    rc = chat_codec_new(&srv->codec, &cs, &srv->a);
+    rc = chat_codec_new(&srv->codec, &cs, &srv->a, NULL);
   if (rc == CHAT_OK)
-    rc = chat_codec_new(&srv->enc, &cs, &srv->a);
+    rc = chat_codec_new(&srv->enc, &cs, &srv->a, NULL);
   if (rc != CHAT_OK) {
     chat__errbuf_set(err, rc, "settings: %s", chat_strerror(rc));
   } else {

@@ -336,7 +336,7 @@ dev *dev_open(harness *h, const char *user, const char *device) {
   snprintf(d->id.user_id, sizeof d->id.user_id, "%s", user);
   snprintf(d->id.device_id, sizeof d->id.device_id, "%s", device);
   d->id.version = CHAT_IDENTITY_V1;
-  cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL, NULL), CHAT_OK);
   chat_err rc = chat_server_open_session(h->srv, &d->sess, &d->id, d, h->now);
   cr_assert_eq(rc, CHAT_OK, "open_session: %s", chat_err_name(rc));
   harness_pump(h);

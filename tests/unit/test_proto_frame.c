@@ -13,7 +13,7 @@
 static chat_codec *codec;
 
 static void setup(void) {
-  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL, NULL), CHAT_OK);
 }
 static void teardown(void) { chat_codec_free(codec); }
 
@@ -610,7 +610,7 @@ Test(frame, edit_and_delete_encoder_refusals) {
   chat_codec *small;
   chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1,
                             .max_body_bytes = 4};
-  cr_assert_eq(chat_codec_new(&small, &cs, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&small, &cs, NULL, NULL), CHAT_OK);
   f.edit = &x;
   x.body = S("12345");
   cr_assert_eq(chat_codec_encode(small, &f, &j, &n), CHAT_ERR_TOO_LARGE);
@@ -922,7 +922,7 @@ Test(frame, conversation_admins) {
   chat_codec *small;
   chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1,
                             .max_members = 3};
-  cr_assert_eq(chat_codec_new(&small, &cs, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&small, &cs, NULL, NULL), CHAT_OK);
   const char *four[] = {"a", "b", "c", "d"};
   c.admins = four;
   c.n_admins = 4;
@@ -1083,7 +1083,7 @@ Test(frame, encode_enforces_decoder_limits) {
   chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1,
                             .max_body_bytes = 8, .max_presence_ids = 2,
                             .max_frame_bytes = 120};
-  cr_assert_eq(chat_codec_new(&small, &cs, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&small, &cs, NULL, NULL), CHAT_OK);
   const char *j;
   size_t n;
   chat_send s = {.client_msg_id = "a", .conversation_id = "c",
@@ -1111,10 +1111,25 @@ Test(frame, encode_enforces_decoder_limits) {
 
 Test(frame, settings_version_checked) {
   chat_codec *c = (chat_codec *)1;
-  chat_codec_settings cs = {.version = 99};
-  cr_assert_eq(chat_codec_new(&c, &cs, NULL), CHAT_ERR_INVAL);
+  chat_errbuf e = {{0}};
+  chat_codec_settings cs = {.version = CHAT_CODEC_SETTINGS_V1 + 1};
+  cr_assert_eq(chat_codec_new(&c, &cs, NULL, &e), CHAT_ERR_INVAL);
   cr_assert_null(c);
-  cr_assert_eq(chat_codec_new(NULL, NULL, NULL), CHAT_ERR_INVAL);
+  cr_assert(strstr(e.msg, "settings.version") != NULL, "%s", e.msg);
+  cs.version = 0;
+  e.msg[0] = 0;
+  cr_assert_eq(chat_codec_new(&c, &cs, NULL, &e), CHAT_ERR_INVAL);
+  cr_assert(strstr(e.msg, "settings.version: 0") != NULL, "%s", e.msg);
+  chat_allocator half = {.alloc = NULL};
+  e.msg[0] = 0;
+  cr_assert_eq(chat_codec_new(&c, NULL, &half, &e), CHAT_ERR_INVAL);
+  cr_assert(strstr(e.msg, "alloc") != NULL, "%s", e.msg);
+  cs.version = CHAT_CODEC_SETTINGS_V1;
+  strcpy(e.msg, "untouched");
+  cr_assert_eq(chat_codec_new(&c, &cs, NULL, &e), CHAT_OK);
+  cr_assert_str_eq(e.msg, "untouched");
+  chat_codec_free(c);
+  cr_assert_eq(chat_codec_new(NULL, NULL, NULL, NULL), CHAT_ERR_INVAL);
   chat_codec_free(NULL);
 }
 
@@ -1131,7 +1146,7 @@ Test(frame, oom_torture) {
     fail_alloc fa;
     fail_alloc_init(&fa, fail_at);
     chat_codec *c;
-    chat_err rc = chat_codec_new(&c, NULL, &fa.a);
+    chat_err rc = chat_codec_new(&c, NULL, &fa.a, NULL);
     if (rc == CHAT_OK) {
       const chat_frame *f;
       rc = chat_codec_decode(c, CHAT_DIR_TO_CLIENT, in, strlen(in), &f, NULL);
@@ -1159,7 +1174,7 @@ Test(frame, steady_state_does_not_allocate) {
   fail_alloc fa;
   fail_alloc_init(&fa, -1);
   chat_codec *c;
-  cr_assert_eq(chat_codec_new(&c, NULL, &fa.a), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&c, NULL, &fa.a, NULL), CHAT_OK);
   const char *in = "{\"type\":\"send\",\"client_msg_id\":\"c-123\","
                    "\"conversation_id\":\"conv_abc\",\"body\":\"hello\"}";
   const chat_frame *f;

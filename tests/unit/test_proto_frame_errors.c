@@ -435,7 +435,7 @@ static const bad_case cases[] = {
 
 static void check_case(const bad_case *c) {
   chat_codec *codec;
-  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL, NULL), CHAT_OK);
   size_t len = c->len ? c->len : strlen(c->json);
   const chat_frame *f = (const chat_frame *)1;
   chat_decode_error e;
@@ -474,7 +474,7 @@ Test(frame_errors, every_case) {
 /* Each refusal leaves the codec usable: the next good frame decodes. */
 Test(frame_errors, codec_recovers_after_each_refusal) {
   chat_codec *codec;
-  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL, NULL), CHAT_OK);
   const char *good = "{\"type\":\"ping\",\"nonce\":\"n\"}";
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const chat_frame *f;
@@ -495,7 +495,7 @@ Test(frame_errors, size_limits) {
                            .max_frame_bytes = 4096, .max_body_bytes = 16,
                            .max_presence_ids = 3, .max_resume_entries = 2,
                            .max_media_refs = 1};
-  cr_assert_eq(chat_codec_new(&codec, &s, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, &s, NULL, NULL), CHAT_OK);
   const chat_frame *f;
   chat_decode_error e;
   char big[5000];
@@ -550,7 +550,7 @@ Test(frame_errors, section8_size_limits) {
   chat_codec *codec;
   chat_codec_settings s = {.version = CHAT_CODEC_SETTINGS_V1,
                            .max_body_bytes = 4, .max_members = 2};
-  cr_assert_eq(chat_codec_new(&codec, &s, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, &s, NULL, NULL), CHAT_OK);
   const chat_frame *f;
   chat_decode_error e;
   const char *ok = EDIT_HEAD "\"target_id\":\"5\",\"body\":\"abcd\"}";
@@ -580,7 +580,7 @@ Test(frame_errors, section8_size_limits) {
 
 Test(frame_errors, default_limits_match_the_contract) {
   chat_codec *codec;
-  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL, NULL), CHAT_OK);
   const chat_frame *f;
   /* 100 presence ids are fine, 101 are too many (PROTOCOL.md section 2). */
   char buf[2048];
@@ -612,7 +612,7 @@ Test(frame_errors, default_limits_match_the_contract) {
 
 Test(frame_errors, invalid_arguments) {
   chat_codec *codec;
-  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL, NULL), CHAT_OK);
   const chat_frame *f;
   cr_assert_eq(chat_codec_decode(NULL, TS, "{}", 2, &f, NULL),
                CHAT_ERR_INVAL);
@@ -630,7 +630,7 @@ Test(frame_errors, invalid_arguments) {
 
 Test(frame_errors, long_unknown_type_ref_is_cut_on_a_character) {
   chat_codec *codec;
-  cr_assert_eq(chat_codec_new(&codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&codec, NULL, NULL, NULL), CHAT_OK);
   char json[256];
   char type[128];
   /* 63 ASCII bytes then a 2-byte character straddling byte 64. */

@@ -434,7 +434,7 @@ static dev *open_expiring(const char *user, int64_t in_ms) {
                           .expires_ms = h.fe.wall_ms + in_ms};
   snprintf(d->id.user_id, sizeof d->id.user_id, "%s", user);
   snprintf(d->id.device_id, sizeof d->id.device_id, "phone");
-  cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL), CHAT_OK);
+  cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL, NULL), CHAT_OK);
   cr_assert_eq(chat_server_open_session(h.srv, &d->sess, &d->id, d, h.now),
                CHAT_OK);
   harness_pump(&h);
