@@ -48,6 +48,8 @@
  *   changed CONV ID edited BODY / changed CONV ID deleted   a stored
  *                        message changed by one
  *   conversation CONV TYPE M1,M2* [NAME]  members, admins marked with *
+ *   reconnect-in MS      after "state backoff": the wait before the next
+ *                        attempt
  *
  * Threads: the runner services the client on the main thread; a reader
  * thread hands each stdin line over with chat_client_lws_post(). On quit
@@ -90,8 +92,14 @@ static void track(const chat_message *m) {
 }
 
 static void on_connection(void *ud, chat_client *c, chat_client_state s) {
-  (void)c, (void)ud;
+  (void)ud;
   printf("state %s\n", chat_client_state_name(s));
+  /* How long until the next attempt: the backoff, or after a goaway a
+   * random wait within the server's retry_after_ms (section 8). */
+  if (s == CHAT_CLIENT_BACKOFF) {
+    chat_time_ms d = chat_client_next_deadline(c), now = chat_client_lws_now();
+    printf("reconnect-in %llu\n", (unsigned long long)(d > now ? d - now : 0));
+  }
 }
 
 static void on_message(void *ud, chat_client *c, const chat_message *m,
