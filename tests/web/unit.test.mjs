@@ -1,8 +1,10 @@
 // Unit tests of examples/web/chat.js's pure functions, in Node (no
-// browser): the backoff draw, message id order, the token's identity.
+// browser): the backoff draw, message id order, the token's identity,
+// and section 8: edits and deletes converging, goaway's wait.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, idCmp, tokenIdentity } from '../../examples/web/chat.js';
+import { backoffDelay, goawayDelay, idCmp, isEntry, settle, tokenIdentity }
+  from '../../examples/web/chat.js';
 
 test('backoff: full jitter between 100 ms and min(60 s, 1 s * 2^n)', () => {
   const ceilings = [1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000];
@@ -40,7 +42,6 @@ test('the token names its user and device; anything else names nobody', () => {
 
 // ---- section 8: edits and deletes converge; goaway's wait ----
 
-import { settle, isEntry, goawayDelay } from '../../examples/web/chat.js';
 
 // Apply every entry to the target the way ChatClient.settleTarget does,
 // after each arrival, and return the target's final state.
