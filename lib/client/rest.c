@@ -527,8 +527,10 @@ chat_err chat_client_register_device(chat_client *c, const char *platform,
 
 static void finish(chat_client *c, chat__req *r, chat_err result) {
   req_unlink(c, r);
-  if (r->kind == REQ_GAP || r->sync || r->internal)
+  if (r->kind == REQ_GAP || r->sync)
     chat__client_progress(c, r->conv);
+  else if (r->internal)
+    ; /* a refresh the client started: nobody to tell */
   else if (c->cb.on_request_done)
     c->cb.on_request_done(c->ud, c, r->id, result);
   req_free(c, r);
