@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 enum { CMD_SERVE = 1, CMD_TOKEN = 2 };
+enum { TRANSPORT_EPOLL = 0, TRANSPORT_LWS = 1 };
 
 typedef struct chatd_opts {
   int cmd;
@@ -20,6 +21,7 @@ typedef struct chatd_opts {
   char *static_dir;
   int log_level;  /* chat_log_level */
   int sync;       /* 0 full, 1 normal */
+  int transport;  /* TRANSPORT_EPOLL or TRANSPORT_LWS */
   uint32_t machine_id;
   uint32_t rate_per_minute;
   uint32_t resume_max_messages;

@@ -1,7 +1,10 @@
 /* chatd: the reference server of PROTOCOL.md section 6, built only from
  * libchat's public API: the SQLite store, Ed25519 tokens, the in-process
- * presence registry and bus (one node), the file push backend and the
- * libwebsockets transport. */
+ * presence registry and bus (one node), the file push backend and a
+ * server transport: epoll (Linux) or libwebsockets. */
+#ifdef CHATD_HAVE_EPOLL
+#include <chat/epoll.h>
+#endif
 #include <chat/lws.h>
 #include <chat/memory.h>
 #include <chat/server.h>
@@ -23,6 +26,7 @@
 
 static volatile sig_atomic_t stop_signals;
 static int log_level = CHAT_LOG_WARN;
+static const char *transport_src = "lws"; /* src= of the transport's lines */
 
 /* ---- logging: one line per event, key=value, to stderr ---- */
 
@@ -86,9 +90,9 @@ static void core_log(void *user_data, int level, const char *msg) {
 }
 
 /* The transport already writes key=value. */
-static void lws_log(void *user_data, int level, const char *msg) {
+static void transport_log(void *user_data, int level, const char *msg) {
   (void)user_data;
-  emit(level, "lws", msg);
+  emit(level, transport_src, msg);
 }
 
 /* ---- helpers ---- */
@@ -196,9 +200,18 @@ static int cmd_token(const chatd_opts *o) {
 
 /* ---- chatd serve ---- */
 
+/* ---- the transport: epoll or lws, behind one face ---- */
+
+typedef struct xport {
+  chat_lws *lws;
+#ifdef CHATD_HAVE_EPOLL
+  chat_epoll *ep;
+#endif
+} xport;
+
 typedef struct host {
   chat_storage_ops store; /* a copy, for /healthz; the server owns it */
-  chat_lws *t;            /* set before the first connection */
+  xport *x;               /* set before the first connection */
 } host;
 
 static bool healthy(void *user_data) {
@@ -208,12 +221,21 @@ static bool healthy(void *user_data) {
   return h->store.max_message_id(h->store.self, &max_id, NULL) == CHAT_OK;
 }
 
-/* env.wake: a module thread posted work for the server; the adapter runs
- * it from LWS_CALLBACK_EVENT_WAIT_CANCELLED. Any thread. */
+/* env.wake: a module thread posted work for the server; the transport
+ * runs it on its loop (lws: LWS_CALLBACK_EVENT_WAIT_CANCELLED; epoll: its
+ * eventfd). Any thread. */
 static void wake(void *user_data) {
   host *h = user_data;
-  if (h->t)
-    chat_lws_wake(h->t);
+  if (!h->x)
+    return;
+#ifdef CHATD_HAVE_EPOLL
+  if (h->x->ep) {
+    chat_epoll_wake(h->x->ep);
+    return;
+  }
+#endif
+  if (h->x->lws)
+    chat_lws_wake(h->x->lws);
 }
 
 typedef struct deliver_ctx {
@@ -223,6 +245,135 @@ typedef struct deliver_ctx {
 static void bus_in(void *user_data, const char *msg, size_t len) {
   deliver_ctx *d = user_data;
   chat_server_bus_deliver(d->srv, msg, len, mono_ms());
+}
+
+static uint16_t x_port(const xport *x) {
+#ifdef CHATD_HAVE_EPOLL
+  if (x->ep)
+    return chat_epoll_port(x->ep);
+#endif
+  return chat_lws_port(x->lws);
+}
+
+static size_t x_connections(const xport *x) {
+#ifdef CHATD_HAVE_EPOLL
+  if (x->ep)
+    return chat_epoll_connections(x->ep);
+#endif
+  return chat_lws_connections(x->lws);
+}
+
+static void x_drain(xport *x) {
+#ifdef CHATD_HAVE_EPOLL
+  if (x->ep) {
+    chat_epoll_drain(x->ep);
+    return;
+  }
+#endif
+  chat_lws_drain(x->lws);
+}
+
+static chat_err x_service(xport *x) {
+#ifdef CHATD_HAVE_EPOLL
+  /* A signal ends the wait; the cap bounds a signal that lands between
+   * the loop's check and the wait. */
+  if (x->ep)
+    return chat_epoll_service(x->ep, 250);
+#endif
+  return chat_lws_service(x->lws);
+}
+
+static void x_free(xport *x) {
+#ifdef CHATD_HAVE_EPOLL
+  chat_epoll_free(x->ep);
+  x->ep = NULL;
+#endif
+  chat_lws_free(x->lws);
+  x->lws = NULL;
+}
+
+static void x_callbacks(const chatd_opts *o, chat_server_callbacks *cb) {
+#ifdef CHATD_HAVE_EPOLL
+  if (o->transport == TRANSPORT_EPOLL) {
+    chat_epoll_server_callbacks(cb);
+    return;
+  }
+#endif
+  (void)o;
+  chat_lws_server_callbacks(cb);
+}
+
+/* Create and bind the chosen transport; 0 or -1 (logged). */
+static int x_open(xport *x, const chatd_opts *o, chat_server *srv,
+                  host *h) {
+  const char *addr = strcmp(o->host, "localhost") == 0 ? "127.0.0.1"
+                                                       : o->host;
+  chat_err rc;
+#ifdef CHATD_HAVE_EPOLL
+  if (o->transport == TRANSPORT_EPOLL) {
+    chat_epoll_settings es = {
+        .version = CHAT_EPOLL_SETTINGS_V1,
+        .max_http_body_bytes = o->max_http_body_bytes,
+        .idle_timeout_ms = o->idle_timeout_ms,
+        .write_budget_bytes = o->write_budget_bytes,
+        .static_dir = o->static_dir,
+        .healthy = healthy,
+        .log = transport_log,
+        .log_level = log_level,
+        .user_data = h,
+    };
+    chat_errbuf err = {""};
+    rc = chat_epoll_new(&x->ep, srv, &es, NULL, &err);
+    if (rc != CHAT_OK) {
+      logf_(CHAT_LOG_ERROR, "event=transport_failed err=%s why=\"%s\"",
+            chat_err_name(rc), err.msg);
+      return -1;
+    }
+    h->x = x;
+    chat_epoll_listen_options lo = {.version = CHAT_EPOLL_LISTEN_V1,
+                                    .host = addr,
+                                    .port = o->port};
+    rc = chat_epoll_listen(x->ep, &lo, &err);
+    if (rc != CHAT_OK) {
+      logf_(CHAT_LOG_ERROR,
+            "event=listen_failed host=%s port=%u err=%s why=\"%s\"",
+            o->host, (unsigned)o->port, chat_err_name(rc), err.msg);
+      return -1;
+    }
+    return 0;
+  }
+#endif
+  chat_lws_settings ls = {
+      .version = CHAT_LWS_SETTINGS_V1,
+      .max_http_body_bytes = o->max_http_body_bytes,
+      .idle_timeout_ms = o->idle_timeout_ms,
+      .write_budget_bytes = o->write_budget_bytes,
+      .static_dir = o->static_dir,
+      .healthy = healthy,
+      .log = transport_log,
+      .log_level = log_level,
+      .user_data = h,
+  };
+  chat_errbuf eb = {""};
+  rc = chat_lws_new(&x->lws, srv, &ls, NULL, &eb);
+  if (rc != CHAT_OK) {
+    logf_(CHAT_LOG_ERROR, "event=transport_failed err=%s why=\"%s\"",
+          chat_err_name(rc), eb.msg);
+    return -1;
+  }
+  h->x = x;
+  chat_lws_listen_options lo = {.version = CHAT_LWS_LISTEN_V1,
+                                .host = addr,
+                                .port = o->port,
+                                .rx_buffer_bytes = o->rx_buffer_bytes};
+  rc = chat_lws_listen(x->lws, &lo, &eb);
+  if (rc != CHAT_OK) {
+    logf_(CHAT_LOG_ERROR,
+          "event=listen_failed host=%s port=%u err=%s why=\"%s\"", o->host,
+          (unsigned)o->port, chat_err_name(rc), eb.msg);
+    return -1;
+  }
+  return 0;
 }
 
 static int cmd_serve(const chatd_opts *o) {
@@ -239,7 +390,7 @@ static int cmd_serve(const chatd_opts *o) {
   chat_sodium_key *key = NULL;
   chat_memory_hub *hub = NULL;
   chat_server *srv = NULL;
-  chat_lws *t = NULL;
+  xport x = {0};
   chat_storage_ops store = {0};
   chat_auth_ops auth = {0};
   chat_push_ops push = {0};
@@ -310,7 +461,7 @@ static int cmd_serve(const chatd_opts *o) {
       .rest_burst = o->rest_burst,
   };
   chat_server_callbacks cb;
-  chat_lws_server_callbacks(&cb);
+  x_callbacks(o, &cb);
   chat_server_modules mods = {.version = CHAT_SERVER_MODULES_V1,
                               .storage = &store,
                               .presence = &presence,
@@ -328,43 +479,14 @@ static int cmd_serve(const chatd_opts *o) {
   auth.destroy = NULL;
   push.destroy = NULL;
 
-  chat_lws_settings ls = {
-      .version = CHAT_LWS_SETTINGS_V1,
-      .max_http_body_bytes = o->max_http_body_bytes,
-      .idle_timeout_ms = o->idle_timeout_ms,
-      .write_budget_bytes = o->write_budget_bytes,
-      .static_dir = o->static_dir,
-      .healthy = healthy,
-      .log = lws_log,
-      .log_level = log_level,
-      .user_data = &h,
-  };
-  rc = chat_lws_new(&t, srv, &ls, NULL, &eb);
-  if (rc != CHAT_OK) {
-    logf_(CHAT_LOG_ERROR, "event=transport_failed err=%s why=\"%s\"",
-          chat_err_name(rc), eb.msg);
+  if (x_open(&x, o, srv, &h) != 0)
     goto out;
-  }
-  h.t = t;
-  chat_lws_listen_options lo = {.version = CHAT_LWS_LISTEN_V1,
-                                .host = o->host,
-                                .port = o->port,
-                                .rx_buffer_bytes = o->rx_buffer_bytes};
-  if (strcmp(lo.host, "localhost") == 0)
-    lo.host = "127.0.0.1";
-  rc = chat_lws_listen(t, &lo, &eb);
-  if (rc != CHAT_OK) {
-    logf_(CHAT_LOG_ERROR,
-          "event=listen_failed host=%s port=%u err=%s why=\"%s\"", o->host,
-          (unsigned)o->port, chat_err_name(rc), eb.msg);
-    goto out;
-  }
   bool v6 = strchr(o->host, ':') != NULL;
   printf("listening on %s%s%s:%u\n", v6 ? "[" : "", o->host, v6 ? "]" : "",
-         (unsigned)chat_lws_port(t));
+         (unsigned)x_port(&x));
   fflush(stdout);
   logf_(CHAT_LOG_INFO, "event=listening host=%s port=%u data_dir=%s",
-        o->host, (unsigned)chat_lws_port(t), o->data_dir);
+        o->host, (unsigned)x_port(&x), o->data_dir);
 
   deliver_ctx dc = {srv};
   bool draining = false;
@@ -375,13 +497,13 @@ static int cmd_serve(const chatd_opts *o) {
       draining = true;
       deadline = mono_ms() + o->drain_timeout_ms;
       logf_(CHAT_LOG_INFO, "event=draining sessions=%zu",
-            chat_lws_connections(t));
-      chat_lws_drain(t);
+            x_connections(&x));
+      x_drain(&x);
     }
-    if (draining && (chat_lws_connections(t) == 0 || mono_ms() >= deadline ||
+    if (draining && (x_connections(&x) == 0 || mono_ms() >= deadline ||
                      stop_signals > 1))
       break;
-    if (chat_lws_service(t) != CHAT_OK) {
+    if (x_service(&x) != CHAT_OK) {
       logf_(CHAT_LOG_ERROR, "event=service_failed");
       status = 1;
       break;
@@ -391,10 +513,10 @@ static int cmd_serve(const chatd_opts *o) {
       chat_memory_hub_drain(hub, gateway, bus_in, &dc);
   }
   logf_(CHAT_LOG_INFO, "event=stopped sessions_left=%zu",
-        chat_lws_connections(t));
+        x_connections(&x));
 
 out:
-  chat_lws_free(t); /* closes what is left, before the server goes */
+  x_free(&x); /* closes what is left, before the server goes */
   chat_server_free(srv);
   if (!srv) {
     if (store.destroy)
@@ -420,6 +542,7 @@ int main(int argc, char **argv) {
     return rc;
   }
   log_level = o.log_level;
+  transport_src = o.transport == TRANSPORT_EPOLL ? "epoll" : "lws";
 
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);

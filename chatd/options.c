@@ -12,7 +12,15 @@
 
 #include "chatd.h"
 
-typedef enum kind { K_U32, K_U64, K_STR, K_LISTEN, K_LEVEL, K_SYNC } kind;
+typedef enum kind {
+  K_U32,
+  K_U64,
+  K_STR,
+  K_LISTEN,
+  K_LEVEL,
+  K_SYNC,
+  K_TRANSPORT
+} kind;
 
 typedef struct opt {
   const char *name;
@@ -91,6 +99,10 @@ static const opt opts[] = {
     {"sync", S, K_SYNC, OFF(sync), 0, 0, "full|normal",
      "full: fsync every commit (acked survives power loss); normal: "
      "survives a crash of chatd. Default full"},
+    {"transport", S, K_TRANSPORT, OFF(transport), 0, 0, "epoll|lws",
+     "the server transport: epoll (libchat's own HTTP/1.1 and WebSocket "
+     "on Linux epoll) or lws (libwebsockets). Default epoll where "
+     "built, else lws"},
     {"log-level", S | T, K_LEVEL, OFF(log_level), 0, 0,
      "error|warn|info|debug", "logging to stderr. Default warn"},
     {"user", T, K_STR, OFF(user), 0, 0, "U", "token: the user id"},
@@ -261,6 +273,18 @@ static int apply(chatd_opts *o, const opt *p, const char *v,
       return 0;
     }
     return bad("--sync: expected full or normal, got '%s' (%s)", v, where);
+  case K_TRANSPORT:
+#ifndef CHATD_HAVE_EPOLL
+    if (strcmp(v, "epoll") == 0)
+      return bad("--transport: this chatd was built without epoll (%s)",
+                 where);
+#endif
+    if (strcmp(v, "epoll") == 0 || strcmp(v, "lws") == 0) {
+      o->transport = v[0] == 'l' ? TRANSPORT_LWS : TRANSPORT_EPOLL;
+      return 0;
+    }
+    return bad("--transport: expected epoll or lws, got '%s' (%s)", v,
+               where);
   }
   return 2;
 }
@@ -343,6 +367,11 @@ int chatd_parse(chatd_opts *o, int argc, char **argv, bool *done) {
   o->log_level = CHAT_LOG_WARN;
   o->ttl_s = 86400;
   o->drain_timeout_ms = 4000;
+#ifdef CHATD_HAVE_EPOLL
+  o->transport = TRANSPORT_EPOLL;
+#else
+  o->transport = TRANSPORT_LWS;
+#endif
 
   int i = 1;
   if (argc > 1 && argv[1][0] != '-') {

@@ -443,4 +443,99 @@ def c_tokens():
 toks = c_tokens()
 write("fuzz_token", toks + [toks[0] + b"=", toks[0][:-1], b"a.b",
                             b"." + toks[0].split(b".")[1], b""])
+
+# fuzz_http_parse: byte 0 cuts the input into reads of (b % 64) + 1 bytes;
+# the rest is what a client sends: requests good and bad, the smuggling
+# shapes of issue 15, chunked bodies, pipelined requests.
+def http(step, text):
+    return bytes([step]) + text
+
+
+def upgrade_req(extra=b""):
+    return (b"GET /chat/v1/ws?access_token=T HTTP/1.1\r\nHost: h\r\n"
+            b"Connection: Upgrade\r\nUpgrade: websocket\r\n"
+            b"Sec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Protocol: chat-http, chat.v1\r\n" + extra +
+            b"\r\n")
+
+
+http_inputs = [
+    http(0, b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n"),
+    http(3, upgrade_req()),
+    http(63, upgrade_req(b"Authorization: Bearer a.b\r\n")),
+    http(1, b"POST /api/v1/conversations HTTP/1.1\r\nHost: h\r\n"
+            b"Content-Length: 38\r\nContent-Type: application/json\r\n\r\n"
+            b'{"type":"direct","members":["bob"]}'),
+    http(7, b"POST /api/v1/media HTTP/1.1\r\nHost: h\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-T: v\r\n\r\n"
+            b"GET /next HTTP/1.1\r\nHost: h\r\n\r\n"),
+    http(5, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /x HTTP/1.1\r\n"
+            b"Host: h\r\n\r\n"),
+    http(9, b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, "
+            b"chunked\r\n\r\n"),
+    http(2, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n"
+            b"Content-Length: 2\r\n\r\nab"),
+    http(4, b"GET /%zz HTTP/1.1\r\nHost: h\r\n\r\n"),
+    http(4, b"TRACE / HTTP/1.1\r\nHost: h\r\n\r\n"),
+    http(4, b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"),
+    http(6, b"GET http://example.com/api/v1/x?a=1 HTTP/1.1\r\nHost: h\r\n"
+            b"\r\n"),
+    http(8, b"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n folded\r\n\r\n"),
+    http(8, b"GET / HTTP/1.1\r\nHost : h\r\n\r\n"),
+    http(8, b"GET / HTTP/1.1\nHost: h\n\n"),
+    http(8, b"GET / HTTP/1.0\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\n"),
+    http(10, b"\r\n\r\nGET /a%20b/%2e%2e/c HTTP/1.1\r\nHost: h\r\n"
+             b"Expect: 100-continue\r\nContent-Length: 0\r\n\r\n"),
+    http(11, b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 5000 + b"\r\n\r\n"),
+    http(12, b"GET /" + b"p" * 5000 + b" HTTP/1.1\r\n\r\n"),
+    http(13, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+    http(14, b"1a\r\n" + b"z" * 26 + b"\r\n0\r\n\r\n"),
+    http(15, b"fffffffffffffffff\r\n"),
+    b"",
+]
+write("fuzz_http_parse", http_inputs)
+
+
+# fuzz_ws_frame: byte 0 cuts into reads, byte 1 picks the size limit
+# (index into 0, 1, 16, 125, 126, 4096, 65536, 131072, unlimited); then
+# client frames.
+def wsf(b0, payload, mask=b"\x37\xfa\x21\x3d", length=None):
+    n = len(payload) if length is None else length
+    out = bytes([b0])
+    m = 0x80 if mask is not None else 0
+    if n < 126:
+        out += bytes([m | n])
+    elif n < 65536:
+        out += bytes([m | 126]) + n.to_bytes(2, "big")
+    else:
+        out += bytes([m | 127]) + n.to_bytes(8, "big")
+    if mask is not None:
+        out += mask
+        payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    return out + payload
+
+
+ws_inputs = [
+    bytes([0, 8]) + wsf(0x81, b'{"type":"ping","nonce":"n"}'),
+    bytes([1, 8]) + wsf(0x01, b"ab") + wsf(0x89, b"p") + wsf(0x00, b"cd") +
+    wsf(0x8A, b"") + wsf(0x80, b"ef"),
+    bytes([2, 8]) + wsf(0x01, b"") + wsf(0x80, b"xyz"),
+    bytes([3, 8]) + wsf(0x81, b"hi", mask=None),
+    bytes([4, 8]) + wsf(0xC1, b"x") + wsf(0x83, b"x"),
+    bytes([5, 2]) + wsf(0x01, b"0123456789") + wsf(0x80, b"0123456789"),
+    bytes([6, 8]) + wsf(0x82, bytes(300)),
+    bytes([7, 8]) + wsf(0x81, bytes(70000)),
+    bytes([8, 8]) + wsf(0x88, b"\x03\xe8bye") + wsf(0x88, b"\x03"),
+    bytes([9, 8]) + wsf(0x88, b"\x03\xedx") + wsf(0x88, b"\x03\xe8\xc3\x28"),
+    bytes([10, 8]) + wsf(0x09, b"frag ping") + wsf(0x89, bytes(126)),
+    bytes([11, 8]) + b"\x82\xff\x80\x00\x00\x00\x00\x00\x00\x01\x01\x02\x03",
+    bytes([12, 8]) + wsf(0x80, b"no message"),
+    bytes([13, 3]) + wsf(0x81, b"x" * 125) + wsf(0x81, b"y" * 126),
+    bytes([63, 8]) + wsf(0x81, b"\xff\xfe invalid utf-8 is the core's"),
+    bytes([0, 0]),
+]
+write("fuzz_ws_frame", ws_inputs)
 sys.exit(0)

@@ -29,6 +29,10 @@ except ImportError as e:  # pragma: no cover
 TIMEOUT = 15.0  # seconds for anything that should take milliseconds
 
 CHATD = os.environ.get("CHATD", "")
+# The server transport to run (chatd serve --transport): "epoll" or "lws";
+# empty for chatd's default. meson runs the suite once per transport.
+TRANSPORT = os.environ.get("CHATD_TRANSPORT", "")
+TRANSPORT_ARGS = ["--transport", TRANSPORT] if TRANSPORT else []
 
 
 def _opener():
@@ -141,7 +145,7 @@ class Chatd:
 
     def command(self):
         return [CHATD, "serve", "--listen", "127.0.0.1:0",
-                "--data-dir", self.data_dir] + self.args
+                "--data-dir", self.data_dir] + TRANSPORT_ARGS + self.args
 
     def start(self, preexec_fn=None):
         if not CHATD or not os.access(CHATD, os.X_OK):

@@ -2,7 +2,7 @@
  *
  *   server_lws.c  protocols, WebSocket sessions, timers, the own context
  *   http_lws.c    REST, /healthz, /metrics, static files, upgrade checks
- *   metrics.c     counters, histograms and the Prometheus text */
+ *   metrics.c     /metrics (the text itself is ../metrics.c, shared) */
 #ifndef CHAT__LWS_INTERNAL_H
 #define CHAT__LWS_INTERNAL_H
 
@@ -13,50 +13,18 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "common/check.h"
+#include "transport/metrics.h"
 
-/* ---- metrics ---- */
+/* ---- metrics (shared with the epoll transport) ---- */
 
-#define CHAT__HIST_N 15
-typedef struct chat__hist {
-  uint64_t le[CHAT__HIST_N + 1]; /* per bucket, the last one is +Inf */
-  uint64_t count;
-  uint64_t sum_us;
-} chat__hist;
+typedef chat__tstats chat__lws_stats;
 
-void chat__hist_observe(chat__hist *h, uint64_t us);
-
-/* Close codes the adapter counts, by index (see chat__lws_close_index). */
-#define CHAT__N_CLOSE_CODES 10
-/* HTTP statuses the adapter counts, by index (last one: any other). */
-#define CHAT__N_STATUS 16
-
-typedef struct chat__lws_stats {
-  uint64_t ws_opened;
-  uint64_t ws_closed;
-  uint64_t ws_bytes_in;
-  uint64_t ws_bytes_out;
-  uint64_t ws_messages_in;
-  uint64_t ws_messages_out;
-  uint64_t ws_pings;
-  uint64_t ws_idle_closes;
-  uint64_t ws_stalled_closes;
-  uint64_t ws_closes[CHAT__N_CLOSE_CODES];
-  uint64_t auth_fail_upgrade;
-  uint64_t auth_fail_rest;
-  uint64_t upgrades_refused; /* 4xx/5xx other than 401 before upgrade */
-  uint64_t net_refused;      /* connections turned away while draining */
-  uint64_t ext_declined;     /* WebSocket extensions a client offered */
-  uint64_t rest_deferred;    /* REST answers that came later */
-  uint64_t http[CHAT__N_STATUS];
-
-  uint64_t http_bytes_out;
-  chat__hist dispatch;       /* chat_session_on_frame() */
-  chat__hist commit;         /* on_timer runs that committed, per commit */
-  chat__hist rest;           /* chat_server_http() */
-} chat__lws_stats;
-
-size_t chat__lws_close_index(uint16_t code);
-void chat__lws_count_status(chat__lws_stats *st, int status);
+static inline size_t chat__lws_close_index(uint16_t code) {
+  return chat__tstats_close_index(code);
+}
+static inline void chat__lws_count_status(chat__lws_stats *st, int status) {
+  chat__tstats_count_status(st, status);
+}
 
 /* ---- connections ---- */
 
