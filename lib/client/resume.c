@@ -71,18 +71,6 @@ static chat_err send_batch(chat_client *c, resume_build *b) {
   return chat__client_queue_frame(c, &f, NULL);
 }
 
-/* `resume` from the store's last_seen map; `since` is the newest id this
- * device has seen anywhere, absent on a fresh device (the server then
- * sends a `conversation` frame for each conversation instead). A device
- * with more conversations than a resume may list names the most recently
- * active ones, and `since` covers the rest.
- *
- * When hello asked for paced resumes (resume_batch_hint) and the device
- * holds more conversations than that, the resume goes in rounds: one
- * batch per round, each waiting for the `resumed` of the one before, and
- * a last round that lists every conversation with the real `since`. This
- * sends round c->resume_round and sets c->resume_final when it is the
- * last. */
 /* The one resume (or the last round of a paced one): every conversation,
  * and the real `since`. */
 static chat_err send_full(chat_client *c, resume_build *b) {
@@ -113,6 +101,18 @@ static chat_err send_full(chat_client *c, resume_build *b) {
   }
 }
 
+/* `resume` from the store's last_seen map; `since` is the newest id this
+ * device has seen anywhere, absent on a fresh device (the server then
+ * sends a `conversation` frame for each conversation instead). A device
+ * with more conversations than a resume may list names the most recently
+ * active ones, and `since` covers the rest.
+ *
+ * When hello asked for paced resumes (resume_batch_hint) and the device
+ * holds more conversations than that, the resume goes in rounds: one
+ * batch per round, each waiting for the `resumed` of the one before, and
+ * a last round that lists every conversation with the real `since`. This
+ * sends round c->resume_round and sets c->resume_final when it is the
+ * last. */
 chat_err chat__client_resume_send(chat_client *c) {
   resume_build b = {.c = c};
   chat_err e = c->st->each_last_seen(c->st->self, resume_cb, &b);

@@ -39,7 +39,10 @@ chat_err chat__client_apply(chat_client *c, const char *conv, uint64_t target,
 typedef struct report_ctx {
   chat_client *c;
   chat_message_origin origin;
-  bool as_new; /* on_message (a message new to the app), else _changed */
+  /* Set: on_message for this message as received, with the state the
+   * store holds now (the store keeps no media_refs: the received copy's
+   * stay unless deleted). NULL: on_message_changed with the stored copy. */
+  const chat_message *as_new;
 } report_ctx;
 
 static void report_cb(void *ctx, const chat_message *m, bool own,
@@ -48,8 +51,17 @@ static void report_cb(void *ctx, const chat_message *m, bool own,
   report_ctx *r = ctx;
   chat_client *c = r->c;
   if (r->as_new) {
+    chat_message now = *r->as_new;
+    now.body = m->body;
+    now.has_edited_ts = m->has_edited_ts;
+    now.edited_ts = m->edited_ts;
+    now.deleted = m->deleted;
+    if (now.deleted) {
+      now.media_refs = NULL;
+      now.n_media_refs = 0;
+    }
     if (c->cb.on_message)
-      c->cb.on_message(c->ud, c, m, r->origin);
+      c->cb.on_message(c->ud, c, &now, r->origin);
   } else if (c->cb.on_message_changed) {
     c->cb.on_message_changed(c->ud, c, m);
   }
@@ -104,7 +116,7 @@ void chat__client_store_message(chat_client *c, const chat_message *m,
       c->resume_msgs++;
     if (!entry && changed) {
       /* Its edits or delete came first: the app meets it as it is now. */
-      report_ctx r = {.c = c, .origin = origin, .as_new = true};
+      report_ctx r = {.c = c, .origin = origin, .as_new = m};
       if (c->st->get_message(c->st->self, m->conversation_id, m->message_id,
                              report_cb, &r) != CHAT_OK &&
           c->cb.on_message)

@@ -31,6 +31,7 @@ static void on_message(void *ud, chat_client *c, const chat_message *m,
   e->n = (int)o;
   e->flag = m->deleted;
   e->edited = m->has_edited_ts;
+  e->refs = (int)m->n_media_refs;
 }
 static void on_changed(void *ud, chat_client *c, const chat_message *m) {
   (void)c;

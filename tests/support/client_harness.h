@@ -25,6 +25,7 @@ typedef struct ch_event {
   bool edited;      /* message, changed: has_edited_ts */
   char body[80];    /* message, changed: the body */
   int op;           /* error: chat_client_error.op */
+  int refs;         /* message: n_media_refs */
   uint64_t target;  /* error: chat_client_error.target_id */
 } ch_event;
 

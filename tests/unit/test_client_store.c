@@ -249,6 +249,22 @@ Test(store, an_entry_before_its_target_older_history) {
   cr_assert_str_eq(get("c", 10).body, "edited early");
 }
 
+/* A media message whose edit came first keeps its media references in
+ * what the app is told (the store does not keep them; the frame has
+ * them). */
+Test(store, a_media_message_edited_early_keeps_its_media) {
+  ch_connect(&h);
+  ch_entry(&h, "c", "20", "bob", "edit", "10", "new caption");
+  ch_feed(&h, "{\"type\":\"message\",\"message_id\":\"10\","
+              "\"conversation_id\":\"c\",\"sender_id\":\"bob\",\"body\":"
+              "\"caption\",\"server_ts\":10,\"client_msg_id\":\"x10\","
+              "\"body_type\":\"media\",\"media_refs\":[\"m1\",\"m2\"]}");
+  const ch_event *m = ch_last_ev(&h, "message");
+  cr_assert_str_eq(m->a, "10");
+  cr_assert_str_eq(m->body, "new caption");
+  cr_assert_eq(m->refs, 2);
+}
+
 /* The target read back from the server with its current state (REST
  * history of a device whose gap was over the resume cap), and the entries
  * in the same pages: the device converges, with a delete the body never
