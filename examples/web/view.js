@@ -252,8 +252,8 @@ export class ChatView {
     meta);
   }
 
-  // The message menu: <details> keeps it keyboard-friendly; which one is
-  // open survives redraws.
+  // The message menu: <details> keeps it keyboard-friendly (Enter and
+  // Space on the summary click it); which one is open survives redraws.
   menu(cid, m, mine) {
     const id = m.message_id;
     const confirming = this.confirming === id;
@@ -267,17 +267,20 @@ export class ChatView {
                        onclick: () => this.deleteMessage(cid, id) }, 'Delete for everyone')
       : el('button', { type: 'button', dataset: { action: 'delete' },
                        onclick: () => { this.confirming = id; this.render(); } }, 'Delete'));
+    // The open state lives in the view (the list is redrawn on every
+    // change), set at once on click: the details' own toggle event comes
+    // a task later, after a redraw could have closed it again.
     const d = el('details', { class: 'msg-menu' },
-      el('summary', { title: 'message menu', 'aria-label': 'message menu' }, '⋯'),
+      el('summary', { title: 'message menu', 'aria-label': 'message menu',
+                      onclick: (ev) => {
+                        ev.preventDefault();
+                        const open = this.menuOpen !== id;
+                        this.closeMenu();
+                        if (open) this.menuOpen = id;
+                        this.render();
+                      } }, '⋯'),
       el('div', { class: 'menu-items' }, ...items));
     if (this.menuOpen === id) d.open = true;
-    d.addEventListener('toggle', () => {
-      if (d.open) this.menuOpen = id;
-      else if (this.menuOpen === id) {
-        this.menuOpen = null;
-        this.confirming = null;
-      }
-    });
     return d;
   }
 
