@@ -471,3 +471,31 @@ Test(store, a_system_message_through_resume_refreshes_its_conversation) {
               "\"bob added erin\",\"server_ts\":13,\"body_type\":\"system\"}");
   cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
 }
+
+static void keep_kind(void *ud, const chat_client_message *cm) {
+  struct {
+    chat_sender_kind k[4];
+    size_t n;
+  } *ks = ud;
+  if (ks->n < 4)
+    ks->k[ks->n++] = cm->message->sender_kind;
+}
+
+/* A bot's messages keep sender_kind in the store (section 8). */
+Test(store, a_bots_messages_keep_their_kind) {
+  ch_connect(&h);
+  ch_feed(&h, "{\"type\":\"message\",\"message_id\":\"10\","
+              "\"conversation_id\":\"g\",\"sender_id\":\"weather\",\"body\":"
+              "\"Sunny\",\"server_ts\":10,\"client_msg_id\":\"w-1\","
+              "\"sender_kind\":\"bot\"}");
+  ch_msg(&h, "g", "11", "bob");
+  struct {
+    chat_sender_kind k[4];
+    size_t n;
+  } ks = {.n = 0};
+  cr_assert_eq(chat_client_list_messages(h.c, "g", 0, 10, keep_kind, &ks),
+               CHAT_OK);
+  cr_assert_eq(ks.n, 2);
+  cr_assert_eq(ks.k[0], CHAT_SENDER_BOT);
+  cr_assert_eq(ks.k[1], CHAT_SENDER_USER);
+}
