@@ -33,8 +33,11 @@ packages=(
   libsqlite3-dev
   libwebsockets-dev
   # Tools the tests and chatd's data checks use; pip for the integration
-  # suite's Python packages (below).
+  # suite's Python packages (below). The bindings-python suite builds a C
+  # extension (python3-dev) in a virtualenv (python3-venv).
+  python3-dev
   python3-pip
+  python3-venv
   sqlite3
   # The web suite (tests/web) drives examples/web in headless Chromium.
   chromium
