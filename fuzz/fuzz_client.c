@@ -12,8 +12,18 @@
  *   !x       the server closes the session with 4001 (token expired)
  *   !T<tok>  the app hands over a token
  *   !d<tok>  the app registers a push token
+ *   !E<id> <body>  the app edits message <id> of "c"
+ *   !D<id>   the app deletes message <id> of "c"
+ *   !A<user> / !a<user>  the app makes <user> an admin of "c" / not
+ *   !R<user> the app removes <user> from "c"
+ *   !L       the app leaves "c"
+ *   !f       the app fetches conversation "c"
+ *   !l       the app lists "c" (stored and pending) and reads one back
  * After every chunk the host drains frames and requests as a real one
- * would. Any crash, sanitizer report or broken invariant is a finding. */
+ * would. Any crash, sanitizer report or broken invariant is a finding;
+ * invariants of section 8: a message reported or listed as deleted has an
+ * empty body, and edit and delete frames the client writes name a
+ * target. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,14 +60,27 @@ static const char hello[] =
     "\"rate_per_minute\":60,\"resume_max_messages\":1000,"
     "\"resume_max_age_ms\":604800000}}";
 
+static bool has(const char *json, size_t len, const char *needle) {
+  size_t n = strlen(needle);
+  for (size_t i = 0; i + n <= len; i++)
+    if (memcmp(json + i, needle, n) == 0)
+      return true;
+  return false;
+}
+
 static void pump(fz *f) {
   const char *json;
   size_t len;
   int guard = 0;
   while (chat_client_next_frame(f->c, &json, &len) == CHAT_OK && guard++ <
-         100000)
+         100000) {
     if (len == 0 || json[0] != '{')
       abort(); /* the client only ever writes JSON objects */
+    if ((has(json, len, "\"type\":\"edit\"") ||
+         has(json, len, "\"type\":\"delete\"")) &&
+        !has(json, len, "\"target_id\":\""))
+      abort();
+  }
   chat_client_request r = {.version = CHAT_CLIENT_REQUEST_V1};
   while (chat_client_next_request(f->c, &r) == CHAT_OK) {
     if (!r.method || !r.path || r.path[0] != '/')
@@ -103,6 +126,43 @@ static void answer(fz *f, int status, const uint8_t *body, size_t n) {
   chat_client_on_response(f->c, id, status, (const char *)body, n, f->now);
 }
 
+/* Section 8: nothing deleted shows a body. */
+static void check_message(const chat_message *m) {
+  if (m->deleted && m->body.len)
+    abort();
+}
+
+static void on_message(void *ud, chat_client *c, const chat_message *m,
+                       chat_message_origin o) {
+  (void)ud, (void)c, (void)o;
+  check_message(m);
+}
+
+static void on_changed(void *ud, chat_client *c, const chat_message *m) {
+  (void)ud, (void)c;
+  check_message(m);
+  if (!m->deleted && !m->has_edited_ts)
+    abort(); /* a change is an edit or a delete */
+}
+
+static void on_listed(void *ud, const chat_client_message *m) {
+  (void)ud;
+  check_message(m->message);
+  if (m->pending && m->message->message_id)
+    abort();
+}
+
+/* "<id> <rest>": the id, and the rest after one space. */
+static uint64_t id_and_rest(const uint8_t *arg, size_t an,
+                            const uint8_t **rest, size_t *rn) {
+  size_t k = 0;
+  while (k < an && arg[k] != ' ')
+    k++;
+  *rest = k < an ? arg + k + 1 : arg + an;
+  *rn = k < an ? an - k - 1 : 0;
+  return num(arg, k);
+}
+
 static void action(fz *f, const uint8_t *p, size_t n) {
   char op = n > 1 ? (char)p[1] : 0;
   const uint8_t *arg = p + 2;
@@ -144,6 +204,41 @@ static void action(fz *f, const uint8_t *p, size_t n) {
     chat_client_register_device(f->c, "fcm", tok, NULL, f->now);
     break;
   }
+  case 'E': {
+    const uint8_t *body;
+    size_t bn;
+    uint64_t id = id_and_rest(arg, an, &body, &bn);
+    chat_client_edit(f->c, "c", id, (const char *)body, bn, NULL, f->now);
+    break;
+  }
+  case 'D':
+    chat_client_delete(f->c, "c", num(arg, an), NULL, f->now);
+    break;
+  case 'A':
+  case 'a':
+  case 'R': {
+    char user[72];
+    size_t k = an < sizeof user - 1 ? an : sizeof user - 1;
+    memcpy(user, arg, k);
+    user[k] = 0;
+    if (op == 'A')
+      chat_client_add_admin(f->c, "c", user, NULL, f->now);
+    else if (op == 'a')
+      chat_client_remove_admin(f->c, "c", user, NULL, f->now);
+    else
+      chat_client_remove_member(f->c, "c", user, NULL, f->now);
+    break;
+  }
+  case 'L':
+    chat_client_leave(f->c, "c", NULL, f->now);
+    break;
+  case 'f':
+    chat_client_fetch_conversation(f->c, "c", NULL, f->now);
+    break;
+  case 'l':
+    chat_client_list_messages(f->c, "c", 0, 200, on_listed, NULL);
+    chat_client_get_message(f->c, "c", num(arg, an), on_listed, NULL);
+    break;
   default:
     break;
   }
@@ -157,10 +252,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   chat_env env = {.version = CHAT_ENV_V1, .user_data = &f,
                   .random = fz_random, .wall_ms = fz_wall};
   chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1, .env = &env};
+  chat_client_callbacks cb = {.version = CHAT_CLIENT_CALLBACKS_V2,
+                              .on_message = on_message,
+                              .on_message_changed = on_changed};
   chat_client_store_ops st;
   if (chat_sqlite_client_store_open(&st, ":memory:", NULL, NULL) != CHAT_OK)
     abort();
-  if (chat_client_new(&f.c, &s, &st, NULL, NULL, NULL, NULL) != CHAT_OK)
+  if (chat_client_new(&f.c, &s, &st, &cb, NULL, NULL, NULL) != CHAT_OK)
     abort();
   chat_client_start(f.c, f.now);
   pump(&f);

@@ -184,7 +184,72 @@ client_sessions = [
     session(resumed, {"type": "goaway", "reason": "drain",
                       "retry_after_ms": 5000}, b"!c", b"!t6000", resumed),
 ] + [session(resumed, f) for f in enc(to_client)]
-write("fuzz_client", client_sessions)
+
+
+# Section 8: edits and deletes in every arrival order and from every
+# origin, our own through the outbox (acked, refused, retried), admin and
+# member calls answered, a paced resume, goaway.
+def centry(mid, kind, target, body="", **kw):
+    return dict(cmsg, type="message", message_id=mid, client_msg_id="x" + mid,
+                body=body, body_type=kind, target_id=target, **kw)
+
+
+ctarget = dict(cmsg, type="message", message_id="10", client_msg_id="x10",
+               body="orig")
+cedit = centry("11", "edit", "10", "fixed")
+cedit2 = centry("12", "edit", "10", "fixed again")
+cdel = centry("13", "delete", "10")
+gconv = {"type": "conversation", "conversation": {
+    "conversation_id": "c", "type": "group", "name": "G",
+    "members": ["alice", "bob"], "admins": ["alice"], "last_message": None,
+    "unread_count": 0, "last_read_message_id": None}}
+hello_paced = {"type": "hello", "user_id": "alice", "device_id": "d",
+               "session_id": "s2", "server_ts": 1, "heartbeat_ms": 30000,
+               "limits": {"max_body_bytes": 65536, "max_frame_bytes": 131072,
+                          "rate_per_minute": 60, "resume_max_messages": 1000,
+                          "resume_max_age_ms": 604800000,
+                          "resume_batch_hint": 1}}
+hist = {"type": "history", "conversation_id": "c", "complete": True,
+        "messages": [dict(cmsg, message_id="10", body="fixed again",
+                          edited_ts=1716000000999),
+                     dict(cedit, body="", type=None),
+                     dict(cedit2, type=None)]}
+for m in hist["messages"]:
+    m.pop("type", None)
+client_sessions_v8 = [
+    session(resumed, ctarget, cedit, cedit2, cdel, b"!l10"),
+    session(resumed, cdel, cedit2, cedit, ctarget, b"!l10"),
+    session(resumed, cedit2, ctarget, cedit, b"!l10", cdel, cedit),
+    session(hist, resumed, cdel, b"!l10"),
+    session(resumed, ctarget, b"!E10 better", b"!D10", b"!l10",
+            {"type": "ack", "client_msg_id": "m0", "message_id": "20",
+             "server_ts": 5},
+            {"type": "error", "code": "forbidden", "message": "no",
+             "ref": "m1"}, b"!c", resumed, b"!l10"),
+    session(resumed, b"!D10", {"type": "error", "code": "rate_limited",
+                               "message": "slow", "ref": "m0",
+                               "retry_after_ms": 50}, b"!t100",
+            {"type": "ack", "client_msg_id": "m0", "message_id": "21",
+             "server_ts": 6, "duplicate": True}, ctarget, b"!l10"),
+    session(resumed, gconv, b"!Abob", b"!r" + json.dumps(
+        gconv["conversation"]).encode(), b"!abob", b"!e403", b"!Rbob",
+            b'!r{"removed":true}', b"!r" + json.dumps(
+                gconv["conversation"]).encode(), b"!L", b"!r{}", b"!f",
+            b"!e404"),
+    session(resumed, gconv, dict(gconv, conversation=dict(
+        gconv["conversation"], members=["bob"], admins=["bob"]))),
+    session(resumed, ctarget, b"!c", hello_paced,
+            {"type": "resume_failed", "conversation_id": "c",
+             "reason": "not_member"}, resumed, resumed),
+    session({"type": "history", "conversation_id": "c", "complete": True,
+             "messages": [dict(cmsg, body_type="system", client_msg_id=None,
+                               body="bob made alice an admin")]}, resumed,
+            b"!r" + json.dumps(gconv["conversation"]).encode()),
+    session(resumed, {"type": "goaway", "reason": "drain",
+                      "retry_after_ms": 2000}, b"!squeued", b"!c",
+            b"!t2001", resumed),
+]
+write("fuzz_client", client_sessions + client_sessions_v8)
 
 
 # fuzz_client_rest: a kind byte (0 messages page, 1 conversation list,
@@ -223,6 +288,19 @@ write("fuzz_client_rest", [
     rest(3, {"error": {"code": "not_member", "message": "no"}}),
     rest(3, b'{"error":"x"}'),
     rest(0, b'\xff'), rest(1, b''), rest(2, b'[]'),
+    # Section 8: targets read back with their state, the entries, bots,
+    # admins.
+    rest(0, {"messages": [dict(cmsg, message_id="12", client_msg_id="e2",
+                               body="v2", body_type="edit", target_id="10"),
+                          dict(cmsg, message_id="11", client_msg_id="e1",
+                               body="", body_type="edit", target_id="10"),
+                          dict(cmsg, message_id="10", body="v2",
+                               edited_ts=1716000000500, sender_kind="bot"),
+                          dict(cmsg, message_id="9", body="", deleted=True)],
+             "has_more": False}),
+    rest(2, dict(conv_obj, admins=["alice", "bob"])),
+    rest(3, {"error": {"code": "forbidden",
+                       "message": "only an admin may make admins"}}),
 ])
 write("fuzz_decode_to_server", enc(to_server) + raw_extra +
       enc(to_server_v8) + raw_extra_v8)

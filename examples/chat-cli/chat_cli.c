@@ -24,11 +24,32 @@
  *   token TOKEN          give the client a new token (after
  *                        "auth-required"): it reconnects and resumes
  *   device PLATFORM TOK  register a push token (apns, fcm or webpush)
+ *   edit ID TEXT         replace the body of your message ID (current
+ *                        conversation)
+ *   delete ID            delete message ID (yours; any, for a group admin)
+ *   members              fetch the current conversation (members, admins)
+ *   admin add USER       make USER an admin of the current group
+ *   admin remove USER    take the admin right from USER (yourself too)
+ *   remove USER          remove USER from the current group (admins)
+ *   leave                leave the current group
  *   quit
  * Events are printed one per line, starting with a keyword (state,
- * message, ack, receipt, typing, conversation, presence, error, done,
- * caught-up, auth-required), followed for people by a ✓ sent / ✓✓
- * delivered / ✓✓ read line.
+ * message, notice, edit, delete, changed, ack, receipt, typing,
+ * conversation, presence, error, done, caught-up, auth-required),
+ * followed for people by a ✓ sent / ✓✓ delivered / ✓✓ read line:
+ *   message CONV ID SENDER ORIGIN BODY   a message; " [edited]" after the
+ *                        body when it was edited, "[deleted]" instead of
+ *                        the body when deleted; SENDER ends in "[bot]"
+ *                        for a bot (PROTOCOL.md section 8)
+ *   notice CONV ID SENDER ORIGIN TEXT    a system message (a member or
+ *                        admin change)
+ *   edit CONV ID SENDER ORIGIN TARGET BODY / delete CONV ID SENDER ORIGIN
+ *                        TARGET   an edit or delete entry of the log
+ *   changed CONV ID edited BODY / changed CONV ID deleted   a stored
+ *                        message changed by one
+ *   conversation CONV TYPE M1,M2* [NAME]  members, admins marked with *
+ *   reconnect-in MS      after "state backoff": the wait before the next
+ *                        attempt
  *
  * Threads: the runner services the client on the main thread; a reader
  * thread hands each stdin line over with chat_client_lws_post(). On quit
@@ -71,17 +92,51 @@ static void track(const chat_message *m) {
 }
 
 static void on_connection(void *ud, chat_client *c, chat_client_state s) {
-  (void)c, (void)ud;
+  (void)ud;
   printf("state %s\n", chat_client_state_name(s));
+  /* How long until the next attempt: the backoff, or after a goaway a
+   * random wait within the server's retry_after_ms (section 8). */
+  if (s == CHAT_CLIENT_BACKOFF) {
+    chat_time_ms d = chat_client_next_deadline(c), now = chat_client_lws_now();
+    printf("reconnect-in %llu\n", (unsigned long long)(d > now ? d - now : 0));
+  }
 }
 
 static void on_message(void *ud, chat_client *c, const chat_message *m,
                        chat_message_origin o) {
   (void)c, (void)ud;
-  printf("message %s %llu %s %s %.*s\n", m->conversation_id,
-         (unsigned long long)m->message_id, m->sender_id, origin_name(o),
-         (int)m->body.len, m->body.ptr);
+  const char *bot = m->sender_kind == CHAT_SENDER_BOT ? "[bot]" : "";
+  unsigned long long id = (unsigned long long)m->message_id;
+  if (m->body_type == CHAT_BODY_EDIT || m->body_type == CHAT_BODY_DELETE) {
+    /* A log entry, not a message to show: its effect comes as
+     * "changed". */
+    bool edit = m->body_type == CHAT_BODY_EDIT;
+    printf("%s %s %llu %s%s %s %llu%s%.*s\n", edit ? "edit" : "delete",
+           m->conversation_id, id, m->sender_id, bot, origin_name(o),
+           (unsigned long long)m->target_id, edit ? " " : "",
+           edit ? (int)m->body.len : 0, m->body.ptr);
+  } else if (m->body_type == CHAT_BODY_SYSTEM) {
+    printf("notice %s %llu %s %s %.*s\n", m->conversation_id, id,
+           m->sender_id, origin_name(o), (int)m->body.len, m->body.ptr);
+  } else if (m->deleted) {
+    printf("message %s %llu %s%s %s [deleted]\n", m->conversation_id, id,
+           m->sender_id, bot, origin_name(o));
+  } else {
+    printf("message %s %llu %s%s %s %.*s%s\n", m->conversation_id, id,
+           m->sender_id, bot, origin_name(o), (int)m->body.len, m->body.ptr,
+           m->has_edited_ts ? " [edited]" : "");
+  }
   track(m);
+}
+
+static void on_changed(void *ud, chat_client *c, const chat_message *m) {
+  (void)c, (void)ud;
+  if (m->deleted)
+    printf("changed %s %llu deleted\n", m->conversation_id,
+           (unsigned long long)m->message_id);
+  else
+    printf("changed %s %llu edited %.*s\n", m->conversation_id,
+           (unsigned long long)m->message_id, (int)m->body.len, m->body.ptr);
 }
 
 static void on_ack(void *ud, chat_client *c, const chat_ack *a) {
@@ -123,12 +178,20 @@ static void on_state_change(void *ud, chat_client *c,
          (unsigned long long)s->last_read_message_id);
 }
 
+static bool is_admin(const chat_conversation *cv, const char *user) {
+  for (size_t i = 0; i < cv->n_admins; i++)
+    if (strcmp(cv->admins[i], user) == 0)
+      return true;
+  return false;
+}
+
 static void print_conv(void *ud, const chat_conversation *cv) {
   (void)ud;
   printf("conversation %s %s ", cv->conversation_id,
          cv->type == CHAT_CONVERSATION_GROUP ? "group" : "direct");
   for (size_t i = 0; i < cv->n_members; i++)
-    printf("%s%s", i ? "," : "", cv->members[i]);
+    printf("%s%s%s", i ? "," : "", cv->members[i],
+           is_admin(cv, cv->members[i]) ? "*" : "");
   if (cv->name.ptr)
     printf(" %.*s", (int)cv->name.len, cv->name.ptr);
   printf("\n");
@@ -142,10 +205,14 @@ static void on_conversation(void *ud, chat_client *c,
 
 static void on_error(void *ud, chat_client *c, const chat_client_error *e) {
   (void)c, (void)ud;
-  printf("error %s %s%s%s\n",
+  printf("error %s %s%s%s",
          e->wire && e->wire->code ? e->wire->code : chat_err_name(e->err),
          e->message, e->client_msg_id ? " ref=" : "",
          e->client_msg_id ? e->client_msg_id : "");
+  if (e->op == CHAT_FRAME_EDIT || e->op == CHAT_FRAME_DELETE)
+    printf(" op=%s target=%llu", e->op == CHAT_FRAME_EDIT ? "edit" : "delete",
+           (unsigned long long)e->target_id);
+  printf("\n");
 }
 
 static void on_progress(void *ud, chat_client *c,
@@ -164,14 +231,41 @@ static void on_done(void *ud, chat_client *c, uint32_t id, chat_err r) {
 static void show(void *ud, const chat_client_message *m) {
   (void)ud;
   const chat_message *msg = m->message;
+  if (msg->body_type == CHAT_BODY_EDIT || msg->body_type == CHAT_BODY_DELETE) {
+    /* Entries are applied to their targets, not shown; an unacked one
+     * of ours is shown as what it will do. */
+    if (m->pending)
+      printf("  pending %s of %llu%s%.*s\n",
+             msg->body_type == CHAT_BODY_EDIT ? "edit" : "delete",
+             (unsigned long long)msg->target_id,
+             msg->body_type == CHAT_BODY_EDIT ? ": " : "",
+             msg->body_type == CHAT_BODY_EDIT ? (int)msg->body.len : 0,
+             msg->body.ptr);
+    track(msg);
+    return;
+  }
+  if (msg->body_type == CHAT_BODY_SYSTEM) {
+    printf("  %llu * %.*s\n", (unsigned long long)msg->message_id,
+           (int)msg->body.len, msg->body.ptr);
+    track(msg);
+    return;
+  }
+  if (msg->deleted) {
+    printf("  %llu %s: (message deleted)\n",
+           (unsigned long long)msg->message_id, msg->sender_id);
+    track(msg);
+    return;
+  }
+  const char *edited = msg->has_edited_ts ? " (edited)" : "";
   const char *mark = !m->own ? ""
                      : m->pending ? " (sending)"
                      : m->state == CHAT_RECEIPT_READ ? " ✓✓ read"
                      : m->state == CHAT_RECEIPT_DELIVERED ? " ✓✓ delivered"
                                                           : " ✓ sent";
-  printf("  %llu %s: %.*s%s\n", (unsigned long long)msg->message_id,
-         msg->sender_id ? msg->sender_id : "me", (int)msg->body.len,
-         msg->body.ptr, mark);
+  printf("  %llu %s%s: %.*s%s%s\n", (unsigned long long)msg->message_id,
+         msg->sender_id ? msg->sender_id : "me",
+         msg->sender_kind == CHAT_SENDER_BOT ? "[bot]" : "",
+         (int)msg->body.len, msg->body.ptr, edited, mark);
   track(msg);
 }
 
@@ -244,6 +338,38 @@ static void command(chat_client *c, char *line) {
     if (tok)
       *tok++ = 0;
     e = chat_client_register_device(c, arg, tok, &id, now);
+  } else if (strcmp(line, "edit") == 0 && arg && current[0]) {
+    char *text = strchr(arg, ' ');
+    uint64_t target = strtoull(arg, NULL, 10);
+    char cmid[CHAT_CLIENT_MSG_ID_BUF];
+    e = chat_client_edit(c, current, target, text ? text + 1 : "",
+                         text ? strlen(text + 1) : 0, cmid, now);
+    if (!e)
+      printf("editing %s %llu\n", cmid, (unsigned long long)target);
+  } else if (strcmp(line, "delete") == 0 && arg && current[0]) {
+    uint64_t target = strtoull(arg, NULL, 10);
+    char cmid[CHAT_CLIENT_MSG_ID_BUF];
+    e = chat_client_delete(c, current, target, cmid, now);
+    if (!e)
+      printf("deleting %s %llu\n", cmid, (unsigned long long)target);
+  } else if (strcmp(line, "members") == 0 && current[0]) {
+    e = chat_client_fetch_conversation(c, current, &id, now);
+  } else if (strcmp(line, "admin") == 0 && arg && current[0]) {
+    char *user = strchr(arg, ' ');
+    if (user)
+      *user++ = 0;
+    if (user && strcmp(arg, "add") == 0) {
+      e = chat_client_add_admin(c, current, user, &id, now);
+    } else if (user && strcmp(arg, "remove") == 0) {
+      e = chat_client_remove_admin(c, current, user, &id, now);
+    } else {
+      printf("error usage admin add|remove USER\n");
+      return;
+    }
+  } else if (strcmp(line, "remove") == 0 && arg && current[0]) {
+    e = chat_client_remove_member(c, current, arg, &id, now);
+  } else if (strcmp(line, "leave") == 0 && current[0]) {
+    e = chat_client_leave(c, current, &id, now);
   } else if (strcmp(line, "older") == 0 && current[0]) {
     e = chat_client_load_older(c, current, oldest, 50, &id, now);
   } else if (strcmp(line, "read") == 0 && current[0]) {
@@ -351,7 +477,7 @@ int main(int argc, char **argv) {
   chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1, .env = &env,
                             .backoff = &bo};
   chat_client_callbacks cb = {
-      .version = CHAT_CLIENT_CALLBACKS_V1,
+      .version = CHAT_CLIENT_CALLBACKS_V2, .on_message_changed = on_changed,
       .on_connection = on_connection, .on_message = on_message,
       .on_ack = on_ack, .on_receipt = on_receipt, .on_typing = on_typing,
       .on_presence = on_presence, .on_state_change = on_state_change,

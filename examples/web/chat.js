@@ -17,7 +17,13 @@
 //   conversation;
 // - typing: true at most once per 3 s while typing, false after 5 s idle or
 //   on send; a peer's typing expires 5 s after their last true;
-// - presence of the open conversation's members.
+// - presence of the open conversation's members;
+// - PROTOCOL.md section 8: edits and deletes sent through the outbox and
+//   applied to the local store from live frames, resume and REST in any
+//   order (the state of a message is computed from the entries held, so
+//   every device converges); group admins (badges, make admin, remove,
+//   leave); goaway (a random wait within retry_after_ms instead of the
+//   backoff); paced resumes when hello carries resume_batch_hint.
 
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 60000;
@@ -30,6 +36,7 @@ const RESEND_AFTER_MS = 10000;   // an unacked send on a live connection
 const KEEP_MESSAGES = 500;       // per conversation in the local store
 const REST_PAGE = 200;           // the REST maximum
 const REST_FILL_PAGES = 10;      // past this a gap is dropped, not filled
+const SINCE_NOTHING = '9223372036854775807';  // no conversation has more
 
 // Message ids are decimal 64-bit integers: compare them as BigInt, never as
 // Numbers (they do not fit in a double).
@@ -57,6 +64,53 @@ export function tokenIdentity(token) {
     // Not our token format: wait for hello.
   }
   return null;
+}
+
+// After a goaway (section 8): uniform in [0, retry_after_ms], drawn once
+// per close from the browser's strong random source, so that a restart's
+// clients come back spread over the window.
+export function goawayDelay(retryAfterMs, random = strongRandom) {
+  const span = Math.max(0, Math.min(Number(retryAfterMs) || 0, 2 ** 31));
+  return Math.min(span, Math.floor(random() * (span + 1)));
+}
+
+function strongRandom() {
+  const b = new Uint32Array(1);
+  crypto.getRandomValues(b);
+  return b[0] / 2 ** 32;
+}
+
+// Edit and delete entries (section 8) are log entries naming a target,
+// not messages to show.
+export function isEntry(m) {
+  return (m.body_type === 'edit' || m.body_type === 'delete') &&
+         m.target_id != null;
+}
+
+// The state of message `t` given the entries of its conversation that
+// name it (section 8): deleted if it was read back deleted or any delete
+// names it; otherwise the edit with the highest id wins, unless t already
+// holds that one or a later one (t.edit_id: the entry whose body it holds;
+// without one, t.edited_ts as the server read it back). Pure: the same
+// target and entries give the same answer in any order. Returns the
+// changes to make, or null when there are none.
+export function settle(t, entries) {
+  if (t.body_type && t.body_type !== 'text' && t.body_type !== 'media') return null;
+  const mine = entries.filter((e) => e.target_id === t.message_id);
+  if (t.deleted || mine.some((e) => e.body_type === 'delete')) {
+    const erase = mine.filter((e) => e.body_type === 'edit' && e.body !== '');
+    if (t.deleted && t.body === '' && !erase.length) return null;
+    return { deleted: true, body: '', erase };
+  }
+  let w = null;
+  for (const e of mine) {
+    if (e.body_type === 'edit' && (!w || idCmp(e.message_id, w.message_id) > 0)) w = e;
+  }
+  if (!w) return null;
+  const applies = t.edit_id ? idCmp(w.message_id, t.edit_id) > 0
+    : t.edited_ts == null || w.server_ts >= t.edited_ts;
+  if (!applies) return null;
+  return { body: w.body, edited_ts: w.server_ts, edit_id: w.message_id, erase: [] };
 }
 
 // Full jitter: uniform in [floor, min(cap, base * 2^attempt)].
@@ -112,7 +166,12 @@ export class ChatClient {
     this.typing = {};                  // conversation_id -> {user_id: expires}
     this.typingOut = { conv: null, lastTrue: 0, idleTimer: null };
     this.marks = {};                   // conversation_id -> receipt batching
-    this.stats = { acks: 0, duplicates: 0, resumes: 0, restFills: 0 };
+    this.goaway = null;                // the server's goaway, until the close
+    this.resumeRound = null;           // a paced resume in progress
+    this.refreshing = new Set();       // conversations being fetched anew
+    this.stats = { acks: 0, duplicates: 0, resumes: 0, restFills: 0,
+                   goaways: 0, lastGoawayWait: null, resumeFrames: 0,
+                   edits: 0, deletes: 0 };
     this.saveTimer = null;
     this.stopped = false;
 
@@ -241,9 +300,22 @@ export class ChatClient {
     // Our typing state died with the session: the next key starts afresh.
     clearTimeout(this.typingOut.idleTimer);
     this.typingOut = { conv: null, lastTrue: 0, idleTimer: null };
+    this.resumeRound = null;
     this.log('disconnected: ' + why);
     if (this.stopped) return;
     this.setStatus('offline');
+    const goaway = this.goaway;
+    this.goaway = null;
+    if (goaway) {
+      // A deliberate close announced by goaway (section 8): one random
+      // wait within the server's window instead of the backoff; should
+      // that reconnect fail, the backoff starts from its first step.
+      const wait = goawayDelay(goaway.retry_after_ms);
+      this.stats.lastGoawayWait = wait;
+      this.attempt = 0;
+      this.scheduleReconnect(wait);
+      return;
+    }
     if (beforeHello) {
       // The upgrade failed before hello. A WebSocket cannot see the HTTP
       // status, so ask REST whether it is the token (401): then retrying
@@ -270,9 +342,9 @@ export class ChatClient {
     this.connectionLost(why, false);
   }
 
-  scheduleReconnect() {
+  scheduleReconnect(wait) {
     if (this.stopped || this.reconnectTimer || this.ws) return;
-    const delay = backoffDelay(this.attempt++);
+    const delay = wait !== undefined ? wait : backoffDelay(this.attempt++);
     this.nextAttemptAt = Date.now() + delay;
     this.log(`reconnecting in ${delay} ms (attempt ${this.attempt})`);
     this.reconnectTimer = setTimeout(() => {
@@ -324,6 +396,7 @@ export class ChatClient {
       case 'conversation': return this.onConversation(f.conversation);
       case 'error': return this.onError(f);
       case 'pong': return;
+      case 'goaway': return this.onGoaway(f);
       default: this.log('ignoring a frame of type ' + f.type);
     }
   }
@@ -343,16 +416,13 @@ export class ChatClient {
 
     // Catch up: every conversation we hold messages of is listed with the
     // last id we have; the rest are covered by `since` (or, on a device
-    // that has seen nothing yet, by a `conversation` frame each).
-    const lastSeen = {};
-    for (const [cid, conv] of Object.entries(this.state.convs)) {
-      if (conv.lastSeen) lastSeen[cid] = conv.lastSeen;
-    }
-    const resume = { type: 'resume', last_seen: lastSeen };
-    if (this.state.since) resume.since = this.state.since;
+    // that has seen nothing yet, by a `conversation` frame each). A server
+    // that wants resumes paced says how many conversations per frame.
     this.resuming = true;
     this.stats.resumes++;
-    this.sendFrame(resume);
+    const hint = f.limits && f.limits.resume_batch_hint;
+    this.resumeRound = hint ? { hint, round: 0 } : null;
+    this.sendResume();
     // Conversations without messages are in no resume answer; the list
     // brings their names, members and unread counts.
     this.refreshConversations();
@@ -361,7 +431,40 @@ export class ChatClient {
     this.changed();
   }
 
+  // One resume frame: with a paced resume (section 8), every round but the
+  // last lists one batch of the most recently active conversations with
+  // `since` past every id; the last lists them all with the real `since`.
+  sendResume() {
+    const seen = Object.entries(this.state.convs)
+      .filter(([, conv]) => conv.lastSeen && !conv.left)
+      .map(([cid, conv]) => [cid, conv.lastSeen])
+      .sort((a, b) => idCmp(b[1], a[1]) || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const r = this.resumeRound;
+    let list = seen;
+    let since = this.state.since;
+    if (r && seen.length > r.hint) {
+      const rounds = Math.ceil(seen.length / r.hint);
+      r.final = r.round + 1 >= rounds;
+      if (!r.final) {
+        list = seen.slice(r.round * r.hint, (r.round + 1) * r.hint);
+        since = SINCE_NOTHING;
+      }
+    } else if (r) {
+      r.final = true;
+    }
+    const resume = { type: 'resume', last_seen: Object.fromEntries(list) };
+    if (since) resume.since = since;
+    this.stats.resumeFrames++;
+    this.sendFrame(resume);
+  }
+
   onResumed(f) {
+    if (this.resumeRound && !this.resumeRound.final) {
+      this.resumeRound.round++;
+      this.sendResume();
+      return;
+    }
+    this.resumeRound = null;
     this.resuming = false;
     this.log(`resumed: ${f.conversations} conversations, ${f.messages} messages`);
     for (const cid of Object.keys(this.state.convs)) this.advanceLastSeen(cid);
@@ -397,9 +500,15 @@ export class ChatClient {
       type: c.type,
       name: c.name,
       members: c.members,
+      // An older server sends no admins: unknown, not "nobody".
+      admins: Array.isArray(c.admins) ? c.admins
+        : (known && known.admins) || null,
       last_read_message_id: idMax(known && known.last_read_message_id,
                                   c.last_read_message_id),
     });
+    // Removed (or left from another device): stop resuming it.
+    conv.left = !!(this.me && !c.members.includes(this.me.user));
+    if (conv.left) delete conv.lastSeen;
     if (c.last_message) {
       conv.last_message = c.last_message;
     }
@@ -411,6 +520,13 @@ export class ChatClient {
     }
     this.saveSoon();
     this.changed();
+  }
+
+  onGoaway(f) {
+    // The close follows (1012 drain, 1013 overload); connectionLost waits.
+    this.goaway = f;
+    this.stats.goaways++;
+    this.log(`goaway (${f.reason}): back within ${f.retry_after_ms} ms`);
   }
 
   onError(f) {
@@ -460,17 +576,37 @@ export class ChatClient {
         (e) => e.client_msg_id !== m.client_msg_id);
       if (this.state.outbox.length !== before) this.saveNow();
     }
+    const entry = isEntry(m);
     let i = list.length;
     while (i > 0 && idCmp(list[i - 1].message_id, m.message_id) > 0) i--;
-    if (i > 0 && list[i - 1].message_id === m.message_id) return false;
+    if (i > 0 && list[i - 1].message_id === m.message_id) {
+      // A repeat. An entry is applied again all the same: harmless, and
+      // it heals a target that was trimmed and paged in since.
+      if (entry) this.settleTarget(cid, m.target_id);
+      return false;
+    }
+    m = Object.assign({}, m);  // ours to change (edits and deletes apply)
     list.splice(i, 0, m);
     if (list.length > KEEP_MESSAGES) {
       list.splice(0, list.length - KEEP_MESSAGES);
       conv.loaded = false;  // the oldest are gone: REST has them
     }
-    if (!conv.last_message || idCmp(m.message_id, conv.last_message.message_id) > 0) {
+    // Apply the entry to its target, or the entries that came first to
+    // this message (section 8).
+    if (entry) {
+      if (m.body_type === 'edit') this.stats.edits++;
+      else this.stats.deletes++;
+      this.settleTarget(cid, m.target_id);
+    } else {
+      this.settleTarget(cid, m.message_id);
+    }
+    if (!entry && (!conv.last_message ||
+                   idCmp(m.message_id, conv.last_message.message_id) > 0)) {
       conv.last_message = m;
     }
+    // A member or admin change learnt after the fact: fetch the
+    // conversation anew (live ones come with a `conversation` frame).
+    if (m.body_type === 'system' && !live) this.refreshConversation(cid);
     const mine = this.me && m.sender_id === this.me.user;
     if (!mine) {
       if (cid === this.openConv && this.visible()) {
@@ -485,6 +621,34 @@ export class ChatClient {
     // a resume never skips a gap.
     if (live && !this.resuming) this.advanceLastSeen(cid);
     this.saveSoon();
+    return true;
+  }
+
+  // Bring message `id` of a conversation up to date with the edit and
+  // delete entries held for it (see settle()); true when it changed.
+  settleTarget(cid, id) {
+    const list = this.state.messages[cid] || [];
+    const t = list.find((x) => x.message_id === id);
+    if (!t || isEntry(t)) return false;
+    const ch = settle(t, list.filter((x) => isEntry(x) && x.target_id === id));
+    if (!ch) return false;
+    for (const e of ch.erase) e.body = '';  // a deleted body survives nowhere
+    if (ch.deleted) {
+      t.deleted = true;
+      t.body = '';
+      delete t.media_refs;
+    } else {
+      t.body = ch.body;
+      t.edited_ts = ch.edited_ts;
+      t.edit_id = ch.edit_id;
+    }
+    const conv = this.state.convs[cid];
+    if (conv && conv.last_message && conv.last_message.message_id === id) {
+      conv.last_message = t;
+    }
+    // An erased body leaves localStorage at once, not a moment later.
+    if (ch.deleted) this.saveNow();
+    else this.saveSoon();
     return true;
   }
 
@@ -542,6 +706,8 @@ export class ChatClient {
   }
 
   messages(cid) { return this.state.messages[cid] || []; }
+  // What to draw: messages and notices, not edit and delete entries.
+  shown(cid) { return this.messages(cid).filter((m) => !isEntry(m)); }
   pending(cid) {
     return this.state.outbox.filter((e) => e.conversation_id === cid);
   }
@@ -566,11 +732,41 @@ export class ChatClient {
     return entry.client_msg_id;
   }
 
+  // Edit our message `targetId` (section 8): through the outbox like a
+  // send (same client_msg_id on every retry, kept until acked); applied
+  // to the local copy when acked. The server decides whether it may be
+  // done (forbidden, not_found: the entry moves to the failed list).
+  edit(cid, targetId, body) {
+    return this.enqueue(cid, 'edit', targetId, body);
+  }
+
+  // Delete message `targetId`: ours, or anyone's for a group admin.
+  deleteMessage(cid, targetId) {
+    return this.enqueue(cid, 'delete', targetId, '');
+  }
+
+  enqueue(cid, kind, targetId, body) {
+    const max = this.hello ? this.hello.limits.max_body_bytes : 65536;
+    if (new TextEncoder().encode(body).length > max) {
+      throw new Error(`the message is over ${max} bytes`);
+    }
+    const entry = { client_msg_id: newClientMsgId(), conversation_id: cid,
+                    kind, target_id: targetId, body, created_ts: Date.now(),
+                    sentAt: 0 };
+    this.state.outbox.push(entry);
+    this.saveNow();
+    if (this.online() && !this.resuming) this.transmit(entry);
+    this.changed();
+    return entry.client_msg_id;
+  }
+
   transmit(entry) {
     if (entry.notBefore && entry.notBefore > Date.now()) return;
-    if (this.sendFrame({ type: 'send', client_msg_id: entry.client_msg_id,
-                         conversation_id: entry.conversation_id,
-                         body: entry.body })) {
+    const frame = { type: entry.kind || 'send', client_msg_id: entry.client_msg_id,
+                    conversation_id: entry.conversation_id };
+    if (entry.kind === 'edit' || entry.kind === 'delete') frame.target_id = entry.target_id;
+    if (entry.kind !== 'delete') frame.body = entry.body;
+    if (this.sendFrame(frame)) {
       entry.sentAt = Date.now();
     }
   }
@@ -588,9 +784,15 @@ export class ChatClient {
     if (!entry) return;  // acked already (a retry crossed its ack)
     this.state.outbox = this.state.outbox.filter((e) => e !== entry);
     this.saveNow();
-    this.ingest({ message_id: f.message_id, conversation_id: entry.conversation_id,
-                  sender_id: this.me.user, body: entry.body,
-                  server_ts: f.server_ts, client_msg_id: f.client_msg_id }, true);
+    const m = { message_id: f.message_id, conversation_id: entry.conversation_id,
+                sender_id: this.me.user, body: entry.body,
+                server_ts: f.server_ts, client_msg_id: f.client_msg_id };
+    if (entry.kind === 'edit' || entry.kind === 'delete') {
+      // The log entry, as the other members get it: applied to our copy.
+      m.body_type = entry.kind;
+      m.target_id = entry.target_id;
+    }
+    this.ingest(m, true);
     this.saveNow();
     // A duplicate answers a retry of a message stored long ago: its
     // receipts may have gone to a connection we lost.
@@ -724,7 +926,11 @@ export class ChatClient {
 
   localUnread(conv) {
     const list = this.messages(conv.conversation_id);
-    return list.filter((m) => (!this.me || m.sender_id !== this.me.user) &&
+    // Like the server: other members' text and media, not entries or
+    // notices.
+    return list.filter((m) => (!m.body_type || m.body_type === 'text' ||
+                               m.body_type === 'media') &&
+      (!this.me || m.sender_id !== this.me.user) &&
       (!conv.last_read_message_id ||
        idCmp(m.message_id, conv.last_read_message_id) > 0)).length;
   }
@@ -892,6 +1098,69 @@ export class ChatClient {
     const conv = this.state.convs[c.conversation_id];
     if (!c.last_message) conv.loaded = true;
     return c.conversation_id;
+  }
+
+  // ------------------------------------------------ members and admins --
+
+  isAdmin(cid, user) {
+    const conv = this.state.convs[cid];
+    return !!(conv && Array.isArray(conv.admins) && conv.admins.includes(user));
+  }
+
+  amAdmin(cid) { return !!this.me && this.isAdmin(cid, this.me.user); }
+
+  // Fetch one conversation anew (after a system message learnt through
+  // resume or REST); a 403 or 404 means it is not ours any more.
+  async refreshConversation(cid) {
+    if (this.refreshing.has(cid)) return;
+    this.refreshing.add(cid);
+    try {
+      this.onConversation(await this.api('GET',
+        `/api/v1/conversations/${encodeURIComponent(cid)}`));
+    } catch (e) {
+      if (e.status === 403 || e.status === 404) this.markLeft(cid);
+      else this.log(`conversation ${cid}: ${e.message}`);
+    } finally {
+      this.refreshing.delete(cid);
+    }
+  }
+
+  // We are no longer a member: stop resuming it, keep its messages.
+  markLeft(cid) {
+    const conv = this.state.convs[cid];
+    if (!conv) return;
+    conv.left = true;
+    delete conv.lastSeen;
+    if (this.me) {
+      conv.members = (conv.members || []).filter((u) => u !== this.me.user);
+      if (Array.isArray(conv.admins)) {
+        conv.admins = conv.admins.filter((u) => u !== this.me.user);
+      }
+    }
+    this.saveSoon();
+    this.changed();
+  }
+
+  async makeAdmin(cid, user) {
+    this.onConversation(await this.api('POST',
+      `/api/v1/conversations/${encodeURIComponent(cid)}/admins`, { user_id: user }));
+  }
+
+  async removeAdmin(cid, user) {
+    this.onConversation(await this.api('DELETE',
+      `/api/v1/conversations/${encodeURIComponent(cid)}/admins/${encodeURIComponent(user)}`));
+  }
+
+  async removeMember(cid, user) {
+    await this.api('DELETE',
+      `/api/v1/conversations/${encodeURIComponent(cid)}/members/${encodeURIComponent(user)}`);
+    await this.refreshConversation(cid);
+  }
+
+  async leave(cid) {
+    await this.api('DELETE', `/api/v1/conversations/${
+      encodeURIComponent(cid)}/members/${encodeURIComponent(this.me.user)}`);
+    this.markLeft(cid);
   }
 
   conversations() {

@@ -111,7 +111,12 @@ typedef enum chat_message_origin {
  * - the token is no good (also told through on_auth_required, which is
  *   the one to act on): err is CHAT_ERR_AUTH, retrying false, http_status
  *   401 for a refusal (upgrade or REST) and 0 for a session closed with
- *   4001; the client is CHAT_CLIENT_UNAUTHORIZED. */
+ *   4001; the client is CHAT_CLIENT_UNAUTHORIZED.
+ * When the server refused one of our edits or deletes (wire code
+ * `forbidden`: not ours, or past the edit window; `not_found`: no such
+ * message), client_msg_id is the one chat_client_edit() or
+ * chat_client_delete() gave out, op says which and target_id names the
+ * message; the entry has left the outbox. */
 typedef struct chat_client_error {
   chat_err err;                 /* CHAT_OK when wire is set */
   const chat_error_frame *wire; /* NULL unless the server sent `error` */
@@ -120,6 +125,12 @@ typedef struct chat_client_error {
   const char *message;          /* human-readable detail; never NULL */
   int http_status;              /* REST failures: the status (0: no answer) */
   bool retrying;                /* the client will try again by itself */
+  /* Appended in 1.0 (section 8). With client_msg_id set: what the outbox
+   * entry was (CHAT_FRAME_SEND, CHAT_FRAME_EDIT or CHAT_FRAME_DELETE) and,
+   * for an edit or a delete, its target (0 for a send). CHAT_FRAME_NONE
+   * and 0 otherwise. @since 1.0 */
+  chat_frame_type op;
+  uint64_t target_id;
 } chat_client_error;
 
 /** Progress of catching up after a (re)connect. */
@@ -135,17 +146,25 @@ typedef struct chat_resume_progress {
  * given to chat_client_new() first and the client second (docs/abi.md:
  * the context always comes first). They fire only inside chat_client_*
  * calls, on the calling thread; pointers they get are borrowed until they
- * return. New members are only appended, each under a new version. */
+ * return. New members are only appended, each under a new version; the
+ * client reads a struct only up to the members of its version. */
 #define CHAT_CLIENT_CALLBACKS_V1 1
+/* V2 appends on_message_changed (PROTOCOL.md section 8). @since 1.0 */
+#define CHAT_CLIENT_CALLBACKS_V2 2
 typedef struct chat_client_callbacks {
-  uint32_t version; /* CHAT_CLIENT_CALLBACKS_V1 */
+  uint32_t version; /* CHAT_CLIENT_CALLBACKS_V1 or _V2 */
   /* The connection state changed. */
   void (*on_connection)(void *user_data, chat_client *c,
                         chat_client_state state);
   /* `hello` arrived (who we are, the server's limits). */
   void (*on_hello)(void *user_data, chat_client *c, const chat_hello *h);
   /* A message new to the local store (duplicates are never reported). Own
-   * messages from other devices arrive here too. */
+   * messages from other devices arrive here too. A message whose edits or
+   * delete arrived before it is reported as it is now (edited or deleted).
+   * Edit and delete entries (body_type CHAT_BODY_EDIT, CHAT_BODY_DELETE,
+   * with target_id; PROTOCOL.md section 8) arrive here too, as the log
+   * entries they are: they are not messages to show, and their effect on
+   * the target comes through on_message_changed right after. */
   void (*on_message)(void *user_data, chat_client *c, const chat_message *m,
                      chat_message_origin origin);
   /* One of our sends is durably stored; it has left the outbox. Fired once
@@ -178,8 +197,13 @@ typedef struct chat_client_callbacks {
    * so a runner knows to look. Runs inside the call that caused it. */
   void (*on_wants)(void *user_data, chat_client *c);
   /* A request the app started (chat_client_fetch_conversations,
-   * chat_client_create_conversation, chat_client_load_older) finished:
-   * CHAT_OK, or the failure (also reported through on_error). */
+   * chat_client_create_conversation, chat_client_load_older, the admin
+   * and member calls, ...) finished: CHAT_OK, or the failure (also
+   * reported through on_error): CHAT_ERR_DENIED for 403 `forbidden`,
+   * CHAT_ERR_NOT_FOUND for 404 and other 403s, CHAT_ERR_CONFLICT for 409,
+   * CHAT_ERR_RATE_LIMITED for a create refused with 429 (too many new
+   * direct conversations today: try again later), CHAT_ERR_MODULE for
+   * anything else. */
   void (*on_request_done)(void *user_data, chat_client *c,
                           uint32_t request_id, chat_err result);
   /* The token is no good (reason) and the client is now
@@ -190,6 +214,20 @@ typedef struct chat_client_callbacks {
    * each time the client enters that state. */
   void (*on_auth_required)(void *user_data, chat_client *c,
                            chat_auth_reason reason);
+
+  /* ---- CHAT_CLIENT_CALLBACKS_V2 ---- */
+
+  /* A stored message changed because an edit or a delete entry was
+   * applied to it (PROTOCOL.md section 8): m is its state now, the new
+   * body with has_edited_ts and edited_ts, or deleted with an empty body.
+   * Redraw it. The entry was reported through on_message just before it
+   * (our own edits and deletes: through on_ack). Fired only when the
+   * stored message really changed (never for a repeat, nor for an edit
+   * that lost to a later one), and never for a message the app has not
+   * been told of: one that arrives after its edits comes to on_message
+   * as it is now. Needs a CHAT_CLIENT_STORE_OPS_V2 store. @since 1.0 */
+  void (*on_message_changed)(void *user_data, chat_client *c,
+                             const chat_message *m);
 } chat_client_callbacks;
 
 /** Settings; zero in any numeric field means its default. */
@@ -402,9 +440,9 @@ CHAT_API uint32_t chat_client_backoff_attempt(const chat_client *c);
 typedef struct chat_client_request {
   uint32_t version;   /* set by the caller: CHAT_CLIENT_REQUEST_V1 */
   uint32_t id;        /* pass back to chat_client_on_response() */
-  const char *method; /* "GET" or "POST" */
+  const char *method; /* "GET", "POST" or "DELETE" */
   const char *path;   /* "/api/v1/conversations/c1/messages?after=5&limit=200" */
-  const char *body;   /* JSON for POST, NULL for GET */
+  const char *body;   /* JSON for POST, NULL for GET and DELETE */
   size_t body_len;
 } chat_client_request;
 
@@ -453,6 +491,52 @@ CHAT_API chat_err chat_client_send(chat_client *c, const char *conversation_id,
                                    const char *body, size_t body_len,
                                    char *client_msg_id_out, chat_time_ms now);
 
+/** Edit one of the user's own messages (PROTOCOL.md section 8): @p body
+ * replaces the body of message @p target_id of the conversation. Like a
+ * send it goes through the outbox (written to the store before this
+ * returns, sent now or after the next `hello`, the same client_msg_id on
+ * every retry, until acked): on_ack once it is stored, and then
+ * on_message_changed for the target when the local store holds it. The
+ * server decides whether it may be done: only the sender may edit, within
+ * its edit window (15 minutes by default); a refusal arrives through
+ * on_error (wire `forbidden`, or `not_found` for an unknown message, a
+ * system message or an edit or delete entry) with this client_msg_id, op
+ * CHAT_FRAME_EDIT and target_id, and the edit leaves the outbox.
+ * @p client_msg_id_out (may be NULL) receives the generated id
+ * (CHAT_CLIENT_MSG_ID_BUF bytes).
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL NULL argument, bad conversation id, target_id 0
+ *         or over INT64_MAX, invalid UTF-8
+ * @retval CHAT_ERR_TOO_LARGE body over the server's max_body_bytes
+ * @retval CHAT_ERR_STATE the store is a CHAT_CLIENT_STORE_OPS_V1 one,
+ *         which cannot keep an edit in its outbox
+ * @retval CHAT_ERR_MODULE the store failed: the edit was NOT accepted
+ * @retval CHAT_ERR_NOMEM @since 1.0 */
+CHAT_API chat_err chat_client_edit(chat_client *c,
+                                   const char *conversation_id,
+                                   uint64_t target_id, const char *body,
+                                   size_t body_len, char *client_msg_id_out,
+                                   chat_time_ms now);
+
+/** Delete message @p target_id of the conversation (PROTOCOL.md section
+ * 8): the user's own message, or, for an admin of a group, anyone's.
+ * Through the outbox like chat_client_edit(); once acked the local copy's
+ * body (and the bodies of its edits) are erased from the store, not
+ * hidden, and on_message_changed reports it deleted. A refusal
+ * (`forbidden`, `not_found`) arrives through on_error with op
+ * CHAT_FRAME_DELETE.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL NULL argument, bad conversation id, target_id 0
+ *         or over INT64_MAX
+ * @retval CHAT_ERR_STATE the store is a CHAT_CLIENT_STORE_OPS_V1 one
+ * @retval CHAT_ERR_MODULE the store failed: the delete was NOT accepted
+ * @retval CHAT_ERR_NOMEM @since 1.0 */
+CHAT_API chat_err chat_client_delete(chat_client *c,
+                                     const char *conversation_id,
+                                     uint64_t target_id,
+                                     char *client_msg_id_out,
+                                     chat_time_ms now);
+
 /** Number of sends not yet acked (the outbox). @since 0.1 */
 CHAT_API size_t chat_client_outbox_len(const chat_client *c);
 
@@ -500,7 +584,9 @@ CHAT_API chat_err chat_client_fetch_conversations(chat_client *c,
 
 /** Create a conversation over REST (group when @p name is not NULL, direct
  * with the one member otherwise). The answer arrives through
- * on_conversation.
+ * on_conversation. A 429 here is the daily cap on new direct
+ * conversations with users who never wrote back (PROTOCOL.md section 8):
+ * it is not retried; on_request_done says CHAT_ERR_RATE_LIMITED.
  * @retval CHAT_OK @retval CHAT_ERR_INVAL bad ids, a direct chat without
  * exactly one member @retval CHAT_ERR_NOMEM @since 0.1 */
 CHAT_API chat_err chat_client_create_conversation(chat_client *c,
@@ -518,6 +604,75 @@ CHAT_API chat_err chat_client_load_older(chat_client *c,
                                          uint64_t before, uint32_t limit,
                                          uint32_t *request_id,
                                          chat_time_ms now);
+
+/** Fetch one conversation over REST (GET /api/v1/conversations/:id): it
+ * is stored and arrives through on_conversation, then on_request_done.
+ * The client does this by itself when a resume or REST page brings a
+ * system message (a member or admin change while the device was away).
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL bad id @retval CHAT_ERR_NOMEM
+ * @since 1.0 */
+CHAT_API chat_err chat_client_fetch_conversation(chat_client *c,
+                                                 const char *conversation_id,
+                                                 uint32_t *request_id,
+                                                 chat_time_ms now);
+
+/** Make @p user_id, a member of the group, one of its admins (POST
+ * /api/v1/conversations/:id/admins; PROTOCOL.md section 8). Only admins
+ * may. The conversation as it is now arrives through on_conversation
+ * (and is stored), then on_request_done: CHAT_OK, or CHAT_ERR_DENIED
+ * (403 `forbidden`: the caller is not an admin), CHAT_ERR_NOT_FOUND (404:
+ * the user is not a member; 403 `not_member`: nor is the caller),
+ * CHAT_ERR_CONFLICT (409: a direct conversation); on_error has the
+ * server's code and message. Every member's devices
+ * see the change as a `system` message and a `conversation` frame.
+ * *request_id may be NULL.
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL bad ids @retval CHAT_ERR_NOMEM
+ * @since 1.0 */
+CHAT_API chat_err chat_client_add_admin(chat_client *c,
+                                        const char *conversation_id,
+                                        const char *user_id,
+                                        uint32_t *request_id,
+                                        chat_time_ms now);
+
+/** Take the admin right away from @p user_id (DELETE
+ * /api/v1/conversations/:id/admins/:user_id): an admin may do it to
+ * anyone but the creator, anyone to themself. A group keeps at least one
+ * admin (409 when none would be left). Results as
+ * chat_client_add_admin().
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL bad ids @retval CHAT_ERR_NOMEM
+ * @since 1.0 */
+CHAT_API chat_err chat_client_remove_admin(chat_client *c,
+                                           const char *conversation_id,
+                                           const char *user_id,
+                                           uint32_t *request_id,
+                                           chat_time_ms now);
+
+/** Remove @p user_id from the group (DELETE
+ * /api/v1/conversations/:id/members/:user_id): admins only, and the
+ * creator can be removed by nobody but themself. On success the client
+ * fetches the conversation as it is now (on_conversation), then reports
+ * on_request_done. Removing oneself is chat_client_leave().
+ * @retval CHAT_OK @retval CHAT_ERR_INVAL bad ids @retval CHAT_ERR_NOMEM
+ * @since 1.0 */
+CHAT_API chat_err chat_client_remove_member(chat_client *c,
+                                            const char *conversation_id,
+                                            const char *user_id,
+                                            uint32_t *request_id,
+                                            chat_time_ms now);
+
+/** Leave the group (DELETE /api/v1/conversations/:id/members/<self>). On
+ * success the stored conversation no longer lists the user (among members
+ * or admins) and arrives so through on_conversation; the client stops
+ * resuming it (its messages stay in the store); then on_request_done.
+ * When the last admin leaves, the server makes the longest-standing
+ * member admin. The user id is learnt from the server's `hello`.
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL bad id
+ * @retval CHAT_ERR_STATE no `hello` yet: the user id is not known
+ * @retval CHAT_ERR_NOMEM @since 1.0 */
+CHAT_API chat_err chat_client_leave(chat_client *c,
+                                    const char *conversation_id,
+                                    uint32_t *request_id, chat_time_ms now);
 
 /** Tie this device's push token to it on the server (POST
  * /api/v1/devices, PROTOCOL.md section 5), so that messages arriving while
@@ -551,11 +706,29 @@ typedef struct chat_client_message {
 /** Call @p fn for up to @p limit stored messages of a conversation with
  * message_id < @p before (0: the newest), oldest first, then for the
  * conversation's unacked sends. Pointers are borrowed for the call.
+ * Messages come in their current state (edited_ts, deleted). Edit and
+ * delete entries are stored messages too (body_type CHAT_BODY_EDIT or
+ * CHAT_BODY_DELETE) and count in @p limit; skip them when drawing. Unacked
+ * edits and deletes of the outbox come last with that body_type and their
+ * target_id (pending, message_id 0).
  * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_MODULE
  * @since 0.1 */
 CHAT_API chat_err chat_client_list_messages(
     chat_client *c, const char *conversation_id, uint64_t before,
     uint32_t limit,
+    void (*fn)(void *user_data, const chat_client_message *m),
+    void *user_data);
+
+/** Call @p fn once for the stored message (conversation, @p message_id)
+ * in its current state (a reply's quote, a redraw).
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_NOT_FOUND not stored (fn not called)
+ * @retval CHAT_ERR_INVAL
+ * @retval CHAT_ERR_STATE the store is a CHAT_CLIENT_STORE_OPS_V1 one
+ * @retval CHAT_ERR_MODULE
+ * @since 1.0 */
+CHAT_API chat_err chat_client_get_message(
+    chat_client *c, const char *conversation_id, uint64_t message_id,
     void (*fn)(void *user_data, const chat_client_message *m),
     void *user_data);
 

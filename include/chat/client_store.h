@@ -7,7 +7,9 @@
  * Shape (the same as the server modules of include/chat/modules.h): a
  * struct of `version`, `self` and methods taking `self` first; sinks that
  * the store calls back take their `ctx` first. Every method is required in
- * V1 except destroy.
+ * V1 except destroy; V2 appends the methods of PROTOCOL.md section 8 (edit
+ * and delete), required in a V2 store. The client reads a V1 struct only
+ * up to its V1 fields.
  *
  * Ownership: chat_client_new() copies the ops struct; from its CHAT_OK on
  * the client owns the store and calls destroy(self) from
@@ -54,10 +56,38 @@ typedef struct chat_client_outbox_entry {
   chat_str body;               /* UTF-8, may be empty */
 } chat_client_outbox_entry;
 
+/** What an outbox entry asks the server for (CHAT_CLIENT_STORE_OPS_V2;
+ * PROTOCOL.md section 8). Values are stable. @since 1.0 */
+typedef enum chat_client_outbox_kind {
+  CHAT_CLIENT_OUTBOX_SEND = 0,   /* a `send` */
+  CHAT_CLIENT_OUTBOX_EDIT = 1,   /* an `edit`: body replaces target_id's */
+  CHAT_CLIENT_OUTBOX_DELETE = 2  /* a `delete` of target_id; body empty */
+} chat_client_outbox_kind;
+
+/** One unacked send, edit or delete, for the outbox methods of
+ * CHAT_CLIENT_STORE_OPS_V2. The fields of chat_client_outbox_entry, then
+ * what the entry asks for. Frozen like chat_client_outbox_entry.
+ * @since 1.0 */
+typedef struct chat_client_outbox_entry_v2 {
+  int64_t seq;
+  const char *client_msg_id;   /* 1..64 bytes, unique in the outbox */
+  const char *conversation_id;
+  chat_str body;               /* UTF-8, may be empty (always for DELETE) */
+  chat_client_outbox_kind kind;
+  uint64_t target_id;          /* EDIT and DELETE: the message; SEND: 0 */
+} chat_client_outbox_entry_v2;
+
 #define CHAT_CLIENT_STORE_OPS_V1 1
+/* V2 appends the methods of PROTOCOL.md section 8 (edit and delete): the
+ * outbox with edits and deletes, one message by id, applying edit and
+ * delete entries, and forgetting a conversation's last_seen. A V1 store
+ * still works: the client then stores edit and delete entries as they
+ * are, without applying them, and refuses chat_client_edit() and
+ * chat_client_delete(). @since 1.0 */
+#define CHAT_CLIENT_STORE_OPS_V2 2
 
 typedef struct chat_client_store_ops {
-  uint32_t version; /* CHAT_CLIENT_STORE_OPS_V1 */
+  uint32_t version; /* CHAT_CLIENT_STORE_OPS_V1 or _V2 */
   void *self;       /* the store instance, first argument of every method */
 
   /* ---- messages ---- */
@@ -99,10 +129,14 @@ typedef struct chat_client_store_ops {
 
   /* ---- the outbox ---- */
 
-  /* Append e; CHAT_ERR_MODULE when e->client_msg_id is there already. */
+  /* Append e (a send); CHAT_ERR_MODULE when e->client_msg_id is there
+   * already. */
   chat_err (*outbox_add)(void *self, const chat_client_outbox_entry *e);
-  /* Remove one entry; removing an unknown id is CHAT_OK. */
+  /* Remove one entry, of any kind; removing an unknown id is CHAT_OK. */
   chat_err (*outbox_remove)(void *self, const char *client_msg_id);
+  /* The sends of the outbox, in seq order. A V2 store leaves out its
+   * edits and deletes here (each_outbox_v2 has every entry), so that
+   * nothing reading the V1 shape can take an edit for a send. */
   chat_err (*each_outbox)(void *self,
                           void (*fn)(void *ctx,
                                      const chat_client_outbox_entry *e),
@@ -143,6 +177,63 @@ typedef struct chat_client_store_ops {
   /* Release the store. NULL: nothing to release. After it returns the
    * client never calls the store again. */
   void (*destroy)(void *self);
+
+  /* ---- CHAT_CLIENT_STORE_OPS_V2: edit and delete (PROTOCOL.md section
+   * 8). Every method below is required in a V2 store; a V1 struct does
+   * not have them. ---- */
+
+  /* Append e, of any kind, to the same outbox as outbox_add (one seq
+   * order for both; outbox_add's entries are SEND). CHAT_ERR_MODULE when
+   * e->client_msg_id is there already. */
+  chat_err (*outbox_add_v2)(void *self,
+                            const chat_client_outbox_entry_v2 *e);
+  /* Every outbox entry, sends, edits and deletes, in seq order. With a V2
+   * store the client loads its outbox from here. */
+  chat_err (*each_outbox_v2)(void *self,
+                             void (*fn)(void *ctx,
+                                        const chat_client_outbox_entry_v2 *e),
+                             void *ctx);
+
+  /* The stored message (conversation_id, message_id), handed to fn once
+   * as each_message would; CHAT_ERR_NOT_FOUND (fn not called) when it is
+   * not stored. */
+  chat_err (*get_message)(void *self, const char *conversation_id,
+                          uint64_t message_id,
+                          void (*fn)(void *ctx, const chat_message *m,
+                                     bool own, chat_receipt_state state),
+                          void *ctx);
+
+  /* Bring the stored message (conversation_id, message_id), the target,
+   * up to date with the edit and delete entries the store holds that
+   * name it (stored messages with body_type CHAT_BODY_EDIT or
+   * CHAT_BODY_DELETE and that target_id, in the same conversation).
+   * The result depends only on the target as first stored and the set of
+   * entries, never on the order they were stored in, so calling it after
+   * every put_message of a target or an entry converges:
+   * - nothing happens (*changed false) when the target is not stored or
+   *   is not a TEXT or MEDIA message (entries and system messages are
+   *   never targets);
+   * - deleted: when the target is marked deleted, or a DELETE entry names
+   *   it, its body is erased (set empty, the old bytes overwritten, not
+   *   hidden), it is marked deleted, and the bodies of every EDIT entry
+   *   naming it are erased too. Nothing brings a deleted target back;
+   * - edited: otherwise the EDIT entry with the highest message_id, W,
+   *   is applied (body := W's body, edited_ts := W's server_ts) unless the
+   *   target already holds W or a later one: when the target's body came
+   *   from an entry, W applies if its id is higher than that entry's;
+   *   when it came with the target itself (edited_ts as the server read
+   *   it back), W applies if W's server_ts is at or after that
+   *   edited_ts.
+   * *changed says whether the target's state changed (its body,
+   * edited_ts or deleted); erasing the bodies of edit entries does not
+   * count. A failure changes nothing. */
+  chat_err (*apply_changes)(void *self, const char *conversation_id,
+                            uint64_t message_id, bool *changed);
+
+  /* Forget the conversation's last_seen (the user is no longer a member:
+   * resume stops asking for it). Its messages stay. Forgetting one that
+   * has none is CHAT_OK. */
+  chat_err (*forget_last_seen)(void *self, const char *conversation_id);
 } chat_client_store_ops;
 
 #ifdef __cplusplus

@@ -3,6 +3,7 @@
 #include "client/client_internal.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -114,9 +115,9 @@ static chat_err check_store(const chat_client_store_ops *st,
                             chat_errbuf *err) {
   if (!st)
     return chat__errbuf_set(err, CHAT_ERR_INVAL, "store: required");
-  if (!chat__version_ok(st->version, CHAT_CLIENT_STORE_OPS_V1))
+  if (!chat__version_ok(st->version, CHAT_CLIENT_STORE_OPS_V2))
     return chat__version_refused(err, "store", st->version,
-                                 CHAT_CLIENT_STORE_OPS_V1);
+                                 CHAT_CLIENT_STORE_OPS_V2);
   const struct {
     const char *name;
     bool set;
@@ -140,8 +141,40 @@ static chat_err check_store(const chat_client_store_ops *st,
     if (!m[i].set)
       return chat__errbuf_set(err, CHAT_ERR_INVAL, "store.%s: required",
                               m[i].name);
+  if (st->version < CHAT_CLIENT_STORE_OPS_V2)
+    return CHAT_OK; /* a V1 struct ends before the V2 methods */
+  const struct {
+    const char *name;
+    bool set;
+  } m2[] = {
+      {"outbox_add_v2", st->outbox_add_v2 != NULL},
+      {"each_outbox_v2", st->each_outbox_v2 != NULL},
+      {"get_message", st->get_message != NULL},
+      {"apply_changes", st->apply_changes != NULL},
+      {"forget_last_seen", st->forget_last_seen != NULL},
+  };
+  for (size_t i = 0; i < sizeof m2 / sizeof m2[0]; i++)
+    if (!m2[i].set)
+      return chat__errbuf_set(err, CHAT_ERR_INVAL,
+                              "store.%s: required in a "
+                              "CHAT_CLIENT_STORE_OPS_V2 store",
+                              m2[i].name);
   return CHAT_OK;
 }
+
+/* Where each version of a struct the caller fills ends: the client copies
+ * no byte past it (docs/abi.md: an older caller's struct is shorter). */
+static const size_t store_end[] = {
+    [CHAT_CLIENT_STORE_OPS_V1] = offsetof(chat_client_store_ops, destroy) +
+                                 sizeof(void (*)(void *)),
+    [CHAT_CLIENT_STORE_OPS_V2] = sizeof(chat_client_store_ops),
+};
+static const size_t callbacks_end[] = {
+    [CHAT_CLIENT_CALLBACKS_V1] = offsetof(chat_client_callbacks,
+                                          on_auth_required) +
+                                 sizeof(void (*)(void)),
+    [CHAT_CLIENT_CALLBACKS_V2] = sizeof(chat_client_callbacks),
+};
 
 static chat_err check_settings(const chat_client_settings *s,
                                chat_errbuf *err) {
@@ -178,9 +211,9 @@ chat_err chat_client_new(chat_client **out,
   if (!e)
     e = check_store(store, err);
   if (!e && callbacks &&
-      !chat__version_ok(callbacks->version, CHAT_CLIENT_CALLBACKS_V1))
+      !chat__version_ok(callbacks->version, CHAT_CLIENT_CALLBACKS_V2))
     e = chat__version_refused(err, "callbacks", callbacks->version,
-                              CHAT_CLIENT_CALLBACKS_V1);
+                              CHAT_CLIENT_CALLBACKS_V2);
   if (e)
     return e;
   chat_allocator a;
@@ -221,10 +254,12 @@ chat_err chat_client_new(chat_client **out,
   s->send_retry_ms = or_default(s->send_retry_ms, DEF_SEND_RETRY_MS);
   s->max_frame_bytes = or_default(s->max_frame_bytes, DEF_MAX_FRAME);
   if (callbacks)
-    c->cb = *callbacks;
+    memcpy(&c->cb, callbacks, callbacks_end[callbacks->version]);
   c->ud = user_data;
-  c->store = *store;
+  /* A V1 store's struct ends at destroy: its V2 methods stay NULL. */
+  memcpy(&c->store, store, store_end[store->version]);
   c->st = &c->store;
+  c->v2 = store->version >= CHAT_CLIENT_STORE_OPS_V2;
   c->max_body_bytes = CHAT__CLIENT_DEF_MAX_BODY;
   c->next_req_id = 1;
   chat__buf_init(&c->scratch, &c->a);

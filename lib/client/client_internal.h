@@ -70,13 +70,16 @@ typedef struct chat__out {
 
 /* ---- outbox.c ---- */
 
-/* One unacked send, mirrored from the store's outbox, in sending order. */
+/* One unacked send, edit or delete, mirrored from the store's outbox, in
+ * sending order. */
 typedef struct chat__obox {
   struct chat__obox *prev, *next;
   char *client_msg_id;
   char *conv;
   char *body;
   size_t body_len;
+  chat_client_outbox_kind kind;
+  uint64_t target_id;     /* EDIT, DELETE */
   uint64_t sent_gen;     /* connection it was last sent on; 0: never */
   chat_time_ms retry_at; /* not before this (rate limited); 0: any time */
 } chat__obox;
@@ -121,7 +124,11 @@ typedef enum req_kind {
   REQ_CONVS = 2,  /* the conversation list */
   REQ_CREATE = 3, /* create a conversation */
   REQ_OLDER = 4,  /* older history for the app */
-  REQ_DEVICE = 5  /* register the push token */
+  REQ_DEVICE = 5, /* register the push token */
+  REQ_CONV = 6,   /* one conversation object (the app's, or a refresh) */
+  REQ_ADMIN = 7,  /* grant or revoke admin: answers the conversation */
+  REQ_REMOVE = 8, /* remove another member, then REQ_CONV of the result */
+  REQ_LEAVE = 9   /* remove ourself */
 } req_kind;
 
 typedef struct chat__req {
@@ -142,6 +149,8 @@ typedef struct chat__req {
   bool sync;       /* CONVS started by the client itself: open a gap for
                     * every conversation with messages past last_seen,
                     * and report to no one */
+  bool internal;   /* CONV started by the client itself (a refresh after
+                    * a system message): report to no one */
 } chat__req;
 
 /* ---- rest_decode.c ---- */
@@ -198,6 +207,7 @@ struct chat_client {
   void *ud;
   chat_client_store_ops store; /* owned from chat_client_new() on */
   chat_client_store_ops *st;   /* &store */
+  bool v2;                     /* the store has the section 8 methods */
   char errmsg[CHAT_ERRBUF_SIZE]; /* the last failed call's detail */
   chat_codec *dec;  /* inbound frames */
   chat_codec *enc;
@@ -252,6 +262,9 @@ struct chat_client {
   size_t n_presence;
 
   /* resume.c */
+  uint32_t resume_batch; /* hello's resume_batch_hint; 0: one resume */
+  uint32_t resume_round; /* paced resume: rounds sent so far */
+  bool resume_final;     /* the round in flight is the last one */
   bool resumed;
   uint32_t resume_msgs;
   chat__map partial;     /* conversations whose history is not complete */
@@ -316,7 +329,15 @@ void chat__client_queue_free(chat_client *c);
 chat__obox *chat__client_outbox_find(chat_client *c, const char *id);
 chat_err chat__client_outbox_append(chat_client *c, const char *id,
                                     const char *conv, const char *body,
-                                    size_t len);
+                                    size_t len, chat_client_outbox_kind kind,
+                                    uint64_t target_id);
+/* Validate, store durably, then queue one outbox entry for the app
+ * (chat_client_send/_edit/_delete); id_out may be NULL. */
+chat_err chat__client_outbox_submit(chat_client *c, const char *conv,
+                                    const char *body, size_t len,
+                                    chat_client_outbox_kind kind,
+                                    uint64_t target_id, char *id_out,
+                                    chat_time_ms now);
 /* Unlink o (it stays allocated for the caller to report, then free). */
 void chat__client_outbox_unlink(chat_client *c, chat__obox *o);
 void chat__client_outbox_free_entry(chat_client *c, chat__obox *o);
@@ -332,6 +353,16 @@ bool chat__client_outbox_refused(chat_client *c, const chat_error_frame *ef,
 
 /* ---- store.c ---- */
 bool chat__client_is_own(const chat_client *c, const chat_message *m);
+/* An edit or delete log entry (body_type EDIT/DELETE with a target). */
+bool chat__client_is_entry(const chat_message *m);
+/* Apply the store's edit and delete entries to message target of conv
+ * (a V2 store; nothing with V1). *changed says whether it changed; a store
+ * failure is reported through on_error and returned. */
+chat_err chat__client_apply(chat_client *c, const char *conv, uint64_t target,
+                            bool *changed);
+/* Tell the app (on_message_changed) the stored message's state now. */
+void chat__client_report_changed(chat_client *c, const char *conv,
+                                 uint64_t id);
 /* Store m (dedup), raise last_seen when `raise`, report it when new. */
 void chat__client_store_message(chat_client *c, const chat_message *m,
                                 chat_message_origin origin, bool raise,
@@ -392,6 +423,13 @@ bool chat__creq_gap_is_open(const chat_client *c, const char *conv);
  * that has messages past its last_seen (the server cut a resume short). */
 chat_err chat__creq_sync(chat_client *c);
 uint32_t chat__creq_gaps(const chat_client *c);
+/* Fetch the conversation object anew (a system message arrived through
+ * resume or REST); one at a time per conversation. */
+chat_err chat__creq_conv_refresh(chat_client *c, const char *conv);
+/* The user is no longer a member of conv: forget its last_seen (resume
+ * stops asking for it) and, when the stored copy still lists the user,
+ * store and report it without them. */
+void chat__client_left(chat_client *c, const char *conv);
 chat_time_ms chat__creq_deadline(const chat_client *c);
 void chat__creq_timer(chat_client *c, chat_time_ms now);
 bool chat__creq_ready(const chat_client *c);

@@ -241,9 +241,11 @@ static chat_err closed(chat_client *c, uint16_t ws_code, int why,
   if (c->goaway) {
     /* A deliberate close (drain, overload) announced by `goaway`: wait a
      * uniformly random delay in [0, retry_after_ms] instead of the backoff,
-     * so that a restart's clients do not all return at once; the attempt
-     * counter does not grow (PROTOCOL.md section 8). */
+     * so that a restart's clients do not all return at once; should that
+     * reconnect fail, the backoff starts again from its first step
+     * (PROTOCOL.md section 8). */
     c->goaway = false;
+    c->attempt = 0;
     uint8_t b[8];
     c->env.random(c->env.user_data, b, sizeof b);
     uint64_t r = 0;

@@ -18,6 +18,9 @@ static void on_hello(chat_client *c, const chat_hello *h, chat_time_ms now) {
   c->ready_at = now;
   c->resumed = false;
   c->resume_msgs = 0;
+  /* Paced resumes (section 8): this many conversations per resume frame. */
+  c->resume_batch = h->has_resume_batch_hint ? h->resume_batch_hint : 0;
+  c->resume_round = 0;
   chat__client_resume_reset(c);
   /* resume goes first, then the outbox in order, presence and marks; the
    * callbacks run after, so a send made from one queues behind them. */
@@ -53,6 +56,16 @@ static void on_error_frame(chat_client *c, const chat_error_frame *ef,
     return;
   if (c->cb.on_error)
     c->cb.on_error(c->ud, c, &ce);
+}
+
+/* Does the conversation list this user (unknown before hello: yes)? */
+static bool member_of(const chat_client *c, const chat_conversation *conv) {
+  if (!c->user_id)
+    return true;
+  for (size_t i = 0; i < conv->n_members; i++)
+    if (strcmp(conv->members[i], c->user_id) == 0)
+      return true;
+  return false;
 }
 
 static void on_live_message(chat_client *c, const chat_message *m,
@@ -121,6 +134,9 @@ static void dispatch(chat_client *c, const chat_frame *f, chat_time_ms now) {
     break;
   case CHAT_FRAME_CONVERSATION:
     chat__client_put_conversation(c, f->conversation);
+    if (!member_of(c, f->conversation))
+      /* Removed (or left from another device): stop resuming it. */
+      chat__client_left(c, f->conversation->conversation_id);
     break;
   case CHAT_FRAME_ERROR:
     on_error_frame(c, f->error, now);

@@ -1,7 +1,9 @@
-/* The outbox: every send not yet acked, mirrored from the store in sending
- * order and indexed by client_msg_id. Each entry goes out once per
- * connection with the same client_msg_id, so a retry the server already
- * stored comes back as duplicate:true and nothing is stored twice. */
+/* The outbox: every send, edit and delete not yet acked, mirrored from the
+ * store in sending order and indexed by client_msg_id. Each entry goes out
+ * once per connection with the same client_msg_id, so a retry the server
+ * already stored comes back as duplicate:true and nothing is stored twice.
+ * An acked edit or delete becomes the log entry it is in the local store
+ * and is applied to its target (PROTOCOL.md section 8). */
 #include "client/client_internal.h"
 
 #include <string.h>
@@ -35,10 +37,13 @@ void chat__client_outbox_free_entry(chat_client *c, chat__obox *o) {
 
 chat_err chat__client_outbox_append(chat_client *c, const char *id,
                                     const char *conv, const char *body,
-                                    size_t len) {
+                                    size_t len, chat_client_outbox_kind kind,
+                                    uint64_t target_id) {
   chat__obox *o = chat__calloc(&c->a, 1, sizeof *o);
   if (!o)
     return CHAT_ERR_NOMEM;
+  o->kind = kind;
+  o->target_id = target_id;
   o->client_msg_id = chat__strndup(&c->a, id, strlen(id));
   o->conv = chat__strndup(&c->a, conv, strlen(conv));
   o->body = chat__strndup(&c->a, body ? body : "", len);
@@ -94,8 +99,21 @@ void chat__client_outbox_flush(chat_client *c, chat_time_ms now) {
     chat_send s = {.client_msg_id = o->client_msg_id,
                    .conversation_id = o->conv,
                    .body = {o->body, o->body_len}};
-    chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_SEND,
+    chat_edit ed = {.client_msg_id = o->client_msg_id,
+                    .conversation_id = o->conv,
+                    .target_id = o->target_id,
+                    .body = {o->body, o->body_len}};
+    chat_delete del = {.client_msg_id = o->client_msg_id,
+                       .conversation_id = o->conv,
+                       .target_id = o->target_id};
+    chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_SEND,
                     .send = &s};
+    if (o->kind == CHAT_CLIENT_OUTBOX_EDIT)
+      f = (chat_frame){.version = CHAT_FRAME_V2, .type = CHAT_FRAME_EDIT,
+                       .edit = &ed};
+    else if (o->kind == CHAT_CLIENT_OUTBOX_DELETE)
+      f = (chat_frame){.version = CHAT_FRAME_V2, .type = CHAT_FRAME_DELETE,
+                       .deletion = &del};
     chat_err e = chat__client_queue_frame(c, &f, NULL);
     if (e == CHAT_ERR_NOMEM)
       return; /* tried again on the next flush */
@@ -118,11 +136,26 @@ chat_time_ms chat__client_outbox_deadline(const chat_client *c) {
 static void load_cb(void *ctx, const chat_client_outbox_entry *e) {
   chat_client *c = ctx;
   if (chat__client_outbox_append(c, e->client_msg_id, e->conversation_id,
-                                 e->body.ptr, e->body.len))
+                                 e->body.ptr, e->body.len,
+                                 CHAT_CLIENT_OUTBOX_SEND, 0))
+    c->load_oom = true;
+}
+
+static void load_v2_cb(void *ctx, const chat_client_outbox_entry_v2 *e) {
+  chat_client *c = ctx;
+  chat_client_outbox_kind k = e->kind;
+  if (k != CHAT_CLIENT_OUTBOX_EDIT && k != CHAT_CLIENT_OUTBOX_DELETE)
+    k = CHAT_CLIENT_OUTBOX_SEND;
+  if (chat__client_outbox_append(c, e->client_msg_id, e->conversation_id,
+                                 e->body.ptr, e->body.len, k,
+                                 k == CHAT_CLIENT_OUTBOX_SEND ? 0
+                                                              : e->target_id))
     c->load_oom = true;
 }
 
 chat_err chat__client_outbox_load(chat_client *c) {
+  if (c->v2)
+    return c->st->each_outbox_v2(c->st->self, load_v2_cb, c);
   return c->st->each_outbox(c->st->self, load_cb, c);
 }
 
@@ -159,19 +192,40 @@ void chat__client_outbox_ack(chat_client *c, const chat_ack *a) {
                        "cannot remove an acked send from the outbox", 0,
                        false);
   chat__client_outbox_unlink(c, o);
+  /* The entry as the other members get it: a message, or an edit or
+   * delete log entry naming its target. */
+  bool entry = o->kind != CHAT_CLIENT_OUTBOX_SEND;
   chat_message m = {.message_id = a->message_id,
                     .conversation_id = o->conv,
                     .sender_id = c->user_id,
                     .body = {o->body, o->body_len},
                     .server_ts = a->server_ts,
-                    .client_msg_id = o->client_msg_id};
-  bool inserted;
-  if (c->user_id &&
-      c->st->put_message(c->st->self, &m, true, &inserted) != CHAT_OK)
-    chat__client_error(c, CHAT_ERR_MODULE, o->conv,
-                       "cannot store an acked send", 0, false);
+                    .client_msg_id = o->client_msg_id,
+                    .body_type = o->kind == CHAT_CLIENT_OUTBOX_EDIT
+                                     ? CHAT_BODY_EDIT
+                                 : o->kind == CHAT_CLIENT_OUTBOX_DELETE
+                                     ? CHAT_BODY_DELETE
+                                     : CHAT_BODY_TEXT,
+                    .has_target_id = entry,
+                    .target_id = entry ? o->target_id : 0};
+  bool inserted = false, stored = false;
+  if (c->user_id) {
+    if (c->st->put_message(c->st->self, &m, true, &inserted) != CHAT_OK)
+      chat__client_error(c, CHAT_ERR_MODULE, o->conv,
+                         "cannot store an acked send", 0, false);
+    else
+      stored = true;
+  }
+  /* Apply it (an edit or delete of ours), or bring our message up to date
+   * with entries that reached the store before this ack did. */
+  bool changed = false;
+  uint64_t target = entry ? o->target_id : m.message_id;
+  if (stored && (entry || inserted))
+    (void)chat__client_apply(c, o->conv, target, &changed);
   if (c->cb.on_ack)
     c->cb.on_ack(c->ud, c, a);
+  if (changed)
+    chat__client_report_changed(c, o->conv, target);
   chat__client_outbox_free_entry(c, o);
 }
 
@@ -186,7 +240,13 @@ bool chat__client_outbox_refused(chat_client *c, const chat_error_frame *ef,
   chat_client_error ce = {.err = CHAT_OK, .wire = ef,
                           .message = ef->message.ptr ? ef->message.ptr : "",
                           .client_msg_id = o->client_msg_id,
-                          .conversation_id = o->conv};
+                          .conversation_id = o->conv,
+                          .op = o->kind == CHAT_CLIENT_OUTBOX_EDIT
+                                    ? CHAT_FRAME_EDIT
+                                : o->kind == CHAT_CLIENT_OUTBOX_DELETE
+                                    ? CHAT_FRAME_DELETE
+                                    : CHAT_FRAME_SEND,
+                          .target_id = o->target_id};
   if (ef->wire == CHAT_WIRE_RATE_LIMITED || ef->wire == CHAT_WIRE_INTERNAL) {
     /* Not stored: send again later, same client_msg_id. */
     uint64_t wait = ef->has_retry_after ? ef->retry_after_ms
@@ -200,8 +260,9 @@ bool chat__client_outbox_refused(chat_client *c, const chat_error_frame *ef,
       c->cb.on_error(c->ud, c, &ce);
     return true;
   }
-  /* Refused for good (not a member, too large, ...): it leaves the
-   * outbox, and the app hears why. */
+  /* Refused for good (not a member, too large; for an edit or a delete
+   * also forbidden or not_found): it leaves the outbox, and the app hears
+   * why. */
   if (c->st->outbox_remove(c->st->self, o->client_msg_id))
     chat__client_error(c, CHAT_ERR_MODULE, o->conv,
                        "cannot remove a refused send from the outbox", 0,

@@ -1,8 +1,9 @@
 /* REST as data: the client queues requests (method, path, body), the host
  * performs them and hands back status and body. Used to close resume gaps
  * (`resume_failed`, or a history that never completed), to fetch the
- * conversation list, to create conversations and to page older history.
- * Answers are decoded by rest_decode.c. */
+ * conversation list and single conversations, to create conversations, to
+ * page older history, and for the member and admin calls of PROTOCOL.md
+ * section 8. Answers are decoded by rest_decode.c. */
 #include "client/client_internal.h"
 
 #include <stddef.h>
@@ -349,6 +350,142 @@ chat_err chat_client_load_older(chat_client *c, const char *conv,
   return app_req(c, r, id);
 }
 
+/* ---- one conversation, members and admins (section 8) ---- */
+
+static chat_err conv_path(chat_client *c, chat__req *r) {
+  char path[128];
+  snprintf(path, sizeof path, "/api/v1/conversations/%s", r->conv);
+  return req_set(c, r, "GET", path);
+}
+
+chat_err chat__creq_conv_refresh(chat_client *c, const char *conv) {
+  for (const chat__req *q = c->reqs; q; q = q->next)
+    if (q->kind == REQ_CONV && q->internal && strcmp(q->conv, conv) == 0)
+      return CHAT_OK; /* one is on its way already */
+  chat__req *r = req_new(c, REQ_CONV, conv);
+  if (!r || conv_path(c, r)) {
+    if (r)
+      req_free(c, r);
+    return CHAT_ERR_NOMEM;
+  }
+  r->internal = true;
+  req_link(c, r);
+  return CHAT_OK;
+}
+
+chat_err chat_client_fetch_conversation(chat_client *c, const char *conv,
+                                        uint32_t *id, chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  chat_err e = chat__client_check_id(c, "conversation_id", conv);
+  if (e)
+    return e;
+  chat__req *r = req_new(c, REQ_CONV, conv);
+  if (!r || conv_path(c, r)) {
+    if (r)
+      req_free(c, r);
+    return chat__client_fail(c, CHAT_ERR_NOMEM, "out of memory");
+  }
+  return app_req(c, r, id);
+}
+
+/* A member or admin request: method on path (with the JSON body
+ * {"user_id": user} for a POST). */
+static chat_err member_req(chat_client *c, req_kind kind, const char *conv,
+                           const char *method, const char *path,
+                           const char *user, uint32_t *id) {
+  chat__req *r = req_new(c, kind, conv);
+  chat_err e = r ? req_set(c, r, method, path) : CHAT_ERR_NOMEM;
+  if (!e && strcmp(method, "POST") == 0) {
+    chat__buf b;
+    chat__buf_init(&b, &c->a);
+    chat__jw w;
+    chat__jw_init(&w, &b);
+    chat__jw_obj_begin(&w);
+    chat__jw_key(&w, "user_id");
+    chat__jw_str(&w, user, strlen(user));
+    chat__jw_obj_end(&w);
+    if (b.oom || !(r->body = chat__strndup(&c->a, b.data, b.len)))
+      e = CHAT_ERR_NOMEM;
+    else
+      r->body_len = b.len;
+    chat__buf_free(&b);
+  }
+  if (e) {
+    if (r)
+      req_free(c, r);
+    return chat__client_fail(c, CHAT_ERR_NOMEM, "out of memory");
+  }
+  return app_req(c, r, id);
+}
+
+static chat_err check_pair(chat_client *c, const char *conv,
+                           const char *user) {
+  chat_err e = chat__client_check_id(c, "conversation_id", conv);
+  return e ? e : chat__client_check_id(c, "user_id", user);
+}
+
+chat_err chat_client_add_admin(chat_client *c, const char *conv,
+                               const char *user, uint32_t *id,
+                               chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  chat_err e = check_pair(c, conv, user);
+  if (e)
+    return e;
+  char path[128];
+  snprintf(path, sizeof path, "/api/v1/conversations/%s/admins", conv);
+  return member_req(c, REQ_ADMIN, conv, "POST", path, user, id);
+}
+
+chat_err chat_client_remove_admin(chat_client *c, const char *conv,
+                                  const char *user, uint32_t *id,
+                                  chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  chat_err e = check_pair(c, conv, user);
+  if (e)
+    return e;
+  char path[192];
+  snprintf(path, sizeof path, "/api/v1/conversations/%s/admins/%s", conv,
+           user);
+  return member_req(c, REQ_ADMIN, conv, "DELETE", path, user, id);
+}
+
+chat_err chat_client_remove_member(chat_client *c, const char *conv,
+                                   const char *user, uint32_t *id,
+                                   chat_time_ms now) {
+  (void)now;
+  if (!c)
+    return CHAT_ERR_INVAL;
+  chat_err e = check_pair(c, conv, user);
+  if (e)
+    return e;
+  bool self = c->user_id && strcmp(c->user_id, user) == 0;
+  char path[192];
+  snprintf(path, sizeof path, "/api/v1/conversations/%s/members/%s", conv,
+           user);
+  return member_req(c, self ? REQ_LEAVE : REQ_REMOVE, conv, "DELETE", path,
+                    user, id);
+}
+
+chat_err chat_client_leave(chat_client *c, const char *conv, uint32_t *id,
+                           chat_time_ms now) {
+  if (!c)
+    return CHAT_ERR_INVAL;
+  chat_err e = chat__client_check_id(c, "conversation_id", conv);
+  if (e)
+    return e;
+  if (!c->user_id)
+    return chat__client_fail(c, CHAT_ERR_STATE,
+                             "leave: the user id is not known before the "
+                             "server's first hello");
+  return chat_client_remove_member(c, conv, c->user_id, id, now);
+}
+
 static bool platform_ok(const char *p) {
   return strcmp(p, "apns") == 0 || strcmp(p, "fcm") == 0 ||
          strcmp(p, "webpush") == 0;
@@ -392,6 +529,8 @@ static void finish(chat_client *c, chat__req *r, chat_err result) {
   req_unlink(c, r);
   if (r->kind == REQ_GAP || r->sync)
     chat__client_progress(c, r->conv);
+  else if (r->internal)
+    ; /* a refresh the client started: nobody to tell */
   else if (c->cb.on_request_done)
     c->cb.on_request_done(c->ud, c, r->id, result);
   req_free(c, r);
@@ -491,21 +630,34 @@ static const chat__rest_kind answer_kind[] = {
     [REQ_CREATE] = CHAT__REST_CONVERSATION,
     [REQ_OLDER] = CHAT__REST_MESSAGES,
     [REQ_DEVICE] = CHAT__REST_ERROR, /* any JSON object; nothing to keep */
+    [REQ_CONV] = CHAT__REST_CONVERSATION,
+    [REQ_ADMIN] = CHAT__REST_CONVERSATION,
+    [REQ_REMOVE] = CHAT__REST_ERROR, /* {"removed":true}: nothing to keep */
+    [REQ_LEAVE] = CHAT__REST_ERROR,
 };
 
-/* The server's own words for a refusal, when its body says. */
+/* The server's own words for a refusal, when its body says; *wire is its
+ * code (CHAT_WIRE_OTHER when none or unknown). */
 static void refusal_text(chat_client *c, const char *body, size_t len,
-                         int status, char *out, size_t cap) {
+                         int status, char *out, size_t cap,
+                         chat_wire_error *wire) {
   const char *what = status == 403   ? "not a member"
                      : status == 404 ? "no such conversation"
                                      : "refused";
+  *wire = CHAT_WIRE_OTHER;
   chat__arena ar;
   chat__arena_init(&ar, &c->a);
   chat__rest_answer a;
+  memset(&a, 0, sizeof a);
   chat__rest_limits lim = {.max_answer_bytes = 1u << 16};
   if (chat__rest_decode(&ar, CHAT__REST_ERROR, body, len, &lim, &a, NULL,
-                        0) == CHAT_OK &&
-      a.error_code.ptr)
+                        0) != CHAT_OK)
+    memset(&a, 0, sizeof a);
+  if (a.error_code.ptr)
+    *wire = chat_wire_error_from_str(a.error_code.ptr, a.error_code.len);
+  if (*wire == CHAT_WIRE_FORBIDDEN)
+    what = "forbidden";
+  if (a.error_code.ptr)
     snprintf(out, cap, "REST %d %s: %.*s%s%.*s", status, what,
              (int)a.error_code.len, a.error_code.ptr,
              a.error_message.ptr ? ": " : "",
@@ -544,7 +696,11 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
     chat__client_wants_changed(c);
     return CHAT_OK;
   }
-  if (status == 0 || status == 429 || (status >= 500 && status != 501)) {
+  /* A 429 on create is the daily cap on new direct conversations
+   * (section 8): retrying cannot help today. */
+  bool capped = status == 429 && r->kind == REQ_CREATE;
+  if (!capped &&
+      (status == 0 || status == 429 || (status >= 500 && status != 501))) {
     bool give_up = r->kind != REQ_GAP && r->attempt + 1 >= APP_MAX_ATTEMPTS;
     chat__client_error(c, CHAT_ERR_MODULE, conv, "REST request failed",
                        status, !give_up);
@@ -562,11 +718,32 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
   }
   if (status < 200 || status > 299) {
     char text[256];
-    refusal_text(c, body, len, status, text, sizeof text);
-    chat__client_error(c, CHAT_ERR_MODULE, conv, text, status, false);
-    finish(c, r, status == 404 || status == 403 ? CHAT_ERR_NOT_FOUND
-                                                : CHAT_ERR_MODULE);
-    return CHAT_OK;
+    chat_wire_error wire;
+    refusal_text(c, body, len, status, text, sizeof text, &wire);
+    bool gone = (status == 403 && wire != CHAT_WIRE_FORBIDDEN) ||
+                status == 404;
+    if ((r->kind == REQ_REMOVE || r->kind == REQ_LEAVE) && r->attempt > 0 &&
+        gone) {
+      /* A retry of a removal whose first answer was lost: the first one
+       * did it. */
+      status = 200;
+    } else if (r->kind == REQ_LEAVE && status == 403 && gone) {
+      /* Not a member any more (left from another device): done. */
+      chat__client_left(c, conv);
+      finish(c, r, CHAT_OK);
+      return CHAT_OK;
+    } else {
+      chat__client_error(c, CHAT_ERR_MODULE, conv, text, status, false);
+      if (r->kind == REQ_CONV && gone)
+        chat__client_left(c, conv); /* the server says: not ours */
+      chat_err res = wire == CHAT_WIRE_FORBIDDEN ? CHAT_ERR_DENIED
+                     : gone                       ? CHAT_ERR_NOT_FOUND
+                     : status == 409              ? CHAT_ERR_CONFLICT
+                     : capped                     ? CHAT_ERR_RATE_LIMITED
+                                                  : CHAT_ERR_MODULE;
+      finish(c, r, res);
+      return CHAT_OK;
+    }
   }
 
   chat__arena ar;
@@ -585,6 +762,13 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
                                  &a, why, sizeof why);
   if (!e && (r->kind == REQ_GAP || r->kind == REQ_OLDER))
     e = same_conversation(r, &a, why, sizeof why);
+  if (!e && (r->kind == REQ_CONV || r->kind == REQ_ADMIN) &&
+      strcmp(a.conversation->conversation_id, r->conv) != 0) {
+    /* Stored under the wrong id it would overwrite another chat. */
+    snprintf(why, sizeof why,
+             "conversation_id: not the conversation asked for");
+    e = CHAT_ERR_BAD_VALUE;
+  }
   bool more = false;
   if (!e) {
     switch (r->kind) {
@@ -605,6 +789,25 @@ chat_err chat_client_on_response(chat_client *c, uint32_t id, int status,
       older_page(c, r, &a);
       break;
     case REQ_DEVICE:
+      break;
+    case REQ_CONV:
+    case REQ_ADMIN:
+      chat__client_put_conversation(c, a.conversation);
+      break;
+    case REQ_REMOVE:
+      /* Removed: fetch what the conversation looks like now (an admin
+       * may have been promoted), and report the request after that. */
+      r->kind = REQ_CONV;
+      chat__free(&c->a, r->body);
+      r->body = NULL;
+      r->body_len = 0;
+      e = conv_path(c, r);
+      more = e == CHAT_OK;
+      if (e)
+        snprintf(why, sizeof why, "%s", chat_strerror(e));
+      break;
+    case REQ_LEAVE:
+      chat__client_left(c, r->conv);
       break;
     }
   }

@@ -41,47 +41,92 @@ static void resume_cb(void *ctx, const char *conv, uint64_t id) {
     b->since = id;
 }
 
+/* Most recently active first (the last id seen stands for activity);
+ * ties by id, so that every round of a paced resume cuts the same
+ * batches. */
 static int newest_first(const void *x, const void *y) {
   const chat_resume_entry *a = x, *b = y;
-  return a->message_id < b->message_id ? 1
-         : a->message_id > b->message_id ? -1
-                                         : 0;
+  if (a->message_id != b->message_id)
+    return a->message_id < b->message_id ? 1 : -1;
+  return strcmp(a->conversation_id, b->conversation_id);
 }
 
-/* `resume` from the store's last_seen map; `since` is the newest id this
- * device has seen anywhere, absent on a fresh device (the server then
- * sends a `conversation` frame for each conversation instead). A device
- * with more conversations than a resume may list names the most recently
- * active ones, and `since` covers the rest. */
-chat_err chat__client_resume_send(chat_client *c) {
-  resume_build b = {.c = c};
-  chat_err e = c->st->each_last_seen(c->st->self, resume_cb, &b);
-  if (!e && b.oom)
-    e = CHAT_ERR_NOMEM;
-  size_t keep = b.n > CHAT__CLIENT_MAX_RESUME_ENTRIES
+/* The largest message id: a `since` no conversation has anything after. */
+#define SINCE_NOTHING ((uint64_t)INT64_MAX)
+
+/* One round of a paced resume (section 8): the batch of round
+ * c->resume_round among the conversations sorted most recently active
+ * first, and `since` past every id, so that the server answers for the
+ * batch only. */
+static chat_err send_batch(chat_client *c, resume_build *b) {
+  qsort(b->e, b->n, sizeof *b->e, newest_first);
+  size_t from = (size_t)c->resume_round * c->resume_batch;
+  size_t n = from < b->n ? b->n - from : 0;
+  if (n > c->resume_batch)
+    n = c->resume_batch;
+  chat_resume r = {.last_seen = b->e + from, .n_last_seen = n,
+                   .has_since = true, .since = SINCE_NOTHING};
+  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUME,
+                  .resume = &r};
+  return chat__client_queue_frame(c, &f, NULL);
+}
+
+/* The one resume (or the last round of a paced one): every conversation,
+ * and the real `since`. */
+static chat_err send_full(chat_client *c, resume_build *b) {
+  chat_err e = CHAT_OK;
+  size_t keep = b->n > CHAT__CLIENT_MAX_RESUME_ENTRIES
                     ? CHAT__CLIENT_MAX_RESUME_ENTRIES
-                    : b.n;
+                    : b->n;
   bool sorted = false;
-  while (!e) {
-    if (keep < b.n && !sorted) {
-      qsort(b.e, b.n, sizeof *b.e, newest_first);
+  for (;;) {
+    if (keep < b->n && !sorted) {
+      qsort(b->e, b->n, sizeof *b->e, newest_first);
       sorted = true;
     }
     /* Unlisted conversations get what is after `since`: when some are
      * left out, `since` must go back to the oldest of them, or the
      * messages between their last_seen and the newest id would be
      * skipped. */
-    uint64_t since = keep < b.n ? b.e[b.n - 1].message_id : b.since;
-    chat_resume r = {.last_seen = b.e, .n_last_seen = keep,
+    uint64_t since = keep < b->n ? b->e[b->n - 1].message_id : b->since;
+    chat_resume r = {.last_seen = b->e, .n_last_seen = keep,
                      .has_since = since > 0, .since = since};
     chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_RESUME,
                     .resume = &r};
     e = chat__client_queue_frame(c, &f, NULL);
     /* Long conversation ids can pass the frame limit first. */
     if (e != CHAT_ERR_FRAME_TOO_LARGE || keep <= 1)
-      break;
-    e = CHAT_OK;
+      return e;
     keep /= 2;
+  }
+}
+
+/* `resume` from the store's last_seen map; `since` is the newest id this
+ * device has seen anywhere, absent on a fresh device (the server then
+ * sends a `conversation` frame for each conversation instead). A device
+ * with more conversations than a resume may list names the most recently
+ * active ones, and `since` covers the rest.
+ *
+ * When hello asked for paced resumes (resume_batch_hint) and the device
+ * holds more conversations than that, the resume goes in rounds: one
+ * batch per round, each waiting for the `resumed` of the one before, and
+ * a last round that lists every conversation with the real `since`. This
+ * sends round c->resume_round and sets c->resume_final when it is the
+ * last. */
+chat_err chat__client_resume_send(chat_client *c) {
+  resume_build b = {.c = c};
+  chat_err e = c->st->each_last_seen(c->st->self, resume_cb, &b);
+  if (!e && b.oom)
+    e = CHAT_ERR_NOMEM;
+  c->resume_final = true;
+  size_t rounds = c->resume_batch && b.n > c->resume_batch
+                      ? (b.n + c->resume_batch - 1) / c->resume_batch
+                      : 1;
+  if (!e && (size_t)c->resume_round + 1 < rounds) {
+    c->resume_final = false;
+    e = send_batch(c, &b);
+  } else if (!e) {
+    e = send_full(c, &b);
   }
   if (e && e != CHAT_ERR_NOMEM && e != CHAT_ERR_FRAME_TOO_LARGE)
     e = CHAT_ERR_MODULE;
@@ -148,6 +193,9 @@ void chat__client_on_resume_failed(chat_client *c,
   partial_set(c, rf->conversation_id, false);
   if (strcmp(r, "not_member") == 0 ||
       strcmp(r, "no_such_conversation") == 0) {
+    /* Not ours any more (removed while away, or left elsewhere): stop
+     * asking for it, and drop the user from the stored copy. */
+    chat__client_left(c, rf->conversation_id);
     chat__client_error(c, CHAT_ERR_NOT_FOUND, rf->conversation_id,
                        "resume refused: not a member", 0, false);
     return;
@@ -161,6 +209,18 @@ void chat__client_on_resume_failed(chat_client *c,
 }
 
 void chat__client_on_resumed(chat_client *c, chat_time_ms now) {
+  if (!c->resume_final) {
+    /* A round of a paced resume is done: the next one (its history came
+     * in like any; a history cut short still opens its REST gap at the
+     * end). */
+    c->resume_round++;
+    chat_err e = chat__client_resume_send(c);
+    if (e) {
+      chat__client_error(c, e, NULL, "cannot build resume", 0, false);
+      chat__client_request_close(c, "cannot build resume");
+    }
+    return;
+  }
   /* A conversation whose history stopped before a complete:true frame has
    * a hole the server did not fill: page it over REST. */
   for (;;) {

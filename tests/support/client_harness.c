@@ -27,7 +27,20 @@ static void on_message(void *ud, chat_client *c, const chat_message *m,
   ch_event *e = ev(ud, "message");
   snprintf(e->a, sizeof e->a, "%llu", (unsigned long long)m->message_id);
   snprintf(e->b, sizeof e->b, "%s", m->conversation_id);
+  snprintf(e->body, sizeof e->body, "%.*s", (int)m->body.len, m->body.ptr);
   e->n = (int)o;
+  e->flag = m->deleted;
+  e->edited = m->has_edited_ts;
+  e->refs = (int)m->n_media_refs;
+}
+static void on_changed(void *ud, chat_client *c, const chat_message *m) {
+  (void)c;
+  ch_event *e = ev(ud, "changed");
+  snprintf(e->a, sizeof e->a, "%llu", (unsigned long long)m->message_id);
+  snprintf(e->b, sizeof e->b, "%s", m->conversation_id);
+  snprintf(e->body, sizeof e->body, "%.*s", (int)m->body.len, m->body.ptr);
+  e->flag = m->deleted;
+  e->edited = m->has_edited_ts;
 }
 static void on_ack(void *ud, chat_client *c, const chat_ack *a) {
   (void)c;
@@ -75,6 +88,8 @@ static void on_error(void *ud, chat_client *c, const chat_client_error *er) {
   e->n = (int)er->err;
   e->http = er->http_status;
   e->flag = er->retrying;
+  e->op = (int)er->op;
+  e->target = er->target_id;
 }
 static void on_progress(void *ud, chat_client *c,
                         const chat_resume_progress *p) {
@@ -113,7 +128,7 @@ chat_err ch_open_alloc(ch *h, const char *path, const chat_client_settings *s,
     fake_env_init(&h->fe, 1700000000000, 42);
   set.env = &h->fe.env;
   h->cb = (chat_client_callbacks){
-      .version = CHAT_CLIENT_CALLBACKS_V1,
+      .version = CHAT_CLIENT_CALLBACKS_V2, .on_message_changed = on_changed,
       .on_connection = on_connection, .on_hello = on_hello,
       .on_message = on_message, .on_ack = on_ack, .on_receipt = on_receipt,
       .on_typing = on_typing, .on_presence = on_presence,
@@ -268,6 +283,18 @@ void ch_msg(ch *h, const char *conv, const char *id, const char *sender) {
            "\"%s\",\"sender_id\":\"%s\",\"body\":\"hi %s\",\"server_ts\":"
            "1700000000001,\"client_msg_id\":\"x%s\"}",
            id, conv, sender, id, id);
+  ch_feed(h, f);
+}
+
+void ch_entry(ch *h, const char *conv, const char *id, const char *sender,
+              const char *kind, const char *target, const char *body) {
+  char f[1024];
+  snprintf(f, sizeof f,
+           "{\"type\":\"message\",\"message_id\":\"%s\",\"conversation_id\":"
+           "\"%s\",\"sender_id\":\"%s\",\"body\":\"%s\",\"server_ts\":"
+           "%s,\"client_msg_id\":\"x%s\",\"body_type\":\"%s\","
+           "\"target_id\":\"%s\"}",
+           id, conv, sender, body, id, id, kind, target);
   ch_feed(h, f);
 }
 

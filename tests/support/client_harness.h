@@ -20,8 +20,13 @@ typedef struct ch_event {
   char a[80];       /* main id: message id, client_msg_id, conversation */
   char b[80];       /* second: user, origin, wire code */
   int n;            /* a number: state, is_typing, err */
-  bool flag;        /* retrying, duplicate, complete */
+  bool flag;        /* retrying, duplicate, complete; message: deleted */
   int http;         /* error: http_status */
+  bool edited;      /* message, changed: has_edited_ts */
+  char body[80];    /* message, changed: the body */
+  int op;           /* error: chat_client_error.op */
+  int refs;         /* message: n_media_refs */
+  uint64_t target;  /* error: chat_client_error.target_id */
 } ch_event;
 
 typedef struct ch {
@@ -70,6 +75,10 @@ const ch_event *ch_last_ev(const ch *h, const char *kind);
 
 /* A live `message` frame from sender ("hi <id>", client_msg_id x<id>). */
 void ch_msg(ch *h, const char *conv, const char *id, const char *sender);
+/* A live edit or delete entry: kind "edit" or "delete", server_ts = id
+ * (as a decimal number), client_msg_id x<id>. */
+void ch_entry(ch *h, const char *conv, const char *id, const char *sender,
+              const char *kind, const char *target, const char *body);
 /* An `ack` of one of our sends. */
 void ch_ack(ch *h, const char *cmid, const char *id, bool duplicate);
 

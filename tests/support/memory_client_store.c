@@ -18,6 +18,16 @@ static char *dup0(const char *s) {
   return s ? dupn(s, strlen(s)) : NULL;
 }
 
+/* Overwrite, then free: an erased body leaves no copy in the heap. */
+static void wipe(char *p, size_t n) {
+  if (!p)
+    return;
+  volatile char *v = p;
+  for (size_t i = 0; i < n; i++)
+    v[i] = 0;
+  free(p);
+}
+
 /* Grow *arr (of *n elements of size sz, capacity *cap) by one; NULL when
  * out of memory. The new element is zeroed. */
 static void *grow(void **arr, size_t *n, size_t *cap, size_t sz) {
@@ -38,6 +48,7 @@ typedef struct mmsg {
   char *conv, *sender, *cmid, *body;
   size_t body_len;
   uint64_t id, reply_to, target_id;
+  uint64_t edit_id; /* the edit entry whose body it holds; 0: its own */
   bool has_reply_to, own, has_target_id, has_edited_ts, deleted;
   chat_body_type body_type;
   chat_sender_kind sender_kind;
@@ -54,6 +65,8 @@ typedef struct mbox {
   int64_t seq;
   char *cmid, *conv, *body;
   size_t body_len;
+  chat_client_outbox_kind kind;
+  uint64_t target_id;
 } mbox;
 
 typedef struct mmark {
@@ -136,7 +149,8 @@ static mmsg copy_msg(const mmsg *m) {
 }
 
 static void free_msg(mmsg *m) {
-  free(m->conv), free(m->sender), free(m->cmid), free(m->body);
+  free(m->conv), free(m->sender), free(m->cmid);
+  wipe(m->body, m->body_len);
 }
 
 static chat_err each_message(void *self, const char *conv, uint64_t before,
@@ -255,12 +269,14 @@ static chat_err each_last_seen(void *self,
 
 /* ---- outbox ---- */
 
-static chat_err outbox_add(void *self, const chat_client_outbox_entry *e) {
+static chat_err outbox_add_v2(void *self,
+                              const chat_client_outbox_entry_v2 *e) {
   mstore *s = self;
   for (size_t i = 0; i < s->n_box; i++)
     if (strcmp(s->box[i].cmid, e->client_msg_id) == 0)
       return CHAT_ERR_MODULE; /* unique, as a constraint would say */
-  mbox x = {.seq = ++s->next_seq, .body_len = e->body.len};
+  mbox x = {.seq = ++s->next_seq, .body_len = e->body.len, .kind = e->kind,
+            .target_id = e->target_id};
   x.cmid = dup0(e->client_msg_id);
   x.conv = dup0(e->conversation_id);
   x.body = dupn(e->body.ptr ? e->body.ptr : "", e->body.len);
@@ -275,11 +291,20 @@ static chat_err outbox_add(void *self, const chat_client_outbox_entry *e) {
   return CHAT_OK;
 }
 
+static chat_err outbox_add(void *self, const chat_client_outbox_entry *e) {
+  chat_client_outbox_entry_v2 v2 = {.client_msg_id = e->client_msg_id,
+                                    .conversation_id = e->conversation_id,
+                                    .body = e->body,
+                                    .kind = CHAT_CLIENT_OUTBOX_SEND};
+  return outbox_add_v2(self, &v2);
+}
+
 static chat_err outbox_remove(void *self, const char *cmid) {
   mstore *s = self;
   for (size_t i = 0; i < s->n_box; i++)
     if (strcmp(s->box[i].cmid, cmid) == 0) {
-      free(s->box[i].cmid), free(s->box[i].conv), free(s->box[i].body);
+      free(s->box[i].cmid), free(s->box[i].conv);
+      wipe(s->box[i].body, s->box[i].body_len);
       memmove(&s->box[i], &s->box[i + 1],
               (s->n_box - i - 1) * sizeof *s->box);
       s->n_box--;
@@ -288,11 +313,13 @@ static chat_err outbox_remove(void *self, const char *cmid) {
   return CHAT_OK;
 }
 
-static chat_err each_outbox(void *self,
-                            void (*fn)(void *,
-                                       const chat_client_outbox_entry *),
+/* Every entry (v2) or the sends only (V1's shape). */
+static chat_err walk_outbox(mstore *s,
+                            void (*fn1)(void *,
+                                        const chat_client_outbox_entry *),
+                            void (*fn2)(void *,
+                                        const chat_client_outbox_entry_v2 *),
                             void *ctx) {
-  mstore *s = self;
   size_t n = s->n_box;
   mbox *snap = malloc((n + 1) * sizeof *snap);
   if (!snap)
@@ -307,18 +334,42 @@ static chat_err each_outbox(void *self,
   for (size_t i = 0; i < n; i++) {
     if (!snap[i].cmid || !snap[i].conv || !snap[i].body)
       e = CHAT_ERR_NOMEM;
-    if (!e) {
+    if (!e && fn2) {
+      chat_client_outbox_entry_v2 en = {.seq = snap[i].seq,
+                                        .client_msg_id = snap[i].cmid,
+                                        .conversation_id = snap[i].conv,
+                                        .body = {snap[i].body,
+                                                 snap[i].body_len},
+                                        .kind = snap[i].kind,
+                                        .target_id = snap[i].target_id};
+      fn2(ctx, &en);
+    } else if (!e && snap[i].kind == CHAT_CLIENT_OUTBOX_SEND) {
       chat_client_outbox_entry en = {.seq = snap[i].seq,
                                      .client_msg_id = snap[i].cmid,
                                      .conversation_id = snap[i].conv,
                                      .body = {snap[i].body,
                                               snap[i].body_len}};
-      fn(ctx, &en);
+      fn1(ctx, &en);
     }
-    free(snap[i].cmid), free(snap[i].conv), free(snap[i].body);
+    free(snap[i].cmid), free(snap[i].conv);
+    wipe(snap[i].body, snap[i].body_len);
   }
   free(snap);
   return e;
+}
+
+static chat_err each_outbox(void *self,
+                            void (*fn)(void *,
+                                       const chat_client_outbox_entry *),
+                            void *ctx) {
+  return walk_outbox(self, fn, NULL, ctx);
+}
+
+static chat_err each_outbox_v2(void *self,
+                               void (*fn)(void *,
+                                          const chat_client_outbox_entry_v2 *),
+                               void *ctx) {
+  return walk_outbox(self, NULL, fn, ctx);
 }
 
 /* ---- marks ---- */
@@ -516,14 +567,134 @@ static chat_err each_conversation(void *self,
   return oom ? CHAT_ERR_NOMEM : CHAT_OK;
 }
 
+/* ---- V2: one message, edit and delete entries applied ---- */
+
+static mmsg *find_msg(mstore *s, const char *conv, uint64_t id) {
+  for (size_t i = 0; i < s->n_msgs; i++)
+    if (s->msgs[i].id == id && strcmp(s->msgs[i].conv, conv) == 0)
+      return &s->msgs[i];
+  return NULL;
+}
+
+static chat_err get_message(void *self, const char *conv, uint64_t id,
+                            void (*fn)(void *, const chat_message *, bool,
+                                       chat_receipt_state),
+                            void *ctx) {
+  mmsg *found = find_msg(self, conv, id);
+  if (!found)
+    return CHAT_ERR_NOT_FOUND;
+  /* A private copy: the sink may change the store under us. */
+  mmsg m = copy_msg(found);
+  chat_err e = CHAT_ERR_NOMEM;
+  if (m.conv && m.sender && m.body && (m.cmid || !found->cmid)) {
+    chat_message cm = {.message_id = m.id, .conversation_id = m.conv,
+                       .sender_id = m.sender, .body = {m.body, m.body_len},
+                       .server_ts = m.server_ts, .client_msg_id = m.cmid,
+                       .has_reply_to = m.has_reply_to, .reply_to = m.reply_to,
+                       .body_type = m.body_type,
+                       .has_target_id = m.has_target_id,
+                       .target_id = m.target_id,
+                       .sender_kind = m.sender_kind,
+                       .has_edited_ts = m.has_edited_ts,
+                       .edited_ts = m.edited_ts, .deleted = m.deleted};
+    fn(ctx, &cm, m.own, m.state);
+    e = CHAT_OK;
+  }
+  free_msg(&m);
+  return e;
+}
+
+/* Erase a stored body in place (its bytes zeroed, the buffer kept as
+ * the empty string); true when there was one. */
+static bool erase_body(mmsg *m) {
+  if (m->body_len == 0)
+    return false;
+  volatile char *v = m->body;
+  for (size_t i = 0; i < m->body_len; i++)
+    v[i] = 0;
+  m->body_len = 0;
+  return true;
+}
+
+static bool names(const mmsg *m, const char *conv, uint64_t target,
+                  chat_body_type type) {
+  return m->body_type == type && m->has_target_id &&
+         m->target_id == target && strcmp(m->conv, conv) == 0;
+}
+
+static chat_err apply_changes(void *self, const char *conv, uint64_t id,
+                              bool *changed) {
+  mstore *s = self;
+  *changed = false;
+  mmsg *t = find_msg(s, conv, id);
+  if (!t || (t->body_type != CHAT_BODY_TEXT &&
+             t->body_type != CHAT_BODY_MEDIA))
+    return CHAT_OK;
+  bool del = t->deleted;
+  const mmsg *w = NULL; /* the newest edit entry */
+  for (size_t i = 0; i < s->n_msgs; i++) {
+    const mmsg *m = &s->msgs[i];
+    if (names(m, conv, id, CHAT_BODY_DELETE))
+      del = true;
+    else if (names(m, conv, id, CHAT_BODY_EDIT) && (!w || m->id > w->id))
+      w = m;
+  }
+  if (del) {
+    if (!t->deleted)
+      *changed = true;
+    t->deleted = true;
+    if (erase_body(t))
+      *changed = true;
+    for (size_t i = 0; i < s->n_msgs; i++)
+      if (names(&s->msgs[i], conv, id, CHAT_BODY_EDIT))
+        (void)erase_body(&s->msgs[i]);
+    return CHAT_OK;
+  }
+  if (!w)
+    return CHAT_OK;
+  bool apply = t->edit_id ? w->id > t->edit_id
+                          : !t->has_edited_ts || w->server_ts >= t->edited_ts;
+  if (!apply)
+    return CHAT_OK;
+  bool same = t->has_edited_ts && t->edited_ts == w->server_ts &&
+              t->body_len == w->body_len &&
+              memcmp(t->body, w->body, w->body_len) == 0;
+  char *body = dupn(w->body, w->body_len);
+  if (!body)
+    return CHAT_ERR_NOMEM;
+  wipe(t->body, t->body_len);
+  t->body = body;
+  t->body_len = w->body_len;
+  t->has_edited_ts = true;
+  t->edited_ts = w->server_ts;
+  t->edit_id = w->id;
+  *changed = !same;
+  return CHAT_OK;
+}
+
+static chat_err forget_last_seen(void *self, const char *conv) {
+  mstore *s = self;
+  for (size_t i = 0; i < s->n_seen; i++)
+    if (strcmp(s->seen[i].conv, conv) == 0) {
+      free(s->seen[i].conv);
+      memmove(&s->seen[i], &s->seen[i + 1],
+              (s->n_seen - i - 1) * sizeof *s->seen);
+      s->n_seen--;
+      break;
+    }
+  return CHAT_OK;
+}
+
 static void destroy(void *self) {
   mstore *s = self;
   for (size_t i = 0; i < s->n_msgs; i++)
     free_msg(&s->msgs[i]);
   for (size_t i = 0; i < s->n_seen; i++)
     free(s->seen[i].conv);
-  for (size_t i = 0; i < s->n_box; i++)
-    free(s->box[i].cmid), free(s->box[i].conv), free(s->box[i].body);
+  for (size_t i = 0; i < s->n_box; i++) {
+    free(s->box[i].cmid), free(s->box[i].conv);
+    wipe(s->box[i].body, s->box[i].body_len);
+  }
   for (size_t i = 0; i < s->n_marks; i++)
     free(s->marks[i].conv);
   for (size_t i = 0; i < s->n_convs; i++)
@@ -538,7 +709,7 @@ chat_err memory_client_store_open(chat_client_store_ops *out) {
   if (!s)
     return CHAT_ERR_NOMEM;
   *out = (chat_client_store_ops){
-      .version = CHAT_CLIENT_STORE_OPS_V1, .self = s,
+      .version = CHAT_CLIENT_STORE_OPS_V2, .self = s,
       .put_message = put_message, .each_message = each_message,
       .set_receipt = set_receipt, .get_last_seen = get_last_seen,
       .set_last_seen = set_last_seen, .each_last_seen = each_last_seen,
@@ -546,7 +717,23 @@ chat_err memory_client_store_open(chat_client_store_ops *out) {
       .each_outbox = each_outbox, .set_mark = set_mark,
       .each_mark = each_mark, .put_conversation = put_conversation,
       .get_conversation = get_conversation,
-      .each_conversation = each_conversation, .destroy = destroy};
+      .each_conversation = each_conversation, .destroy = destroy,
+      .outbox_add_v2 = outbox_add_v2, .each_outbox_v2 = each_outbox_v2,
+      .get_message = get_message, .apply_changes = apply_changes,
+      .forget_last_seen = forget_last_seen};
+  return CHAT_OK;
+}
+
+chat_err memory_client_store_open_v1(chat_client_store_ops *out) {
+  chat_err e = memory_client_store_open(out);
+  if (e)
+    return e;
+  out->version = CHAT_CLIENT_STORE_OPS_V1;
+  out->outbox_add_v2 = NULL;
+  out->each_outbox_v2 = NULL;
+  out->get_message = NULL;
+  out->apply_changes = NULL;
+  out->forget_last_seen = NULL;
   return CHAT_OK;
 }
 
@@ -556,13 +743,14 @@ chat_err memory_client_store_open(chat_client_store_ops *out) {
 struct failing_store {
   chat_client_store_ops in;
   bool fail;
+  const char *only; /* fail this method alone; NULL: every write */
   unsigned refused;
 };
 
 #define SELF failing_store *f = self
 #define REFUSE                                                                 \
   do {                                                                         \
-    if (f->fail) {                                                             \
+    if (f->fail && (!f->only || strcmp(f->only, __func__ + 2) == 0)) {        \
       f->refused++;                                                            \
       return CHAT_ERR_MODULE;                                                  \
     }                                                                          \
@@ -651,6 +839,38 @@ static chat_err f_each_conversation(void *self,
   SELF;
   return f->in.each_conversation(f->in.self, fn, ctx);
 }
+static chat_err f_outbox_add_v2(void *self,
+                                const chat_client_outbox_entry_v2 *e) {
+  SELF;
+  REFUSE;
+  return f->in.outbox_add_v2(f->in.self, e);
+}
+static chat_err f_each_outbox_v2(void *self,
+                                 void (*fn)(void *,
+                                            const chat_client_outbox_entry_v2 *),
+                                 void *ctx) {
+  SELF;
+  return f->in.each_outbox_v2(f->in.self, fn, ctx);
+}
+static chat_err f_get_message(void *self, const char *conv, uint64_t id,
+                              void (*fn)(void *, const chat_message *, bool,
+                                         chat_receipt_state),
+                              void *ctx) {
+  SELF;
+  return f->in.get_message(f->in.self, conv, id, fn, ctx);
+}
+static chat_err f_apply_changes(void *self, const char *conv, uint64_t id,
+                                bool *changed) {
+  SELF;
+  *changed = false;
+  REFUSE;
+  return f->in.apply_changes(f->in.self, conv, id, changed);
+}
+static chat_err f_forget_last_seen(void *self, const char *conv) {
+  SELF;
+  REFUSE;
+  return f->in.forget_last_seen(f->in.self, conv);
+}
 static void f_destroy(void *self) {
   SELF;
   if (f->in.destroy)
@@ -665,6 +885,14 @@ chat_err failing_store_wrap(chat_client_store_ops *out,
   if (!f)
     return CHAT_ERR_NOMEM;
   f->in = *inner;
+  if (inner->version < CHAT_CLIENT_STORE_OPS_V2) {
+    /* A V1 struct ends before the V2 methods: never read them. */
+    f->in.outbox_add_v2 = NULL;
+    f->in.each_outbox_v2 = NULL;
+    f->in.get_message = NULL;
+    f->in.apply_changes = NULL;
+    f->in.forget_last_seen = NULL;
+  }
   *out = (chat_client_store_ops){
       .version = CHAT_CLIENT_STORE_OPS_V1, .self = f,
       .put_message = f_put_message, .each_message = f_each_message,
@@ -675,6 +903,15 @@ chat_err failing_store_wrap(chat_client_store_ops *out,
       .each_mark = f_each_mark, .put_conversation = f_put_conversation,
       .get_conversation = f_get_conversation,
       .each_conversation = f_each_conversation, .destroy = f_destroy};
+  if (inner->version >= CHAT_CLIENT_STORE_OPS_V2) {
+    /* The wrapper has the inner store's version. */
+    out->version = CHAT_CLIENT_STORE_OPS_V2;
+    out->outbox_add_v2 = f_outbox_add_v2;
+    out->each_outbox_v2 = f_each_outbox_v2;
+    out->get_message = f_get_message;
+    out->apply_changes = f_apply_changes;
+    out->forget_last_seen = f_forget_last_seen;
+  }
   if (handle)
     *handle = f;
   return CHAT_OK;
@@ -682,6 +919,12 @@ chat_err failing_store_wrap(chat_client_store_ops *out,
 
 void failing_store_set(failing_store *f, bool fail) {
   f->fail = fail;
+  f->only = NULL;
+}
+
+void failing_store_set_only(failing_store *f, const char *method) {
+  f->fail = method != NULL;
+  f->only = method;
 }
 
 unsigned failing_store_refused(const failing_store *f) {

@@ -8,8 +8,14 @@
 
 #include <chat/client_store.h>
 
-/* Fill out; release with out->destroy(out->self). CHAT_ERR_NOMEM only. */
+/* Fill out (CHAT_CLIENT_STORE_OPS_V2); release with
+ * out->destroy(out->self). CHAT_ERR_NOMEM only. */
 chat_err memory_client_store_open(chat_client_store_ops *out);
+
+/* The same store as a V1 one (version CHAT_CLIENT_STORE_OPS_V1, the V2
+ * methods NULL): what a store written against 1.0's first ops looks like
+ * to the client. */
+chat_err memory_client_store_open_v1(chat_client_store_ops *out);
 
 /* A wrapper around another store whose writes can be made to fail with
  * CHAT_ERR_MODULE (reads keep working), for tests of the client's
@@ -19,6 +25,8 @@ chat_err failing_store_wrap(chat_client_store_ops *out,
                             const chat_client_store_ops *inner,
                             failing_store **handle);
 void failing_store_set(failing_store *f, bool fail);
+/* Make only the named write method fail ("apply_changes"); NULL: none. */
+void failing_store_set_only(failing_store *f, const char *method);
 /* Writes refused since the wrapper was made. */
 unsigned failing_store_refused(const failing_store *f);
 

@@ -80,6 +80,14 @@ Test(client, new_refuses_and_says_why) {
     memset((char *)&st + off, 0, sizeof(void (*)(void)));
     refused(&s, &st, NULL, NULL, "store.");
   }
+  /* And in a V2 store, every V2 method. */
+  const size_t first2 = offsetof(chat_client_store_ops, outbox_add_v2);
+  for (size_t off = first2; off < sizeof(chat_client_store_ops);
+       off += sizeof(void (*)(void))) {
+    chat_client_store_ops st = mem;
+    memset((char *)&st + off, 0, sizeof(void (*)(void)));
+    refused(&s, &st, NULL, NULL, "in a CHAT_CLIENT_STORE_OPS_V2 store");
+  }
   chat_client_store_ops st = mem;
   st.destroy = NULL;
   chat_client *c;
@@ -94,7 +102,7 @@ Test(client, new_refuses_and_says_why) {
 Test(client, every_struct_version_is_checked) {
   chat_env env = fe.env;
   chat_backoff bo = chat_backoff_default();
-  chat_client_callbacks cb = {.version = CHAT_CLIENT_CALLBACKS_V1};
+  chat_client_callbacks cb = {.version = CHAT_CLIENT_CALLBACKS_V2};
   chat_client_store_ops st = mem;
   chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1, .env = &env,
                             .backoff = &bo};
@@ -106,8 +114,8 @@ Test(client, every_struct_version_is_checked) {
       {&s.version, CHAT_CLIENT_SETTINGS_V1, "settings.version"},
       {&env.version, CHAT_ENV_V1, "settings.env.version"},
       {&bo.version, CHAT_BACKOFF_V1, "settings.backoff.version"},
-      {&cb.version, CHAT_CLIENT_CALLBACKS_V1, "callbacks.version"},
-      {&st.version, CHAT_CLIENT_STORE_OPS_V1, "store.version"},
+      {&cb.version, CHAT_CLIENT_CALLBACKS_V2, "callbacks.version"},
+      {&st.version, CHAT_CLIENT_STORE_OPS_V2, "store.version"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     uint32_t bad[] = {0, cases[i].newest + 1, 99};
@@ -123,17 +131,16 @@ Test(client, every_struct_version_is_checked) {
   cr_assert_eq(destroyed, 1, "freeing the client destroys its store once");
 }
 
-static chat_err fail_each_outbox(void *self,
-                                 void (*fn)(void *,
-                                            const chat_client_outbox_entry *),
-                                 void *ctx) {
+static chat_err fail_each_outbox(
+    void *self, void (*fn)(void *, const chat_client_outbox_entry_v2 *),
+    void *ctx) {
   (void)self, (void)fn, (void)ctx;
   return CHAT_ERR_MODULE;
 }
 
 Test(client, unreadable_store_stays_the_callers) {
   chat_client_store_ops st = mem;
-  st.each_outbox = fail_each_outbox;
+  st.each_outbox_v2 = fail_each_outbox;
   chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1,
                             .env = &fe.env};
   chat_client *c;
@@ -263,4 +270,71 @@ Test(client, errmsg_keeps_the_last_failure) {
   cr_assert(strstr(chat_client_errmsg(c), "77"));
   chat_client_free(c);
   chat_client_free(NULL);
+}
+
+static int v1_messages;
+
+static void count_message(void *ud, chat_client *c, const chat_message *m,
+                          chat_message_origin o) {
+  (void)ud, (void)c, (void)m, (void)o;
+  v1_messages++;
+}
+
+/* A store and callbacks written against the first 1.0 structs are read
+ * only up to their last V1 member (exactly that many bytes are
+ * allocated here, so ASan sees any read past them), and work: sends go
+ * out, edit and delete entries arrive and are stored as they are, and
+ * edit and delete calls say why they cannot be made. */
+Test(client, v1_store_and_callbacks_are_read_to_their_end_only) {
+  chat_client_store_ops v1;
+  cr_assert_eq(memory_client_store_open_v1(&v1), CHAT_OK);
+  size_t st_end = offsetof(chat_client_store_ops, destroy) +
+                  sizeof(void (*)(void *));
+  chat_client_store_ops *st = malloc(st_end);
+  memcpy(st, &v1, st_end);
+  size_t cb_end = offsetof(chat_client_callbacks, on_auth_required) +
+                  sizeof(void (*)(void));
+  chat_client_callbacks full = {.version = CHAT_CLIENT_CALLBACKS_V1,
+                                .on_message = count_message};
+  chat_client_callbacks *cb = malloc(cb_end);
+  memcpy(cb, &full, cb_end);
+  chat_client_settings s = {.version = CHAT_CLIENT_SETTINGS_V1,
+                            .env = &fe.env};
+  chat_client *c;
+  cr_assert_eq(chat_client_new(&c, &s, st, cb, NULL, NULL, NULL), CHAT_OK);
+  free(st);
+  free(cb);
+  char id[CHAT_CLIENT_MSG_ID_BUF];
+  cr_assert_eq(chat_client_send(c, "c1", "x", 1, id, 0), CHAT_OK);
+  cr_assert_eq(chat_client_edit(c, "c1", 5, "y", 1, id, 0), CHAT_ERR_STATE);
+  cr_assert(strstr(chat_client_errmsg(c), "V1"), "%s", chat_client_errmsg(c));
+  cr_assert_eq(chat_client_delete(c, "c1", 5, id, 0), CHAT_ERR_STATE);
+  cr_assert_eq(chat_client_outbox_len(c), 1);
+  chat_client_start(c, 0);
+  chat_client_on_connecting(c, 0);
+  chat_client_on_open(c, 0);
+  const char *hello =
+      "{\"type\":\"hello\",\"user_id\":\"alice\",\"device_id\":\"d\","
+      "\"session_id\":\"s\",\"server_ts\":1,\"heartbeat_ms\":0,\"limits\":{"
+      "\"max_body_bytes\":65536,\"max_frame_bytes\":131072,"
+      "\"rate_per_minute\":60,\"resume_max_messages\":1000,"
+      "\"resume_max_age_ms\":1}}";
+  cr_assert_eq(chat_client_on_frame(c, hello, strlen(hello), 0), CHAT_OK);
+  const char *msgs[] = {
+      "{\"type\":\"message\",\"message_id\":\"5\",\"conversation_id\":"
+      "\"c1\",\"sender_id\":\"bob\",\"body\":\"hi\",\"server_ts\":1}",
+      "{\"type\":\"message\",\"message_id\":\"6\",\"conversation_id\":"
+      "\"c1\",\"sender_id\":\"bob\",\"body\":\"\",\"server_ts\":2,"
+      "\"body_type\":\"delete\",\"target_id\":\"5\"}"};
+  for (int i = 0; i < 2; i++)
+    cr_assert_eq(chat_client_on_frame(c, msgs[i], strlen(msgs[i]), 0),
+                 CHAT_OK);
+  cr_assert_eq(v1_messages, 2, "the entry is stored and reported");
+  const char *f;
+  size_t n;
+  int sends = 0;
+  while (chat_client_next_frame(c, &f, &n) == CHAT_OK)
+    sends += strstr(f, "\"type\":\"send\"") != NULL;
+  cr_assert_eq(sends, 1);
+  chat_client_free(c);
 }

@@ -444,3 +444,72 @@ Test(conn, goaway_spreads_the_reconnect) {
   chat_client_on_close(h.c, 1013, h.now);
   cr_assert_eq(chat_client_next_deadline(h.c), h.now);
 }
+
+/* Section 8, in detail: the wait after a goaway is one uniform draw in
+ * [0, retry_after_ms] from the env's randomness (a twin env predicts it
+ * exactly), nothing connects a millisecond before it, sends made meanwhile
+ * wait in the outbox and go out after the reconnect, an unknown reason is
+ * handled the same, and a reconnect that then fails backs off from the
+ * first step. The draws spread evenly over the window. */
+Test(conn, goaway_waits_one_uniform_draw_then_backs_off_afresh) {
+  fake_env twin;
+  fake_env_init(&twin, 0, 42);
+  int buckets[10] = {0};
+  const int rounds = 400;
+  for (int i = 0; i < rounds; i++) {
+    ch_connect(&h);
+    ch_feed(&h, i % 2 ? "{\"type\":\"goaway\",\"reason\":\"drain\","
+                        "\"retry_after_ms\":10000}"
+                      : "{\"type\":\"goaway\",\"reason\":\"upgrade\","
+                        "\"retry_after_ms\":10000}");
+    char id[CHAT_CLIENT_MSG_ID_BUF];
+    /* The client_msg_id draws 12 bytes: the twin draws them too. */
+    cr_assert_eq(chat_client_send(h.c, "c", "after goaway", 12, id, h.now),
+                 CHAT_OK);
+    uint8_t skip[12];
+    twin.env.random(twin.env.user_data, skip, sizeof skip);
+    chat_client_on_close(h.c, 1012, h.now);
+    uint8_t b[8];
+    twin.env.random(twin.env.user_data, b, sizeof b);
+    uint64_t r = 0;
+    for (int k = 0; k < 8; k++)
+      r |= (uint64_t)b[k] << (8 * k);
+    chat_time_ms want = r % 10001;
+    chat_time_ms d = chat_client_next_deadline(h.c) - h.now;
+    cr_assert_eq(d, want, "round %d: the draw", i);
+    buckets[d * 10 / 10001]++;
+    if (d > 0) {
+      ch_advance(&h, d - 1);
+      cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT,
+                    "not before the drawn delay");
+    }
+    ch_advance(&h, d > 0 ? 1 : 0);
+    cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+    size_t from = h.n_out;
+    ch_connect(&h);
+    cr_assert_eq(ch_count_with(&h, "send", id, from), 1,
+                 "the send waited for the reconnect");
+    ch_ack(&h, id, "1", false);
+    chat_client_on_close(h.c, 1006, h.now);
+    /* A plain close afterwards: the normal backoff (the twin keeps step:
+     * it draws 4 bytes for each backoff delay). */
+    uint8_t bo[4];
+    twin.env.random(twin.env.user_data, bo, sizeof bo);
+    ch_advance(&h, 60000);
+    ch_reset_log(&h);
+  }
+  for (int k = 0; k < 10; k++)
+    cr_assert(buckets[k] >= rounds / 10 / 2 && buckets[k] <= rounds / 10 * 2,
+              "bucket %d holds %d of %d draws", k, buckets[k], rounds);
+  /* After the goaway wait, a failed attempt backs off from step 0. */
+  ch_connect(&h);
+  ch_feed(&h, "{\"type\":\"goaway\",\"reason\":\"overload\","
+              "\"retry_after_ms\":500}");
+  chat_client_on_close(h.c, 1013, h.now);
+  ch_advance(&h, 500);
+  cr_assert(chat_client_wants(h.c) & CHAT_CLIENT_WANT_CONNECT);
+  fail_connect();
+  cr_assert_eq(chat_client_backoff_attempt(h.c), 1);
+  cr_assert_leq(chat_client_next_deadline(h.c) - h.now, 1000,
+                "the first step's ceiling");
+}

@@ -1,6 +1,7 @@
 /* OOM torture (STYLE 2.11): one scenario touching every part of the client
  * (outbox, resume, live messages, REST gap paging, marks, typing, peers,
- * presence, acks, error frames, timers, reconnect) is run once per
+ * presence, acks, error frames, timers, reconnect; edits, deletes and
+ * admin calls) is run once per
  * allocation with that allocation failing. Every run must end without a
  * crash and with every block the client and its store allocated released
  * (ASan builds also check for stray frees and leaks). */
@@ -59,6 +60,35 @@ static void scenario(ch *h) {
            "\"message\":\"m\",\"ref\":\"%s\",\"retry_after_ms\":5}", id2);
   ch_feed(h, f);
   ch_feed(h, "not json");
+  /* Section 8: an edit and a delete through the outbox, entries applied
+   * live (one before its target), admin and member calls. */
+  char e1[CHAT_CLIENT_MSG_ID_BUF] = "", d1[CHAT_CLIENT_MSG_ID_BUF] = "";
+  chat_client_edit(h->c, "c", 9, "one!", 4, e1, h->now);
+  chat_client_delete(h->c, "c", 7, d1, h->now);
+  snprintf(f, sizeof f, "{\"type\":\"ack\",\"client_msg_id\":\"%s\","
+           "\"message_id\":\"10\",\"server_ts\":2}", e1);
+  ch_feed(h, f);
+  snprintf(f, sizeof f, "{\"type\":\"error\",\"code\":\"forbidden\","
+           "\"message\":\"m\",\"ref\":\"%s\"}", d1);
+  ch_feed(h, f);
+  ch_entry(h, "c", "11", "bob", "edit", "8", "p2");
+  ch_entry(h, "c", "12", "bob", "delete", "5", "");
+  ch_entry(h, "c", "13", "bob", "edit", "20", "early");
+  ch_msg(h, "c", "20", "bob");
+  chat_client_add_admin(h->c, "c", "bob", &rid, h->now);
+  chat_client_remove_member(h->c, "c", "carol", &rid, h->now);
+  chat_client_leave(h->c, "d", &rid, h->now);
+  for (int i = 0; i < 6 &&
+                  chat_client_next_request(h->c, &r) == CHAT_OK; i++) {
+    const char *conv =
+        strstr(r.path, "admins") || strcmp(r.method, "GET") == 0
+            ? "{\"conversation_id\":\"c\",\"type\":\"group\","
+              "\"name\":\"g\",\"members\":[\"alice\",\"bob\"],"
+              "\"admins\":[\"alice\",\"bob\"],\"last_message\":null,"
+              "\"unread_count\":0,\"last_read_message_id\":null}"
+            : "{\"removed\":true}";
+    chat_client_on_response(h->c, r.id, 200, conv, strlen(conv), h->now);
+  }
   ch_advance(h, 3000);
   chat_client_on_close(h->c, 1006, h->now);
   ch_advance(h, 70000);
@@ -77,10 +107,11 @@ Test(client_oom, every_allocation_may_fail) {
       if (fail_at == -1) {
         /* Without failures the scenario reaches every part. */
         cr_assert_eq(chat_client_get_state(h.c), CHAT_CLIENT_READY);
-        cr_assert_eq(ch_count_ev(&h, "ack"), 1);
+        cr_assert_eq(ch_count_ev(&h, "ack"), 2);
+        cr_assert_geq(ch_count_ev(&h, "changed"), 3);
+        cr_assert_eq(ch_count_ev(&h, "done"), 3);
         cr_assert_geq(ch_count_ev(&h, "message"), 3);
         cr_assert_geq(ch_count_type(&h, "send", 0), 3);
-        cr_assert_eq(ch_count_ev(&h, "done"), 0);
       }
       ch_close(&h);
     }

@@ -502,3 +502,264 @@ Test(rest, register_device) {
   cr_assert_eq(chat_client_register_device(h.c, "fcm", "\xff", &id, h.now),
                CHAT_ERR_INVAL);
 }
+
+/* ------------------------------------------------------------------------
+ * Members and admins (PROTOCOL.md section 8) */
+
+#define GROUP(members, admins)                                                 \
+  "{\"conversation_id\":\"g\",\"type\":\"group\",\"name\":\"G\","              \
+  "\"members\":[" members "],\"admins\":[" admins "],"                          \
+  "\"last_message\":null,\"unread_count\":0,\"last_read_message_id\":null}"
+
+typedef struct conv_seen {
+  int n;
+  char members[128], admins[128];
+} conv_seen;
+
+static void join(char *out, size_t cap, const char *const *ids, size_t n) {
+  out[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    strncat(out, ids[i], cap - strlen(out) - 2);
+    if (i + 1 < n)
+      strcat(out, ",");
+  }
+}
+
+static void find_g(void *ud, const chat_conversation *c) {
+  conv_seen *s = ud;
+  if (strcmp(c->conversation_id, "g") != 0)
+    return;
+  s->n++;
+  join(s->members, sizeof s->members, c->members, c->n_members);
+  join(s->admins, sizeof s->admins, c->admins, c->n_admins);
+}
+
+static conv_seen stored_g(void) {
+  conv_seen s = {.n = 0};
+  cr_assert_eq(chat_client_list_conversations(h.c, find_g, &s), CHAT_OK);
+  return s;
+}
+
+Test(rest, add_and_remove_admin) {
+  uint32_t id;
+  cr_assert_eq(chat_client_add_admin(h.c, "g", "bob", &id, h.now), CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_eq(r.id, id);
+  cr_assert_str_eq(r.method, "POST");
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g/admins");
+  cr_assert_str_eq(r.body, "{\"user_id\":\"bob\"}");
+  answer(r.id, 200, strdup(GROUP("\"alice\",\"bob\"", "\"alice\",\"bob\"")));
+  cr_assert_str_eq(ch_last_ev(&h, "conversation")->a, "g");
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+  conv_seen s = stored_g();
+  cr_assert_eq(s.n, 1);
+  cr_assert_str_eq(s.admins, "alice,bob", "admins are kept in the store");
+
+  cr_assert_eq(chat_client_remove_admin(h.c, "g", "bob", &id, h.now),
+               CHAT_OK);
+  r = take();
+  cr_assert_str_eq(r.method, "DELETE");
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g/admins/bob");
+  cr_assert_null(r.body);
+  answer(r.id, 200, strdup(GROUP("\"alice\",\"bob\"", "\"alice\"")));
+  cr_assert_str_eq(stored_g().admins, "alice");
+  cr_assert_eq(ch_count_ev(&h, "done"), 2);
+
+  cr_assert_eq(chat_client_add_admin(h.c, "bad id", "bob", &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert_eq(chat_client_add_admin(h.c, "g", NULL, &id, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert(strstr(chat_client_errmsg(h.c), "user_id"));
+  cr_assert_eq(chat_client_remove_admin(h.c, "g", "b b", &id, h.now),
+               CHAT_ERR_INVAL);
+}
+
+/* What a refusal becomes in on_request_done, with the server's words in
+ * on_error. */
+Test(rest, member_and_admin_refusals) {
+  struct {
+    int status;
+    const char *body;
+    chat_err want;
+  } cases[] = {
+      {403, "{\"error\":{\"code\":\"forbidden\",\"message\":\"only an admin "
+            "may make admins\"}}", CHAT_ERR_DENIED},
+      {403, "{\"error\":{\"code\":\"not_member\",\"message\":\"no\"}}",
+       CHAT_ERR_NOT_FOUND},
+      {404, "{\"error\":{\"code\":\"not_found\",\"message\":\"not a "
+            "member\"}}", CHAT_ERR_NOT_FOUND},
+      {409, "{\"error\":{\"code\":\"conflict\",\"message\":\"a group keeps "
+            "at least one admin\"}}", CHAT_ERR_CONFLICT},
+      {400, "not json", CHAT_ERR_MODULE},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    uint32_t id;
+    cr_assert_eq(chat_client_add_admin(h.c, "g", "bob", &id, h.now),
+                 CHAT_OK);
+    chat_client_request r = take();
+    answer(r.id, cases[i].status, strdup(cases[i].body));
+    const ch_event *d = ch_last_ev(&h, "done");
+    cr_assert_eq(d->n, cases[i].want, "case %zu", i);
+    const ch_event *e = ch_last_ev(&h, "error");
+    cr_assert_eq(e->http, cases[i].status);
+    cr_assert_not(e->flag, "not retried");
+  }
+  cr_assert_eq(stored_g().n, 0, "nothing stored");
+}
+
+Test(rest, remove_member_then_fetches_the_result) {
+  uint32_t id;
+  cr_assert_eq(chat_client_remove_member(h.c, "g", "carol", &id, h.now),
+               CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_str_eq(r.method, "DELETE");
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g/members/carol");
+  answer(r.id, 200,
+         strdup("{\"conversation_id\":\"g\",\"user_id\":\"carol\","
+                "\"removed\":true}"));
+  cr_assert_eq(ch_count_ev(&h, "done"), 0, "not done before the fetch");
+  r = take();
+  cr_assert_eq(r.id, id, "the same request, fetching the result");
+  cr_assert_str_eq(r.method, "GET");
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g");
+  cr_assert_null(r.body);
+  answer(r.id, 200, strdup(GROUP("\"alice\",\"bob\"", "\"alice\"")));
+  cr_assert_eq(ch_count_ev(&h, "done"), 1);
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+  cr_assert_str_eq(stored_g().members, "alice,bob");
+}
+
+/* A removal retried after its first answer was lost is answered 404 (the
+ * first one did it): that is success. */
+Test(rest, a_retried_removal_that_already_happened_succeeds) {
+  uint32_t id;
+  cr_assert_eq(chat_client_remove_member(h.c, "g", "carol", &id, h.now),
+               CHAT_OK);
+  chat_client_request r = take();
+  answer(r.id, 0, NULL);
+  ch_advance(&h, 2000);
+  r = take();
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g/members/carol");
+  answer(r.id, 404, strdup("{\"error\":{\"code\":\"not_found\","
+                           "\"message\":\"not a member\"}}"));
+  r = take();
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g");
+  answer(r.id, 200, strdup(GROUP("\"alice\",\"bob\"", "\"alice\"")));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+}
+
+/* Leaving: the stored copy drops the user and resume stops asking for the
+ * conversation; its messages stay. */
+Test(rest, leave_stops_resuming_the_conversation) {
+  uint32_t id;
+  cr_assert_eq(chat_client_leave(h.c, "g", &id, h.now), CHAT_ERR_STATE,
+               "the user id comes with hello");
+  ch_connect(&h);
+  ch_feed(&h, "{\"type\":\"conversation\",\"conversation\":" GROUP(
+                  "\"alice\",\"bob\"", "\"alice\"") "}");
+  live("g", 5);
+  live("c", 6);
+  cr_assert_eq(chat_client_leave(h.c, "g", &id, h.now), CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_str_eq(r.method, "DELETE");
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g/members/alice");
+  answer(r.id, 200,
+         strdup("{\"conversation_id\":\"g\",\"user_id\":\"alice\","
+                "\"removed\":true}"));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK);
+  conv_seen s = stored_g();
+  cr_assert_str_eq(s.members, "bob");
+  cr_assert_str_eq(s.admins, "");
+  cr_assert_str_eq(ch_last_ev(&h, "conversation")->a, "g");
+  uint64_t ls = 1;
+  chat_client_last_seen(h.c, "g", &ls);
+  cr_assert_eq(ls, 0);
+  chat_client_on_close(h.c, 1006, h.now);
+  ch_advance(&h, 60000);
+  size_t from = h.n_out;
+  ch_open_socket(&h);
+  ch_hello(&h, 0);
+  ch_drain(&h);
+  const char *res = NULL;
+  for (size_t i = from; i < h.n_out; i++)
+    if (strstr(h.out[i], "\"type\":\"resume\""))
+      res = h.out[i];
+  cr_assert_not_null(res);
+  cr_assert(strstr(res, "\"c\":\"6\""), "%s", res);
+  cr_assert_null(strstr(res, "\"g\""), "%s", res);
+  /* chat_client_remove_member with one's own id is a leave. */
+  cr_assert_eq(chat_client_remove_member(h.c, "c", "alice", &id, h.now),
+               CHAT_OK);
+  r = take();
+  answer(r.id, 403, strdup("{\"error\":{\"code\":\"not_member\"}}"));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_OK,
+               "already out (left on another device): done");
+  chat_client_last_seen(h.c, "c", &ls);
+  cr_assert_eq(ls, 0);
+}
+
+/* Removed while away: resume says not_member; the device stops asking and
+ * its copy no longer lists the user. A `conversation` frame without the
+ * user (removed while online) does the same. */
+Test(rest, removed_while_away_or_online) {
+  ch_connect(&h);
+  ch_feed(&h, "{\"type\":\"conversation\",\"conversation\":" GROUP(
+                  "\"alice\",\"bob\"", "\"bob\"") "}");
+  live("g", 5);
+  chat_client_on_close(h.c, 1006, h.now);
+  ch_advance(&h, 60000);
+  ch_open_socket(&h);
+  ch_hello(&h, 0);
+  ch_feed(&h, "{\"type\":\"resume_failed\",\"conversation_id\":\"g\","
+              "\"reason\":\"not_member\"}");
+  cr_assert_str_eq(stored_g().members, "bob");
+  uint64_t ls = 1;
+  chat_client_last_seen(h.c, "g", &ls);
+  cr_assert_eq(ls, 0);
+  ch_feed(&h, "{\"type\":\"resumed\",\"conversations\":0,\"messages\":0}");
+  /* Added back, then removed live. */
+  ch_feed(&h, "{\"type\":\"conversation\",\"conversation\":" GROUP(
+                  "\"alice\",\"bob\"", "\"bob\"") "}");
+  live("g", 9);
+  chat_client_last_seen(h.c, "g", &ls);
+  cr_assert_eq(ls, 9);
+  ch_feed(&h, "{\"type\":\"conversation\",\"conversation\":" GROUP(
+                  "\"bob\"", "\"bob\"") "}");
+  chat_client_last_seen(h.c, "g", &ls);
+  cr_assert_eq(ls, 0);
+  cr_assert_str_eq(stored_g().members, "bob");
+}
+
+Test(rest, fetch_conversation_checks_the_answer) {
+  uint32_t id;
+  cr_assert_eq(chat_client_fetch_conversation(h.c, "g", &id, h.now), CHAT_OK);
+  chat_client_request r = take();
+  cr_assert_str_eq(r.path, "/api/v1/conversations/g");
+  answer(r.id, 200,
+         strdup("{\"conversation_id\":\"other\",\"type\":\"direct\","
+                "\"name\":null,\"members\":[\"a\",\"b\"],\"admins\":[],"
+                "\"last_message\":null,\"unread_count\":0,"
+                "\"last_read_message_id\":null}"));
+  cr_assert_neq(ch_last_ev(&h, "done")->n, CHAT_OK);
+  cr_assert_eq(ch_count_ev(&h, "conversation"), 0, "not stored");
+  cr_assert_eq(chat_client_fetch_conversation(h.c, "bad id", &id, h.now),
+               CHAT_ERR_INVAL);
+}
+
+/* The daily cap on new direct conversations (section 8) answers 429: not
+ * retried, reported as CHAT_ERR_RATE_LIMITED. */
+Test(rest, a_capped_create_is_not_retried) {
+  const char *members[] = {"stranger"};
+  uint32_t id;
+  cr_assert_eq(chat_client_create_conversation(h.c, NULL, members, 1, &id,
+                                               h.now),
+               CHAT_OK);
+  chat_client_request r = take();
+  answer(r.id, 429, strdup("{\"error\":{\"code\":\"rate_limited\","
+                           "\"message\":\"too many new direct "
+                           "conversations today\"}}"));
+  cr_assert_eq(ch_last_ev(&h, "done")->n, CHAT_ERR_RATE_LIMITED);
+  cr_assert_not(ch_last_ev(&h, "error")->flag);
+  ch_advance(&h, 120000);
+  cr_assert_not(chat_client_wants(h.c) & CHAT_CLIENT_WANT_REST);
+}

@@ -10,7 +10,11 @@
  * messages, last_seen that only rises, the outbox in order with unique
  * ids, marks replaced per (conversation, kind), conversations ordered by
  * activity, and walks whose sinks call back into the store, nested walks
- * of the same kind included, without harm to the outer walk. */
+ * of the same kind included, without harm to the outer walk. And the V2
+ * methods (PROTOCOL.md section 8): one outbox order for sends, edits and
+ * deletes (V1's walk sees the sends only), one message by id, and edit and
+ * delete entries applied to their target with a result that does not
+ * depend on the order target and entries were stored in. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +39,7 @@ static chat_client_store_ops S;
 #define REGISTER(impl, opener)                                                 \
   static void impl##_init(void) {                                              \
     cr_assert_eq(opener(&S), CHAT_OK);                                         \
-    cr_assert_eq(S.version, CHAT_CLIENT_STORE_OPS_V1);                         \
+    cr_assert_eq(S.version, CHAT_CLIENT_STORE_OPS_V2);                         \
   }
 OPENERS(REGISTER)
 
@@ -628,4 +632,406 @@ CASE(every_walk_nests_in_itself) {
   seen_list sl = {.n = 0};
   cr_assert_eq(S.each_last_seen(S.self, nested_seen, &sl), CHAT_OK);
   cr_assert_eq(sl.n, 2);
+}
+
+/* ---- V2: the outbox with edits and deletes ---- */
+
+typedef struct box2_list {
+  char id[8][16];
+  char body[8][16];
+  chat_client_outbox_kind kind[8];
+  uint64_t target[8];
+  int64_t seq[8];
+  size_t n;
+} box2_list;
+
+static void collect_box2(void *ctx, const chat_client_outbox_entry_v2 *e) {
+  box2_list *l = ctx;
+  cr_assert_lt(l->n, 8);
+  snprintf(l->id[l->n], 16, "%s", e->client_msg_id);
+  snprintf(l->body[l->n], 16, "%.*s", (int)e->body.len, e->body.ptr);
+  l->kind[l->n] = e->kind;
+  l->target[l->n] = e->target_id;
+  l->seq[l->n++] = e->seq;
+}
+
+static void add2(const char *id, chat_client_outbox_kind k, uint64_t target,
+                 const char *body) {
+  chat_client_outbox_entry_v2 e = {.client_msg_id = id,
+                                   .conversation_id = "c",
+                                   .body = {body, strlen(body)},
+                                   .kind = k,
+                                   .target_id = target};
+  cr_assert_eq(S.outbox_add_v2(S.self, &e), CHAT_OK);
+}
+
+static box2_list boxed2(void) {
+  box2_list l = {.n = 0};
+  cr_assert_eq(S.each_outbox_v2(S.self, collect_box2, &l), CHAT_OK);
+  return l;
+}
+
+CASE(outbox_v2_keeps_every_kind_in_one_order) {
+  add("s1", "c", "first");
+  add2("e1", CHAT_CLIENT_OUTBOX_EDIT, 42, "fixed");
+  add2("d1", CHAT_CLIENT_OUTBOX_DELETE, 43, "");
+  add2("s2", CHAT_CLIENT_OUTBOX_SEND, 0, "second");
+  box2_list l = boxed2();
+  cr_assert_eq(l.n, 4);
+  const char *ids[] = {"s1", "e1", "d1", "s2"};
+  chat_client_outbox_kind kinds[] = {
+      CHAT_CLIENT_OUTBOX_SEND, CHAT_CLIENT_OUTBOX_EDIT,
+      CHAT_CLIENT_OUTBOX_DELETE, CHAT_CLIENT_OUTBOX_SEND};
+  uint64_t targets[] = {0, 42, 43, 0};
+  for (size_t i = 0; i < 4; i++) {
+    cr_assert_str_eq(l.id[i], ids[i]);
+    cr_assert_eq(l.kind[i], kinds[i]);
+    cr_assert_eq(l.target[i], targets[i]);
+    if (i)
+      cr_assert_lt(l.seq[i - 1], l.seq[i]);
+  }
+  cr_assert_str_eq(l.body[1], "fixed");
+  cr_assert_str_eq(l.body[2], "");
+  /* V1's walk hands out the sends only: nothing can take an edit for a
+   * send. */
+  box_list v1 = boxed();
+  cr_assert_eq(v1.n, 2);
+  cr_assert_str_eq(v1.id[0], "s1");
+  cr_assert_str_eq(v1.id[1], "s2");
+  /* One id space for both adds. */
+  chat_client_outbox_entry_v2 dup = {.client_msg_id = "s1",
+                                     .conversation_id = "c",
+                                     .kind = CHAT_CLIENT_OUTBOX_DELETE,
+                                     .target_id = 1};
+  cr_assert_eq(S.outbox_add_v2(S.self, &dup), CHAT_ERR_MODULE);
+  chat_client_outbox_entry dup1 = {.client_msg_id = "e1",
+                                   .conversation_id = "c"};
+  cr_assert_eq(S.outbox_add(S.self, &dup1), CHAT_ERR_MODULE);
+  cr_assert_eq(S.outbox_remove(S.self, "e1"), CHAT_OK);
+  l = boxed2();
+  cr_assert_eq(l.n, 3);
+  cr_assert_str_eq(l.id[1], "d1");
+}
+
+/* ---- V2: one message ---- */
+
+CASE(get_message_finds_exactly_one) {
+  chat_message m = mk("c", 7, "bob", "seven");
+  m.has_reply_to = true;
+  m.reply_to = 3;
+  m.sender_kind = CHAT_SENDER_BOT;
+  bool ins;
+  cr_assert_eq(S.put_message(S.self, &m, true, &ins), CHAT_OK);
+  put("c", 8, false);
+  put("d", 7, false);
+  cr_assert_eq(S.set_receipt(S.self, "c", 7, CHAT_RECEIPT_READ), CHAT_OK);
+  full f = {.n = 0};
+  cr_assert_eq(S.get_message(S.self, "c", 7, keep_full, &f), CHAT_OK);
+  cr_assert_eq(f.n, 1);
+  cr_assert_eq(f.m.message_id, 7);
+  cr_assert_str_eq(f.sender, "bob");
+  cr_assert_eq(f.body_len, 5);
+  cr_assert_eq(memcmp(f.body, "seven", 5), 0);
+  cr_assert(f.own);
+  cr_assert(f.m.has_reply_to);
+  cr_assert_eq(f.m.reply_to, 3);
+  cr_assert_eq(f.m.sender_kind, CHAT_SENDER_BOT);
+  rows r = {.n = 0};
+  cr_assert_eq(S.get_message(S.self, "c", 7, collect_msg, &r), CHAT_OK);
+  cr_assert_eq(r.r[0].state, CHAT_RECEIPT_READ);
+  f.n = 0;
+  cr_assert_eq(S.get_message(S.self, "c", 9, keep_full, &f),
+               CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(S.get_message(S.self, "e", 7, keep_full, &f),
+               CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(f.n, 0, "the sink is not called for a miss");
+}
+
+/* ---- V2: edit and delete entries applied ---- */
+
+/* One log entry of conversation conv: an edit (body) or a delete of
+ * target. Its server_ts grows with its id. */
+static chat_message entry(const char *conv, uint64_t id, chat_body_type t,
+                          uint64_t target, const char *body) {
+  chat_message m = mk(conv, id, "bob", body);
+  m.body_type = t;
+  m.has_target_id = true;
+  m.target_id = target;
+  return m;
+}
+
+static void store(const chat_message *m) {
+  bool ins;
+  cr_assert_eq(S.put_message(S.self, m, false, &ins), CHAT_OK);
+}
+
+static bool apply(const char *conv, uint64_t target) {
+  bool changed = true;
+  cr_assert_eq(S.apply_changes(S.self, conv, target, &changed), CHAT_OK);
+  return changed;
+}
+
+/* The target as stored now. */
+static full state_of(const char *conv, uint64_t id) {
+  full f = {.n = 0};
+  cr_assert_eq(S.get_message(S.self, conv, id, keep_full, &f), CHAT_OK);
+  f.body[f.body_len < sizeof f.body ? f.body_len : sizeof f.body - 1] = 0;
+  return f;
+}
+
+CASE(an_edit_replaces_the_body_once) {
+  put("c", 10, false);
+  cr_assert_not(apply("c", 10), "no entries: nothing to do");
+  chat_message e = entry("c", 11, CHAT_BODY_EDIT, 10, "fixed");
+  store(&e);
+  cr_assert(apply("c", 10));
+  full f = state_of("c", 10);
+  cr_assert_str_eq(f.body, "fixed");
+  cr_assert(f.m.has_edited_ts);
+  cr_assert_eq(f.m.edited_ts, e.server_ts, "edited when the entry was made");
+  cr_assert_not(f.m.deleted);
+  cr_assert_not(apply("c", 10), "applying twice changes nothing");
+  cr_assert_not(apply("c", 11), "an entry is never a target");
+  cr_assert_not(apply("c", 99), "an unknown target is no error");
+  cr_assert_not(apply("d", 10), "nor one in another conversation");
+  /* The entry keeps its own body; only deletes erase it. */
+  cr_assert_str_eq(state_of("c", 11).body, "fixed");
+}
+
+/* Every order of storing a target and its entries, applying after every
+ * put as the client does, ends in the same state. */
+static void permute(size_t *a, size_t n, size_t k,
+                    void (*fn)(const size_t *, size_t, void *), void *ctx) {
+  if (k == n) {
+    fn(a, n, ctx);
+    return;
+  }
+  for (size_t i = k; i < n; i++) {
+    size_t t = a[k];
+    a[k] = a[i];
+    a[i] = t;
+    permute(a, n, k + 1, fn, ctx);
+    a[i] = a[k];
+    a[k] = t;
+  }
+}
+
+typedef struct order_run {
+  const chat_message *items; /* items[0] is the target */
+  int runs;
+} order_run;
+
+static void store_in_order(const size_t *order, size_t n, void *ctx) {
+  order_run *o = ctx;
+  char conv[32];
+  snprintf(conv, sizeof conv, "p%d", o->runs++);
+  for (size_t i = 0; i < n; i++) {
+    chat_message m = o->items[order[i]];
+    m.conversation_id = conv;
+    store(&m);
+    (void)apply(conv, m.has_target_id ? m.target_id : m.message_id);
+  }
+}
+
+CASE(the_newest_edit_wins_in_any_order) {
+  chat_message items[] = {
+      mk("", 10, "bob", "original"),
+      entry("", 11, CHAT_BODY_EDIT, 10, "edit 11"),
+      entry("", 13, CHAT_BODY_EDIT, 10, "edit 13"),
+      entry("", 12, CHAT_BODY_EDIT, 10, "edit 12"),
+  };
+  size_t idx[] = {0, 1, 2, 3};
+  order_run o = {.items = items};
+  permute(idx, 4, 0, store_in_order, &o);
+  cr_assert_eq(o.runs, 24);
+  for (int i = 0; i < o.runs; i++) {
+    char conv[32];
+    snprintf(conv, sizeof conv, "p%d", i);
+    full f = state_of(conv, 10);
+    cr_assert_str_eq(f.body, "edit 13", "order %d", i);
+    cr_assert_eq(f.m.edited_ts, items[2].server_ts);
+    cr_assert_not(f.m.deleted);
+  }
+}
+
+typedef struct scan {
+  const char *secret;
+  int hits, edits_with_body;
+  bool target_deleted;
+} scan;
+
+static void scan_row(void *ctx, const chat_message *m, bool own,
+                     chat_receipt_state st) {
+  (void)own, (void)st;
+  scan *s = ctx;
+  for (size_t i = 0; i + strlen(s->secret) <= m->body.len; i++)
+    if (memcmp(m->body.ptr + i, s->secret, strlen(s->secret)) == 0)
+      s->hits++;
+  if (m->body_type == CHAT_BODY_EDIT && m->body.len)
+    s->edits_with_body++;
+  if (m->message_id == 10)
+    s->target_deleted = m->deleted && m->body.len == 0;
+}
+
+CASE(a_delete_erases_everything_in_any_order) {
+  /* An edit older than the delete and one "after" it (as a server that
+   * raced could never send, and a client must still not resurrect). */
+  chat_message items[] = {
+      mk("", 10, "bob", "secret original"),
+      entry("", 11, CHAT_BODY_EDIT, 10, "secret edit 11"),
+      entry("", 12, CHAT_BODY_DELETE, 10, ""),
+      entry("", 13, CHAT_BODY_EDIT, 10, "secret edit 13"),
+  };
+  size_t idx[] = {0, 1, 2, 3};
+  order_run o = {.items = items};
+  permute(idx, 4, 0, store_in_order, &o);
+  for (int i = 0; i < o.runs; i++) {
+    char conv[32];
+    snprintf(conv, sizeof conv, "p%d", i);
+    scan s = {.secret = "secret"};
+    cr_assert_eq(S.each_message(S.self, conv, 0, 0, scan_row, &s), CHAT_OK);
+    cr_assert(s.target_deleted, "order %d: the target is deleted", i);
+    cr_assert_eq(s.hits, 0, "order %d: no erased body survives", i);
+    cr_assert_eq(s.edits_with_body, 0, "order %d", i);
+  }
+}
+
+CASE(nothing_brings_a_deleted_message_back) {
+  chat_message t = mk("c", 10, "bob", "");
+  t.deleted = true; /* read back from the server deleted */
+  store(&t);
+  chat_message e = entry("c", 11, CHAT_BODY_EDIT, 10, "back?");
+  store(&e);
+  cr_assert_not(apply("c", 10), "the target stays as it was");
+  full f = state_of("c", 10);
+  cr_assert(f.m.deleted);
+  cr_assert_eq(f.body_len, 0);
+  cr_assert_eq(state_of("c", 11).body_len, 0,
+               "an edit of a deleted message is erased too");
+  cr_assert_not(apply("c", 10));
+  /* Deleted by an entry, then an edit arrives: ignored. */
+  put("c", 20, false);
+  chat_message d = entry("c", 21, CHAT_BODY_DELETE, 20, "");
+  store(&d);
+  cr_assert(apply("c", 20));
+  chat_message late = entry("c", 22, CHAT_BODY_EDIT, 20, "late");
+  store(&late);
+  cr_assert_not(apply("c", 20));
+  cr_assert_eq(state_of("c", 22).body_len, 0, "erased all the same");
+  f = state_of("c", 20);
+  cr_assert(f.m.deleted);
+  cr_assert_eq(f.body_len, 0);
+  cr_assert_not(f.m.has_edited_ts);
+}
+
+CASE(a_target_read_back_edited_keeps_its_newer_state) {
+  /* The server read the target back after an edit at ts 500: body and
+   * edited_ts are its current state. */
+  chat_message t = mk("c", 10, "bob", "current");
+  t.has_edited_ts = true;
+  t.edited_ts = 1700000000500;
+  store(&t);
+  /* An older edit entry (its body erased by the server since) does not
+   * win over it. */
+  chat_message old = entry("c", 11, CHAT_BODY_EDIT, 10, "");
+  old.server_ts = 1700000000400;
+  store(&old);
+  cr_assert_not(apply("c", 10));
+  full f = state_of("c", 10);
+  cr_assert_str_eq(f.body, "current");
+  cr_assert_eq(f.m.edited_ts, 1700000000500);
+  /* The entry that made that state changes nothing visible. */
+  chat_message same = entry("c", 12, CHAT_BODY_EDIT, 10, "current");
+  same.server_ts = 1700000000500;
+  store(&same);
+  cr_assert_not(apply("c", 10));
+  /* A later one wins, and from then on entry ids decide. */
+  chat_message later = entry("c", 14, CHAT_BODY_EDIT, 10, "later");
+  later.server_ts = 1700000000600;
+  store(&later);
+  cr_assert(apply("c", 10));
+  cr_assert_str_eq(state_of("c", 10).body, "later");
+  chat_message between = entry("c", 13, CHAT_BODY_EDIT, 10, "between");
+  between.server_ts = 1700000000700; /* a clock step back: ids rule */
+  store(&between);
+  cr_assert_not(apply("c", 10));
+  cr_assert_str_eq(state_of("c", 10).body, "later");
+}
+
+CASE(only_text_and_media_messages_are_targets) {
+  chat_message sys = mk("c", 10, "alice", "alice added bob");
+  sys.body_type = CHAT_BODY_SYSTEM;
+  sys.client_msg_id = NULL;
+  store(&sys);
+  chat_message e = entry("c", 11, CHAT_BODY_EDIT, 10, "rewritten");
+  store(&e);
+  chat_message d = entry("c", 12, CHAT_BODY_DELETE, 11, "");
+  store(&d);
+  cr_assert_not(apply("c", 10));
+  cr_assert_not(apply("c", 11));
+  cr_assert_str_eq(state_of("c", 10).body, "alice added bob");
+  cr_assert_str_eq(state_of("c", 11).body, "rewritten");
+  /* Media messages are. */
+  chat_message m = mk("c", 20, "bob", "caption");
+  m.body_type = CHAT_BODY_MEDIA;
+  store(&m);
+  chat_message e2 = entry("c", 21, CHAT_BODY_EDIT, 20, "new caption");
+  store(&e2);
+  cr_assert(apply("c", 20));
+  cr_assert_str_eq(state_of("c", 20).body, "new caption");
+}
+
+CASE(forget_last_seen_drops_one_conversation) {
+  cr_assert_eq(S.set_last_seen(S.self, "c", 10), CHAT_OK);
+  cr_assert_eq(S.set_last_seen(S.self, "d", 20), CHAT_OK);
+  put("c", 10, false);
+  cr_assert_eq(S.forget_last_seen(S.self, "c"), CHAT_OK);
+  cr_assert_eq(S.forget_last_seen(S.self, "never"), CHAT_OK);
+  seen_list l = {.n = 0};
+  cr_assert_eq(S.each_last_seen(S.self, collect_seen, &l), CHAT_OK);
+  cr_assert_eq(l.n, 1);
+  cr_assert_str_eq(l.conv[0], "d");
+  uint64_t v = 1;
+  cr_assert_eq(S.get_last_seen(S.self, "c", &v), CHAT_OK);
+  cr_assert_eq(v, 0);
+  cr_assert_eq(list("c", 0, 0).n, 1, "the messages stay");
+  /* It may start again. */
+  cr_assert_eq(S.set_last_seen(S.self, "c", 5), CHAT_OK);
+  cr_assert_eq(S.get_last_seen(S.self, "c", &v), CHAT_OK);
+  cr_assert_eq(v, 5);
+}
+
+/* Applying and reading one message from inside a walk's sink: the outer
+ * row stays intact and the change is made. */
+static void nested_apply(void *ctx, const chat_message *m, bool own,
+                         chat_receipt_state st) {
+  char before[64];
+  snprintf(before, sizeof before, "%.*s", (int)m->body.len, m->body.ptr);
+  if (m->message_id == 1) {
+    chat_message d = entry("c", 100, CHAT_BODY_DELETE, 2, "");
+    store(&d);
+    cr_assert(apply("c", 2));
+    full f = state_of("c", 2);
+    cr_assert(f.m.deleted);
+    box2_list l = boxed2();
+    (void)l;
+  }
+  char after[64];
+  snprintf(after, sizeof after, "%.*s", (int)m->body.len, m->body.ptr);
+  cr_assert_str_eq(after, before);
+  collect_msg(ctx, m, own, st);
+}
+
+CASE(apply_changes_nests_in_a_walk) {
+  put("c", 1, false);
+  put("c", 2, false);
+  put("c", 3, false);
+  rows r = {.n = 0};
+  cr_assert_eq(S.each_message(S.self, "c", 0, 3, nested_apply, &r), CHAT_OK);
+  cr_assert_geq(r.n, 3);
+  cr_assert_str_eq(r.r[0].body, "m1");
+  full f = state_of("c", 2);
+  cr_assert(f.m.deleted);
+  cr_assert_eq(f.body_len, 0);
+  cr_assert_str_eq(state_of("c", 3).body, "m3");
 }

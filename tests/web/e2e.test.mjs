@@ -101,6 +101,19 @@ async function stopChatd() {
   return status;
 }
 
+// Whether the chatd under test implements PROTOCOL.md section 8 (edit,
+// delete, admins, goaway): its serve flags say. The section 8 steps are
+// skipped, and say so, against one that does not.
+function chatdHasSection8() {
+  try {
+    const out = execFileSync(CHATD, ['serve', '--help'], { timeout: 30000,
+      stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+    return out.includes('--edit-window-ms');
+  } catch (e) {
+    return String((e.stdout || '') + (e.stderr || '')).includes('--edit-window-ms');
+  }
+}
+
 function token(user, device) {
   return execFileSync(CHATD, ['token', '--data-dir', path.join(tmp, 'data'),
     '--user', user, '--device', device, '--ttl', '3600'],
@@ -187,11 +200,18 @@ async function send(page, text) {
   await page.press('#compose-text', 'Enter');
 }
 
+// What a page should show of the server's history: every message but the
+// edit and delete entries (section 8), in its current state (REST reads
+// back the edited body, or deleted with the placeholder shown instead).
+function expectedRows(msgs) {
+  return msgs.filter((m) => m.body_type !== 'edit' && m.body_type !== 'delete')
+    .map((m) => `${m.message_id} ${m.deleted ? 'message deleted' : m.body}`);
+}
+
 // Wait until the page shows exactly the server's messages: same ids, same
 // bodies, same order, each once.
 async function waitInSync(who, cid) {
-  const want = (await serverMessages(who.tok, cid))
-    .map((m) => `${m.message_id} ${m.body}`);
+  const want = expectedRows(await serverMessages(who.tok, cid));
   try {
     await who.page.waitForFunction((w) => {
       const got = [...document.querySelectorAll('#messages li.msg')]
@@ -238,7 +258,7 @@ after(async () => {
 test('two browsers chat through chatd, across disconnects', async (t) => {
   const alice = await openUser('alice', 'alice-web');
   const bob = await openUser('bob', 'bob-web');
-  let cid;
+  let cid, gid;
 
   // Each step builds on the ones before: after a failure the rest are
   // skipped (instead of each waiting out its deadline), and both pages are
@@ -440,7 +460,7 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     await alice.page.fill('#new-name', 'trio <i>');
     await alice.page.click('#new-conv button[type="submit"]');
     await alice.page.waitForSelector('#chat-title:text-is("trio <i>")');
-    const gid = await alice.page.evaluate(() => window.chat.client.openConv);
+    gid = await alice.page.evaluate(() => window.chat.client.openConv);
     assert.notEqual(gid, cid);
     await send(alice.page, 'hello group');
     await alice.page.waitForSelector('#messages li.msg.mine[data-state="sent"], ' +
@@ -451,6 +471,224 @@ test('two browsers chat through chatd, across disconnects', async (t) => {
     await bob.page.waitForSelector('#messages li.msg .sender:text-is("alice")');
     await waitInSync(bob, gid);
     await alice.page.waitForSelector('#members li[data-user="carol"][data-presence="offline"]');
+  });
+
+
+  // ---------------------------------------------- section 8 in the page --
+
+  const SECTION8 = chatdHasSection8();
+  const step8 = SECTION8 ? step
+    : (name) => t.test(name, (st) => st.skip('this chatd does not implement section 8'));
+
+  const openConv = async (who, id) => {
+    await who.page.click(`#conversations li[data-conversation-id="${id}"] button`);
+    await who.page.waitForFunction((c) => window.chat.client.openConv === c, id);
+  };
+  const row = (id) => `#messages li.msg[data-message-id="${id}"]`;
+  const stored = (who) => who.page.evaluate(() =>
+    localStorage.getItem(window.chat.client.storageKey()));
+  // Send and wait for the ack: the id of the new message.
+  const sendAcked = async (who, text) => {
+    await send(who.page, text);
+    return who.page.waitForFunction((t) => {
+      const e = [...document.querySelectorAll('#messages li.msg.mine')]
+        .find((x) => x.querySelector('.body').textContent === t &&
+                     x.dataset.state !== 'pending');
+      return e && e.dataset.messageId;
+    }, text).then((h) => h.jsonValue());
+  };
+  const openMenu = async (who, id) => {
+    await who.page.click(`${row(id)} details.msg-menu summary`);
+    await who.page.waitForSelector(`${row(id)} details.msg-menu[open]`);
+  };
+
+  await step8('admin badges: the creator is admin, and makes bob one', async () => {
+    await openConv(bob, gid);
+    await bob.page.waitForSelector('#members li[data-user="alice"][data-admin="1"] .badge.admin');
+    await bob.page.waitForSelector('#members li[data-user="carol"][data-admin="0"]');
+    assert.equal(await bob.page.locator('#members .badge.admin').count(), 1);
+    assert.ok(await bob.page.locator('#me-admin').isHidden(), 'bob is no admin');
+    assert.equal(await bob.page.locator('#members .member-actions').count(), 0,
+                 'only admins get member actions');
+    // Not an admin: no menu on someone else's message.
+    const hello = (await serverMessages(bob.tok, gid))
+      .find((m) => m.body === 'hello group').message_id;
+    assert.equal(await bob.page.locator(`${row(hello)} details.msg-menu`).count(), 0);
+
+    await openConv(alice, gid);
+    assert.ok(await alice.page.locator('#me-admin').isVisible());
+    await alice.page.click('#members li[data-user="bob"] button[data-action="admin"]');
+    await alice.page.waitForSelector('#members li[data-user="bob"][data-admin="1"] .badge.admin');
+    // Bob's page hears of it live (a `conversation` frame), and both show
+    // the change as a notice in the conversation.
+    await bob.page.waitForSelector('#me-admin:not([hidden])');
+    for (const who of [alice, bob]) {
+      await who.page.waitForSelector(
+        '#messages li.msg.notice .body:text-is("alice made bob an admin")');
+    }
+    await waitInSync(alice, gid);
+    await waitInSync(bob, gid);
+    await screenshot(bob, 'admin-badges');
+  });
+
+  await step8('edit and delete from the message menu', async () => {
+    await openConv(alice, cid);
+    await openConv(bob, cid);
+    const a = await sendAcked(alice, 'edit me plz');
+    await bob.page.waitForSelector(`${row(a)} .body:text-is("edit me plz")`);
+    // In a direct chat nobody but the sender gets a menu.
+    assert.equal(await bob.page.locator(`${row(a)} details.msg-menu`).count(), 0);
+    await openMenu(alice, a);
+    await alice.page.click(`${row(a)} button[data-action="edit"]`);
+    await alice.page.waitForSelector('#editing:not([hidden])');
+    assert.equal(await alice.page.inputValue('#compose-text'), 'edit me plz');
+    await alice.page.fill('#compose-text', 'edited, thanks');
+    await alice.page.press('#compose-text', 'Enter');
+    for (const who of [alice, bob]) {
+      await who.page.waitForSelector(
+        `${row(a)}[data-edited="1"] .body:text-is("edited, thanks")`);
+      await who.page.waitForSelector(`${row(a)} .meta .edited`);
+    }
+    const d = await sendAcked(alice, 'delete me soon');
+    await bob.page.waitForSelector(`${row(d)} .body:text-is("delete me soon")`);
+    await openMenu(alice, d);
+    await alice.page.click(`${row(d)} button[data-action="delete"]`);
+    await alice.page.click(`${row(d)} button[data-action="confirm-delete"]`);
+    for (const who of [alice, bob]) {
+      await who.page.waitForSelector(
+        `${row(d)}[data-deleted="1"] .placeholder:text-is("message deleted")`);
+      assert.ok(!(await stored(who)).includes('delete me soon'),
+                `${who.user}'s local store still holds the deleted body`);
+    }
+    // The server agrees: the target reads back deleted, the entries are in
+    // the log, and both pages show its history.
+    const msgs = await serverMessages(bob.tok, cid);
+    assert.ok(msgs.find((m) => m.message_id === d).deleted);
+    assert.equal(msgs.find((m) => m.message_id === a).body, 'edited, thanks');
+    assert.ok(msgs.some((m) => m.body_type === 'edit' && m.target_id === a));
+    await waitInSync(alice, cid);
+    await waitInSync(bob, cid);
+    await screenshot(alice, 'edit-delete');
+  });
+
+  await step8('a group admin deletes another member\'s message', async () => {
+    await openConv(alice, gid);
+    await openConv(bob, gid);
+    const b = await sendAcked(bob, 'bob says something');
+    await alice.page.waitForSelector(`${row(b)} .body:text-is("bob says something")`);
+    await openMenu(alice, b);
+    assert.equal(await alice.page.locator(`${row(b)} button[data-action="edit"]`).count(), 0,
+                 'nobody edits someone else\'s message');
+    await alice.page.click(`${row(b)} button[data-action="delete"]`);
+    await alice.page.click(`${row(b)} button[data-action="confirm-delete"]`);
+    for (const who of [alice, bob]) {
+      await who.page.waitForSelector(`${row(b)}[data-deleted="1"]`);
+    }
+    await waitInSync(alice, gid);
+    await waitInSync(bob, gid);
+  });
+
+  await step8('a page offline during an edit and a delete converges on reconnect', async () => {
+    await openConv(alice, cid);
+    await openConv(bob, cid);
+    const k1 = await sendAcked(alice, 'keep one');
+    const k2 = await sendAcked(alice, 'keep two');
+    await bob.page.waitForSelector(`${row(k2)} .body:text-is("keep two")`);
+    // Over the resume cap: an edit, a delete and two more messages.
+    await bob.context.setOffline(true);
+    await offline(bob.page);
+    const fills = await bob.page.evaluate(() => window.chat.client.stats.restFills);
+    await openMenu(alice, k1);
+    await alice.page.click(`${row(k1)} button[data-action="edit"]`);
+    await alice.page.fill('#compose-text', 'keep one, edited offline');
+    await alice.page.press('#compose-text', 'Enter');
+    await alice.page.waitForSelector(`${row(k1)}[data-edited="1"]`);
+    await openMenu(alice, k2);
+    await alice.page.click(`${row(k2)} button[data-action="delete"]`);
+    await alice.page.click(`${row(k2)} button[data-action="confirm-delete"]`);
+    await alice.page.waitForSelector(`${row(k2)}[data-deleted="1"]`);
+    await sendAcked(alice, 'after the edit 1');
+    await sendAcked(alice, 'after the edit 2');
+    await bob.context.setOffline(false);
+    await online(bob.page);
+    await bob.page.waitForSelector(
+      `${row(k1)}[data-edited="1"] .body:text-is("keep one, edited offline")`);
+    await bob.page.waitForSelector(`${row(k2)}[data-deleted="1"]`);
+    await waitInSync(bob, cid);
+    assert.ok(await bob.page.evaluate(() => window.chat.client.stats.restFills) > fills,
+              'the gap was over the resume cap: REST history filled it');
+    assert.ok(!(await stored(bob)).includes('keep two'));
+    // Once more under the cap: resume alone brings the edit.
+    await bob.context.setOffline(true);
+    await offline(bob.page);
+    await openMenu(alice, k1);
+    await alice.page.click(`${row(k1)} button[data-action="edit"]`);
+    await alice.page.fill('#compose-text', 'keep one, edited twice');
+    await alice.page.press('#compose-text', 'Enter');
+    await alice.page.waitForSelector(`${row(k1)} .body:text-is("keep one, edited twice")`);
+    await alice.page.waitForFunction(() =>
+      window.chat.client.state.outbox.length === 0);
+    const fills2 = await bob.page.evaluate(() => window.chat.client.stats.restFills);
+    await bob.context.setOffline(false);
+    await online(bob.page);
+    await bob.page.waitForSelector(`${row(k1)} .body:text-is("keep one, edited twice")`);
+    await waitInSync(bob, cid);
+    assert.equal(await bob.page.evaluate(() => window.chat.client.stats.restFills), fills2,
+                 'under the cap: no REST');
+    await waitInSync(alice, cid);
+  });
+
+  await step8('goaway: the page comes back within the advised window, not before', async () => {
+    // A relay in front of bob's page: on cue it sends goaway and closes
+    // with 1012, as a draining chatd does.
+    let current = null;
+    const opened = [];
+    await bob.page.routeWebSocket(/\/chat\/v1\/ws/, (ws) => {
+      opened.push(Date.now());
+      const server = ws.connectToServer();
+      current = { ws, server };
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => ws.send(m));
+    });
+    await bob.page.evaluate(() => window.chat.client.dropConnection('test'));
+    // Through the relay, and past its resume (the status element may still
+    // say online from before the drop: ask the client).
+    const until = async (pred, what) => {
+      const end = Date.now() + T;
+      while (!pred()) {
+        if (Date.now() > end) throw new Error('timed out waiting for ' + what);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await until(() => current !== null, 'the relayed connection');
+    await bob.page.waitForFunction(() =>
+      window.chat.client.online() && !window.chat.client.resuming);
+    const before = opened.length;
+    const window_ = 2500;
+    current.ws.send(JSON.stringify({ type: 'goaway', reason: 'drain',
+                                     retry_after_ms: window_ }));
+    const closedAt = Date.now();
+    current.ws.close({ code: 1012, reason: 'test: drain' });
+    current.server.close();
+    // The wait may be ~0: do not look for the brief offline state.
+    await bob.page.waitForFunction(() =>
+      window.chat.client.stats.lastGoawayWait !== null);
+    await until(() => opened.length > before, 'the reconnect');
+    await bob.page.waitForFunction(() => window.chat.client.online());
+    const { wait, goaways, next } = await bob.page.evaluate(() => ({
+      wait: window.chat.client.stats.lastGoawayWait,
+      goaways: window.chat.client.stats.goaways,
+      next: window.chat.client.nextAttemptAt,
+    }));
+    assert.ok(goaways >= 1, 'the goaway was seen');
+    assert.ok(wait >= 0 && wait <= window_, `waited ${wait} ms`);
+    assert.ok(opened.length > before, 'reconnected');
+    const back = opened[before];
+    assert.ok(back >= next - 50, `back ${next - back} ms before its time`);
+    assert.ok(back - closedAt <= window_ + 2000,
+              `back ${back - closedAt} ms after the close`);
+    await bob.page.unrouteAll();
+    await waitInSync(bob, cid);
   });
 
   await step('receipts go out at most once a second per conversation', async () => {

@@ -15,7 +15,13 @@
  * walk uses its own arena so the outer row stays intact.
  *
  * Media references of stored messages are not kept (the app asks the server
- * for media by id); everything else of a message is. */
+ * for media by id); everything else of a message is.
+ *
+ * Erasing (PROTOCOL.md section 8: a deleted body is gone from the store,
+ * not hidden): secure_delete is on, so SQLite overwrites the bytes a row
+ * gave up; and after an erase the WAL is checkpointed and truncated, so no
+ * older copy of the page survives in it. The checkpoint waits until no
+ * walk of this connection is active (a walk holds a read transaction). */
 #include <chat/sqlite.h>
 
 #include <sqlite3.h>
@@ -27,7 +33,7 @@
 #include "common/arena.h"
 #include "common/check.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 static const char schema_v1[] =
   "CREATE TABLE messages("
@@ -78,6 +84,17 @@ static const char schema_v2[] =
   "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
   "ALTER TABLE conversations ADD COLUMN admins TEXT NOT NULL DEFAULT '';";
 
+/* Version 3: edits and deletes applied in place (CHAT_CLIENT_STORE_OPS_V2).
+ * edit_id is the message id of the edit entry whose body the message holds
+ * (0: its own, or the one the server read back with it); the index finds
+ * the entries that name a target; outbox entries say what they ask for. */
+static const char schema_v3[] =
+  "ALTER TABLE messages ADD COLUMN edit_id INTEGER NOT NULL DEFAULT 0;"
+  "CREATE INDEX messages_by_target ON messages(conversation_id, target_id)"
+  " WHERE target_id IS NOT NULL;"
+  "ALTER TABLE outbox ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE outbox ADD COLUMN target_id INTEGER NOT NULL DEFAULT 0;";
+
 /* The statements, one per kind; each is cached in cstore.cache. */
 enum {
   Q_PUT_MESSAGE,
@@ -94,8 +111,28 @@ enum {
   Q_PUT_CONVERSATION,
   Q_GET_CONVERSATION,
   Q_EACH_CONVERSATION,
+  /* V2 */
+  Q_OUTBOX_ADD_V2,
+  Q_EACH_OUTBOX_V2,
+  Q_GET_MESSAGE,
+  Q_TARGET,
+  Q_HAS_DELETE,
+  Q_ERASE_TARGET,
+  Q_ERASE_EDITS,
+  Q_LAST_EDIT,
+  Q_SET_EDIT,
+  Q_FORGET_LAST_SEEN,
+  Q_SAVEPOINT,
+  Q_RELEASE,
+  Q_ROLLBACK_TO,
   Q_COUNT
 };
+
+/* The columns each_message and get_message hand out, in row_message()'s
+ * order. */
+#define MESSAGE_COLUMNS                                                        \
+  "message_id, sender_id, client_msg_id, body, body_type, reply_to,"          \
+  " server_ts, own, state, target_id, sender_kind, edited_ts, deleted"
 
 static const char *const sql_of[Q_COUNT] = {
   [Q_PUT_MESSAGE] =
@@ -105,9 +142,7 @@ static const char *const sql_of[Q_COUNT] = {
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
   /* The newest `limit` below `before`, handed out oldest first. */
   [Q_EACH_MESSAGE] =
-    "SELECT * FROM (SELECT message_id, sender_id, client_msg_id, body,"
-    " body_type, reply_to, server_ts, own, state, target_id, sender_kind,"
-    " edited_ts, deleted FROM messages"
+    "SELECT * FROM (SELECT " MESSAGE_COLUMNS " FROM messages"
     " WHERE conversation_id = ?1 AND message_id <= ?2"
     " ORDER BY message_id DESC LIMIT ?3) ORDER BY message_id",
   [Q_SET_RECEIPT] =
@@ -126,9 +161,10 @@ static const char *const sql_of[Q_COUNT] = {
     "INSERT INTO outbox(client_msg_id, conversation_id, body)"
     " VALUES(?1, ?2, ?3)",
   [Q_OUTBOX_REMOVE] = "DELETE FROM outbox WHERE client_msg_id = ?1",
+  /* V1's walk: sends only (kind 0). */
   [Q_EACH_OUTBOX] =
     "SELECT seq, client_msg_id, conversation_id, body FROM outbox"
-    " ORDER BY seq",
+    " WHERE kind = 0 ORDER BY seq",
   [Q_SET_MARK] =
     "INSERT OR REPLACE INTO marks(conversation_id, kind, want, sent)"
     " VALUES(?1, ?2, ?3, ?4)",
@@ -148,6 +184,40 @@ static const char *const sql_of[Q_COUNT] = {
     " max(message_id) FROM messages m WHERE m.conversation_id ="
     " c.conversation_id), 0)) AS act FROM conversations c"
     " ORDER BY act DESC, c.conversation_id",
+  [Q_OUTBOX_ADD_V2] =
+    "INSERT INTO outbox(client_msg_id, conversation_id, body, kind,"
+    " target_id) VALUES(?1, ?2, ?3, ?4, ?5)",
+  [Q_EACH_OUTBOX_V2] =
+    "SELECT seq, client_msg_id, conversation_id, body, kind, target_id"
+    " FROM outbox ORDER BY seq",
+  [Q_GET_MESSAGE] =
+    "SELECT " MESSAGE_COLUMNS " FROM messages"
+    " WHERE conversation_id = ?1 AND message_id = ?2",
+  [Q_TARGET] =
+    "SELECT body_type, deleted, edit_id, edited_ts, body FROM messages"
+    " WHERE conversation_id = ?1 AND message_id = ?2",
+  [Q_HAS_DELETE] =
+    "SELECT 1 FROM messages WHERE conversation_id = ?1 AND target_id = ?2"
+    " AND body_type = 4 LIMIT 1",
+  [Q_ERASE_TARGET] =
+    "UPDATE messages SET body = X'', deleted = 1"
+    " WHERE conversation_id = ?1 AND message_id = ?2"
+    " AND (deleted = 0 OR length(body) > 0)",
+  [Q_ERASE_EDITS] =
+    "UPDATE messages SET body = X''"
+    " WHERE conversation_id = ?1 AND target_id = ?2 AND body_type = 3"
+    " AND length(body) > 0",
+  [Q_LAST_EDIT] =
+    "SELECT message_id, server_ts, body FROM messages"
+    " WHERE conversation_id = ?1 AND target_id = ?2 AND body_type = 3"
+    " ORDER BY message_id DESC LIMIT 1",
+  [Q_SET_EDIT] =
+    "UPDATE messages SET body = ?3, edited_ts = ?4, edit_id = ?5"
+    " WHERE conversation_id = ?1 AND message_id = ?2",
+  [Q_FORGET_LAST_SEEN] = "DELETE FROM last_seen WHERE conversation_id = ?1",
+  [Q_SAVEPOINT] = "SAVEPOINT apply_changes",
+  [Q_RELEASE] = "RELEASE apply_changes",
+  [Q_ROLLBACK_TO] = "ROLLBACK TO apply_changes",
 };
 
 typedef struct cstore {
@@ -158,6 +228,9 @@ typedef struct cstore {
   unsigned walks;       /* each_* walks in progress */
   chat__arena scratch;  /* rows of the outermost walk */
   uint64_t prepares;    /* statements compiled so far */
+  bool wal;             /* a file in WAL mode (not ":memory:") */
+  bool checkpoint_due;  /* bytes were erased: truncate the WAL */
+  uint64_t checkpoints; /* WAL truncations done (tests) */
 } cstore;
 
 static chat_err sqerr(int rc) {
@@ -234,6 +307,24 @@ static chat__arena *walk_begin(cstore *s, chat__arena *local) {
   return ar;
 }
 
+/* After an erase: copy every page into the database file and truncate
+ * the WAL, so the erased bytes survive in no older page image. Not while a
+ * walk holds a read transaction (the checkpoint could not finish): the
+ * outermost walk's end does it then. Best effort: another process reading
+ * the file can make it fail, and the next erase tries again. */
+static void checkpoint(cstore *s) {
+  if (!s->checkpoint_due || s->walks > 0)
+    return;
+  s->checkpoint_due = false;
+  if (!s->wal)
+    return;
+  if (sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE,
+                                NULL, NULL) == SQLITE_OK)
+    s->checkpoints++;
+  else
+    s->checkpoint_due = true;
+}
+
 static void walk_end(cstore *s, chat__arena *ar) {
   s->walks--;
   if (ar == &s->scratch)
@@ -295,6 +386,49 @@ static chat_receipt_state as_state(int v) {
              : CHAT_RECEIPT_NONE;
 }
 
+/* Hand the current row (MESSAGE_COLUMNS) to fn; SQLITE_ROW when done,
+ * SQLITE_NOMEM when the arena is out of memory. */
+static int row_message(chat__arena *ar, sqlite3_stmt *st, const char *conv,
+                       void (*fn)(void *, const chat_message *, bool,
+                                  chat_receipt_state),
+                       void *ctx) {
+  chat_message m;
+  memset(&m, 0, sizeof m);
+  m.conversation_id = conv;
+  m.message_id = (uint64_t)sqlite3_column_int64(st, 0);
+  m.sender_id = col_text(ar, st, 1);
+  m.client_msg_id = col_text(ar, st, 2);
+  size_t n = (size_t)sqlite3_column_bytes(st, 3);
+  const void *b = sqlite3_column_blob(st, 3);
+  char *body = chat__arena_alloc(ar, n + 1);
+  if (!body || !m.sender_id)
+    return SQLITE_NOMEM;
+  if (n)
+    memcpy(body, b, n);
+  body[n] = 0;
+  m.body.ptr = body;
+  m.body.len = n;
+  m.body_type = (chat_body_type)sqlite3_column_int(st, 4);
+  if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+    m.has_reply_to = true;
+    m.reply_to = (uint64_t)sqlite3_column_int64(st, 5);
+  }
+  m.server_ts = sqlite3_column_int64(st, 6);
+  if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
+    m.has_target_id = true;
+    m.target_id = (uint64_t)sqlite3_column_int64(st, 9);
+  }
+  m.sender_kind = (chat_sender_kind)sqlite3_column_int(st, 10);
+  if (sqlite3_column_type(st, 11) != SQLITE_NULL) {
+    m.has_edited_ts = true;
+    m.edited_ts = sqlite3_column_int64(st, 11);
+  }
+  m.deleted = sqlite3_column_int(st, 12) != 0;
+  fn(ctx, &m, sqlite3_column_int(st, 7) != 0,
+     as_state(sqlite3_column_int(st, 8)));
+  return SQLITE_ROW;
+}
+
 static chat_err each_message(void *self, const char *conv, uint64_t before,
                              uint32_t limit,
                              void (*fn)(void *, const chat_message *, bool,
@@ -317,45 +451,13 @@ static chat_err each_message(void *self, const char *conv, uint64_t before,
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     chat__arena_reset(ar);
-    chat_message m;
-    memset(&m, 0, sizeof m);
-    m.conversation_id = conv;
-    m.message_id = (uint64_t)sqlite3_column_int64(st, 0);
-    m.sender_id = col_text(ar, st, 1);
-    m.client_msg_id = col_text(ar, st, 2);
-    size_t n = (size_t)sqlite3_column_bytes(st, 3);
-    const void *b = sqlite3_column_blob(st, 3);
-    char *body = chat__arena_alloc(ar, n + 1);
-    if (!body || !m.sender_id) {
-      rc = SQLITE_NOMEM;
+    rc = row_message(ar, st, conv, fn, ctx);
+    if (rc != SQLITE_ROW)
       break;
-    }
-    if (n)
-      memcpy(body, b, n);
-    body[n] = 0;
-    m.body.ptr = body;
-    m.body.len = n;
-    m.body_type = (chat_body_type)sqlite3_column_int(st, 4);
-    if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
-      m.has_reply_to = true;
-      m.reply_to = (uint64_t)sqlite3_column_int64(st, 5);
-    }
-    m.server_ts = sqlite3_column_int64(st, 6);
-    if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
-      m.has_target_id = true;
-      m.target_id = (uint64_t)sqlite3_column_int64(st, 9);
-    }
-    m.sender_kind = (chat_sender_kind)sqlite3_column_int(st, 10);
-    if (sqlite3_column_type(st, 11) != SQLITE_NULL) {
-      m.has_edited_ts = true;
-      m.edited_ts = sqlite3_column_int64(st, 11);
-    }
-    m.deleted = sqlite3_column_int(st, 12) != 0;
-    fn(ctx, &m, sqlite3_column_int(st, 7) != 0,
-       as_state(sqlite3_column_int(st, 8)));
   }
   walk_end(s, ar);
   stmt_put(s, Q_EACH_MESSAGE, st);
+  checkpoint(s);
   return sqerr(rc);
 }
 
@@ -423,6 +525,7 @@ static chat_err each_last_seen(void *self,
   }
   walk_end(s, ar);
   stmt_put(s, Q_EACH_LAST_SEEN, st);
+  checkpoint(s);
   return sqerr(rc);
 }
 
@@ -484,6 +587,7 @@ static chat_err each_outbox(void *self,
   }
   walk_end(s, ar);
   stmt_put(s, Q_EACH_OUTBOX, st);
+  checkpoint(s);
   return sqerr(rc);
 }
 
@@ -529,6 +633,7 @@ static chat_err each_mark(void *self,
   }
   walk_end(s, ar);
   stmt_put(s, Q_EACH_MARK, st);
+  checkpoint(s);
   return sqerr(rc);
 }
 
@@ -669,7 +774,282 @@ static chat_err each_conversation(void *self,
   }
   walk_end(s, ar);
   stmt_put(s, Q_EACH_CONVERSATION, st);
+  checkpoint(s);
   return sqerr(rc);
+}
+
+/* ------------------------------------------------------------------------
+ * V2: the outbox with edits and deletes, one message, applying edit and
+ * delete entries (PROTOCOL.md section 8) */
+
+static chat_err outbox_add_v2(void *self,
+                              const chat_client_outbox_entry_v2 *en) {
+  cstore *s = self;
+  sqlite3_stmt *st;
+  chat_err e = stmt_get(s, Q_OUTBOX_ADD_V2, &st);
+  if (e)
+    return e;
+  bind_text(st, 1, en->client_msg_id);
+  bind_text(st, 2, en->conversation_id);
+  bind_blob(st, 3, en->body.ptr, en->body.len);
+  sqlite3_bind_int(st, 4, (int)en->kind);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)en->target_id);
+  return run(s, Q_OUTBOX_ADD_V2, st, NULL);
+}
+
+static chat_client_outbox_kind as_kind(int v) {
+  return v == CHAT_CLIENT_OUTBOX_EDIT     ? CHAT_CLIENT_OUTBOX_EDIT
+         : v == CHAT_CLIENT_OUTBOX_DELETE ? CHAT_CLIENT_OUTBOX_DELETE
+                                          : CHAT_CLIENT_OUTBOX_SEND;
+}
+
+static chat_err each_outbox_v2(void *self,
+                               void (*fn)(void *,
+                                          const chat_client_outbox_entry_v2 *),
+                               void *ctx) {
+  cstore *s = self;
+  sqlite3_stmt *st;
+  chat_err e = stmt_get(s, Q_EACH_OUTBOX_V2, &st);
+  if (e)
+    return e;
+  chat__arena local;
+  chat__arena *ar = walk_begin(s, &local);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    chat__arena_reset(ar);
+    chat_client_outbox_entry_v2 en;
+    memset(&en, 0, sizeof en);
+    en.seq = sqlite3_column_int64(st, 0);
+    en.client_msg_id = col_text(ar, st, 1);
+    en.conversation_id = col_text(ar, st, 2);
+    size_t n = (size_t)sqlite3_column_bytes(st, 3);
+    char *body = chat__arena_alloc(ar, n + 1);
+    if (!body || !en.client_msg_id || !en.conversation_id) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    if (n)
+      memcpy(body, sqlite3_column_blob(st, 3), n);
+    body[n] = 0;
+    en.body.ptr = body;
+    en.body.len = n;
+    en.kind = as_kind(sqlite3_column_int(st, 4));
+    en.target_id = (uint64_t)sqlite3_column_int64(st, 5);
+    fn(ctx, &en);
+  }
+  walk_end(s, ar);
+  stmt_put(s, Q_EACH_OUTBOX_V2, st);
+  checkpoint(s);
+  return sqerr(rc);
+}
+
+static chat_err get_message(void *self, const char *conv, uint64_t id,
+                            void (*fn)(void *, const chat_message *, bool,
+                                       chat_receipt_state),
+                            void *ctx) {
+  cstore *s = self;
+  sqlite3_stmt *st;
+  chat_err e = stmt_get(s, Q_GET_MESSAGE, &st);
+  if (e)
+    return e;
+  bind_text(st, 1, conv);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+  chat__arena local;
+  chat__arena *ar = walk_begin(s, &local);
+  int rc = sqlite3_step(st);
+  bool found = rc == SQLITE_ROW;
+  if (found)
+    rc = row_message(ar, st, conv, fn, ctx);
+  walk_end(s, ar);
+  stmt_put(s, Q_GET_MESSAGE, st);
+  checkpoint(s);
+  if (rc == SQLITE_DONE)
+    return CHAT_ERR_NOT_FOUND;
+  return sqerr(rc);
+}
+
+/* Run a statement of kind k bound to (conversation, id) and nothing else
+ * to completion; *changes (may be NULL) gets the rows it changed. */
+static chat_err run_conv_id(cstore *s, int k, const char *conv, uint64_t id,
+                            int *changes) {
+  sqlite3_stmt *st;
+  chat_err e = stmt_get(s, k, &st);
+  if (e)
+    return e;
+  bind_text(st, 1, conv);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+  return run(s, k, st, changes);
+}
+
+/* The target's state as stored. */
+typedef struct target {
+  chat_body_type type;
+  bool deleted;
+  uint64_t edit_id;
+  bool has_edited_ts;
+  int64_t edited_ts;
+} target;
+
+/* What apply_changes does, inside its savepoint. */
+static chat_err apply_in(cstore *s, const char *conv, uint64_t id,
+                         bool *changed) {
+  sqlite3_stmt *st;
+  chat_err e = stmt_get(s, Q_TARGET, &st);
+  if (e)
+    return e;
+  bind_text(st, 1, conv);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+  int rc = sqlite3_step(st);
+  target t = {0};
+  size_t body_len = 0;
+  char *body = NULL;
+  if (rc == SQLITE_ROW) {
+    t.type = (chat_body_type)sqlite3_column_int(st, 0);
+    t.deleted = sqlite3_column_int(st, 1) != 0;
+    t.edit_id = (uint64_t)sqlite3_column_int64(st, 2);
+    t.has_edited_ts = sqlite3_column_type(st, 3) != SQLITE_NULL;
+    t.edited_ts = sqlite3_column_int64(st, 3);
+    body_len = (size_t)sqlite3_column_bytes(st, 4);
+    body = chat__alloc(&s->alloc, body_len + 1);
+    if (body && body_len)
+      memcpy(body, sqlite3_column_blob(st, 4), body_len);
+    if (!body)
+      rc = SQLITE_NOMEM;
+  }
+  stmt_put(s, Q_TARGET, st);
+  if (rc != SQLITE_ROW) {
+    /* Not stored (DONE) or a failure. */
+    chat__free(&s->alloc, body);
+    return rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
+  }
+  if (t.type != CHAT_BODY_TEXT && t.type != CHAT_BODY_MEDIA) {
+    chat__free(&s->alloc, body);
+    return CHAT_OK;
+  }
+
+  bool del = t.deleted;
+  if (!del) {
+    e = stmt_get(s, Q_HAS_DELETE, &st);
+    if (e) {
+      chat__free(&s->alloc, body);
+      return e;
+    }
+    bind_text(st, 1, conv);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+    rc = sqlite3_step(st);
+    del = rc == SQLITE_ROW;
+    stmt_put(s, Q_HAS_DELETE, st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      chat__free(&s->alloc, body);
+      return sqerr(rc);
+    }
+  }
+  if (del) {
+    chat__free(&s->alloc, body);
+    int a = 0, b = 0;
+    e = run_conv_id(s, Q_ERASE_TARGET, conv, id, &a);
+    if (!e)
+      e = run_conv_id(s, Q_ERASE_EDITS, conv, id, &b);
+    if (!e && (a || b))
+      s->checkpoint_due = true;
+    if (!e && a)
+      *changed = true;
+    return e;
+  }
+
+  /* The newest edit entry, and whether the target holds it already. */
+  e = stmt_get(s, Q_LAST_EDIT, &st);
+  if (e) {
+    chat__free(&s->alloc, body);
+    return e;
+  }
+  bind_text(st, 1, conv);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)id);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    uint64_t w_id = (uint64_t)sqlite3_column_int64(st, 0);
+    int64_t w_ts = sqlite3_column_int64(st, 1);
+    bool apply = t.edit_id ? w_id > t.edit_id
+                           : !t.has_edited_ts || w_ts >= t.edited_ts;
+    if (apply) {
+      /* A copy: the row is about to change under the statement. */
+      size_t n = (size_t)sqlite3_column_bytes(st, 2);
+      char *w_body = chat__alloc(&s->alloc, n + 1);
+      if (w_body && n)
+        memcpy(w_body, sqlite3_column_blob(st, 2), n);
+      bool same = w_body && t.has_edited_ts && t.edited_ts == w_ts &&
+                  n == body_len && (n == 0 || memcmp(w_body, body, n) == 0);
+      sqlite3_stmt *up = NULL;
+      e = w_body ? stmt_get(s, Q_SET_EDIT, &up) : CHAT_ERR_NOMEM;
+      if (!e) {
+        bind_text(up, 1, conv);
+        sqlite3_bind_int64(up, 2, (sqlite3_int64)id);
+        bind_blob(up, 3, w_body, n);
+        sqlite3_bind_int64(up, 4, w_ts);
+        sqlite3_bind_int64(up, 5, (sqlite3_int64)w_id);
+        e = run(s, Q_SET_EDIT, up, NULL);
+      }
+      chat__free(&s->alloc, w_body);
+      if (!e && !same)
+        *changed = true;
+    }
+  }
+  stmt_put(s, Q_LAST_EDIT, st);
+  chat__free(&s->alloc, body);
+  if (!e && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  return e;
+}
+
+static chat_err apply_changes(void *self, const char *conv, uint64_t id,
+                              bool *changed) {
+  cstore *s = self;
+  *changed = false;
+  /* One savepoint: a failure half way changes nothing (it nests inside a
+   * walk's read transaction too). */
+  sqlite3_stmt *st;
+  chat_err e = stmt_get(s, Q_SAVEPOINT, &st);
+  if (e)
+    return e;
+  e = run(s, Q_SAVEPOINT, st, NULL);
+  if (e)
+    return e;
+  bool due = s->checkpoint_due;
+  e = apply_in(s, conv, id, changed);
+  int k = e ? Q_ROLLBACK_TO : Q_RELEASE;
+  chat_err e2 = stmt_get(s, k, &st);
+  if (!e2)
+    e2 = run(s, k, st, NULL);
+  if (e) {
+    /* Rolled back (and released below): nothing changed. */
+    if (!e2 && stmt_get(s, Q_RELEASE, &st) == CHAT_OK)
+      (void)run(s, Q_RELEASE, st, NULL);
+    *changed = false;
+    s->checkpoint_due = due;
+    return e;
+  }
+  if (e2) {
+    /* The release failed: undo it all rather than leave it open. */
+    if (stmt_get(s, Q_ROLLBACK_TO, &st) == CHAT_OK)
+      (void)run(s, Q_ROLLBACK_TO, st, NULL);
+    if (stmt_get(s, Q_RELEASE, &st) == CHAT_OK)
+      (void)run(s, Q_RELEASE, st, NULL);
+    *changed = false;
+    s->checkpoint_due = due;
+    return e2;
+  }
+  checkpoint(s);
+  return CHAT_OK;
+}
+
+static chat_err forget_last_seen(void *self, const char *conv) {
+  cstore *s = self;
+  sqlite3_stmt *st;
+  chat_err e = stmt_get(s, Q_FORGET_LAST_SEEN, &st);
+  if (e)
+    return e;
+  bind_text(st, 1, conv);
+  return run(s, Q_FORGET_LAST_SEEN, st, NULL);
 }
 
 /* ------------------------------------------------------------------------
@@ -677,6 +1057,10 @@ static chat_err each_conversation(void *self,
 
 uint64_t chat__sqlite_client_store_prepares(void *self) {
   return ((cstore *)self)->prepares;
+}
+
+uint64_t chat__sqlite_client_store_checkpoints(void *self) {
+  return ((cstore *)self)->checkpoints;
 }
 
 static void destroy(void *self) {
@@ -727,8 +1111,10 @@ static chat_err migrate(sqlite3 *db, chat_errbuf *err, const char *path) {
     e = exec(db, schema_v1);
   if (!e && v < 2)
     e = exec(db, schema_v2);
+  if (!e && v < 3)
+    e = exec(db, schema_v3);
   if (!e && v < SCHEMA_VERSION)
-    e = exec(db, "PRAGMA user_version = 2");
+    e = exec(db, "PRAGMA user_version = 3");
   if (!e)
     e = exec(db, "COMMIT");
   if (e && !sqlite3_get_autocommit(db))
@@ -768,6 +1154,14 @@ chat_err chat_sqlite_client_store_open(chat_client_store_ops *out,
   }
   if (!e)
     e = exec(s->db, "PRAGMA synchronous = NORMAL");
+  /* Erased bodies are overwritten, not left in free space (section 8). */
+  if (!e)
+    e = exec(s->db, "PRAGMA secure_delete = ON");
+  if (!e) {
+    /* A file (WAL); a private in-memory database has no name. */
+    const char *fn = sqlite3_db_filename(s->db, "main");
+    s->wal = fn && fn[0];
+  }
   chat_errbuf mig = {{0}};
   if (!e)
     e = migrate(s->db, &mig, path);
@@ -782,7 +1176,7 @@ chat_err chat_sqlite_client_store_open(chat_client_store_ops *out,
     destroy(s);
     return e;
   }
-  out->version = CHAT_CLIENT_STORE_OPS_V1;
+  out->version = CHAT_CLIENT_STORE_OPS_V2;
   out->self = s;
   out->put_message = put_message;
   out->each_message = each_message;
@@ -799,5 +1193,10 @@ chat_err chat_sqlite_client_store_open(chat_client_store_ops *out,
   out->get_conversation = get_conversation;
   out->each_conversation = each_conversation;
   out->destroy = destroy;
+  out->outbox_add_v2 = outbox_add_v2;
+  out->each_outbox_v2 = each_outbox_v2;
+  out->get_message = get_message;
+  out->apply_changes = apply_changes;
+  out->forget_last_seen = forget_last_seen;
   return CHAT_OK;
 }

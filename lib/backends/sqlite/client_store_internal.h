@@ -9,4 +9,8 @@
  * walk nested inside a walk of the same kind. */
 uint64_t chat__sqlite_client_store_prepares(void *self);
 
+/* How many times the store truncated its WAL after erasing bytes
+ * (apply_changes deleting a message). */
+uint64_t chat__sqlite_client_store_checkpoints(void *self);
+
 #endif
