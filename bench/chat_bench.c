@@ -11,8 +11,11 @@
  * The client is a minimal hand-written WebSocket client on epoll: one
  * process, no threads; scenarios that need more descriptors than one
  * process may open fork generator processes, each bound to its own source
- * address 127.0.0.x. Every scenario is bounded in count and in time. */
+ * address 127.0.0.x. Every scenario is bounded in count and in time.
+ * `drain` restarts its chatd (on the same port and data directory) in the
+ * middle. */
 #define _GNU_SOURCE
+#include <chat/backoff.h>
 #include <chat/sodium.h>
 
 #include <arpa/inet.h>
@@ -133,12 +136,9 @@ static struct {
   bool attached; /* --port given: a chatd someone else started */
 } S = {.sync = "full"};
 
-static void chatd_start(void) {
-  if (S.attached)
-    return;
-  snprintf(S.dir, sizeof S.dir, "/tmp/chat-bench-XXXXXX");
-  if (!mkdtemp(S.dir))
-    die("mkdtemp: %s", strerror(errno));
+/* Start a chatd on S.dir listening on @p listen ("127.0.0.1:0" for any
+ * port); S.port is the port it says it listens on. */
+static void chatd_spawn(const char *listen, const char *more) {
   int pfd[2];
   if (pipe(pfd) != 0)
     die("pipe");
@@ -147,7 +147,7 @@ static void chatd_start(void) {
   argv[n++] = (char *)S.chatd;
   argv[n++] = "serve";
   argv[n++] = "--listen";
-  argv[n++] = "127.0.0.1:0";
+  argv[n++] = (char *)listen;
   argv[n++] = "--data-dir";
   argv[n++] = S.dir;
   argv[n++] = "--sync";
@@ -160,6 +160,10 @@ static void chatd_start(void) {
   for (char *tok = extra ? strtok(extra, " ") : NULL; tok && n < 62;
        tok = strtok(NULL, " "))
     argv[n++] = tok;
+  char *more_copy = more ? xstrdup(more) : NULL;
+  for (char *tok = more_copy ? strtok(more_copy, " ") : NULL; tok && n < 62;
+       tok = strtok(NULL, " "))
+    argv[n++] = tok;
   argv[n] = NULL;
   pid_t pid = fork();
   if (pid < 0)
@@ -170,13 +174,14 @@ static void chatd_start(void) {
     close(pfd[1]);
     char log[300];
     snprintf(log, sizeof log, "%s/chatd.log", S.dir);
-    int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int lf = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
     if (lf >= 0)
       dup2(lf, 2);
     execv(S.chatd, argv);
     _exit(127);
   }
   free(extra);
+  free(more_copy);
   close(pfd[1]);
   S.pid = pid;
   char line[256];
@@ -196,6 +201,17 @@ static void chatd_start(void) {
     die("unexpected chatd line: %s", line);
   S.port = (uint16_t)atoi(colon + 1);
 }
+
+static void chatd_start_with(const char *more) {
+  if (S.attached)
+    return;
+  snprintf(S.dir, sizeof S.dir, "/tmp/chat-bench-XXXXXX");
+  if (!mkdtemp(S.dir))
+    die("mkdtemp: %s", strerror(errno));
+  chatd_spawn("127.0.0.1:0", more);
+}
+
+static void chatd_start(void) { chatd_start_with(NULL); }
 
 static void chatd_stop(void) {
   if (S.attached || S.pid <= 0)
@@ -874,7 +890,7 @@ static uint64_t body_time(const char *json, size_t len) {
 typedef struct opts {
   long conns, procs, pairs, window, messages, members, online, burst,
       singles, receipt_msgs, clients, convs, missed, group_size, seconds,
-      rate, churn_rate, timeout, receipts, max_pending;
+      rate, churn_rate, timeout, receipts, max_pending, spread;
   int json_only;
 } opts;
 
@@ -883,7 +899,7 @@ static opts O = {
     .messages = 200000, .members = 1000, .online = 1000, .burst = 2000,
     .singles = 100, .receipt_msgs = 5, .clients = 2000, .convs = 4,
     .missed = 20, .group_size = 100, .seconds = 10, .rate = 50,
-    .churn_rate = 100, .timeout = 120, .receipts = 1};
+    .churn_rate = 100, .timeout = 120, .receipts = 1, .spread = 10000};
 
 static void json_common(FILE *f, const char *scenario) {
   fprintf(f, "{\"scenario\":\"%s\",\"sync\":\"%s\"", scenario, S.sync);
@@ -954,7 +970,9 @@ static void gens_fork(gens *g, size_t nproc, const char *const *tokens,
   for (size_t i = 0; i < nproc; i++) {
     size_t cnt = first + per > n ? n - first : per;
     int go[2], rep[2];
-    if (pipe(go) || pipe(rep))
+    /* Close-on-exec: a chatd started later (drain restarts it) must not
+     * hold the generators' pipes open. */
+    if (pipe2(go, O_CLOEXEC) || pipe2(rep, O_CLOEXEC))
       die("pipe");
     fflush(NULL);
     pid_t pid = fork();
@@ -1651,6 +1669,362 @@ static void run_resume(void) {
   chatd_stop();
 }
 
+/* ==== scenario: drain ==== */
+
+/* PROTOCOL.md section 8, server-advised reconnect. N clients (--clients)
+ * in groups of --group-size are connected and resumed; then chatd is
+ * restarted: SIGTERM, and once it has exited a new chatd on the same port
+ * and data directory. With --spread MS > 0 chatd runs with
+ * --drain-spread-ms MS, sends goaway before its close 1012, and each
+ * client waits a uniformly random delay in [0, retry_after_ms] before it
+ * reconnects (docs/protocol.md 6.4). With --spread 0, chatd closes with
+ * 1001 and no goaway, and clients use the SDK's reconnect backoff
+ * (chat_backoff_default(): full jitter, first ceiling 1 s). A failed
+ * attempt (the server is not back yet) goes on with the backoff from its
+ * first step, in both modes. Every reconnected client resumes its
+ * conversations. Reported, from the SIGTERM: reconnects and resumes per
+ * 100 ms, and when the last client had resumed. */
+
+#define DRAIN_BIN_MS 100
+#define DRAIN_BINS 1200 /* 120 s */
+
+static struct {
+  char **conv;
+  uint64_t *base;
+  size_t nconv, first;
+  conn *cs;
+  size_t n;
+  bool after;            /* the first session of every client is done */
+  uint64_t ready;        /* resumed in the first session */
+  uint64_t done;         /* resumed after the restart */
+  uint64_t *goaway_ms;   /* per client: retry_after_ms, UINT64_MAX: none */
+  uint64_t *due;         /* per client: when to (re)connect, 0: not due */
+  uint32_t *attempt;     /* per client: backoff step */
+  bool *closed_once;     /* per client: lost its first session */
+  uint64_t *t_close, *t_try, *t_hello, *t_resumed;
+  uint64_t failed_attempts;
+  uint64_t rng;
+} DR;
+
+static uint64_t drain_rand(void) {
+  DR.rng ^= DR.rng << 13;
+  DR.rng ^= DR.rng >> 7;
+  DR.rng ^= DR.rng << 17;
+  return DR.rng;
+}
+
+static void drain_hello(conn *c) {
+  size_t i = (size_t)c->idx;
+  if (DR.after && !DR.t_hello[i])
+    DR.t_hello[i] = c->t_hello;
+  size_t g = (DR.first + i) / (size_t)O.group_size;
+  ws_text(c,
+          "{\"type\":\"resume\",\"last_seen\":{\"%s\":\"%" PRIu64 "\"}}",
+          DR.conv[g], DR.base[g]);
+}
+
+static void drain_frame(conn *c, const char *type, const char *json,
+                        size_t len) {
+  size_t i = (size_t)c->idx;
+  if (strcmp(type, "goaway") == 0) {
+    const char *p = memmem(json, len, "\"retry_after_ms\":", 17);
+    if (p)
+      DR.goaway_ms[i] = strtoull(p + 17, NULL, 10);
+  } else if (strcmp(type, "resumed") == 0) {
+    if (!DR.after) {
+      DR.ready++;
+    } else if (!DR.t_resumed[i]) {
+      DR.t_resumed[i] = now_ns();
+      DR.done++;
+    }
+  }
+}
+
+static void drain_close(conn *c) {
+  size_t i = (size_t)c->idx;
+  if (DR.after && !DR.closed_once[i]) {
+    DR.closed_once[i] = true;
+    DR.t_close[i] = now_ns();
+  }
+}
+
+/* When a closed client tries next: after goaway, a uniform delay in
+ * [0, retry_after_ms] the first time; otherwise (and after any failed
+ * attempt) the SDK's backoff. */
+static void drain_schedule(size_t i, uint64_t now) {
+  uint64_t delay_ms;
+  if (DR.goaway_ms[i] != UINT64_MAX) {
+    delay_ms = drain_rand() % (DR.goaway_ms[i] + 1);
+    DR.goaway_ms[i] = UINT64_MAX; /* used once */
+  } else {
+    chat_backoff b = chat_backoff_default();
+    delay_ms = chat_backoff_delay(&b, DR.attempt[i]++,
+                                  (uint32_t)drain_rand());
+  }
+  DR.due[i] = now + delay_ms * 1000000u;
+}
+
+typedef struct drain_report {
+  uint64_t n, ready, done, failed_attempts;
+  char err[120];
+} drain_report;
+
+static void drain_body(const char *const *tokens, size_t n, uint32_t src,
+                       int go, int rep, size_t first) {
+  DR.first = first;
+  DR.n = n;
+  DR.rng = 0x9e3779b97f4a7c15ull ^ (first + 1) * 0x2545f4914f6cdd1dull;
+  loop_init((scen){.on_hello = drain_hello, .on_frame = drain_frame,
+                   .on_close = drain_close});
+  L.max_pending = O.max_pending ? (size_t)O.max_pending : 4096;
+  DR.cs = conns_new(n, tokens, src);
+  DR.goaway_ms = xcalloc(n, sizeof *DR.goaway_ms);
+  DR.due = xcalloc(n, sizeof *DR.due);
+  DR.attempt = xcalloc(n, sizeof *DR.attempt);
+  DR.closed_once = xcalloc(n, sizeof *DR.closed_once);
+  DR.t_close = xcalloc(n, sizeof *DR.t_close);
+  DR.t_try = xcalloc(n, sizeof *DR.t_try);
+  DR.t_hello = xcalloc(n, sizeof *DR.t_hello);
+  DR.t_resumed = xcalloc(n, sizeof *DR.t_resumed);
+  for (size_t i = 0; i < n; i++)
+    DR.goaway_ms[i] = UINT64_MAX;
+  char b;
+  if (read(go, &b, 1) != 1)
+    _exit(1);
+  /* The first sessions: connect and resume, then report ready. */
+  for (size_t i = 0; i < n; i++)
+    conn_open(&DR.cs[i]);
+  uint64_t deadline = now_ns() + (uint64_t)O.timeout * 1000000000u;
+  while (DR.ready < n && now_ns() < deadline)
+    loop_once(10);
+  drain_report r = {.n = n, .ready = DR.ready};
+  snprintf(r.err, sizeof r.err, "%s", L.last_error);
+  DR.after = true;
+  if (write(rep, &r, sizeof r) != sizeof r)
+    _exit(1);
+  if (DR.ready < n)
+    _exit(0);
+  /* The restart: every client loses its session and comes back. */
+  deadline = now_ns() + (uint64_t)O.timeout * 1000000000u;
+  while (DR.done < n && now_ns() < deadline) {
+    loop_once(2);
+    uint64_t now = now_ns();
+    for (size_t i = 0; i < n; i++) {
+      conn *c = &DR.cs[i];
+      if (DR.t_resumed[i] || c->state != C_CLOSED || c->queued)
+        continue;
+      if (!DR.due[i]) {
+        if (DR.t_try[i]) /* an attempt that failed */
+          DR.failed_attempts++;
+        drain_schedule(i, now);
+      } else if (now >= DR.due[i]) {
+        DR.due[i] = 0;
+        if (!DR.t_try[i])
+          DR.t_try[i] = now;
+        conn_open(c);
+      }
+    }
+  }
+  r.done = DR.done;
+  r.failed_attempts = DR.failed_attempts;
+  snprintf(r.err, sizeof r.err, "%s", L.last_error);
+  if (write(rep, &r, sizeof r) != sizeof r ||
+      write(rep, DR.t_close, n * sizeof(uint64_t)) != (ssize_t)(n * 8) ||
+      write(rep, DR.t_try, n * sizeof(uint64_t)) != (ssize_t)(n * 8) ||
+      write(rep, DR.t_hello, n * sizeof(uint64_t)) != (ssize_t)(n * 8) ||
+      write(rep, DR.t_resumed, n * sizeof(uint64_t)) != (ssize_t)(n * 8))
+    _exit(1);
+  if (read(go, &b, 1) < 0)
+    _exit(1);
+  _exit(0);
+}
+
+static void drain_poster_frame(conn *c, const char *type, const char *json,
+                               size_t len) {
+  (void)c;
+  char cm[40], mid[32];
+  if (strcmp(type, "ack") == 0 &&
+      jstr(json, len, "client_msg_id", cm, sizeof cm) && cm[0] == 'z' &&
+      jstr(json, len, "message_id", mid, sizeof mid)) {
+    DR.base[strtoull(cm + 1, NULL, 10)] = strtoull(mid, NULL, 10);
+    DR.ready++;
+  }
+}
+
+static void bins_json(FILE *f, const char *name, const uint32_t *bins,
+                      size_t n) {
+  fprintf(f, ",\"%s\":[", name);
+  for (size_t i = 0; i < n; i++)
+    fprintf(f, "%s%u", i ? "," : "", bins[i]);
+  fprintf(f, "]");
+}
+
+static void run_drain(void) {
+  size_t m = (size_t)O.clients, gs = (size_t)O.group_size;
+  if (m % gs)
+    m = (m / gs + 1) * gs;
+  uint64_t spread = (uint64_t)O.spread;
+  char flags[64];
+  snprintf(flags, sizeof flags, "--drain-spread-ms %" PRIu64, spread);
+  chatd_start_with(flags);
+  memset(&DR, 0, sizeof DR);
+  const char **tokens = xcalloc(m, sizeof *tokens);
+  char **users = xcalloc(m, sizeof *users);
+  for (size_t i = 0; i < m; i++) {
+    char u[32];
+    snprintf(u, sizeof u, "d%zu", i);
+    users[i] = xstrdup(u);
+    tokens[i] = mint(u, "d");
+  }
+  const char *ptok = mint("poster", "d");
+  DR.nconv = m / gs;
+  DR.conv = xcalloc(DR.nconv, sizeof *DR.conv);
+  DR.base = xcalloc(DR.nconv, sizeof *DR.base);
+  for (size_t g = 0; g < DR.nconv; g++)
+    DR.conv[g] = create_conv(ptok, "group", "drain",
+                             (const char **)users + g * gs, gs);
+  /* One message per group: what every client has before the restart. */
+  loop_init((scen){.on_frame = drain_poster_frame});
+  const char *pt[1] = {ptok};
+  conn *p = conns_new(1, pt, 0x7f000001);
+  conn_open(p);
+  uint64_t dl = now_ns() + 30ull * 1000000000u;
+  while (!p->hello && now_ns() < dl)
+    loop_once(10);
+  if (!p->hello)
+    die("drain: poster did not connect (%s)", L.last_error);
+  for (size_t g = 0; g < DR.nconv; g++)
+    ws_text(p,
+            "{\"type\":\"send\",\"client_msg_id\":\"z%zu\","
+            "\"conversation_id\":\"%s\",\"body\":\"before\"}",
+            g, DR.conv[g]);
+  while (DR.ready < DR.nconv && now_ns() < dl)
+    loop_once(10);
+  if (DR.ready < DR.nconv)
+    die("drain: only %" PRIu64 " base messages acked", DR.ready);
+  conn_close(p, false);
+  DR.ready = 0;
+  size_t nproc = O.procs > 0 ? (size_t)O.procs : (m + 3999) / 4000;
+  gens g;
+  gens_fork(&g, nproc, tokens, m, drain_body);
+  gens_go(&g);
+  for (size_t i = 0; i < g.n; i++) {
+    drain_report r;
+    read_full(g.rep[i], &r, sizeof r);
+    if (r.ready < r.n)
+      die("drain: a generator connected %" PRIu64 " of %" PRIu64 " (%s)",
+          r.ready, r.n, r.err);
+  }
+  usleep(1000000); /* settle */
+  /* The restart. */
+  uint16_t port = S.port;
+  uint64_t t0 = now_ns();
+  kill(S.pid, SIGTERM);
+  bool exited = false;
+  for (int i = 0; i < 400 && !exited; i++) {
+    if (waitpid(S.pid, NULL, WNOHANG) == S.pid)
+      exited = true;
+    else
+      usleep(5000);
+  }
+  if (!exited) {
+    kill(S.pid, SIGKILL);
+    waitpid(S.pid, NULL, 0);
+  }
+  uint64_t t_down = now_ns();
+  char listen[32];
+  snprintf(listen, sizeof listen, "127.0.0.1:%u", (unsigned)port);
+  chatd_spawn(listen, flags);
+  uint64_t t_up = now_ns();
+  if (S.port != port)
+    die("drain: the new chatd listens on %u, not %u", (unsigned)S.port,
+        (unsigned)port);
+  /* What the clients saw. */
+  static uint32_t rec[DRAIN_BINS], res[DRAIN_BINS], tries[DRAIN_BINS];
+  memset(rec, 0, sizeof rec);
+  memset(res, 0, sizeof res);
+  memset(tries, 0, sizeof tries);
+  lat close_lat, resume_lat;
+  memset(&close_lat, 0, sizeof close_lat);
+  memset(&resume_lat, 0, sizeof resume_lat);
+  uint64_t done = 0, failed_attempts = 0, t_last = 0;
+  size_t last_bin = 0;
+  char err[120] = "";
+  for (size_t i = 0; i < g.n; i++) {
+    drain_report r;
+    read_full(g.rep[i], &r, sizeof r);
+    uint64_t *v = xcalloc(4 * r.n, sizeof *v);
+    read_full(g.rep[i], v, 4 * r.n * sizeof *v);
+    for (size_t k = 0; k < r.n; k++) {
+      uint64_t tc = v[k], tt = v[r.n + k], th = v[2 * r.n + k],
+               tr = v[3 * r.n + k];
+      if (tc)
+        lat_add(&close_lat, tc > t0 ? tc - t0 : 0);
+      if (tt && tt >= t0 && (tt - t0) / 1000000u / DRAIN_BIN_MS < DRAIN_BINS)
+        tries[(tt - t0) / 1000000u / DRAIN_BIN_MS]++;
+      if (th && th >= t0) {
+        size_t bin = (size_t)((th - t0) / 1000000u / DRAIN_BIN_MS);
+        if (bin < DRAIN_BINS)
+          rec[bin]++;
+      }
+      if (tr && tr >= t0) {
+        size_t bin = (size_t)((tr - t0) / 1000000u / DRAIN_BIN_MS);
+        if (bin < DRAIN_BINS)
+          res[bin]++;
+        if (bin > last_bin)
+          last_bin = bin;
+        lat_add(&resume_lat, tr - t0);
+        if (tr > t_last)
+          t_last = tr;
+      }
+    }
+    free(v);
+    done += r.done;
+    failed_attempts += r.failed_attempts;
+    if (r.err[0])
+      snprintf(err, sizeof err, "%s", r.err);
+  }
+  uint32_t peak = 0, peak_res = 0;
+  for (size_t i = 0; i < DRAIN_BINS; i++) {
+    if (rec[i] > peak)
+      peak = rec[i];
+    if (res[i] > peak_res)
+      peak_res = res[i];
+  }
+  size_t nb = last_bin + 1 < DRAIN_BINS ? last_bin + 1 : DRAIN_BINS;
+  double all_s = t_last > t0 ? (double)(t_last - t0) / 1e9 : -1;
+  lat_sort(&close_lat);
+  lat_sort(&resume_lat);
+  json_common(stdout, "drain");
+  printf(",\"clients\":%zu,\"group_size\":%zu,\"generators\":%zu,"
+         "\"spread_ms\":%" PRIu64 ",\"goaway\":%s,\"bin_ms\":%d,"
+         "\"old_exited_ms\":%.1f,\"new_listening_ms\":%.1f,"
+         "\"closed_p50_ms\":%.1f,\"closed_max_ms\":%.1f,"
+         "\"resumed\":%" PRIu64 ",\"failed_attempts\":%" PRIu64
+         ",\"peak_reconnects_per_100ms\":%u,"
+         "\"peak_resumes_per_100ms\":%u,\"all_resumed_s\":%.3f,"
+         "\"resume_p50_s\":%.3f,\"resume_p99_s\":%.3f",
+         m, gs, nproc, spread, spread ? "true" : "false", DRAIN_BIN_MS,
+         (double)(t_down - t0) / 1e6, (double)(t_up - t0) / 1e6,
+         lat_pct(&close_lat, 50), lat_pct(&close_lat, 100), done,
+         failed_attempts, peak, peak_res, all_s,
+         lat_pct(&resume_lat, 50) / 1000.0, lat_pct(&resume_lat, 99) / 1000.0);
+  bins_json(stdout, "reconnects_per_bin", rec, nb);
+  bins_json(stdout, "resumes_per_bin", res, nb);
+  bins_json(stdout, "attempts_per_bin", tries, nb);
+  printf(",\"error\":\"%s\"}\n", err);
+  printf("# drain (%s, spread %" PRIu64 " ms): %zu clients; old chatd gone "
+         "after %.0f ms, new one listening after %.0f ms; peak %u "
+         "reconnects per 100 ms; all %" PRIu64 " resumed after %.2f s "
+         "(%" PRIu64 " failed attempts)\n",
+         spread ? "goaway" : "no goaway", spread, m,
+         (double)(t_down - t0) / 1e6, (double)(t_up - t0) / 1e6, peak, done,
+         all_s, failed_attempts);
+  fflush(stdout);
+  gens_end(&g);
+  chatd_stop();
+}
+
 /* ==== scenario: churn ==== */
 
 static struct {
@@ -1925,7 +2299,7 @@ static void run_churn(void) {
 static void usage(void) {
   fprintf(stderr,
           "usage: chat-bench SCENARIO... --chatd PATH [options]\n"
-          "  scenarios: idle direct floor group resume churn\n"
+          "  scenarios: idle direct floor group resume churn drain\n"
           "  --chatd PATH        chatd binary (started per scenario)\n"
           "  --sync full|normal  passed to chatd (default full)\n"
           "  --chatd-args 'A B'  more flags for chatd serve\n"
@@ -1939,6 +2313,12 @@ static void usage(void) {
           "group\n"
           "  --clients N --convs N --missed N --group-size N   resume\n"
           "  --seconds N --rate N --churn-rate N   churn\n"
+          "  --clients N --group-size N --spread MS  drain: restart chatd "
+          "under N\n"
+          "                      clients; MS > 0: goaway with that spread "
+          "(10000),\n"
+          "                      0: no goaway, clients use the SDK "
+          "backoff\n"
           "  --timeout S         bound on each phase (default 120)\n"
           "  --max-pending N     handshakes in progress per generator (512;\n"
           "                      resume: 4096, i.e. all at once)\n");
@@ -1962,7 +2342,8 @@ int main(int argc, char **argv) {
              {"--missed", &O.missed},     {"--group-size", &O.group_size},
              {"--seconds", &O.seconds},   {"--rate", &O.rate},
              {"--churn-rate", &O.churn_rate}, {"--timeout", &O.timeout},
-             {"--receipts", &O.receipts}, {"--max-pending", &O.max_pending}};
+             {"--receipts", &O.receipts}, {"--max-pending", &O.max_pending},
+             {"--spread", &O.spread}};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool matched = false;
@@ -2011,6 +2392,8 @@ int main(int argc, char **argv) {
       run_resume();
     else if (strcmp(names[i], "churn") == 0)
       run_churn();
+    else if (strcmp(names[i], "drain") == 0)
+      run_drain();
     else
       usage();
   }

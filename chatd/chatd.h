@@ -1,6 +1,7 @@
 /* chatd, the reference server: shared declarations of its two files.
  *   options.c  flags, --config files, --help
- *   main.c     serve and token, logging, signals, the service loop */
+ *   main.c     serve, token, ban and unban, logging, signals, the service
+ *              loop */
 #ifndef CHATD_H
 #define CHATD_H
 
@@ -8,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { CMD_SERVE = 1, CMD_TOKEN = 2 };
+enum { CMD_SERVE = 1, CMD_TOKEN = 2, CMD_BAN = 4, CMD_UNBAN = 8 };
 enum { TRANSPORT_EPOLL = 0, TRANSPORT_LWS = 1 };
 
 typedef struct chatd_opts {
@@ -43,10 +44,21 @@ typedef struct chatd_opts {
   uint32_t rx_buffer_bytes;
   uint32_t write_budget_bytes;
   uint32_t drain_timeout_ms;
-  /* token */
+  /* PROTOCOL.md section 8. UINT32_MAX in drain_spread_ms and
+   * new_direct_per_day: not given (the core's default). */
+  uint64_t edit_window_ms;
+  uint32_t bot_rate_per_minute;
+  uint32_t new_direct_per_day; /* 0: no cap */
+  uint32_t drain_spread_ms;    /* 0: no goaway, close 1001 */
+  uint32_t overload_retry_ms;
+  uint32_t resume_batch_hint;
+  uint32_t ban_poll_ms;
+  /* token, ban, unban */
   char *user;
   char *device;
   uint64_t ttl_s;
+  bool bot;    /* token --bot */
+  bool shadow; /* ban --shadow */
   /* Strings this struct owns (from --config files); freed at exit. */
   char **owned;
   size_t n_owned;

@@ -185,8 +185,9 @@ static int cmd_token(const chatd_opts *o) {
   int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
   int64_t exp = o->ttl_s ? now_ms + (int64_t)o->ttl_s * 1000 : 0;
   char tok[CHAT_SODIUM_TOKEN_BUF];
-  chat_err rc = chat_sodium_token_mint(key, o->user, o->device, exp, tok,
-                                       sizeof tok, NULL);
+  chat_err rc = chat_sodium_token_mint_kind(
+      key, o->user, o->device, exp, o->bot ? CHAT_SENDER_BOT : CHAT_SENDER_USER,
+      tok, sizeof tok, NULL);
   chat_sodium_key_free(key);
   if (rc != CHAT_OK) {
     fprintf(stderr, "chatd: cannot mint a token: %s (ids are 1..64 bytes "
@@ -195,6 +196,51 @@ static int cmd_token(const chatd_opts *o) {
     return 2;
   }
   printf("%s\n", tok);
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* ---- chatd ban / unban ---- */
+
+/* A shadow ban is a row in DIR's store. A chatd running on the same
+ * directory reads the ban list inside every commit (SQLite, WAL: the
+ * write is visible to its next transaction), so the user's next message
+ * is withheld; its typing relay rereads the list every --ban-poll-ms. */
+static int cmd_ban(const chatd_opts *o) {
+  bool ban = o->cmd == CMD_BAN;
+  if (!chat_id_valid(o->user, strlen(o->user))) {
+    fprintf(stderr, "chatd: --user: not a valid id (1..64 bytes of "
+                    "[A-Za-z0-9_.:@-])\n");
+    return 2;
+  }
+  struct stat st;
+  if (stat(o->data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+    logf_(CHAT_LOG_ERROR, "event=data_dir_missing path=%s", o->data_dir);
+    fprintf(stderr, "chatd: %s is not a data directory\n", o->data_dir);
+    return 1;
+  }
+  char db_path[4200];
+  snprintf(db_path, sizeof db_path, "%s/chat.db", o->data_dir);
+  chat_storage_ops store;
+  chat_errbuf eb = {{0}};
+  chat_err rc = chat_sqlite_storage_open(&store, db_path, NULL, NULL, &eb);
+  if (rc != CHAT_OK) {
+    logf_(CHAT_LOG_ERROR, "event=store_failed path=%s err=%s why=\"%s\"",
+          db_path, chat_err_name(rc), eb.msg);
+    fprintf(stderr, "chatd: cannot open %s: %s\n", db_path, eb.msg);
+    return 1;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+  /* The SQLite store answers at once: called directly, op NULL. */
+  rc = store.shadow_ban_set(store.self, o->user, ban, now_ms, NULL);
+  store.destroy(store.self);
+  if (rc != CHAT_OK) {
+    fprintf(stderr, "chatd: cannot %s %s: %s\n", ban ? "ban" : "unban",
+            o->user, chat_strerror(rc));
+    return 1;
+  }
+  printf("%s %s\n", ban ? "shadow-banned" : "unbanned", o->user);
   return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -459,6 +505,20 @@ static int cmd_serve(const chatd_opts *o) {
       .max_queued_bytes = o->max_queued_bytes,
       .rest_rate_per_minute = o->rest_rate_per_minute,
       .rest_burst = o->rest_burst,
+      .edit_window_ms = o->edit_window_ms,
+      .bot_rate_per_minute = o->bot_rate_per_minute,
+      /* Not given: the core's default; 0 asks for none. */
+      .new_direct_per_day = o->new_direct_per_day == UINT32_MAX ? 0
+                            : o->new_direct_per_day == 0
+                                ? UINT32_MAX
+                                : o->new_direct_per_day,
+      .drain_retry_after_ms = o->drain_spread_ms == UINT32_MAX ? 0
+                              : o->drain_spread_ms == 0
+                                  ? CHAT_SERVER_NO_GOAWAY
+                                  : o->drain_spread_ms,
+      .overload_retry_after_ms = o->overload_retry_ms,
+      .resume_batch_hint = o->resume_batch_hint,
+      .ban_poll_ms = o->ban_poll_ms,
   };
   chat_server_callbacks cb;
   x_callbacks(o, &cb);
@@ -553,7 +613,9 @@ int main(int argc, char **argv) {
   sa.sa_handler = SIG_IGN;
   sigaction(SIGPIPE, &sa, NULL);
 
-  rc = o.cmd == CMD_TOKEN ? cmd_token(&o) : cmd_serve(&o);
+  rc = o.cmd == CMD_TOKEN                          ? cmd_token(&o)
+       : o.cmd == CMD_BAN || o.cmd == CMD_UNBAN ? cmd_ban(&o)
+                                                : cmd_serve(&o);
   chatd_opts_free(&o);
   return rc;
 }

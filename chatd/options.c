@@ -19,7 +19,8 @@ typedef enum kind {
   K_LISTEN,
   K_LEVEL,
   K_SYNC,
-  K_TRANSPORT
+  K_TRANSPORT,
+  K_FLAG /* takes no value */
 } kind;
 
 typedef struct opt {
@@ -35,12 +36,13 @@ typedef struct opt {
 #define OFF(f) offsetof(chatd_opts, f)
 #define S CMD_SERVE
 #define T CMD_TOKEN
+#define B (CMD_BAN | CMD_UNBAN)
 
 static const opt opts[] = {
     {"listen", S, K_LISTEN, 0, 0, 0, "HOST:PORT",
      "address to listen on (IPv4, [IPv6] or localhost); port 0 picks a "
      "free one. Default 127.0.0.1:8080"},
-    {"data-dir", S | T, K_STR, OFF(data_dir), 0, 0, "DIR",
+    {"data-dir", S | T | B, K_STR, OFF(data_dir), 0, 0, "DIR",
      "data directory: chat.db (SQLite) and token.key (created at first "
      "start, mode 0600). Default ./chatd-data"},
     {"config", S, K_STR, 0, 0, 0, "FILE",
@@ -96,6 +98,30 @@ static const opt opts[] = {
      "Default 65536"},
     {"drain-timeout-ms", S, K_U32, OFF(drain_timeout_ms), 0, 600000, "N",
      "on SIGTERM, how long to wait for sessions to close. Default 4000"},
+    {"edit-window-ms", S, K_U64, OFF(edit_window_ms), 1, UINT64_MAX, "N",
+     "a message may be edited this long after it was sent. Default 900000 "
+     "(15 min)"},
+    {"bot-rate-per-minute", S, K_U32, OFF(bot_rate_per_minute), 1,
+     UINT32_MAX, "N",
+     "sends per bot (chatd token --bot) per conversation per minute. "
+     "Default 600"},
+    {"new-direct-per-day", S, K_U32, OFF(new_direct_per_day), 0, 1000000,
+     "N",
+     "direct conversations a user may start per UTC day with users who "
+     "never wrote to them (over: 429); 0: no cap. Default 50"},
+    {"drain-spread-ms", S, K_U32, OFF(drain_spread_ms), 0, 3600000, "N",
+     "on SIGTERM, goaway tells clients to come back within this window "
+     "(retry_after_ms) before the close 1012; 0: no goaway, close 1001. "
+     "Default 10000"},
+    {"overload-retry-ms", S, K_U32, OFF(overload_retry_ms), 1, 3600000, "N",
+     "goaway's retry_after_ms before an overload close 1013. Default 5000"},
+    {"resume-batch-hint", S, K_U32, OFF(resume_batch_hint), 1, UINT32_MAX,
+     "N",
+     "advertise hello.limits.resume_batch_hint: conversations per resume "
+     "frame. Default: not advertised"},
+    {"ban-poll-ms", S, K_U32, OFF(ban_poll_ms), 100, 600000, "N",
+     "how often the shadow-ban list is reread (chatd ban from another "
+     "process). Default 2000"},
     {"sync", S, K_SYNC, OFF(sync), 0, 0, "full|normal",
      "full: fsync every commit (acked survives power loss); normal: "
      "survives a crash of chatd. Default full"},
@@ -105,10 +131,17 @@ static const opt opts[] = {
      "built, else lws"},
     {"log-level", S | T, K_LEVEL, OFF(log_level), 0, 0,
      "error|warn|info|debug", "logging to stderr. Default warn"},
-    {"user", T, K_STR, OFF(user), 0, 0, "U", "token: the user id"},
+    {"user", T | B, K_STR, OFF(user), 0, 0, "U",
+     "token, ban, unban: the user id"},
     {"device", T, K_STR, OFF(device), 0, 0, "D", "token: the device id"},
     {"ttl", T, K_U64, OFF(ttl_s), 0, UINT64_C(3153600000), "SECONDS",
      "token: lifetime, at most 100 years; 0 never expires. Default 86400"},
+    {"bot", T, K_FLAG, OFF(bot), 0, 0, "",
+     "token: a bot's token (its messages say sender_kind bot; its own "
+     "quota; no read receipts, no push)"},
+    {"shadow", B, K_FLAG, OFF(shadow), 0, 0, "",
+     "ban, unban: a shadow ban (the user's messages are acked and stored "
+     "but reach only their own devices); required by ban"},
 };
 #define N_OPTS (sizeof opts / sizeof *opts)
 
@@ -143,15 +176,17 @@ static void usage(FILE *f) {
           "usage: chatd [serve] [--listen HOST:PORT] [--data-dir DIR] "
           "[FLAGS...]\n"
           "       chatd token --data-dir DIR --user U --device D "
-          "[--ttl SECONDS]\n"
+          "[--ttl SECONDS] [--bot]\n"
+          "       chatd ban --data-dir DIR --user U --shadow\n"
+          "       chatd unban --data-dir DIR --user U [--shadow]\n"
           "       chatd --help | --version\n"
           "\n"
           "chatd is the reference chat.v1 server: WebSocket at "
           "/chat/v1/ws, REST under\n"
           "/api/v1/, GET /healthz, GET /metrics, on one port. It prints "
           "\"listening on\nHOST:PORT\" once it accepts connections. SIGTERM "
-          "drains (commits and acks what\nis pending, closes sessions with "
-          "1001) and exits 0.\n"
+          "drains (commits and acks what\nis pending, sends goaway and closes "
+          "sessions with 1012) and exits 0.\n"
           "\n"
           "serve flags:\n");
   for (size_t i = 0; i < N_OPTS; i++) {
@@ -164,7 +199,18 @@ static void usage(FILE *f) {
   for (size_t i = 0; i < N_OPTS; i++) {
     if (!(opts[i].cmds & CMD_TOKEN))
       continue;
-    fprintf(f, "  --%s %s\n", opts[i].name, opts[i].arg);
+    fprintf(f, "  --%s%s%s\n", opts[i].name, *opts[i].arg ? " " : "",
+            opts[i].arg);
+    wrap(f, opts[i].help);
+  }
+  fprintf(f, "\nban and unban flags (they write to DIR's store; a chatd "
+             "running on DIR\napplies the ban to every message it commits "
+             "from then on):\n");
+  for (size_t i = 0; i < N_OPTS; i++) {
+    if (!(opts[i].cmds & CMD_BAN))
+      continue;
+    fprintf(f, "  --%s%s%s\n", opts[i].name, *opts[i].arg ? " " : "",
+            opts[i].arg);
     wrap(f, opts[i].help);
   }
   fprintf(f, "\nSee docs/chatd.md for deployment notes.\n");
@@ -285,6 +331,9 @@ static int apply(chatd_opts *o, const opt *p, const char *v,
     }
     return bad("--transport: expected epoll or lws, got '%s' (%s)", v,
                where);
+  case K_FLAG:
+    *(bool *)(base + p->off) = true;
+    return 0;
   }
   return 2;
 }
@@ -372,6 +421,8 @@ int chatd_parse(chatd_opts *o, int argc, char **argv, bool *done) {
 #else
   o->transport = TRANSPORT_LWS;
 #endif
+  o->drain_spread_ms = UINT32_MAX;
+  o->new_direct_per_day = UINT32_MAX;
 
   int i = 1;
   if (argc > 1 && argv[1][0] != '-') {
@@ -379,6 +430,10 @@ int chatd_parse(chatd_opts *o, int argc, char **argv, bool *done) {
       o->cmd = CMD_SERVE;
     } else if (strcmp(argv[1], "token") == 0) {
       o->cmd = CMD_TOKEN;
+    } else if (strcmp(argv[1], "ban") == 0) {
+      o->cmd = CMD_BAN;
+    } else if (strcmp(argv[1], "unban") == 0) {
+      o->cmd = CMD_UNBAN;
     } else if (strcmp(argv[1], "help") == 0) {
       usage(stdout);
       *done = true;
@@ -427,6 +482,12 @@ int chatd_parse(chatd_opts *o, int argc, char **argv, bool *done) {
       return bad("unknown flag '%s'", a);
     if (!(p->cmds & o->cmd))
       return bad("--%s does not apply to this command", p->name);
+    if (p->k == K_FLAG) {
+      if (eq)
+        return bad("--%s takes no value", p->name);
+      apply(o, p, "", "command line");
+      continue;
+    }
     const char *v;
     if (eq) {
       v = eq + 1;
@@ -443,5 +504,9 @@ int chatd_parse(chatd_opts *o, int argc, char **argv, bool *done) {
   }
   if (o->cmd == CMD_TOKEN && (!o->user || !o->device))
     return bad("token needs --user and --device");
+  if ((o->cmd == CMD_BAN || o->cmd == CMD_UNBAN) && !o->user)
+    return bad("%s needs --user", o->cmd == CMD_BAN ? "ban" : "unban");
+  if (o->cmd == CMD_BAN && !o->shadow)
+    return bad("ban needs --shadow (shadow bans are the only kind)");
   return 0;
 }

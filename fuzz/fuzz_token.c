@@ -28,6 +28,11 @@
   "eyJ1IjoiYm9iIiwiZCI6InRhYmxldCIsImV4cF9tcyI6NDEwMjQ0NDgwMDAwMH0."          \
   "vHnxenpKLLC-acBaxV9WgupvU2RBbvZv4MTnqfsiLak65JrJsrLVhzuj6AQu5Idjd_DaL8SNJ" \
   "2R1Q7MxeUs1AQ"
+/* A bot's (PROTOCOL.md section 8): the payload ends with ,"k":"bot". */
+#define TOKEN_WEATHER                                                          \
+  "eyJ1Ijoid2VhdGhlciIsImQiOiJib3QiLCJleHBfbXMiOjAsImsiOiJib3QifQ."          \
+  "Yz1usIfTaEoM_AgvSsFDfyBIdlMKWpFdduyDEAewDpACwUAFnvTRRZzJiP-yKoCIdqzFnnj3w" \
+  "C0LQd5q39DyAA"
 #define TOKEN_EXPIRED                                                          \
   "eyJ1IjoiY2Fyb2wiLCJkIjoibGFwdG9wIiwiZXhwX21zIjoxNzAwMDAwMDAwMDAwfQ."      \
   "Cm-YqAlu2nlga461PGwffF7I2KykrqRD0asBg2Ny0JpIAaVSZ2ZbJRA748AR_zjVuesXnK2cK" \
@@ -36,16 +41,20 @@
 typedef struct minted {
   const char *token, *user, *device;
   int64_t expires_ms;
+  chat_sender_kind kind;
   bool valid; /* at NOW_MS */
 } minted;
 
 static const minted tokens[] = {
-    {TOKEN_ALICE, "alice", "phone", 0, true},
-    {TOKEN_BOB, "bob", "tablet", INT64_C(4102444800000), true},
-    {TOKEN_EXPIRED, "carol", "laptop", INT64_C(1700000000000), false},
+    {TOKEN_ALICE, "alice", "phone", 0, CHAT_SENDER_USER, true},
+    {TOKEN_BOB, "bob", "tablet", INT64_C(4102444800000), CHAT_SENDER_USER,
+     true},
+    {TOKEN_WEATHER, "weather", "bot", 0, CHAT_SENDER_BOT, true},
+    {TOKEN_EXPIRED, "carol", "laptop", INT64_C(1700000000000),
+     CHAT_SENDER_USER, false},
 };
 #define N_TOKENS (sizeof tokens / sizeof tokens[0])
-#define N_VALID 2 /* the first two */
+#define N_VALID 3 /* the first three */
 
 static chat_auth_ops auth;
 
@@ -87,9 +96,9 @@ static void init(void) {
   for (size_t i = 0; i < N_TOKENS; i++) {
     char buf[CHAT_SODIUM_TOKEN_BUF];
     size_t len;
-    if (chat_sodium_token_mint(key, tokens[i].user, tokens[i].device,
-                               tokens[i].expires_ms, buf, sizeof buf,
-                               &len) != CHAT_OK ||
+    if (chat_sodium_token_mint_kind(key, tokens[i].user, tokens[i].device,
+                                    tokens[i].expires_ms, tokens[i].kind,
+                                    buf, sizeof buf, &len) != CHAT_OK ||
         len != strlen(tokens[i].token) || memcmp(buf, tokens[i].token, len))
       die("minting no longer gives the tokens above: update them and run "
           "fuzz/make_corpus.py");
@@ -136,7 +145,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!m)
       fail("accepted an input that the key did not mint", rc, in, size);
     if (strcmp(id.user_id, m->user) || strcmp(id.device_id, m->device) ||
-        id.expires_ms != m->expires_ms ||
+        id.expires_ms != m->expires_ms || id.kind != m->kind ||
         !chat_id_valid(id.user_id, strnlen(id.user_id, sizeof id.user_id)) ||
         !chat_id_valid(id.device_id,
                        strnlen(id.device_id, sizeof id.device_id)))

@@ -407,6 +407,14 @@ rest = [
     rq(GET, "/api/v2/conversations"),
     rq(GET, "/api/v1/conversations/%zz"),
     rq(GET, "/api/v1//conversations//@g//messages", "limit=%41"),
+    # section 8: admins
+    rq(POST, "/api/v1/conversations/@g/admins", "", {"user_id": "bob"}),
+    rq(POST, "/api/v1/conversations/@g/admins", "", {"user_id": "zoe"}),
+    rq(POST, "/api/v1/conversations/@d/admins", "", {"user_id": "bob"}),
+    rq(DEL, "/api/v1/conversations/@g/admins/alice"),
+    rq(DEL, "/api/v1/conversations/@g/admins/bob"),
+    rq(GET, "/api/v1/conversations/@g/admins"),
+    rq(DEL, "/api/v1/conversations/@g/admins/%00"),
 ]
 write("fuzz_rest", rest)
 

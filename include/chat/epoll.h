@@ -181,7 +181,8 @@ CHAT_API void chat_epoll_wake(chat_epoll *t);
 /** Begin a graceful stop: new connections are closed as they are
  * accepted, upgrades and /healthz answer 503, and chat_server_drain()
  * commits and acks what is pending and makes every session close with
- * 1001. Keep servicing until chat_epoll_connections() is 0 (or a deadline
+ * 1012 after goaway (1001 with CHAT_SERVER_NO_GOAWAY). Keep servicing
+ * until chat_epoll_connections() is 0 (or a deadline
  * passes), then free. @since 1.0 */
 CHAT_API void chat_epoll_drain(chat_epoll *t);
 

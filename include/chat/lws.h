@@ -20,8 +20,8 @@
  *     handed to lws in one lws_write(LWS_WRITE_HTTP), which is one send();
  *     a WebSocket carried by an HTTP/2 stream gets one
  *     lws_write(LWS_WRITE_TEXT) per frame instead (lws frames those);
- *   - closes with the session's close code (1001 drain, 1008, 1009, 1011,
- *     1013, 4001 token_expired, ...);
+ *   - closes with the session's close code (1012 drain after goaway, 1001
+ *     drain without, 1008, 1009, 1011, 1013, 4001 token_expired, ...);
  *   - runs chat_server_on_timer() right after each batch of reads (the
  *     group commit) and at chat_server_next_deadline();
  *   - runs chat_server_run_posted() from LWS_CALLBACK_EVENT_WAIT_CANCELLED:
@@ -171,7 +171,8 @@ CHAT_API void chat_lws_wake(chat_lws *t);
 
 /** Begin a graceful stop: refuse new connections and upgrades, /healthz
  * answers 503, and chat_server_drain() commits and acks what is pending
- * and makes every session close with 1001. Keep servicing until
+ * and makes every session close with 1012 after goaway (1001 with
+ * CHAT_SERVER_NO_GOAWAY). Keep servicing until
  * chat_lws_connections() is 0 (or a deadline passes), then free.
  * @since 0.1 */
 CHAT_API void chat_lws_drain(chat_lws *t);

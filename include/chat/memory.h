@@ -56,8 +56,11 @@ CHAT_API size_t chat_memory_hub_pending(const chat_memory_hub *hub,
 
 /** Push ops that append each note to the file at @p path as one JSON line
  * {"user_id","device_id","conversation_id","sender_id","preview",
- * "platform","message_id"} (chatd --push-log), flushed per line. The file
- * is opened for appending now and closed by destroy.
+ * "platform","message_id"} (chatd --push-log), and each receipt-aware
+ * clear (push.clear, PROTOCOL.md section 8) as a line
+ * {"type":"clear","user_id","device_id","conversation_id","platform",
+ * "up_to"}, flushed per line. The file is opened for appending now and
+ * closed by destroy.
  * @retval CHAT_OK @retval CHAT_ERR_INVAL @retval CHAT_ERR_MODULE cannot open
  * @retval CHAT_ERR_NOMEM */
 CHAT_API chat_err chat_push_file_open(chat_push_ops *out, const char *path,

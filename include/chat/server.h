@@ -87,7 +87,29 @@ typedef struct chat_server_settings {
   uint32_t max_waiting_frames;  /* per session: inbound frames held while an
                                    earlier frame waits on a module; past it
                                    close 1013; 256 */
+  /* PROTOCOL.md section 8 (appended in 1.0). */
+  uint64_t edit_window_ms;      /* an edit is allowed this long after its
+                                   target's server_ts; 900000 (15 min) */
+  uint32_t bot_rate_per_minute; /* sends per bot per conversation; 600 */
+  uint32_t new_direct_per_day;  /* direct conversations a user may start
+                                   per UTC day with users who never wrote
+                                   to them (over: REST 429); 50;
+                                   UINT32_MAX: no cap */
+  uint32_t drain_retry_after_ms; /* goaway.retry_after_ms before the drain's
+                                    close 1012; 10000;
+                                    CHAT_SERVER_NO_GOAWAY: close with 1001,
+                                    no goaway */
+  uint32_t overload_retry_after_ms; /* goaway.retry_after_ms before an
+                                       overload close 1013 (a full queue);
+                                       5000 */
+  uint32_t resume_batch_hint;   /* hello.limits.resume_batch_hint; 0: not
+                                   sent */
+  uint32_t ban_poll_ms;         /* how often the shadow-ban list is reread
+                                   (storage shadow_bans); 2000 */
 } chat_server_settings;
+
+/** drain_retry_after_ms: drain without `goaway` (close 1001). @since 1.0 */
+#define CHAT_SERVER_NO_GOAWAY UINT32_MAX
 
 typedef struct chat_http_response chat_http_response;
 
@@ -194,7 +216,8 @@ CHAT_API chat_err chat_server_authenticate(chat_server *srv, const char *token,
  * @p session_user_data is handed back in callbacks.
  * @retval CHAT_OK
  * @retval CHAT_ERR_INVAL NULL arguments, identity version 0 or unknown,
- *         bad identity ids
+ *         bad identity ids, or an identity kind that is neither
+ *         CHAT_SENDER_USER nor CHAT_SENDER_BOT
  * @retval CHAT_ERR_STATE the server is draining
  * @retval CHAT_ERR_NOMEM
  * @since 0.1 */
@@ -234,8 +257,9 @@ CHAT_API chat_err chat_session_next_frame(chat_session *sess,
 CHAT_API uint32_t chat_session_wants(const chat_session *sess);
 
 /** The WebSocket close code (1000 when not closing) and a static reason:
- * 1001 draining, 1007 invalid UTF-8, 1008 garbage, 1009 frame too large,
- * 1011 out of memory, 1013 a queue full, 4001 "token_expired".
+ * 1001 draining without goaway, 1007 invalid UTF-8, 1008 garbage, 1009
+ * frame too large, 1011 out of memory, 1012 draining after goaway, 1013 a
+ * queue full (after goaway "overload"), 4001 "token_expired".
  * @since 0.1 */
 CHAT_API uint16_t chat_session_close_code(const chat_session *sess,
                                           const char **reason);
@@ -302,8 +326,11 @@ CHAT_API chat_err chat_server_bus_deliver(chat_server *srv, const char *msg,
                                           size_t len, chat_time_ms now);
 
 /** Begin draining (SIGTERM): refuse new sessions, commit what is waiting,
- * and once the commits are done make every session want to close with
- * 1001. @since 0.1 */
+ * and once the commits are done queue `goaway` (reason "drain",
+ * retry_after_ms = settings.drain_retry_after_ms) to every session and
+ * make it want to close with 1012, so that clients spread their return
+ * over that window (PROTOCOL.md section 8); with CHAT_SERVER_NO_GOAWAY,
+ * close with 1001 and no goaway. @since 0.1 */
 CHAT_API void chat_server_drain(chat_server *srv, chat_time_ms now);
 
 /* ------------------------------------------------------------------------
@@ -397,6 +424,20 @@ typedef struct chat_server_stats {
   uint64_t sessions_expired_total; /* closed with 4001 token_expired */
   uint64_t ops_in_flight;          /* module calls pending now */
   uint64_t ops_pending_total;      /* module calls that answered PENDING */
+  /* PROTOCOL.md section 8 (appended in 1.0) */
+  uint64_t edits_committed_total;
+  uint64_t deletes_committed_total;
+  uint64_t edits_refused_total;    /* edit/delete answered forbidden or
+                                      not_found */
+  uint64_t system_messages_total;  /* member and admin changes recorded */
+  uint64_t goaway_total;           /* goaway frames queued */
+  uint64_t push_clears_total;      /* push.clear calls that succeeded */
+  uint64_t shadow_withheld_total;  /* messages of shadow-banned senders
+                                      delivered to their own devices only */
+  uint64_t shadow_banned_users;    /* size of the ban list now */
+  uint64_t bot_reads_dropped_total;
+  uint64_t direct_capped_total;    /* POST conversations answered 429 by
+                                      the new-direct cap */
 } chat_server_stats;
 
 /** Copy the counters into @p out, up to out->version's fields.

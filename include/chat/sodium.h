@@ -3,7 +3,9 @@
  *
  *   base64url(payload) "." base64url(signature)
  *   payload   = {"u":"<user_id>","d":"<device_id>","exp_ms":<unix ms>}
- *               (exactly this byte layout; exp_ms 0 means "never expires")
+ *               (exactly this byte layout; exp_ms 0 means "never expires"),
+ *               or for a bot (PROTOCOL.md section 8)
+ *               {"u":"<user_id>","d":"<device_id>","exp_ms":<ms>,"k":"bot"}
  *   signature = Ed25519 over the payload bytes (64 bytes)
  *
  * base64url is RFC 4648 section 5 without padding. The signing key lives
@@ -61,10 +63,31 @@ CHAT_API chat_err chat_sodium_token_mint(const chat_sodium_key *key,
                                          int64_t expires_ms, char *out,
                                          size_t out_size, size_t *out_len);
 
+/** chat_sodium_token_mint() for a user (CHAT_SENDER_USER: the same bytes
+ * as chat_sodium_token_mint) or a bot (CHAT_SENDER_BOT: the payload ends
+ * with ,"k":"bot"; the identity verify() fills then has kind BOT, and
+ * the server treats the session as a bot's, PROTOCOL.md section 8).
+ * @retval CHAT_OK
+ * @retval CHAT_ERR_INVAL NULL arguments, a bad id, a negative expiry or an
+ *         unknown kind
+ * @retval CHAT_ERR_TOO_LARGE @p out_size is too small (use
+ *         CHAT_SODIUM_TOKEN_BUF)
+ * @since 1.0 */
+CHAT_API chat_err chat_sodium_token_mint_kind(const chat_sodium_key *key,
+                                              const char *user_id,
+                                              const char *device_id,
+                                              int64_t expires_ms,
+                                              chat_sender_kind kind,
+                                              char *out, size_t out_size,
+                                              size_t *out_len);
+
 /** Fill @p out with auth ops that accept exactly the tokens this key
  * signed: verify() checks the signature, the payload layout, the id rules
  * of PROTOCOL.md section 1 and the expiry against its now_ms, and answers
- * CHAT_ERR_AUTH for anything missing, malformed, forged or expired. The
+ * CHAT_ERR_AUTH for anything missing, malformed, forged or expired. It
+ * fills kind from the payload: CHAT_SENDER_BOT for a bot's token,
+ * CHAT_SENDER_USER otherwise (tokens minted before bots existed
+ * included). The
  * ops keep a copy of the public half only, so @p key may be freed at once;
  * out->destroy(out->self) releases them (chat_server_free() does that once
  * they are installed).

@@ -22,6 +22,9 @@ static void entry_free(chat_server *srv, conv_entry *e) {
   for (size_t i = 0; i < e->n_members; i++)
     chat__free(&srv->a, e->members[i]);
   chat__free(&srv->a, e->members);
+  for (size_t i = 0; i < e->n_admins; i++)
+    chat__free(&srv->a, e->admins[i]);
+  chat__free(&srv->a, e->admins);
   chat__free(&srv->a, e);
 }
 
@@ -76,7 +79,27 @@ static void load_emit(chat_server *srv, load *ld, const chat_conversation *c) {
     }
   }
   e->n_members = c->n_members;
-  qsort(e->members, e->n_members, sizeof *e->members, cmp_str);
+  if (e->n_members > 1)
+    qsort(e->members, e->n_members, sizeof *e->members, cmp_str);
+  /* Admins: who may remove others and delete any message (section 8). */
+  if (c->n_admins &&
+      !(e->admins = chat__calloc(&srv->a, c->n_admins, sizeof *e->admins))) {
+    entry_free(srv, e);
+    ld->oom = true;
+    return;
+  }
+  for (size_t i = 0; i < c->n_admins; i++) {
+    e->admins[i] = chat__strndup(&srv->a, c->admins[i],
+                                 strlen(c->admins[i]));
+    if (!e->admins[i]) {
+      entry_free(srv, e);
+      ld->oom = true;
+      return;
+    }
+    e->n_admins = i + 1;
+  }
+  if (e->n_admins > 1)
+    qsort(e->admins, e->n_admins, sizeof *e->admins, cmp_str);
   if (ld->e) /* a store that emits twice: keep the last */
     chat__conv_unref(srv, ld->e);
   ld->e = e;
@@ -214,6 +237,12 @@ bool chat__conv_load(chat_server *srv, const char *conv_id, chat__job *j,
 
 bool chat__conv_has_member(const conv_entry *c, const char *user_id) {
   return bsearch(&user_id, c->members, c->n_members, sizeof *c->members,
+                 cmp_str) != NULL;
+}
+
+bool chat__conv_is_admin(const conv_entry *c, const char *user_id) {
+  return c->n_admins &&
+         bsearch(&user_id, c->admins, c->n_admins, sizeof *c->admins,
                  cmp_str) != NULL;
 }
 

@@ -9,6 +9,12 @@ void chat__dispatch(chat_session *s, const chat_frame *f, chat_time_ms now) {
   case CHAT_FRAME_SEND:
     chat__on_send(s, f->send, now);
     break;
+  case CHAT_FRAME_EDIT:
+    chat__on_edit(s, f->edit, now);
+    break;
+  case CHAT_FRAME_DELETE:
+    chat__on_delete(s, f->deletion, now);
+    break;
   case CHAT_FRAME_DELIVERED:
   case CHAT_FRAME_READ:
     chat__on_mark(s, f->type, f->mark, now);

@@ -377,6 +377,7 @@ void chat__push_queue(chat_server *srv, const char *user, const char *conv,
   snprintf(j->conv, sizeof j->conv, "%s", conv);
   snprintf(j->sender, sizeof j->sender, "%s", sender);
   j->message_id = message_id;
+  j->notified = false;
 }
 
 /* The registered devices of every queued user, then one notify each.
@@ -409,18 +410,41 @@ static void on_target(void *ctx, const char *device, const char *platform,
                       .sender_id = job->sender,
                       .message_id = job->message_id,
                       .preview = {preview, strlen(preview)}};
-  if (srv->push.notify(srv->push.self, &n) == CHAT_OK)
+  if (srv->push.notify(srv->push.self, &n) == CHAT_OK) {
     srv->st.push_total++;
-  else
+    ((push_run_job *)op->job)->jobs[op->idx].notified = true;
+  } else {
     srv->st.push_errors_total++;
+  }
+}
+
+static void on_recorded(chat_server *srv, chat__job *job, uint32_t idx,
+                        chat_err rc) {
+  (void)job;
+  (void)idx;
+  if (rc != CHAT_OK)
+    srv->st.store_errors_total++;
+}
+
+/* Receipt-aware push needs both halves: remembering who was pushed, and
+ * clearing when they read. */
+static bool push_clears(const chat_server *srv) {
+  return srv->has_push && srv->push.clear && srv->store.push_record &&
+         srv->store.push_read && srv->store.push_targets;
 }
 
 static void on_targets(chat_server *srv, chat__job *job, uint32_t idx,
                        chat_err rc) {
-  (void)job;
-  (void)idx;
   if (rc != CHAT_OK)
     srv->st.push_errors_total++;
+  push_job *pj = &((push_run_job *)job)->jobs[idx];
+  if (rc != CHAT_OK || !pj->notified || !push_clears(srv))
+    return;
+  /* The member's read mark will clear this notification later. */
+  chat_op *op;
+  CHAT__CALL(srv, job, on_recorded, idx, op,
+             srv->store.push_record(srv->store.self, pj->conv, pj->user,
+                                    pj->message_id, op));
 }
 
 void chat__push_run(chat_server *srv) {
@@ -447,6 +471,68 @@ void chat__push_run(chat_server *srv) {
                   srv->store.push_targets(srv->store.self, j->jobs[i].user,
                                           on_target, op, op));
   }
+  chat__job_unref(srv, &j->base);
+}
+
+/* ---- receipt-aware push: clears ---- */
+
+typedef struct clear_job {
+  chat__job base;
+  char user[CHAT_ID_BUF];
+  char conv[CHAT_ID_BUF];
+  uint64_t up_to;
+} clear_job;
+
+static void clear_release(chat_server *srv, chat__job *j) {
+  chat__free(&srv->a, j);
+}
+
+static void on_clear_target(void *ctx, const char *device,
+                            const char *platform, const char *token) {
+  chat_op *op = ctx;
+  chat_server *srv = op->srv;
+  const clear_job *j = (const clear_job *)op->job;
+  chat_push_clear c = {.user_id = j->user,
+                       .device_id = device,
+                       .platform = platform,
+                       .push_token = token,
+                       .conversation_id = j->conv,
+                       .up_to = j->up_to};
+  if (srv->push.clear(srv->push.self, &c) == CHAT_OK)
+    srv->st.push_clears_total++;
+  else
+    srv->st.push_errors_total++;
+}
+
+static void on_clear_targets(chat_server *srv, chat__job *job, uint32_t idx,
+                             chat_err rc) {
+  (void)job;
+  (void)idx;
+  if (rc != CHAT_OK)
+    srv->st.push_errors_total++;
+}
+
+void chat__push_clear(chat_server *srv, const char *user, const char *conv,
+                      uint64_t up_to) {
+  if (!push_clears(srv) || strlen(user) >= CHAT_ID_BUF ||
+      strlen(conv) >= CHAT_ID_BUF)
+    return;
+  clear_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (!j) {
+    srv->st.push_errors_total++;
+    return;
+  }
+  chat__job_init(&j->base, clear_release);
+  memcpy(j->user, user, strlen(user) + 1);
+  memcpy(j->conv, conv, strlen(conv) + 1);
+  j->up_to = up_to;
+  chat_op *op = chat__op_new(srv, &j->base, on_clear_targets, 0);
+  if (!op)
+    srv->st.push_errors_total++;
+  else
+    chat__op_call(srv, op,
+                  srv->store.push_targets(srv->store.self, j->user,
+                                          on_clear_target, op, op));
   chat__job_unref(srv, &j->base);
 }
 

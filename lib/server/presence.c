@@ -389,7 +389,10 @@ static void on_typing_conv(chat_server *srv, chat__job *job,
       !typing_take(s, srv->clock_ms) ||
       /* Typing is never stored and not relayed in large groups. */
       (c->type == CHAT_CONVERSATION_GROUP &&
-       c->n_members > srv->s.typing_max_members)) {
+       c->n_members > srv->s.typing_max_members) ||
+      /* A shadow-banned user's typing would reveal messages nobody
+       * receives (PROTOCOL.md section 8). */
+      chat__banned(srv, s->id.user_id)) {
     chat__sess_frame_done(s);
     return;
   }

@@ -12,6 +12,8 @@
 typedef struct bucket {
   double tokens;
   chat_time_ms at; /* when tokens was last brought up to date */
+  double cap;      /* tokens a minute, and the bucket's size (a bot's
+                      quota differs from a person's) */
 } bucket;
 
 #define SWEEP_MS 60000
@@ -21,8 +23,8 @@ static size_t make_key(char *key, const char *sender, const char *conv) {
   return (size_t)snprintf(key, 2 * CHAT_ID_BUF + 2, "%s\n%s", sender, conv);
 }
 
-static void refill(const chat_server *srv, bucket *b, chat_time_ms now) {
-  double cap = srv->s.rate_per_minute;
+static void refill(bucket *b, chat_time_ms now) {
+  double cap = b->cap;
   if (now > b->at) {
     b->tokens += (double)(now - b->at) * cap / 60000.0;
     if (b->tokens > cap)
@@ -32,21 +34,30 @@ static void refill(const chat_server *srv, bucket *b, chat_time_ms now) {
 }
 
 bool chat__rate_take(chat_server *srv, const char *sender, const char *conv,
-                     chat_time_ms now, uint64_t *retry_after_ms) {
+                     uint32_t rate_per_minute, chat_time_ms now,
+                     uint64_t *retry_after_ms) {
   char key[2 * CHAT_ID_BUF + 2];
   size_t kl = make_key(key, sender, conv);
   void **slot = chat__map_get(&srv->buckets, key, kl);
   bucket *b;
   if (slot) {
     b = *slot;
-    refill(srv, b, now);
+    if (b->cap != rate_per_minute) {
+      /* The same user under another kind of token: keep what was used,
+       * within the new size. */
+      b->cap = rate_per_minute;
+      if (b->tokens > b->cap)
+        b->tokens = b->cap;
+    }
+    refill(b, now);
   } else {
     b = chat__alloc(&srv->a, sizeof *b);
     /* Without memory for a bucket the send is let through: refusing a user
      * for our own shortage would be worse than a missed limit. */
     if (!b)
       return true;
-    b->tokens = srv->s.rate_per_minute;
+    b->tokens = rate_per_minute;
+    b->cap = rate_per_minute;
     b->at = now;
     if (chat__map_put(&srv->buckets, key, kl, b, NULL) != CHAT_OK) {
       chat__free(&srv->a, b);
@@ -59,7 +70,7 @@ bool chat__rate_take(chat_server *srv, const char *sender, const char *conv,
     b->tokens -= 1.0;
     return true;
   }
-  double per_ms = srv->s.rate_per_minute / 60000.0;
+  double per_ms = b->cap / 60000.0;
   double wait = (1.0 - b->tokens) / per_ms;
   *retry_after_ms = (uint64_t)wait + 1;
   return false;
@@ -73,7 +84,7 @@ void chat__rate_refund(chat_server *srv, const char *sender,
   if (!slot)
     return;
   bucket *b = *slot;
-  if (b->tokens + 1.0 <= srv->s.rate_per_minute)
+  if (b->tokens + 1.0 <= b->cap)
     b->tokens += 1.0;
 }
 
@@ -84,8 +95,8 @@ void chat__rate_sweep(chat_server *srv, chat_time_ms now) {
   void *v;
   while (chat__map_next(&srv->buckets, &it, &k, &kl, &v)) {
     bucket *b = v;
-    refill(srv, b, now);
-    if (b->tokens >= srv->s.rate_per_minute) {
+    refill(b, now);
+    if (b->tokens >= b->cap) {
       chat__map_del(&srv->buckets, k, kl, NULL);
       chat__free(&srv->a, b);
     }
@@ -127,6 +138,7 @@ bool chat__rest_rate_take(chat_server *srv, const char *user,
     if (!b)
       return true;
     b->tokens = srv->s.rest_burst;
+    b->cap = srv->s.rest_burst;
     b->at = now;
     if (chat__map_put(&srv->rest_buckets, user, klen, b, NULL) != CHAT_OK) {
       chat__free(&srv->a, b);

@@ -19,7 +19,9 @@ typedef struct mark_job {
   bool group;
   bool track_delivered;
   bool advanced;
+  bool finished;   /* the session's next frames may go */
   uint64_t newest;
+  uint64_t clear_up_to; /* receipt-aware push: push_read's answer */
 } mark_job;
 
 static void mark_release(chat_server *srv, chat__job *j) {
@@ -28,7 +30,26 @@ static void mark_release(chat_server *srv, chat__job *j) {
   chat__free(&srv->a, mj);
 }
 
-static void mark_finish(mark_job *j) { chat__sess_frame_done(j->s); }
+static void mark_finish(mark_job *j) {
+  if (j->finished)
+    return;
+  j->finished = true;
+  chat__sess_frame_done(j->s);
+}
+
+/* Receipt-aware push (PROTOCOL.md section 8): the read passed messages
+ * this member was pushed about; their devices drop those notifications. */
+static void on_push_read(chat_server *srv, chat__job *job, uint32_t idx,
+                         chat_err rc) {
+  (void)idx;
+  mark_job *j = (mark_job *)job;
+  if (rc != CHAT_OK) {
+    srv->st.store_errors_total++;
+    return;
+  }
+  if (j->clear_up_to > 0)
+    chat__push_clear(srv, j->s->id.user_id, j->conv, j->clear_up_to);
+}
 
 static void on_update(void *ctx, const chat_mark_update *u) {
   chat_op *op = ctx;
@@ -92,6 +113,14 @@ static void on_newest_done(chat_server *srv, chat__job *job, uint32_t idx,
     chat__frame_unref(srv, sf);
   }
   mark_finish(j);
+  if (srv->has_push && srv->push.clear && srv->store.push_read &&
+      srv->store.push_record && srv->store.push_targets) {
+    chat_op *op;
+    CHAT__CALL(srv, &j->base, on_push_read, 0, op,
+               srv->store.push_read(srv->store.self, j->conv,
+                                    j->s->id.user_id, sc.last_read_message_id,
+                                    &j->clear_up_to, op));
+  }
 }
 
 static void on_marked(chat_server *srv, chat__job *job, uint32_t idx,
@@ -168,6 +197,14 @@ void chat__on_mark(chat_session *s, chat_frame_type t, const chat_mark *m,
   j->ref = ref;
   j->state = t == CHAT_FRAME_READ ? CHAT_RECEIPT_READ : CHAT_RECEIPT_DELIVERED;
   j->up_to = m->up_to_message_id;
+  if (j->state == CHAT_RECEIPT_READ && s->id.kind == CHAT_SENDER_BOT) {
+    /* Bots never produce read receipts (PROTOCOL.md section 8): the mark
+     * is dropped, without an error (a bot SDK may send it anyway). */
+    srv->st.bot_reads_dropped_total++;
+    chat__job_unref(srv, &j->base);
+    chat__sess_frame_done(s);
+    return;
+  }
   chat__conv_load(srv, j->conv, &j->base, on_mark_conv);
   chat__job_unref(srv, &j->base);
 }

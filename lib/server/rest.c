@@ -19,6 +19,7 @@
 #define MAX_TOKEN_BYTES 4096
 #define PAGE_DEFAULT 50
 #define PAGE_MAX 200
+#define DAY_MS INT64_C(86400000)
 
 typedef void (*gate_fn)(rq *q, const conv_entry *c);
 
@@ -55,9 +56,22 @@ struct rq {
   bool with_members;
   char cursor_next[CHAT_CURSOR_BUF];
   char new_id[32];
+  chat_sender_kind kind;  /* the caller's: bots get no push devices */
+  /* member_change (section 8) */
+  chat_member_op chg_op;
+  chat_member_change_result res;
+  const char *body_text;  /* the change's system message, in the arena */
+  const char *promote_suffix;
+  bool answer_view;       /* the answer is the actor's view */
+  bool target_only;       /* on_notify: to q->target only */
+  const char **now_members; /* after the change, copied from the view */
+  size_t n_now;
+  const char **notify;    /* who hears of the change */
+  size_t n_notify;
   const char *platform;
   size_t platform_len;
   bool media_got;
+  int64_t day_end;        /* the cold-direct cap's day ends (Unix ms) */
 };
 
 /* ---- answers ---- */
@@ -130,8 +144,12 @@ static void finish(rq *q) {
   q->resp.body_len = b->len;
 }
 
-static int fail(rq *q, int status, const char *code, const char *msg) {
+/* An error answer with Retry-After (seconds), set before the answer is
+ * handed over. */
+static int fail_retry(rq *q, int status, const char *code, const char *msg,
+                      uint32_t retry_after_s) {
   begin(q, status);
+  q->resp.retry_after_s = retry_after_s;
   chat__jw_obj_begin(&q->w);
   chat__jw_key(&q->w, "error");
   chat__jw_obj_begin(&q->w);
@@ -143,6 +161,10 @@ static int fail(rq *q, int status, const char *code, const char *msg) {
   chat__jw_obj_end(&q->w);
   finish(q);
   return reply(q);
+}
+
+static int fail(rq *q, int status, const char *code, const char *msg) {
+  return fail_retry(q, status, code, msg, 0);
 }
 
 static int store_failed(rq *q, chat_err rc) {
@@ -324,7 +346,7 @@ void chat__notify_added(chat_server *srv, const chat_conversation *c,
 static void on_notify(void *ctx, const chat_conversation *c) {
   rq *q = ctx;
   chat_server *srv = q->srv;
-  if (q->target) {
+  if (q->target_only || q->target) {
     chat__notify_added(srv, c, &q->target, 1);
     return;
   }
@@ -368,10 +390,21 @@ static void on_created(chat_server *srv, chat__job *j, uint32_t idx,
   if (rc == CHAT_OK && !q->written)
     rc = CHAT_ERR_MODULE;
   if (rc != CHAT_OK) {
-    if (rc == CHAT_ERR_CONFLICT)
+    if (rc == CHAT_ERR_CONFLICT) {
       fail(q, 409, "conflict", "conversation id taken");
-    else
+    } else if (rc == CHAT_ERR_RATE_LIMITED) {
+      /* Too many new direct conversations today with users who never
+       * wrote back: try again after midnight UTC. */
+      srv->st.direct_capped_total++;
+      int64_t wall = chat__srv_wall(srv);
+      int64_t left = q->day_end > wall ? q->day_end - wall : 1000;
+      fail_retry(q, 429, "rate_limited",
+                 "too many new direct conversations today with users who "
+                 "have not written to you",
+                 (uint32_t)((left + 999) / 1000));
+    } else {
       store_failed(q, rc);
+    }
     return;
   }
   finish(q);
@@ -440,9 +473,12 @@ static int create_conversation(rq *q) {
   if (!srv->ids_ready)
     return fail(q, 503, "unavailable", "server is starting");
   uint64_t id;
-  if (chat_snowflake_next(srv->ids, chat__srv_wall(srv), &id) != CHAT_OK)
+  int64_t wall = chat__srv_wall(srv);
+  if (chat_snowflake_next(srv->ids, wall, &id) != CHAT_OK)
     return store_failed(q, CHAT_ERR_MODULE);
   snprintf(q->new_id, sizeof q->new_id, "c%llu", (unsigned long long)id);
+  /* The abuse cap counts per UTC day (PROTOCOL.md section 8). */
+  int64_t day = wall > 0 ? wall - wall % DAY_MS : 0;
   chat_conversation_new cn = {
       .conversation_id = q->new_id,
       .type = t,
@@ -452,7 +488,12 @@ static int create_conversation(rq *q) {
       .created_by = q->user,
       .members = ids,
       .n_members = n,
-      .now_ms = chat__srv_wall(srv)};
+      .now_ms = wall,
+      .cold_direct_limit = srv->s.new_direct_per_day == UINT32_MAX
+                               ? 0
+                               : srv->s.new_direct_per_day,
+      .cold_direct_since_ms = day};
+  q->day_end = day + DAY_MS;
   begin(q, 201);
   chat_op *op;
   CHAT__CALL(srv, &q->base, on_created, 0, op,
@@ -597,9 +638,16 @@ static void list_messages_gated(rq *q, const conv_entry *c) {
   q->n = 0;
   chat_server *srv = q->srv;
   chat_op *op;
-  CHAT__CALL(srv, &q->base, on_page, 0, op,
-             srv->store.messages(srv->store.self, q->conv, dir, anchor,
-                                 limit + 1, write_msg, q, op));
+  /* As the caller sees it: a shadow-banned sender's messages reach only
+   * that sender (PROTOCOL.md section 8). */
+  if (srv->store.messages_as)
+    CHAT__CALL(srv, &q->base, on_page, 0, op,
+               srv->store.messages_as(srv->store.self, q->conv, q->user, dir,
+                                      anchor, limit + 1, write_msg, q, op));
+  else
+    CHAT__CALL(srv, &q->base, on_page, 0, op,
+               srv->store.messages(srv->store.self, q->conv, dir, anchor,
+                                   limit + 1, write_msg, q, op));
 }
 
 /* ---- GET /conversations/:id/messages/:mid/receipts ---- */
@@ -733,6 +781,284 @@ static void on_member_added(chat_server *srv, chat__job *j, uint32_t idx,
                                          write_conv, q, op));
 }
 
+/* ---- member and admin changes through member_change (PROTOCOL.md
+ * section 8): the store applies the change with its system message(s) in
+ * one transaction and checks the guards the core sets; the core then
+ * delivers the system messages and a `conversation` frame to everyone
+ * the change concerns (members before and after). ---- */
+
+static int cmp_cstr(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Members before (q->members) and after (q->now_members) the change, and
+ * the user it is about, once each: who hears of it. */
+static bool build_notify(rq *q) {
+  size_t cap = q->n_members + q->n_now + 1;
+  const char **v = chat__arena_alloc(&q->ar, cap * sizeof *v);
+  if (!v)
+    return false;
+  size_t n = 0;
+  for (size_t i = 0; i < q->n_members; i++)
+    v[n++] = q->members[i];
+  for (size_t i = 0; i < q->n_now; i++)
+    v[n++] = q->now_members[i];
+  v[n++] = q->target;
+  qsort(v, n, sizeof *v, cmp_cstr);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (k == 0 || strcmp(v[k - 1], v[i]) != 0)
+      v[k++] = v[i];
+  q->notify = v;
+  q->n_notify = k;
+  return true;
+}
+
+/* The view member_change emits: the answer (the actor's view), and the
+ * members after the change. */
+static void change_view(void *ctx, const chat_conversation *c) {
+  rq *q = ctx;
+  if (q->answer_view) {
+    chat__jw_conversation_object(&q->w, c);
+    q->written = true;
+  }
+  q->now_members = chat__arena_alloc(&q->ar, (c->n_members + 1) *
+                                                 sizeof *q->now_members);
+  q->n_now = 0;
+  for (size_t i = 0; q->now_members && i < c->n_members; i++) {
+    const char *m = chat__arena_strndup(&q->ar, c->members[i],
+                                        strlen(c->members[i]));
+    if (m)
+      q->now_members[q->n_now++] = m;
+  }
+}
+
+/* Every user the change concerns gets the new object, the added user
+ * excepted (it gets its own view next, with its own unread count). */
+static void on_change_object(void *ctx, const chat_conversation *c) {
+  rq *q = ctx;
+  chat_server *srv = q->srv;
+  const char **to = chat__arena_alloc(&q->ar, (q->n_notify + 1) * sizeof *to);
+  if (!to)
+    return;
+  size_t n = 0;
+  for (size_t i = 0; i < q->n_notify; i++)
+    if (q->chg_op != CHAT_MEMBER_ADD || strcmp(q->notify[i], q->target) != 0)
+      to[n++] = q->notify[i];
+  chat__notify_added(srv, c, to, n);
+}
+
+static void on_change_notified(chat_server *srv, chat__job *j, uint32_t idx,
+                               chat_err rc) {
+  (void)idx;
+  (void)rc; /* a failed notification is seen on the next REST read */
+  rq *q = (rq *)j;
+  if (q->chg_op == CHAT_MEMBER_ADD && idx == 0) {
+    /* The added user's own view, as before section 8. */
+    q->target_only = true;
+    chat_op *op;
+    CHAT__CALL(srv, &q->base, on_change_notified, 1, op,
+               srv->store.conversation_get(srv->store.self, q->conv,
+                                           q->target, on_notify, q, op));
+    return;
+  }
+  reply(q);
+}
+
+/* One system message of the log, delivered like any message. */
+static void deliver_system(rq *q, const chat_append_result *r,
+                           const char *prefix, const char *body) {
+  chat_server *srv = q->srv;
+  size_t pl = prefix ? strlen(prefix) : 0, bl = strlen(body);
+  char *text = chat__arena_alloc(&q->ar, pl + bl + 1);
+  if (!text)
+    return;
+  memcpy(text, prefix ? prefix : "", pl);
+  memcpy(text + pl, body, bl + 1);
+  chat_message m = {.message_id = r->message_id,
+                    .conversation_id = q->conv,
+                    .sender_id = q->user,
+                    .body = {text, pl + bl},
+                    .server_ts = r->server_ts,
+                    .body_type = CHAT_BODY_SYSTEM};
+  chat__deliver_message(srv, &m, q->notify, q->n_notify, NULL, false,
+                        r->withheld);
+}
+
+static void on_changed(chat_server *srv, chat__job *j, uint32_t idx,
+                       chat_err rc) {
+  (void)idx;
+  rq *q = (rq *)j;
+  chat_member_op op = q->chg_op;
+  bool self = strcmp(q->target, q->user) == 0;
+  if (rc == CHAT_OK && q->answer_view && !q->written)
+    rc = CHAT_ERR_MODULE;
+  switch (rc) {
+  case CHAT_OK:
+    break;
+  case CHAT_ERR_NOT_FOUND:
+    fail(q, 404, "not_found",
+         op == CHAT_MEMBER_ADD ? "no such conversation" : "not a member");
+    return;
+  case CHAT_ERR_DENIED:
+    fail(q, 403, "forbidden",
+         op == CHAT_MEMBER_ADMIN_GRANT
+             ? "only an admin may make admins"
+         : self ? "not allowed"
+                : "only an admin may do this, and the creator can be "
+                  "removed only by themself");
+    return;
+  case CHAT_ERR_CONFLICT:
+    fail(q, 409, "conflict",
+         op == CHAT_MEMBER_ADD ? "the group is full"
+         : op == CHAT_MEMBER_ADMIN_REVOKE
+             ? "a group keeps at least one admin: make another member "
+               "admin first"
+             : "not a group");
+    return;
+  default:
+    store_failed(q, rc);
+    return;
+  }
+  if (op == CHAT_MEMBER_REMOVE) {
+    begin(q, 200);
+    chat__jw_obj_begin(&q->w);
+    chat__jw_key(&q->w, "conversation_id");
+    chat__jw_str(&q->w, q->conv, strlen(q->conv));
+    chat__jw_key(&q->w, "user_id");
+    chat__jw_str(&q->w, q->target, strlen(q->target));
+    chat__jw_key(&q->w, "removed");
+    chat__jw_bool(&q->w, true);
+    chat__jw_obj_end(&q->w);
+  }
+  finish(q);
+  if (!q->res.changed) {
+    reply(q);
+    return;
+  }
+  /* Every gateway drops its cached members and admins. */
+  chat__bus_forget(srv, q->conv, (const char *const *)q->members,
+                   q->n_members, q->target);
+  chat__conv_forget(srv, q->conv);
+  srv->st.system_messages_total += 1 + q->res.promoted;
+  if (!build_notify(q)) {
+    reply(q); /* the change is stored; the others see it by resume */
+    return;
+  }
+  deliver_system(q, &q->res.message, NULL, q->body_text);
+  if (q->res.promoted)
+    deliver_system(q, &q->res.promote_message, q->res.promoted_user,
+                   q->promote_suffix);
+  chat_op *op2;
+  CHAT__CALL(srv, &q->base, on_change_notified, 0, op2,
+             srv->store.conversation_get(srv->store.self, q->conv, NULL,
+                                         on_change_object, q, op2));
+}
+
+static void start_change(rq *q, const conv_entry *c, chat_member_op op,
+                         const char *user) {
+  chat_server *srv = q->srv;
+  if (!srv->ids_ready) {
+    fail(q, 503, "unavailable", "server is starting");
+    return;
+  }
+  if (!keep_members(q, c)) {
+    store_failed(q, CHAT_ERR_NOMEM);
+    return;
+  }
+  bool self = strcmp(user, q->user) == 0;
+  const char *a = q->user;
+  char text[3 * CHAT_ID_BUF + 64];
+  switch (op) {
+  case CHAT_MEMBER_ADD:
+    snprintf(text, sizeof text, "%s added %s", a, user);
+    break;
+  case CHAT_MEMBER_REMOVE:
+    if (self)
+      snprintf(text, sizeof text, "%s left", user);
+    else
+      snprintf(text, sizeof text, "%s removed %s", a, user);
+    break;
+  case CHAT_MEMBER_ADMIN_GRANT:
+    snprintf(text, sizeof text, "%s made %s an admin", a, user);
+    break;
+  default:
+    if (self)
+      snprintf(text, sizeof text, "%s is no longer an admin", user);
+    else
+      snprintf(text, sizeof text, "%s removed %s as an admin", a, user);
+    break;
+  }
+  q->body_text = chat__arena_strndup(&q->ar, text, strlen(text));
+  q->promote_suffix = " is now an admin";
+  q->target = chat__arena_strndup(&q->ar, user, strlen(user));
+  if (!q->body_text || !q->target) {
+    store_failed(q, CHAT_ERR_NOMEM);
+    return;
+  }
+  int64_t wall = chat__srv_wall(srv);
+  uint64_t ids[2];
+  if (chat_snowflake_next(srv->ids, wall, &ids[0]) != CHAT_OK ||
+      chat_snowflake_next(srv->ids, wall, &ids[1]) != CHAT_OK) {
+    store_failed(q, CHAT_ERR_MODULE);
+    return;
+  }
+  /* Who may do what is the core's rule; the store checks it against the
+   * rows inside the change's transaction. Anyone may leave, or step down;
+   * acting on someone else needs an admin, and never touches the
+   * creator; granting needs an admin. */
+  chat_member_change ch = {
+      .conversation_id = q->conv,
+      .op = op,
+      .actor_id = q->user,
+      .user_id = q->target,
+      .now_ms = wall,
+      .actor_must_be_admin = op == CHAT_MEMBER_ADMIN_GRANT ||
+                             (!self && (op == CHAT_MEMBER_REMOVE ||
+                                        op == CHAT_MEMBER_ADMIN_REVOKE)),
+      .protect_creator = !self && (op == CHAT_MEMBER_REMOVE ||
+                                   op == CHAT_MEMBER_ADMIN_REVOKE),
+      .max_members = op == CHAT_MEMBER_ADD ? srv->s.max_group_members : 0,
+      .message_id = ids[0],
+      .server_ts = wall,
+      .body = {q->body_text, strlen(q->body_text)},
+      .promote_message_id = ids[1],
+      .promote_suffix = {q->promote_suffix, strlen(q->promote_suffix)}};
+  q->chg_op = op;
+  q->answer_view = op != CHAT_MEMBER_REMOVE;
+  q->written = false;
+  begin(q, 200);
+  chat_op *cop;
+  CHAT__CALL(srv, &q->base, on_changed, 0, cop,
+             srv->store.member_change(srv->store.self, &ch, &q->res,
+                                      change_view, q, cop));
+}
+
+static void grant_admin_gated(rq *q, const conv_entry *c) {
+  const char *user = q->body ? body_id(q->body, "user_id") : NULL;
+  if (!user) {
+    fail(q, 400, "bad_request", "\"user_id\" must be a user id");
+    return;
+  }
+  if (c->type != CHAT_CONVERSATION_GROUP) {
+    fail(q, 409, "conflict", "only groups have admins");
+    return;
+  }
+  start_change(q, c, CHAT_MEMBER_ADMIN_GRANT, user);
+}
+
+static void revoke_admin_gated(rq *q, const conv_entry *c) {
+  if (!chat_id_valid(q->arg, strlen(q->arg))) {
+    fail(q, 404, "not_found", "not a member");
+    return;
+  }
+  if (c->type != CHAT_CONVERSATION_GROUP) {
+    fail(q, 409, "conflict", "only groups have admins");
+    return;
+  }
+  start_change(q, c, CHAT_MEMBER_ADMIN_REVOKE, q->arg);
+}
+
 static void add_member_gated(rq *q, const conv_entry *c) {
   chat_server *srv = q->srv;
   const char *user = q->body ? body_id(q->body, "user_id") : NULL;
@@ -751,6 +1077,10 @@ static void add_member_gated(rq *q, const conv_entry *c) {
   }
   if (!srv->store.member_add) {
     fail(q, 501, "internal", "members not supported by the store");
+    return;
+  }
+  if (srv->store.member_change) {
+    start_change(q, c, CHAT_MEMBER_ADD, user);
     return;
   }
   if (!keep_members(q, c)) {
@@ -794,12 +1124,22 @@ static void on_member_removed(chat_server *srv, chat__job *j, uint32_t idx,
 
 static void remove_member_gated(rq *q, const conv_entry *c) {
   chat_server *srv = q->srv;
-  if (strcmp(q->arg, q->user) != 0) {
+  bool self = strcmp(q->arg, q->user) == 0;
+  if (!self && !srv->store.member_change) {
     fail(q, 403, "forbidden", "a member may remove only themself");
     return;
   }
   if (c->type != CHAT_CONVERSATION_GROUP) {
-    fail(q, 409, "conflict", "cannot leave a direct conversation");
+    fail(q, 409, "conflict",
+         self ? "cannot leave a direct conversation"
+              : "members of a direct conversation cannot be removed");
+    return;
+  }
+  if (srv->store.member_change) {
+    if (!chat_id_valid(q->arg, strlen(q->arg)))
+      fail(q, 404, "not_found", "not a member");
+    else
+      start_change(q, c, CHAT_MEMBER_REMOVE, q->arg);
     return;
   }
   if (!srv->store.member_remove) {
@@ -855,6 +1195,8 @@ static int register_device(rq *q) {
                 "\"push_token\" must be a non-empty string");
   if (!srv->store.device_register)
     return fail(q, 501, "internal", "devices not supported by the store");
+  if (q->kind == CHAT_SENDER_BOT)
+    return fail(q, 403, "forbidden", "bots are never sent push");
   q->platform = pl->str;
   q->platform_len = pl->len;
   chat_op *op;
@@ -1015,6 +1357,21 @@ static int route(rq *q, const chat_http_request *req) {
       q->arg = seg[3];
       return member_gate(q, seg[1], remove_member_gated);
     }
+    bool adms = n >= 3 && is(seg[2], "admins");
+    if ((n == 3 || n == 4) && adms && !q->srv->store.member_change)
+      return fail(q, 501, "internal", "admins not supported by the store");
+    if (n == 3 && adms) {
+      if (!post)
+        return fail(q, 405, "method_not_allowed", "use POST");
+      q->body = parse_body(q, req);
+      return member_gate(q, seg[1], grant_admin_gated);
+    }
+    if (n == 4 && adms) {
+      if (!del)
+        return fail(q, 405, "method_not_allowed", "use DELETE");
+      q->arg = seg[3];
+      return member_gate(q, seg[1], revoke_admin_gated);
+    }
     if (n == 5 && msgs && is(seg[4], "receipts")) {
       if (!get)
         return fail(q, 405, "method_not_allowed", "use GET");
@@ -1102,11 +1459,11 @@ chat_err chat_server_http(chat_server *srv, const chat_http_request *req,
     (void)fail(q, 401, "unauthorized", "missing or invalid token");
   } else if (!chat__rest_rate_take(srv, id->user_id, now, &retry_s)) {
     srv->st.rest_limited_total++;
-    (void)fail(q, 429, "rate_limited", "too many requests");
-    q->resp.retry_after_s = retry_s;
+    (void)fail_retry(q, 429, "rate_limited", "too many requests", retry_s);
   } else {
     snprintf(q->user, sizeof q->user, "%s", id->user_id);
     snprintf(q->device, sizeof q->device, "%s", id->device_id);
+    q->kind = id->kind;
     if (req->query)
       q->query = chat__arena_strndup(&q->ar, req->query, strlen(req->query));
     if (req->query && !q->query)

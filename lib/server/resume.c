@@ -287,9 +287,17 @@ static void gap_start(chat_server *srv, resume_job *j, const char *conv,
   uint32_t limit = cap < UINT32_MAX ? cap + 1 : UINT32_MAX;
   j->pending = true;
   chat_op *op;
-  CHAT__CALL(srv, &j->base, on_answer, 0, op,
-             srv->store.messages(srv->store.self, conv, CHAT_PAGE_AFTER,
-                                 after, limit, on_message, &j->c, op));
+  /* As this user sees it: a shadow-banned sender's messages reach only
+   * that sender (PROTOCOL.md section 8). */
+  if (srv->store.messages_as)
+    CHAT__CALL(srv, &j->base, on_answer, 0, op,
+               srv->store.messages_as(srv->store.self, conv,
+                                      j->s->id.user_id, CHAT_PAGE_AFTER,
+                                      after, limit, on_message, &j->c, op));
+  else
+    CHAT__CALL(srv, &j->base, on_answer, 0, op,
+               srv->store.messages(srv->store.self, conv, CHAT_PAGE_AFTER,
+                                   after, limit, on_message, &j->c, op));
 }
 
 /* Answer one gap within both caps. Returns the number of messages sent. */
@@ -435,8 +443,12 @@ static void resume_step(chat_server *srv, resume_job *j) {
   }
   case PH_PAGE:
     /* Conversations the client did not list: new ones get a
-     * `conversation` frame, or with `since` their messages after it. */
-    if (j->oom || j->cut || j->page_cut || j->page >= 1000) {
+     * `conversation` frame, or with `since` their messages after it. A
+     * `since` of the largest id (a paced resume's round, PROTOCOL.md
+     * section 8) has nothing after it: the user's conversations are not
+     * even listed. */
+    if (j->oom || j->cut || j->page_cut || j->page >= 1000 ||
+        (j->has_since && j->since >= (uint64_t)INT64_MAX)) {
       j->phase = PH_UNLISTED;
       j->convs += j->frames;
       j->i = 0;

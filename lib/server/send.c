@@ -3,6 +3,13 @@
  * ids and commit every waiting send in ONE store transaction (group
  * commit), ack each after the commit (PROTOCOL.md 4.1), and fan out (4.4).
  *
+ * `edit` and `delete` (section 8) take the same path: they are entries of
+ * the log with their own ids, acked once durable, idempotent by
+ * client_msg_id. The store checks them against their target inside the
+ * commit, after its dedup lookup (so a retry is always a duplicate), and
+ * refuses one entry without failing the batch; the refusal is answered
+ * where the ack would have been.
+ *
  * At most one commit is in flight. Sends that arrive while it is pending
  * form the next batch, which starts when it completes (pipelined group
  * commit): ids are minted at the start of each batch, so within a
@@ -21,13 +28,16 @@ void chat__pending_free(chat_server *srv, pending_send *p) {
   p->sess = NULL;
 }
 
-/* Copy a decoded send (which dies with the next decode) into one block. */
+/* Copy a decoded send, edit or delete (which dies with the next decode)
+ * into one block. */
 static chat_err pending_fill(chat_server *srv, pending_send *p,
                              const chat_session *s, const chat_send *m) {
   size_t need = strlen(m->client_msg_id) + 1 + strlen(m->conversation_id) +
                 1 + strlen(s->id.user_id) + 1 + m->body.len + 1;
   for (size_t i = 0; i < m->n_media_refs; i++)
     need += strlen(m->media_refs[i]) + 1;
+  /* media_refs are checked for every send: the block is also what an edit
+   * or delete uses, with none. */
   memset(p, 0, sizeof *p);
   p->strings = chat__alloc(&srv->a, need);
   if (m->n_media_refs)
@@ -57,6 +67,7 @@ static chat_err pending_fill(chat_server *srv, pending_send *p,
   p->msg.media_refs = p->refs;
   p->msg.n_media_refs = m->n_media_refs;
   p->msg.body_type = m->body_type;
+  p->msg.sender_kind = s->id.kind;
   return CHAT_OK;
 }
 
@@ -70,6 +81,10 @@ typedef struct send_job {
   bool in_call;    /* a media check is being issued right now */
   bool finished;
 } send_job;
+
+static bool is_entry(const chat_msg_in *m) {
+  return m->body_type == CHAT_BODY_EDIT || m->body_type == CHAT_BODY_DELETE;
+}
 
 static void send_release(chat_server *srv, chat__job *j) {
   send_job *sj = (send_job *)j;
@@ -93,7 +108,8 @@ static void send_enqueue(chat_server *srv, send_job *j) {
   chat_session *s = j->s;
   const char *conv = j->p.msg.conversation_id;
   uint64_t retry = 0;
-  if (!chat__rate_take(srv, s->id.user_id, conv, srv->clock_ms, &retry)) {
+  if (!chat__rate_take(srv, s->id.user_id, conv, chat__sess_rate(s),
+                       srv->clock_ms, &retry)) {
     chat__sess_error(s, CHAT_WIRE_RATE_LIMITED,
                      "too many messages to this conversation",
                      j->p.msg.client_msg_id, retry);
@@ -164,11 +180,26 @@ static void on_send_conv(chat_server *srv, chat__job *job,
     send_finish(j);
     return;
   }
+  chat_msg_in *m = &j->p.msg;
+  if (m->body_type == CHAT_BODY_EDIT) {
+    /* Only the sender, within the window from the target's server_ts;
+     * the store checks both against the target. */
+    int64_t wall = chat__srv_wall(srv);
+    uint64_t w = srv->s.edit_window_ms;
+    m->target_sender = m->sender_id;
+    m->target_min_ts = wall > 0 && (uint64_t)wall > w ? wall - (int64_t)w : 1;
+  } else if (m->body_type == CHAT_BODY_DELETE) {
+    /* The sender; in a group, an admin may delete any message. */
+    bool admin = c->type == CHAT_CONVERSATION_GROUP &&
+                 chat__conv_is_admin(c, m->sender_id);
+    m->target_sender = admin ? NULL : m->sender_id;
+    m->target_min_ts = 0;
+  }
   send_media_next(srv, j);
 }
 
-void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
-  (void)now;
+static void start_send(chat_session *s, const chat_send *m,
+                       bool has_target, uint64_t target_id) {
   chat_server *srv = s->srv;
   send_job *j = chat__calloc(&srv->a, 1, sizeof *j);
   if (!j || pending_fill(srv, &j->p, s, m) != CHAT_OK) {
@@ -178,6 +209,8 @@ void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
     chat__sess_frame_done(s);
     return;
   }
+  j->p.msg.has_target_id = has_target;
+  j->p.msg.target_id = target_id;
   chat__job_init(&j->base, send_release);
   j->s = s;
   chat__sess_ref(s);
@@ -185,6 +218,30 @@ void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
   memcpy(j->p.device, s->id.device_id, sizeof j->p.device);
   chat__conv_load(srv, j->p.msg.conversation_id, &j->base, on_send_conv);
   chat__job_unref(srv, &j->base);
+}
+
+void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now) {
+  (void)now;
+  start_send(s, m, false, 0);
+}
+
+void chat__on_edit(chat_session *s, const chat_edit *m, chat_time_ms now) {
+  (void)now;
+  chat_send as = {.client_msg_id = m->client_msg_id,
+                  .conversation_id = m->conversation_id,
+                  .body = m->body,
+                  .body_type = CHAT_BODY_EDIT};
+  start_send(s, &as, true, m->target_id);
+}
+
+void chat__on_delete(chat_session *s, const chat_delete *m,
+                     chat_time_ms now) {
+  (void)now;
+  chat_send as = {.client_msg_id = m->client_msg_id,
+                  .conversation_id = m->conversation_id,
+                  .body = {"", 0},
+                  .body_type = CHAT_BODY_DELETE};
+  start_send(s, &as, true, m->target_id);
 }
 
 /* ---- group commit ---- */
@@ -220,6 +277,31 @@ static void fanout_release(chat_server *srv, chat__job *j) {
   chat__free(&srv->a, fj);
 }
 
+void chat__deliver_message(chat_server *srv, const chat_message *m,
+                           const char *const *members, size_t n_members,
+                           const char *except_device, bool push,
+                           bool withheld) {
+  chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_MESSAGE,
+                  .message = m};
+  chat__shared_frame *sf = chat__frame_make(srv, &f);
+  if (!sf)
+    return; /* stored; members catch up by resume */
+  const char *sender = m->sender_id;
+  if (withheld) {
+    /* Shadow ban: stored and acked as usual, but only the sender's own
+     * devices see it, and nobody is pushed (PROTOCOL.md section 8). */
+    srv->st.shadow_withheld_total++;
+    chat__deliver(srv, sf, &sender, 1, sender, except_device, NULL);
+  } else {
+    /* Every member's devices, the sender's other devices included; only
+     * the sending device is skipped (it has the ack). */
+    chat__push_info pi = {m->conversation_id, sender, m->message_id};
+    chat__deliver(srv, sf, members, n_members, sender, except_device,
+                  push ? &pi : NULL);
+  }
+  chat__frame_unref(srv, sf);
+}
+
 static void on_fanout_conv(chat_server *srv, chat__job *job,
                            const conv_entry *c, chat_err err) {
   (void)err;
@@ -237,19 +319,17 @@ static void on_fanout_conv(chat_server *srv, chat__job *job,
                     .reply_to = p->msg.reply_to,
                     .media_refs = p->msg.media_refs,
                     .n_media_refs = p->msg.n_media_refs,
-                    .body_type = p->msg.body_type};
-  chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_MESSAGE,
-                  .message = &m};
-  chat__shared_frame *sf = chat__frame_make(srv, &f);
-  if (!sf)
-    return;
-  /* Every member's devices, the sender's other devices included; only the
-   * sending device is skipped (it has the ack). */
-  chat__push_info push = {p->msg.conversation_id, p->msg.sender_id,
-                          j->r.message_id};
-  chat__deliver(srv, sf, (const char *const *)c->members, c->n_members,
-                p->msg.sender_id, p->device, &push);
-  chat__frame_unref(srv, sf);
+                    .body_type = p->msg.body_type,
+                    .has_target_id = p->msg.has_target_id,
+                    .target_id = p->msg.target_id,
+                    .sender_kind = p->msg.sender_kind};
+  if (p->msg.body_type == CHAT_BODY_DELETE)
+    m.body = (chat_str){"", 0};
+  /* Edits and deletes change what a notification would show; they are
+   * not pushed. */
+  chat__deliver_message(srv, &m, (const char *const *)c->members,
+                        c->n_members, p->device, !is_entry(&p->msg),
+                        j->r.withheld);
 }
 
 static void fan_out(chat_server *srv, pending_send *p,
@@ -273,20 +353,48 @@ static void on_committed(chat_server *srv, chat__job *job, uint32_t idx,
   commit_job *j = (commit_job *)job;
   srv->commit_busy = false;
   srv->st.commits_total++;
+  if (rc != CHAT_OK)
+    srv->st.store_errors_total++;
   for (size_t i = 0; i < j->n; i++) {
     pending_send *p = &j->sends[i];
     if (rc != CHAT_OK) {
       /* Nothing of the batch is stored: refund and tell each sender, who
        * retries with the same client_msg_id. */
-      srv->st.store_errors_total++;
       chat__rate_refund(srv, p->msg.sender_id, p->msg.conversation_id);
       chat__sess_error(p->sess, CHAT_WIRE_INTERNAL, "storage failed",
                        p->msg.client_msg_id, 0);
       continue;
     }
+    chat_err status = j->res[i].status;
+    if (status != CHAT_OK) {
+      /* An edit or delete its target refused: nothing stored for it. */
+      srv->st.edits_refused_total++;
+      chat__rate_refund(srv, p->msg.sender_id, p->msg.conversation_id);
+      bool edit = p->msg.body_type == CHAT_BODY_EDIT;
+      if (status == CHAT_ERR_DENIED)
+        chat__sess_error(p->sess, CHAT_WIRE_FORBIDDEN,
+                         edit ? "only the sender may edit a message, "
+                                "within the edit window"
+                              : "only the sender, or a group admin, may "
+                                "delete a message",
+                         p->msg.client_msg_id, 0);
+      else if (status == CHAT_ERR_NOT_FOUND)
+        chat__sess_error(p->sess, CHAT_WIRE_NOT_FOUND,
+                         "no such message to edit or delete (or it was "
+                         "deleted)",
+                         p->msg.client_msg_id, 0);
+      else
+        chat__sess_error(p->sess, CHAT_WIRE_INTERNAL, "storage failed",
+                         p->msg.client_msg_id, 0);
+      continue;
+    }
     if (j->res[i].duplicate) {
       srv->st.sends_duplicate_total++;
       chat__rate_refund(srv, p->msg.sender_id, p->msg.conversation_id);
+    } else if (p->msg.body_type == CHAT_BODY_EDIT) {
+      srv->st.edits_committed_total++;
+    } else if (p->msg.body_type == CHAT_BODY_DELETE) {
+      srv->st.deletes_committed_total++;
     } else {
       srv->st.sends_committed_total++;
     }
@@ -303,7 +411,7 @@ static void on_committed(chat_server *srv, chat__job *job, uint32_t idx,
    * receives (PROTOCOL.md 4.4). Without room to queue it, deliver now. */
   for (size_t i = 0; i < j->n; i++) {
     pending_send *p = &j->sends[i];
-    if (rc != CHAT_OK || j->res[i].duplicate)
+    if (rc != CHAT_OK || j->res[i].duplicate || j->res[i].status != CHAT_OK)
       continue; /* freed with the job */
     if (srv->n_fanouts == srv->cap_fanouts) {
       size_t cap = srv->cap_fanouts ? srv->cap_fanouts * 2 : 64;
@@ -326,7 +434,9 @@ static void on_committed(chat_server *srv, chat__job *job, uint32_t idx,
 
 chat_err chat__flush_sends(chat_server *srv, chat_time_ms now) {
   (void)now;
-  if (srv->commit_busy || !srv->ids_ready)
+  /* Nothing commits before the ban list is known: a banned sender's
+   * message must never reach others. */
+  if (!chat__can_commit(srv))
     return CHAT_OK;
   size_t n = srv->n_sends < srv->s.max_batch ? srv->n_sends
                                              : srv->s.max_batch;

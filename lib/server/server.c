@@ -140,6 +140,12 @@ static chat_err settings_resolve(chat_server *srv,
   s.rest_rate_per_minute = d32(s.rest_rate_per_minute, 1200);
   s.rest_burst = d32(s.rest_burst, 200);
   s.max_waiting_frames = d32(s.max_waiting_frames, 256);
+  s.edit_window_ms = d64(s.edit_window_ms, 15 * 60 * 1000);
+  s.bot_rate_per_minute = d32(s.bot_rate_per_minute, 600);
+  s.new_direct_per_day = d32(s.new_direct_per_day, 50);
+  s.drain_retry_after_ms = d32(s.drain_retry_after_ms, 10000);
+  s.overload_retry_after_ms = d32(s.overload_retry_after_ms, 5000);
+  s.ban_poll_ms = d32(s.ban_poll_ms, 2000);
   if (s.gateway_id) {
     size_t n = strnlen(s.gateway_id, CHAT_ID_BUF);
     if (!chat_id_valid(s.gateway_id, n))
@@ -184,6 +190,85 @@ static void on_max_id(chat_server *srv, chat__job *j, uint32_t idx,
   /* A clock behind the newest stored id must not mint below it. */
   chat_snowflake_observe(srv->ids, ((max_id_job *)j)->max_id);
   srv->ids_ready = true;
+}
+
+/* ---- shadow bans: the list is polled, so that `chatd ban` run against
+ * the store reaches every gateway within ban_poll_ms ---- */
+
+typedef struct bans_job {
+  chat__job base;
+  uint64_t version;
+  chat__map fresh; /* the list as emitted, when it changed */
+  bool oom;
+} bans_job;
+
+static void bans_release(chat_server *srv, chat__job *j) {
+  bans_job *bj = (bans_job *)j;
+  chat__map_free(&bj->fresh);
+  chat__free(&srv->a, bj);
+}
+
+static void on_ban_user(void *ctx, const char *user) {
+  bans_job *j = ctx;
+  if (!user || !chat_id_valid(user, strnlen(user, CHAT_ID_BUF)))
+    return;
+  if (chat__map_put(&j->fresh, user, strlen(user), (void *)1, NULL) !=
+      CHAT_OK)
+    j->oom = true;
+}
+
+static void on_bans(chat_server *srv, chat__job *job, uint32_t idx,
+                    chat_err rc) {
+  (void)idx;
+  bans_job *j = (bans_job *)job;
+  srv->bans_busy = false;
+  if (rc != CHAT_OK || j->oom || j->version == 0) {
+    srv->st.store_errors_total += rc != CHAT_OK;
+    chat__srv_log(srv, CHAT_LOG_ERROR,
+                  "storage shadow_bans: %s; asked again in %u ms",
+                  rc != CHAT_OK ? chat_err_name(rc)
+                  : j->oom      ? "out of memory"
+                                : "version 0",
+                  srv->s.ban_poll_ms);
+    return;
+  }
+  if (j->version != srv->bans_version) {
+    chat__map_free(&srv->bans);
+    srv->bans = j->fresh;
+    chat__map_init(&j->fresh, &srv->a, srv->bans.seed);
+    if (srv->bans_loaded)
+      chat__srv_log(srv, CHAT_LOG_INFO, "shadow bans changed: %zu banned",
+                    chat__map_len(&srv->bans));
+  }
+  srv->bans_version = j->version;
+  srv->bans_loaded = true;
+  srv->st.shadow_banned_users = chat__map_len(&srv->bans);
+}
+
+static void poll_bans(chat_server *srv) {
+  srv->next_ban_poll = srv->clock_ms + srv->s.ban_poll_ms;
+  if (!srv->store.shadow_bans) {
+    srv->bans_loaded = true; /* nobody can be banned */
+    return;
+  }
+  if (srv->bans_busy)
+    return;
+  bans_job *j = chat__calloc(&srv->a, 1, sizeof *j);
+  if (!j)
+    return; /* the next poll tries again */
+  chat__job_init(&j->base, bans_release);
+  chat__map_init(&j->fresh, &srv->a, srv->bans.seed);
+  srv->bans_busy = true;
+  chat_op *op;
+  CHAT__CALL(srv, &j->base, on_bans, 0, op,
+             srv->store.shadow_bans(srv->store.self, srv->bans_version,
+                                    &j->version, on_ban_user, j, op));
+  chat__job_unref(srv, &j->base);
+}
+
+bool chat__banned(const chat_server *srv, const char *user_id) {
+  return chat__map_len(&srv->bans) > 0 &&
+         chat__map_get(&srv->bans, user_id, strlen(user_id)) != NULL;
 }
 
 /* Ask the store; returns what the store answered at once (CHAT_PENDING
@@ -255,6 +340,7 @@ chat_err chat_server_new(chat_server **out,
   chat__map_init(&srv->rest_buckets, &srv->a, seed ^ 0xc2b2ae35u);
   chat__map_init(&srv->receipts, &srv->a, seed ^ 0x165667b1u);
   chat__map_init(&srv->watchers, &srv->a, seed ^ 0x9e3779b9u);
+  chat__map_init(&srv->bans, &srv->a, seed ^ 0x7f4a7c15u);
   chat__buf_init(&srv->tmp, &srv->a);
   chat__buf_init(&srv->rest_out, &srv->a);
   srv->receipt_due = CHAT_TIME_NEVER;
@@ -278,6 +364,8 @@ chat_err chat_server_new(chat_server **out,
   } else {
     chat__enter(srv);
     chat_err mrc = load_max_id(srv);
+    if (mrc == CHAT_OK || mrc == CHAT_PENDING)
+      poll_bans(srv);
     chat__leave(srv);
     if (mrc != CHAT_OK && mrc != CHAT_PENDING) {
       rc = mrc == CHAT_ERR_NOMEM ? mrc : CHAT_ERR_MODULE;
@@ -338,6 +426,7 @@ void chat_server_free(chat_server *srv) {
   chat__map_free(&srv->rest_buckets);
   chat__map_free(&srv->receipts);
   chat__map_free(&srv->watchers);
+  chat__map_free(&srv->bans);
   chat__buf_free(&srv->tmp);
   chat__buf_free(&srv->rest_out);
   chat__free(&srv->a, srv->exp);
@@ -519,7 +608,7 @@ chat_time_ms chat_server_next_deadline(const chat_server *srv) {
    * host calls on_timer right after the inbound batch that queued them,
    * which is the group commit. A send waits while the previous commit is
    * in flight (its completion wakes the host). */
-  if ((srv->n_sends > 0 && !srv->commit_busy && srv->ids_ready) ||
+  if ((srv->n_sends > 0 && chat__can_commit(srv)) ||
       srv->n_fanouts > 0 || srv->n_pushes > 0 || chat__work_waiting(srv) ||
       (!srv->ids_ready && !srv->ids_loading))
     return 0;
@@ -528,6 +617,8 @@ chat_time_ms chat_server_next_deadline(const chat_server *srv) {
   t = min_t(t, srv->next_bucket_sweep);
   t = min_t(t, srv->next_rest_sweep);
   t = min_t(t, srv->next_purge);
+  if (srv->store.shadow_bans)
+    t = min_t(t, srv->next_ban_poll);
   if (srv->n_exp > 0)
     t = min_t(t, srv->exp[0]->expires_at);
   return t;
@@ -585,8 +676,7 @@ chat_err chat_server_on_timer(chat_server *srv, chat_time_ms now) {
   if (srv->n_fanouts > 0) {
     chat__run_fanouts(srv);
   } else {
-    while (srv->n_sends > 0 && !srv->commit_busy && srv->ids_ready &&
-           rc == CHAT_OK)
+    while (srv->n_sends > 0 && chat__can_commit(srv) && rc == CHAT_OK)
       rc = chat__flush_sends(srv, now);
   }
   if (srv->receipt_due <= now)
@@ -602,6 +692,8 @@ chat_err chat_server_on_timer(chat_server *srv, chat_time_ms now) {
       purge(srv);
     srv->next_purge = now + 3600 * 1000;
   }
+  if (srv->next_ban_poll <= now)
+    poll_bans(srv);
   chat__push_run(srv);
   chat__leave(srv);
   return rc;
@@ -631,8 +723,16 @@ void chat__drain_check(chat_server *srv) {
     return;
   srv->drain_closed = true;
   chat__receipts_flush(srv);
-  for (chat_session *s = srv->sessions; s; s = s->all_next)
-    chat__sess_close(s, 1001, "server shutting down");
+  /* Tell each client when to come back (PROTOCOL.md section 8): it waits
+   * a random delay in [0, retry_after_ms], so a restart's clients return
+   * spread over that window instead of all at once. */
+  uint32_t spread = srv->s.drain_retry_after_ms;
+  for (chat_session *s = srv->sessions; s; s = s->all_next) {
+    if (spread == CHAT_SERVER_NO_GOAWAY)
+      chat__sess_close(s, 1001, "server shutting down");
+    else
+      chat__sess_goaway(s, "drain", spread, 1012, "server restarting");
+  }
 }
 
 void chat_server_drain(chat_server *srv, chat_time_ms now) {
@@ -642,7 +742,7 @@ void chat_server_drain(chat_server *srv, chat_time_ms now) {
   chat__enter(srv);
   srv->draining = true;
   /* What was accepted is committed and acked before the sockets close. */
-  while (srv->n_sends > 0 && !srv->commit_busy && srv->ids_ready)
+  while (srv->n_sends > 0 && chat__can_commit(srv))
     if (chat__flush_sends(srv, now) != CHAT_OK)
       break;
   chat__run_fanouts(srv);

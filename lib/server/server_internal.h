@@ -188,10 +188,13 @@ typedef struct conv_entry {
   chat_conversation_type type;
   size_t n_members;
   char **members;                /* sorted, for bsearch */
+  size_t n_admins;
+  char **admins;                 /* sorted; pointers into members */
   chat_time_ms loaded_ms;        /* srv->clock_ms when read from the store */
 } conv_entry;
 
-/* A send waiting for the next group commit. */
+/* A send (or an edit or delete entry) waiting for the next group
+ * commit. */
 typedef struct pending_send {
   chat_session *sess;            /* referenced; may be dead */
   char device[CHAT_ID_BUF];      /* the sending device, skipped in fan-out */
@@ -222,6 +225,7 @@ typedef struct push_job {
   char conv[CHAT_ID_BUF];
   char sender[CHAT_ID_BUF];
   uint64_t message_id;
+  bool notified;                 /* at least one device got the note */
 } push_job;
 
 /* Who gets a push when a member has no device anywhere (fan-out only). */
@@ -277,7 +281,15 @@ struct chat_server {
   chat_time_ms next_bucket_sweep;
   chat_time_ms next_rest_sweep;
   bool draining;
-  bool drain_closed;             /* sessions told to close (1001) */
+  bool drain_closed;             /* sessions told to close (1001/1012) */
+  /* Shadow bans (storage shadow_bans), polled every ban_poll_ms for the
+   * typing relay; whether a message is withheld is decided by the store
+   * in its commit (chat_append_result.withheld). */
+  chat__map bans;                /* user_id -> (void *)1 */
+  uint64_t bans_version;         /* 0: not loaded */
+  bool bans_loaded;
+  bool bans_busy;                /* a poll is in flight */
+  chat_time_ms next_ban_poll;
   /* The latest time a host call handed in: cache ages are measured on it
    * without widening every internal signature. */
   chat_time_ms clock_ms;
@@ -298,6 +310,12 @@ struct chat_server {
 };
 
 static inline void chat__enter(chat_server *srv) { srv->depth++; }
+
+/* A group commit may start now: none in flight, and ids minted above the
+ * store's. */
+static inline bool chat__can_commit(const chat_server *srv) {
+  return !srv->commit_busy && srv->ids_ready;
+}
 
 /* ---- server.c ---- */
 static inline void chat__srv_clock(chat_server *srv, chat_time_ms now) {
@@ -334,6 +352,14 @@ void chat__sess_send(chat_session *s, const chat_frame *f);
 void chat__sess_error(chat_session *s, chat_wire_error code, const char *msg,
                       const char *ref, uint64_t retry_after_ms);
 void chat__sess_close(chat_session *s, uint16_t code, const char *reason);
+/* A deliberate close (PROTOCOL.md section 8): queue `goaway` (reason,
+ * retry_after_ms), then close with code (1012 drain, 1013 overload). The
+ * goaway gets room in a full queue by dropping what it holds. */
+void chat__sess_goaway(chat_session *s, const char *reason,
+                       uint64_t retry_after_ms, uint16_t code,
+                       const char *why);
+/* The send quota of this session's user per conversation a minute. */
+uint32_t chat__sess_rate(const chat_session *s);
 bool chat__sess_closing(const chat_session *s);
 void chat__sess_ref(chat_session *s);
 void chat__sess_unref(chat_server *srv, chat_session *s);
@@ -365,9 +391,27 @@ void chat__convs_free(chat_server *srv);
  * error frame) when the user may not act on the conversation. */
 bool chat__conv_check_member(chat_session *s, const conv_entry *c,
                              chat_err err, const char *ref);
+bool chat__conv_is_admin(const conv_entry *c, const char *user_id);
+
+/* ---- shadow bans (server.c) ---- */
+bool chat__banned(const chat_server *srv, const char *user_id);
 
 /* ---- send.c ---- */
 void chat__on_send(chat_session *s, const chat_send *m, chat_time_ms now);
+/* `edit` and `delete` (PROTOCOL.md section 8): log entries acked like a
+ * send, checked against their target by the store. */
+void chat__on_edit(chat_session *s, const chat_edit *m, chat_time_ms now);
+void chat__on_delete(chat_session *s, const chat_delete *m,
+                     chat_time_ms now);
+/* Deliver a stored entry of the log (a committed send, edit, delete or
+ * system message) as a `message` frame: to every member's devices but
+ * except_device of the sender, or, when the store withheld it (a
+ * shadow-banned sender), only to the sender's own devices and without
+ * push. */
+void chat__deliver_message(chat_server *srv, const chat_message *m,
+                           const char *const *members, size_t n_members,
+                           const char *except_device, bool push,
+                           bool withheld);
 /* Start the next group commit unless one is in flight. */
 chat_err chat__flush_sends(chat_server *srv, chat_time_ms now);
 /* Deliver every message committed in an earlier timer round. */
@@ -376,9 +420,12 @@ void chat__sends_free(chat_server *srv);
 void chat__pending_free(chat_server *srv, pending_send *p);
 
 /* ---- ratelimit.c ---- */
-/* Take one token; false with *retry_after_ms when the bucket is empty. */
+/* Take one token from the (sender, conversation) bucket, which holds
+ * rate_per_minute tokens refilled over a minute (a bot's has its own
+ * rate); false with *retry_after_ms when the bucket is empty. */
 bool chat__rate_take(chat_server *srv, const char *sender, const char *conv,
-                     chat_time_ms now, uint64_t *retry_after_ms);
+                     uint32_t rate_per_minute, chat_time_ms now,
+                     uint64_t *retry_after_ms);
 void chat__rate_refund(chat_server *srv, const char *sender, const char *conv);
 void chat__rate_sweep(chat_server *srv, chat_time_ms now);
 /* REST: one request of user; false with *retry_s when over the limit. */
@@ -399,6 +446,10 @@ void chat__deliver(chat_server *srv, chat__shared_frame *f,
                    const chat__push_info *push);
 void chat__push_queue(chat_server *srv, const char *user, const char *conv,
                       const char *sender, uint64_t message_id);
+/* Receipt-aware push: user's read mark of conv advanced to up_to; clear
+ * the notifications it passed on the user's devices. */
+void chat__push_clear(chat_server *srv, const char *user, const char *conv,
+                      uint64_t up_to);
 void chat__push_run(chat_server *srv);
 void chat__push_free(chat_server *srv);
 chat_err chat__bus_in(chat_server *srv, const char *msg, size_t len,

@@ -85,7 +85,8 @@ void chat__sess_queue(chat_session *s, chat__shared_frame *f) {
       s->q_bytes + f->len > srv->s.max_queued_bytes) {
     srv->st.slow_closes_total++;
     queue_clear(s);
-    chat__sess_close(s, 1013, "outbound queue full");
+    chat__sess_goaway(s, "overload", srv->s.overload_retry_after_ms, 1013,
+                      "outbound queue full");
     return;
   }
   outq_item *it = chat__alloc(&srv->a, sizeof *it);
@@ -116,6 +117,35 @@ void chat__sess_send(chat_session *s, const chat_frame *f) {
   chat__shared_frame *sf = chat__frame_make(s->srv, f);
   chat__sess_queue(s, sf);
   chat__frame_unref(s->srv, sf);
+}
+
+void chat__sess_goaway(chat_session *s, const char *reason,
+                       uint64_t retry_after_ms, uint16_t code,
+                       const char *why) {
+  chat_server *srv = s->srv;
+  if (s->dead || chat__sess_closing(s))
+    return;
+  chat_goaway g = {.reason = {reason, strlen(reason)},
+                   .retry_after_ms = retry_after_ms};
+  chat_frame f = {.version = CHAT_FRAME_V2, .type = CHAT_FRAME_GOAWAY,
+                  .goaway = &g};
+  chat__shared_frame *sf = chat__frame_make(srv, &f);
+  if (sf) {
+    /* The advice must reach the client: what it has not read yet it gets
+     * again by resume, the goaway it cannot. */
+    if (s->q_frames >= srv->s.max_queued_frames ||
+        s->q_bytes + sf->len > srv->s.max_queued_bytes)
+      queue_clear(s);
+    chat__sess_queue(s, sf);
+    chat__frame_unref(srv, sf);
+    srv->st.goaway_total++;
+  }
+  chat__sess_close(s, code, why);
+}
+
+uint32_t chat__sess_rate(const chat_session *s) {
+  return s->id.kind == CHAT_SENDER_BOT ? s->srv->s.bot_rate_per_minute
+                                       : s->srv->s.rate_per_minute;
 }
 
 void chat__sess_error(chat_session *s, chat_wire_error code, const char *msg,
@@ -181,6 +211,10 @@ chat_err chat_server_open_session(chat_server *srv, chat_session **out,
   if (!chat_id_valid(id->device_id, strnlen(id->device_id, CHAT_ID_BUF)))
     return chat__srv_fail(srv, CHAT_ERR_INVAL,
                           "identity.device_id: not a valid id");
+  if (id->kind != CHAT_SENDER_USER && id->kind != CHAT_SENDER_BOT)
+    return chat__srv_fail(srv, CHAT_ERR_INVAL,
+                          "identity.kind: %d is not user (0) or bot (1)",
+                          (int)id->kind);
   if (srv->draining)
     return chat__srv_fail(srv, CHAT_ERR_STATE, "server: draining");
   chat__srv_clock(srv, now);
@@ -243,11 +277,13 @@ chat_err chat_server_open_session(chat_server *srv, chat_session **out,
                     .heartbeat_ms = srv->s.heartbeat_ms,
                     .limits = {.max_body_bytes = srv->s.max_body_bytes,
                                .max_frame_bytes = srv->s.max_frame_bytes,
-                               .rate_per_minute = srv->s.rate_per_minute,
+                               .rate_per_minute = chat__sess_rate(s),
                                .resume_max_messages =
                                    srv->s.resume_max_messages,
                                .resume_max_age_ms =
-                                   srv->s.resume_max_age_ms}};
+                                   srv->s.resume_max_age_ms},
+                    .has_resume_batch_hint = srv->s.resume_batch_hint > 0,
+                    .resume_batch_hint = srv->s.resume_batch_hint};
     chat_frame f = {.version = CHAT_FRAME_V1, .type = CHAT_FRAME_HELLO,
                     .hello = &h};
     chat__sess_send(s, &f);
@@ -358,7 +394,8 @@ static void hold(chat_session *s, const char *json, size_t len) {
       s->in_bytes + len > srv->s.max_queued_bytes) {
     srv->st.slow_closes_total++;
     inq_clear(s);
-    chat__sess_close(s, 1013, "too many frames waiting");
+    chat__sess_goaway(s, "overload", srv->s.overload_retry_after_ms, 1013,
+                      "too many frames waiting");
     return;
   }
   inq_item *it = chat__alloc(&srv->a, sizeof *it + len);

@@ -25,7 +25,7 @@ void chat__hist_observe(chat__hist *h, uint64_t us) {
 }
 
 static const uint16_t close_codes[CHAT__N_CLOSE_CODES - 1] = {
-    1000, 1001, 1003, 1007, 1008, 1009, 1011, 1013, 4001,
+    1000, 1001, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 4001,
 };
 
 size_t chat__tstats_close_index(uint16_t code) {
@@ -141,6 +141,33 @@ void chat__metrics_write(chat__buf *b, const chat_server *srv,
          s.ops_in_flight);
   chat__metrics_one(b, "chat_module_calls_pending_total", "counter",
          "Module calls that answered CHAT_PENDING.", s.ops_pending_total);
+  chat__metrics_one(b, "chat_edits_committed_total", "counter",
+         "Edit entries stored.", s.edits_committed_total);
+  chat__metrics_one(b, "chat_deletes_committed_total", "counter",
+         "Delete entries stored.", s.deletes_committed_total);
+  chat__metrics_one(b, "chat_edits_refused_total", "counter",
+         "Edits and deletes answered forbidden or not_found.",
+         s.edits_refused_total);
+  chat__metrics_one(b, "chat_system_messages_total", "counter",
+         "Member and admin changes recorded as system messages.",
+         s.system_messages_total);
+  chat__metrics_one(b, "chat_goaway_total", "counter",
+         "goaway frames sent before a drain (1012) or overload (1013) "
+         "close.",
+         s.goaway_total);
+  chat__metrics_one(b, "chat_push_clears_total", "counter",
+         "Receipt-aware push clears handed off.", s.push_clears_total);
+  chat__metrics_one(b, "chat_shadow_withheld_total", "counter",
+         "Messages of shadow-banned senders delivered to their own devices "
+         "only.",
+         s.shadow_withheld_total);
+  chat__metrics_one(b, "chat_shadow_banned_users", "gauge",
+         "Shadow-banned users (as last polled).", s.shadow_banned_users);
+  chat__metrics_one(b, "chat_bot_reads_dropped_total", "counter",
+         "Read marks of bots dropped.", s.bot_reads_dropped_total);
+  chat__metrics_one(b, "chat_direct_capped_total", "counter",
+         "New direct conversations refused by the daily cap (429).",
+         s.direct_capped_total);
 
   /* The transport. */
   chat__metrics_one(b, "chat_ws_connections_open", "gauge", "WebSocket connections.",

@@ -18,7 +18,7 @@ typedef struct chat__hist {
 void chat__hist_observe(chat__hist *h, uint64_t us);
 
 /* Close codes counted, by index (see chat__tstats_close_index). */
-#define CHAT__N_CLOSE_CODES 10
+#define CHAT__N_CLOSE_CODES 11
 /* HTTP statuses counted, by index (the last one: any other). */
 #define CHAT__N_STATUS 16
 

@@ -123,8 +123,12 @@ def test_sigterm_drains_and_exits_0(chatd_factory):
             acked[f["client_msg_id"]] = f["message_id"]
     a.backlog.clear()
     assert drain_acks(a, acked, TIMEOUT)
-    assert a.ws.close_code == 1001
-    assert b.closed_code() == 1001
+    # goaway then 1012 (PROTOCOL.md section 8), after every ack.
+    assert a.ws.close_code == 1012
+    g = b.expect("goaway")
+    assert g == {"type": "goaway", "reason": "drain",
+                 "retry_after_ms": 10000}
+    assert b.closed_code() == 1012
     assert chatd.proc.wait(timeout=TIMEOUT) == 0
     assert time.monotonic() - t0 < 10
     # Everything the server had read was committed and acked.
@@ -231,7 +235,10 @@ def test_help_lists_every_flag():
                  "--presence-idle-ms", "--presence-offline-ms",
                  "--max-body-bytes", "--push-log", "--static", "--user",
                  "--device", "--ttl", "--log-level", "--max-frame-bytes",
-                 "--heartbeat-ms", "--config", "--sync"):
+                 "--heartbeat-ms", "--config", "--sync",
+                 "--edit-window-ms", "--bot-rate-per-minute",
+                 "--new-direct-per-day", "--drain-spread-ms", "--bot",
+                 "--shadow", "chatd ban", "chatd unban"):
         assert flag in out, flag
     assert run(["serve", "--help"]).returncode == 0
     assert run(["--version"]).stdout.startswith(b"chatd ")
@@ -251,6 +258,15 @@ def test_help_lists_every_flag():
     ["frobnicate"],
     ["token", "--user", "u"],
     ["token", "--device", "d", "--user", "u", "--listen", "1.2.3.4:5"],
+    ["token", "--device", "d", "--user", "u", "--bot=yes"],
+    ["token", "--device", "d", "--user", "u", "--shadow"],
+    ["ban", "--user", "u"],
+    ["ban", "--shadow"],
+    ["unban"],
+    ["ban", "--user", "u", "--shadow", "--device", "d"],
+    ["serve", "--bot"],
+    ["serve", "--new-direct-per-day", "-1"],
+    ["serve", "--drain-spread-ms", "3600001"],
 ])
 def test_usage_errors_exit_2(args, tmp_path):
     r = run(args, cwd=tmp_path)

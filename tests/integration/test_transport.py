@@ -501,7 +501,7 @@ def test_garbage_flood_1008_arrives(chatd_factory):
     r.close()
 
 
-def test_drain_1001_arrives_while_client_writes(chatd):
+def test_drain_1012_arrives_while_client_writes(chatd):
     c = chatd.client("alice", "a")
     stop = threading.Event()
     th = threading.Thread(target=keep_writing, args=(c.ws, None, stop),
@@ -523,7 +523,7 @@ def test_drain_1001_arrives_while_client_writes(chatd):
     finally:
         stop.set()
         th.join(10)
-    assert got == 1001
+    assert got == 1012  # after goaway (PROTOCOL.md section 8)
     assert chatd.proc.wait(timeout=TIMEOUT) == 0
 
 
@@ -535,14 +535,14 @@ def test_token_expiry_4001_arrives_while_client_writes(chatd):
     assert code == 4001
 
 
-def test_drain_1001_arrives_to_a_raw_client_writing(chatd):
+def test_drain_1012_arrives_to_a_raw_client_writing(chatd):
     c = RawWs(chatd, "alice", "a")
     pid = chatd.proc.pid
     # Unsolicited pongs: nothing comes back for them.
     code = c.close_while_writing(b"", filler=ws_frame(0xA, b"p" * 125) * 30,
                                  then=lambda: os.kill(pid, signal.SIGTERM))
     c.close()
-    assert code == 1001
+    assert code == 1012
     assert chatd.proc.wait(timeout=TIMEOUT) == 0
 
 

@@ -32,6 +32,8 @@ typedef struct rec {
   chat_msg_in *msgs;
   size_t n;
   chat_mark_in mark;
+  chat_member_change mc;
+  bool flag;
   const void *data;
   size_t len;
   blk *blocks;
@@ -212,6 +214,28 @@ static void rec_run(defer_store *d, rec *r) {
   case DK_GET_STATE:
     rc = p->get_state(p->self, r->s[0], r->out1, r->out2, NULL);
     break;
+  case DK_MEMBER_CHANGE:
+    rc = s->member_change(self, &r->mc, r->out1,
+                          (chat_conversation_sink)r->emit, r->ctx, NULL);
+    break;
+  case DK_MESSAGES_AS:
+    rc = s->messages_as(self, r->s[0], r->s[1], (chat_page_dir)r->dir,
+                        r->u64, r->u32, (chat_message_sink)r->emit, r->ctx,
+                        NULL);
+    break;
+  case DK_SHADOW_BAN_SET:
+    rc = s->shadow_ban_set(self, r->s[0], r->flag, r->i64, NULL);
+    break;
+  case DK_SHADOW_BANS:
+    rc = s->shadow_bans(self, r->u64, r->out1, (chat_user_sink)r->emit,
+                        r->ctx, NULL);
+    break;
+  case DK_PUSH_RECORD:
+    rc = s->push_record(self, r->s[0], r->s[1], r->u64, NULL);
+    break;
+  case DK_PUSH_READ:
+    rc = s->push_read(self, r->s[0], r->s[1], r->u64, r->out1, NULL);
+    break;
   default:
     abort();
   }
@@ -293,6 +317,7 @@ static chat_err w_append(void *self, const chat_msg_in *msgs, size_t n,
     m[i].conversation_id = dup(r, msgs[i].conversation_id);
     m[i].sender_id = dup(r, msgs[i].sender_id);
     m[i].client_msg_id = dup(r, msgs[i].client_msg_id);
+    m[i].target_sender = dup(r, msgs[i].target_sender);
     m[i].body.ptr = dup_mem(r, msgs[i].body.ptr ? msgs[i].body.ptr : "",
                             msgs[i].body.len);
     const char **refs = take(r, msgs[i].n_media_refs * sizeof *refs);
@@ -402,6 +427,82 @@ static chat_err w_media_get(void *self, const char *id, const char *reader,
   r->s[1] = dup(r, reader);
   r->emit = (any_fn)emit;
   r->ctx = ctx;
+  return CHAT_PENDING;
+}
+
+static chat_err w_member_change(void *self, const chat_member_change *ch,
+                                chat_member_change_result *res,
+                                chat_conversation_sink emit, void *ctx,
+                                chat_op *op) {
+  rec *r = rec_new(D, DK_MEMBER_CHANGE, op);
+  r->mc = *ch;
+  r->mc.conversation_id = dup(r, ch->conversation_id);
+  r->mc.actor_id = dup(r, ch->actor_id);
+  r->mc.user_id = dup(r, ch->user_id);
+  r->mc.body.ptr = dup_mem(r, ch->body.ptr ? ch->body.ptr : "",
+                           ch->body.len);
+  r->mc.promote_suffix.ptr =
+      dup_mem(r, ch->promote_suffix.ptr ? ch->promote_suffix.ptr : "",
+              ch->promote_suffix.len);
+  r->s[0] = r->mc.conversation_id;
+  r->out1 = res;
+  r->emit = (any_fn)emit;
+  r->ctx = ctx;
+  return CHAT_PENDING;
+}
+
+static chat_err w_messages_as(void *self, const char *c, const char *viewer,
+                              chat_page_dir dir, uint64_t anchor,
+                              uint32_t limit, chat_message_sink emit,
+                              void *ctx, chat_op *op) {
+  rec *r = rec_new(D, DK_MESSAGES_AS, op);
+  r->s[0] = dup(r, c);
+  r->s[1] = dup(r, viewer);
+  r->dir = dir;
+  r->u64 = anchor;
+  r->u32 = limit;
+  r->emit = (any_fn)emit;
+  r->ctx = ctx;
+  return CHAT_PENDING;
+}
+
+static chat_err w_ban_set(void *self, const char *u, bool banned, int64_t now,
+                          chat_op *op) {
+  if (!op) /* an operator tool's direct call: answer now */
+    return D->inner.shadow_ban_set(D->inner.self, u, banned, now, NULL);
+  rec *r = rec_new(D, DK_SHADOW_BAN_SET, op);
+  r->s[0] = dup(r, u);
+  r->flag = banned;
+  r->i64 = now;
+  return CHAT_PENDING;
+}
+
+static chat_err w_bans(void *self, uint64_t known, uint64_t *version,
+                       chat_user_sink emit, void *ctx, chat_op *op) {
+  rec *r = rec_new(D, DK_SHADOW_BANS, op);
+  r->u64 = known;
+  r->out1 = version;
+  r->emit = (any_fn)emit;
+  r->ctx = ctx;
+  return CHAT_PENDING;
+}
+
+static chat_err w_push_record(void *self, const char *c, const char *u,
+                              uint64_t id, chat_op *op) {
+  rec *r = rec_new(D, DK_PUSH_RECORD, op);
+  r->s[0] = dup(r, c);
+  r->s[1] = dup(r, u);
+  r->u64 = id;
+  return CHAT_PENDING;
+}
+
+static chat_err w_push_read(void *self, const char *c, const char *u,
+                            uint64_t read, uint64_t *clear, chat_op *op) {
+  rec *r = rec_new(D, DK_PUSH_READ, op);
+  r->s[0] = dup(r, c);
+  r->s[1] = dup(r, u);
+  r->u64 = read;
+  r->out1 = clear;
   return CHAT_PENDING;
 }
 
@@ -548,7 +649,13 @@ defer_store *defer_store_new(const chat_storage_ops *inner, defer_mode mode,
       .push_targets = inner->push_targets ? w_targets : NULL,
       .media_put = inner->media_put ? w_media_put : NULL,
       .media_get = inner->media_get ? w_media_get : NULL,
-      .destroy = w_destroy};
+      .destroy = w_destroy,
+      .member_change = inner->member_change ? w_member_change : NULL,
+      .messages_as = inner->messages_as ? w_messages_as : NULL,
+      .shadow_ban_set = inner->shadow_ban_set ? w_ban_set : NULL,
+      .shadow_bans = inner->shadow_bans ? w_bans : NULL,
+      .push_record = inner->push_record ? w_push_record : NULL,
+      .push_read = inner->push_read ? w_push_read : NULL};
   return d;
 }
 

@@ -47,7 +47,14 @@ typedef enum defer_kind {
   DK_MEDIA_PUT,
   DK_MEDIA_GET,
   DK_LOCATE,
-  DK_GET_STATE
+  DK_GET_STATE,
+  /* section 8 */
+  DK_MEMBER_CHANGE,
+  DK_MESSAGES_AS,
+  DK_SHADOW_BAN_SET,
+  DK_SHADOW_BANS,
+  DK_PUSH_RECORD,
+  DK_PUSH_READ
 } defer_kind;
 
 /* What a queued call is about, for tests that complete some calls only. */

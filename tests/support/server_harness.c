@@ -46,6 +46,19 @@ static chat_err push_notify(void *self, const chat_push_note *n) {
   snprintf(r->sender, sizeof r->sender, "%s", n->sender_id);
   snprintf(r->preview, sizeof r->preview, "%.*s", (int)n->preview.len,
            n->preview.ptr);
+  r->message_id = n->message_id;
+  return CHAT_OK;
+}
+
+static chat_err push_clear(void *self, const chat_push_clear *c) {
+  harness *h = self;
+  if (h->n_clears >= sizeof h->clears / sizeof h->clears[0])
+    return CHAT_ERR_MODULE;
+  clear_rec *r = &h->clears[h->n_clears++];
+  snprintf(r->user, sizeof r->user, "%s", c->user_id);
+  snprintf(r->device, sizeof r->device, "%s", c->device_id);
+  snprintf(r->conv, sizeof r->conv, "%s", c->conversation_id);
+  r->up_to = c->up_to;
   return CHAT_OK;
 }
 
@@ -95,6 +108,7 @@ static chat_err w_member_remove(void *self, const char *c, const char *u,
 static chat_err w_convs_of(void *self, const char *u, const char *cur,
                            uint32_t lim, chat_conversation_sink e, void *x,
                            char *next, chat_op *op) {
+  ((harness *)self)->convs_of_calls++;
   FWD(conversations_of, u, cur, lim, e, x, next, op);
 }
 static chat_err w_messages(void *self, const char *c, chat_page_dir d,
@@ -132,12 +146,39 @@ static chat_err w_media_get(void *self, const char *id, const char *r,
                             chat_media_sink e, void *x, chat_op *op) {
   FWD(media_get, id, r, e, x, op);
 }
+static chat_err w_member_change(void *self, const chat_member_change *ch,
+                                chat_member_change_result *res,
+                                chat_conversation_sink e, void *x,
+                                chat_op *op) {
+  FWD(member_change, ch, res, e, x, op);
+}
+static chat_err w_messages_as(void *self, const char *c, const char *v,
+                              chat_page_dir d, uint64_t a, uint32_t l,
+                              chat_message_sink e, void *x, chat_op *op) {
+  FWD(messages_as, c, v, d, a, l, e, x, op);
+}
+static chat_err w_ban_set(void *self, const char *u, bool b, int64_t now,
+                          chat_op *op) {
+  FWD(shadow_ban_set, u, b, now, op);
+}
+static chat_err w_bans(void *self, uint64_t k, uint64_t *v, chat_user_sink e,
+                       void *x, chat_op *op) {
+  FWD(shadow_bans, k, v, e, x, op);
+}
+static chat_err w_push_record(void *self, const char *c, const char *u,
+                              uint64_t id, chat_op *op) {
+  FWD(push_record, c, u, id, op);
+}
+static chat_err w_push_read(void *self, const char *c, const char *u,
+                            uint64_t read, uint64_t *clear, chat_op *op) {
+  FWD(push_read, c, u, read, clear, op);
+}
 #undef FWD
 
 static void init_all(harness *h, const chat_server_settings *settings,
                      const chat_presence_ops *presence,
                      const chat_bus_ops *bus, const char *db_path,
-                     defer_mode mode, bool hold) {
+                     defer_mode mode, bool hold, bool basic) {
   memset(h, 0, sizeof *h);
   h->hold = hold;
   fake_env_init(&h->fe, INT64_C(1800000000000), 42);
@@ -163,7 +204,20 @@ static void init_all(harness *h, const chat_server_settings *settings,
       .receipts = w_receipts, .purge_receipts = w_purge,
       .device_register = w_dev_reg, .push_targets = w_targets,
       .media_put = w_media_put, .media_get = w_media_get,
-      .destroy = w_destroy};
+      .destroy = w_destroy, .member_change = w_member_change,
+      .messages_as = w_messages_as, .shadow_ban_set = w_ban_set,
+      .shadow_bans = w_bans, .push_record = w_push_record,
+      .push_read = w_push_read};
+  if (basic) {
+    /* A store without the methods appended for section 8 (each may be
+     * NULL). */
+    h->store.member_change = NULL;
+    h->store.messages_as = NULL;
+    h->store.shadow_ban_set = NULL;
+    h->store.shadow_bans = NULL;
+    h->store.push_record = NULL;
+    h->store.push_read = NULL;
+  }
   chat_storage_ops store = h->store;
   chat_presence_ops pres;
   if (mode != DEFER_OFF) {
@@ -176,7 +230,7 @@ static void init_all(harness *h, const chat_server_settings *settings,
     }
   }
   chat_push_ops push = {.version = CHAT_PUSH_OPS_V1, .self = h,
-                        .notify = push_notify};
+                        .notify = push_notify, .clear = push_clear};
   chat_server_callbacks cbs = {.version = CHAT_SERVER_CALLBACKS_V1,
                                .on_session_wants = on_wants,
                                .on_http_response = on_http_response};
@@ -196,7 +250,7 @@ void harness_init_path(harness *h, const chat_server_settings *settings,
                        const chat_presence_ops *presence,
                        const chat_bus_ops *bus, const char *db_path) {
   init_all(h, settings, presence, bus, db_path, defer_mode_from_env(),
-           false);
+           false, false);
 }
 
 void harness_init_full(harness *h, const chat_server_settings *settings,
@@ -211,12 +265,17 @@ void harness_init(harness *h, const chat_server_settings *settings) {
 
 void harness_init_mode(harness *h, const chat_server_settings *settings,
                        defer_mode mode) {
-  init_all(h, settings, NULL, NULL, ":memory:", mode, false);
+  init_all(h, settings, NULL, NULL, ":memory:", mode, false, false);
 }
 
 void harness_init_held(harness *h, const chat_server_settings *settings,
                        defer_mode mode) {
-  init_all(h, settings, NULL, NULL, ":memory:", mode, true);
+  init_all(h, settings, NULL, NULL, ":memory:", mode, true, false);
+}
+
+void harness_init_basic(harness *h, const chat_server_settings *settings) {
+  init_all(h, settings, NULL, NULL, ":memory:", defer_mode_from_env(), false,
+           true);
 }
 
 void harness_hold(harness *h, bool hold) { h->hold = hold; }
@@ -329,6 +388,11 @@ void harness_advance(harness *h, uint64_t ms) {
 }
 
 dev *dev_open(harness *h, const char *user, const char *device) {
+  return dev_open_kind(h, user, device, CHAT_SENDER_USER);
+}
+
+dev *dev_open_kind(harness *h, const char *user, const char *device,
+                   chat_sender_kind kind) {
   cr_assert_lt(h->n_devs, HARNESS_MAX_DEVS);
   dev *d = &h->devs[h->n_devs++];
   memset(d, 0, sizeof *d);
@@ -336,6 +400,7 @@ dev *dev_open(harness *h, const char *user, const char *device) {
   snprintf(d->id.user_id, sizeof d->id.user_id, "%s", user);
   snprintf(d->id.device_id, sizeof d->id.device_id, "%s", device);
   d->id.version = CHAT_IDENTITY_V1;
+  d->id.kind = kind;
   cr_assert_eq(chat_codec_new(&d->codec, NULL, NULL, NULL), CHAT_OK);
   chat_err rc = chat_server_open_session(h->srv, &d->sess, &d->id, d, h->now);
   cr_assert_eq(rc, CHAT_OK, "open_session: %s", chat_err_name(rc));
@@ -469,6 +534,7 @@ int harness_http(harness *h, const char *user, const char *method,
   chat_identity id = {.version = CHAT_IDENTITY_V1};
   snprintf(id.user_id, sizeof id.user_id, "%s", user ? user : "");
   snprintf(id.device_id, sizeof id.device_id, "rest");
+  id.kind = h->http_kind;
   chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
                            .method = method, .path = path, .query = query,
                            .content_type = "application/json",
@@ -536,4 +602,14 @@ const char *harness_create(harness *h, const char *creator, const char *type,
   }
   id[i] = 0;
   return id;
+}
+
+void harness_ban(harness *h, const char *user, bool banned) {
+  cr_assert_eq(h->inner.shadow_ban_set(h->inner.self, user, banned,
+                                       h->fe.wall_ms, NULL),
+               CHAT_OK);
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1};
+  cr_assert_eq(chat_server_get_settings(h->srv, &s), CHAT_OK);
+  harness_advance(h, s.ban_poll_ms);
+  harness_settle(h);
 }

@@ -53,7 +53,14 @@ typedef struct dev {
 
 typedef struct push_rec {
   char user[65], device[65], conv[65], sender[65], preview[128];
+  uint64_t message_id;
 } push_rec;
+
+/* A receipt-aware push clear (push.clear). */
+typedef struct clear_rec {
+  char user[65], device[65], conv[65];
+  uint64_t up_to;
+} clear_rec;
 
 struct harness {
   fake_env fe;
@@ -64,11 +71,14 @@ struct harness {
   size_t n_devs;
   push_rec pushes[1024];
   size_t n_pushes;
+  clear_rec clears[256];
+  size_t n_clears;
   unsigned wants_calls;
   const char *gateway_id;
   /* Fault injection: the store's append fails while set. */
   bool fail_append;
   unsigned appends;     /* append calls (group commits) */
+  unsigned convs_of_calls; /* conversations_of calls */
   size_t last_batch;    /* messages in the last append */
   int64_t purged_before; /* last purge_receipts cutoff; 0 if none */
   chat_storage_ops inner; /* the real store behind the wrapper */
@@ -87,6 +97,9 @@ struct harness {
   size_t http_len;
   char http_type[256];
   unsigned http_callbacks;
+  /* The kind of the identity harness_http() calls with (user by
+   * default). */
+  chat_sender_kind http_kind;
 };
 
 /* settings may be NULL (defaults); its env is replaced by the fake one. */
@@ -112,6 +125,10 @@ void harness_init_mode(harness *h, const chat_server_settings *settings,
                        defer_mode mode);
 void harness_init_held(harness *h, const chat_server_settings *settings,
                        defer_mode mode);
+/* Like harness_init, on a store that leaves every method appended for
+ * PROTOCOL.md section 8 NULL (member_change, messages_as, shadow bans,
+ * push marks): the server's documented defaults. */
+void harness_init_basic(harness *h, const chat_server_settings *settings);
 /* Complete deferred calls until none is left (tick between rounds too). */
 void harness_settle(harness *h);
 
@@ -123,6 +140,9 @@ void harness_tick(harness *h);
 void harness_pump(harness *h);
 
 dev *dev_open(harness *h, const char *user, const char *device);
+/* A device whose token says user or bot (CHAT_SENDER_BOT). */
+dev *dev_open_kind(harness *h, const char *user, const char *device,
+                   chat_sender_kind kind);
 void dev_close(dev *d);
 void dev_send(dev *d, const char *json);
 void dev_sendf(dev *d, const char *fmt, ...)
@@ -159,6 +179,11 @@ int harness_http_raw(harness *h, const char *user, const char *method,
  * chat_server_bus_deliver (each must be accepted), then collect output.
  * Returns the number delivered. */
 size_t harness_bus_pump(harness *h, chat_memory_hub *hub);
+
+/* Shadow-ban (or unban) a user in the store, as `chatd ban` does, and
+ * let the server's next poll pick it up (advances the clock by the poll
+ * interval). */
+void harness_ban(harness *h, const char *user, bool banned);
 
 /* Create a conversation through REST and return its id (static buffer
  * per call slot: copy it). */

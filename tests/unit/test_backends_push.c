@@ -313,3 +313,43 @@ Test(push_file, out_of_memory_while_writing) {
   }
   unlink(path);
 }
+
+/* Receipt-aware push (PROTOCOL.md section 8): a clear is its own line,
+ * between the notes, in call order. */
+Test(push_file, clears_are_lines_of_their_own) {
+  const char *path = temp_path();
+  chat_push_ops ops;
+  cr_assert_eq(chat_push_file_open(&ops, path, NULL), CHAT_OK);
+  cr_assert_not_null(ops.clear);
+  chat_push_note n = note_for("alice", 42, "New message from bob");
+  cr_assert_eq(ops.notify(ops.self, &n), CHAT_OK);
+  chat_push_clear c = {.user_id = "alice",
+                       .device_id = "phone-1",
+                       .platform = "apns",
+                       .push_token = "secret-token",
+                       .conversation_id = "conv:42",
+                       .up_to = 42};
+  cr_assert_eq(ops.clear(ops.self, &c), CHAT_OK);
+  cr_assert_eq(ops.clear(ops.self, NULL), CHAT_ERR_INVAL);
+  ops.destroy(ops.self);
+  size_t len;
+  char *text = slurp(path, &len);
+  char *lines[4];
+  cr_assert_eq(lines_of(text, len, lines, 4), 2);
+  cJSON *o = cJSON_Parse(lines[0]);
+  cr_assert_null(cJSON_GetObjectItemCaseSensitive(o, "type"),
+                 "notes keep their shape");
+  cJSON_Delete(o);
+  o = cJSON_Parse(lines[1]);
+  cr_assert_not_null(o, "%s", lines[1]);
+  cr_assert_str_eq(str_field(o, "type"), "clear");
+  cr_assert_str_eq(str_field(o, "user_id"), "alice");
+  cr_assert_str_eq(str_field(o, "device_id"), "phone-1");
+  cr_assert_str_eq(str_field(o, "conversation_id"), "conv:42");
+  cr_assert_str_eq(str_field(o, "platform"), "apns");
+  cr_assert_str_eq(str_field(o, "up_to"), "42");
+  cr_assert_null(strstr(lines[1], "secret-token"));
+  cr_assert_eq(cJSON_GetArraySize(o), 6);
+  cJSON_Delete(o);
+  unlink(path);
+}

@@ -102,6 +102,11 @@ typedef struct conv_view {
   uint32_t unread;
   bool has_last_read;
   uint64_t last_read;
+  size_t n_admins;
+  char admins[MAX_MEMBERS][CHAT_ID_BUF];
+  bool last_deleted;
+  bool last_has_edited;
+  int64_t last_edited;
 } conv_view;
 
 typedef struct conv_cap {
@@ -140,8 +145,14 @@ static void view_of(const chat_conversation *c, conv_view *v) {
     v->last_body_type = m->body_type;
     v->last_has_reply = m->has_reply_to;
     v->last_reply_to = m->reply_to;
+    v->last_deleted = m->deleted;
+    v->last_has_edited = m->has_edited_ts;
+    v->last_edited = m->edited_ts;
     cr_assert_str_eq(m->conversation_id, c->conversation_id);
   }
+  v->n_admins = c->n_admins;
+  for (size_t i = 0; i < c->n_admins && i < MAX_MEMBERS; i++)
+    snprintf(v->admins[i], CHAT_ID_BUF, "%s", c->admins[i]);
   v->unread = c->unread_count;
   v->has_last_read = c->has_last_read;
   v->last_read = c->last_read_message_id;
@@ -167,6 +178,12 @@ typedef struct msg_view {
   int body_type;
   size_t n_media;
   char media[4][CHAT_ID_BUF];
+  int sender_kind;
+  bool has_target;
+  uint64_t target;
+  bool has_edited;
+  int64_t edited;
+  bool deleted;
 } msg_view;
 
 typedef struct msg_cap {
@@ -198,6 +215,12 @@ static void on_msg(void *ctx, const chat_message *m) {
   v->n_media = m->n_media_refs;
   for (size_t i = 0; i < m->n_media_refs && i < 4; i++)
     snprintf(v->media[i], CHAT_ID_BUF, "%s", m->media_refs[i]);
+  v->sender_kind = m->sender_kind;
+  v->has_target = m->has_target_id;
+  v->target = m->target_id;
+  v->has_edited = m->has_edited_ts;
+  v->edited = m->edited_ts;
+  v->deleted = m->deleted;
 }
 
 typedef struct upd_cap {
@@ -352,7 +375,7 @@ Test(sqlite_file, migrates_empty_file_and_reopens) {
   put(&ops, "g", 7, "alice", "c1");
   close_ops(&ops);
 
-  cr_assert_eq(file_int("PRAGMA user_version"), 1);
+  cr_assert_eq(file_int("PRAGMA user_version"), 2);
   cr_assert_eq(file_int("SELECT count(*) FROM sqlite_master"
                         " WHERE name = 'messages'"),
                1);
@@ -365,7 +388,7 @@ Test(sqlite_file, migrates_empty_file_and_reopens) {
   sqlite3_finalize(st);
   sqlite3_close(db);
 
-  /* Reopening finds version 1 and migrates nothing; the data is there. */
+  /* Reopening finds version 2 and migrates nothing; the data is there. */
   ops = open_path(db_path);
   conv_view v = get(&ops, "g", "bob");
   cr_assert(v.has_last);
@@ -375,14 +398,14 @@ Test(sqlite_file, migrates_empty_file_and_reopens) {
   cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
   cr_assert_eq(max, 7);
   close_ops(&ops);
-  cr_assert_eq(file_int("PRAGMA user_version"), 1);
+  cr_assert_eq(file_int("PRAGMA user_version"), 2);
 }
 
 Test(sqlite_file, refuses_newer_schema) {
   sqlite3 *db;
   cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
   cr_assert_eq(sqlite3_exec(db, "CREATE TABLE future(x);"
-                                "PRAGMA user_version = 2;",
+                                "PRAGMA user_version = 3;",
                             NULL, NULL, NULL),
                SQLITE_OK);
   sqlite3_close(db);
@@ -392,7 +415,7 @@ Test(sqlite_file, refuses_newer_schema) {
   cr_assert_eq(chat_sqlite_storage_open(&ops, db_path, NULL, &fa.a, NULL),
                CHAT_ERR_MODULE);
   cr_assert_eq(fa.live, 0, "a failed open frees everything");
-  cr_assert_eq(file_int("PRAGMA user_version"), 2, "the file is untouched");
+  cr_assert_eq(file_int("PRAGMA user_version"), 3, "the file is untouched");
   cr_assert_eq(file_int("SELECT count(*) FROM sqlite_master"), 1);
   /* Not even switched to WAL, which an older libchat has no business
    * deciding for a newer one's file. */
@@ -2196,6 +2219,16 @@ Test(sqlite, open_fails_cleanly_at_every_allocation) {
   cr_assert_geq(n, 1);
 }
 
+static void on_user(void *ctx, const char *user) {
+  (void)ctx;
+  cr_assert_not_null(user);
+}
+
+static void on_msg_any(void *ctx, const chat_message *m) {
+  (void)ctx;
+  cr_assert_not_null(m);
+}
+
 /* Every store call of a small scenario, with allocation k failing: each
  * call answers CHAT_OK or CHAT_ERR_NOMEM, a failed write leaves nothing
  * behind, and destroy frees every block. */
@@ -2268,6 +2301,37 @@ static long oom_scenario(long fail_at) {
   OK_OR_NOMEM(ops.media_get(ops.self, "img", "alice", NULL, NULL, NULL));
   OK_OR_NOMEM(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 3, NULL,
                            NULL, NULL));
+  /* Section 8: an edit and a delete entry, a member change, bans, the
+   * reader's view and the push marks. */
+  chat_msg_in ed[2] = {msg("g", 10, "alice", "e1"),
+                       msg("g", 11, "alice", "d1")};
+  ed[0].body_type = CHAT_BODY_EDIT;
+  ed[0].has_target_id = true;
+  ed[0].target_id = 1;
+  ed[0].target_sender = "alice";
+  ed[1].body_type = CHAT_BODY_DELETE;
+  ed[1].has_target_id = true;
+  ed[1].target_id = 3;
+  OK_OR_NOMEM(ops.append(ops.self, ed, 2, r, NULL));
+  chat_member_change ch = {.conversation_id = "g",
+                           .op = CHAT_MEMBER_REMOVE,
+                           .actor_id = "alice",
+                           .user_id = "alice",
+                           .message_id = 20,
+                           .server_ts = 5,
+                           .body = {"alice left", 10},
+                           .promote_message_id = 21,
+                           .promote_suffix = {" is now an admin", 16}};
+  chat_member_change_result res;
+  OK_OR_NOMEM(ops.member_change(ops.self, &ch, &res, on_conv, &cap, NULL));
+  OK_OR_NOMEM(ops.shadow_ban_set(ops.self, "bob", true, 1, NULL));
+  uint64_t ver = 0;
+  OK_OR_NOMEM(ops.shadow_bans(ops.self, 0, &ver, on_user, NULL, NULL));
+  OK_OR_NOMEM(ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_LATEST, 0, 5,
+                              on_msg_any, NULL, NULL));
+  OK_OR_NOMEM(ops.push_record(ops.self, "g", "carol", 2, NULL));
+  uint64_t clear;
+  OK_OR_NOMEM(ops.push_read(ops.self, "g", "carol", 3, &clear, NULL));
 #undef OK_OR_NOMEM
   ops.destroy(ops.self);
   cr_assert_eq(fa.live, 0, "leak with allocation %ld failing", fail_at);
@@ -2448,5 +2512,828 @@ Test(sqlite_file, marks_ride_on_the_next_message_fsync) {
   ops = open_path(db_path);
   conv_view v = get(&ops, "g", "bob");
   cr_assert_eq(v.unread, 1, "bob read up to 110 of 111 messages");
+  close_ops(&ops);
+}
+
+/* ------------------------------------------------------------------------
+ * PROTOCOL.md section 8: edits and deletes, admins, bots, shadow bans, the
+ * cold-direct cap and receipt-aware push. */
+
+static const char *const abc[] = {"alice", "bob", "carol"};
+
+/* An edit (body non-NULL) or delete entry of sender for target. */
+static chat_msg_in entry(const char *conv, uint64_t id, const char *sender,
+                         const char *cmid, uint64_t target,
+                         const char *body) {
+  chat_msg_in m = msg(conv, id, sender, cmid);
+  m.body_type = body ? CHAT_BODY_EDIT : CHAT_BODY_DELETE;
+  m.body.ptr = body ? body : "";
+  m.body.len = body ? strlen(body) : 0;
+  m.has_target_id = true;
+  m.target_id = target;
+  m.target_sender = sender;
+  return m;
+}
+
+static chat_append_result put_one(chat_storage_ops *ops, chat_msg_in *m) {
+  chat_append_result r;
+  memset(&r, 0x5a, sizeof r);
+  chat_err e = ops->append(ops->self, m, 1, &r, NULL);
+  cr_assert_eq(e, CHAT_OK, "append: %s", chat_err_name(e));
+  return r;
+}
+
+static msg_view one_msg(chat_storage_ops *ops, const char *conv,
+                        uint64_t id) {
+  msg_cap mc = {0};
+  cr_assert_eq(ops->messages(ops->self, conv, CHAT_PAGE_AFTER, id - 1, 1,
+                             on_msg, &mc, NULL),
+               CHAT_OK);
+  cr_assert_eq(mc.n, 1);
+  cr_assert_eq(mc.v[0].id, id, "message %llu", (unsigned long long)id);
+  return mc.v[0];
+}
+
+Test(sqlite, edit_replaces_the_body_in_place_and_erases_earlier_edits) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  put(&ops, "g", 10, "alice", "m1");
+  chat_msg_in e1 = entry("g", 20, "alice", "e1", 10, "first fix");
+  chat_append_result r = put_one(&ops, &e1);
+  cr_assert_eq(r.status, CHAT_OK);
+  cr_assert_eq(r.message_id, 20);
+  cr_assert_not(r.duplicate);
+  msg_view t = one_msg(&ops, "g", 10);
+  cr_assert_str_eq(t.body, "first fix");
+  cr_assert(t.has_edited);
+  cr_assert_eq(t.edited, e1.server_ts);
+  cr_assert_not(t.deleted);
+  msg_view ev = one_msg(&ops, "g", 20);
+  cr_assert_eq(ev.body_type, CHAT_BODY_EDIT);
+  cr_assert(ev.has_target);
+  cr_assert_eq(ev.target, 10);
+  cr_assert_str_eq(ev.body, "first fix");
+  cr_assert_str_eq(ev.cmid, "e1");
+
+  chat_msg_in e2 = entry("g", 30, "alice", "e2", 10, "second fix");
+  cr_assert_eq(put_one(&ops, &e2).status, CHAT_OK);
+  t = one_msg(&ops, "g", 10);
+  cr_assert_str_eq(t.body, "second fix");
+  cr_assert_eq(t.edited, e2.server_ts);
+  /* The superseded text is gone from the store, not only from the
+   * target: the first edit entry keeps its place, without its body. */
+  ev = one_msg(&ops, "g", 20);
+  cr_assert_eq(ev.body_len, 0);
+  cr_assert_eq(one_msg(&ops, "g", 30).body_len, 10);
+  /* Edit entries are not the chat list's last message nor unread. */
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert(v.has_last);
+  cr_assert_eq(v.last_id, 10);
+  cr_assert_str_eq(v.last_body, "second fix");
+  cr_assert(v.last_has_edited);
+  cr_assert_eq(v.unread, 1);
+  close_ops(&ops);
+}
+
+Test(sqlite, delete_erases_the_body_media_and_every_edit) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  cr_assert_eq(ops.media_put(ops.self, "img", "alice", "image/png", "PNG", 3,
+                             1, NULL),
+               CHAT_OK);
+  chat_msg_in m = msg("g", 10, "alice", "m1");
+  const char *refs[] = {"img"};
+  m.body_type = CHAT_BODY_MEDIA;
+  m.media_refs = refs;
+  m.n_media_refs = 1;
+  put_one(&ops, &m);
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", NULL, NULL, NULL),
+               CHAT_OK, "bob reads the picture through the message");
+  chat_msg_in e = entry("g", 20, "alice", "e1", 10, "caption");
+  put_one(&ops, &e);
+  chat_msg_in d = entry("g", 30, "alice", "d1", 10, NULL);
+  d.body.ptr = "ignored";
+  d.body.len = 7;
+  chat_append_result r = put_one(&ops, &d);
+  cr_assert_eq(r.status, CHAT_OK);
+  msg_view t = one_msg(&ops, "g", 10);
+  cr_assert(t.deleted);
+  cr_assert_eq(t.body_len, 0);
+  cr_assert_eq(t.n_media, 0);
+  cr_assert_not(t.has_edited);
+  cr_assert_eq(one_msg(&ops, "g", 20).body_len, 0, "the edit's text too");
+  msg_view dv = one_msg(&ops, "g", 30);
+  cr_assert_eq(dv.body_type, CHAT_BODY_DELETE);
+  cr_assert_eq(dv.body_len, 0, "a delete entry stores no body");
+  cr_assert_eq(dv.target, 10);
+  cr_assert_eq(ops.media_get(ops.self, "img", "bob", NULL, NULL, NULL),
+               CHAT_ERR_DENIED, "no message shares the picture any more");
+  cr_assert_eq(ops.media_get(ops.self, "img", "alice", NULL, NULL, NULL),
+               CHAT_OK, "its owner keeps it");
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert_eq(v.last_id, 10);
+  cr_assert(v.last_deleted);
+  cr_assert_eq(v.last_body_len, 0);
+  close_ops(&ops);
+}
+
+/* "Erased, not hidden": after a delete and a checkpoint, the bytes of the
+ * body are nowhere in the database file. */
+Test(sqlite_file, deleted_bodies_leave_no_bytes_on_disk) {
+  chat_storage_ops ops = open_path(db_path);
+  group(&ops, "g", abc, 3);
+  static const char secret[] = "SECRET-body-7f3a9c-do-not-keep";
+  static const char edited[] = "EDITED-body-41be02-do-not-keep";
+  chat_msg_in m = msg("g", 10, "alice", "m1");
+  m.body.ptr = secret;
+  m.body.len = sizeof secret - 1;
+  put_one(&ops, &m);
+  chat_msg_in e = entry("g", 20, "alice", "e1", 10, edited);
+  put_one(&ops, &e);
+  chat_msg_in d = entry("g", 30, "alice", "d1", 10, NULL);
+  put_one(&ops, &d);
+  close_ops(&ops);
+  /* Fold the log into the file and empty it, as SQLite does over time. */
+  cr_assert_eq(file_int("PRAGMA wal_checkpoint(TRUNCATE)"), 0);
+  for (int k = 0; k < 2; k++) {
+    char p[160];
+    snprintf(p, sizeof p, "%s%s", db_path, k ? "-wal" : "");
+    FILE *f = fopen(p, "rb");
+    if (!f)
+      continue;
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    for (int w = 0; w < 2; w++) {
+      const char *needle = w ? edited : secret;
+      size_t nl = strlen(needle);
+      for (size_t i = 0; i + nl <= n; i++)
+        cr_assert(memcmp(buf + i, needle, nl) != 0,
+                  "%s still holds \"%s\" at %zu", p, needle, i);
+    }
+  }
+}
+
+Test(sqlite, edit_and_delete_targets_are_checked_after_the_dedup) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  put(&ops, "g", 10, "alice", "m1");
+  put(&ops, "g", 11, "bob", "b1");
+  chat_msg_in sys = msg("g", 12, "alice", NULL);
+  sys.body_type = CHAT_BODY_SYSTEM;
+  put_one(&ops, &sys);
+  /* Not a message of this conversation. */
+  chat_msg_in x = entry("g", 20, "alice", "x1", 999, "no");
+  cr_assert_eq(put_one(&ops, &x).status, CHAT_ERR_NOT_FOUND);
+  /* Another sender's message, with the sender guard. */
+  x = entry("g", 21, "alice", "x2", 11, "mine now");
+  chat_append_result r = put_one(&ops, &x);
+  cr_assert_eq(r.status, CHAT_ERR_DENIED);
+  cr_assert_eq(r.message_id, 0, "nothing is stored");
+  /* A system message, and an edit entry, are not targets. */
+  x = entry("g", 22, "alice", "x3", 12, NULL);
+  x.target_sender = NULL;
+  cr_assert_eq(put_one(&ops, &x).status, CHAT_ERR_NOT_FOUND);
+  chat_msg_in ok = entry("g", 23, "alice", "e1", 10, "fixed");
+  cr_assert_eq(put_one(&ops, &ok).status, CHAT_OK);
+  x = entry("g", 24, "alice", "x4", 23, "edit of an edit");
+  cr_assert_eq(put_one(&ops, &x).status, CHAT_ERR_NOT_FOUND);
+  /* Past the window. */
+  x = entry("g", 25, "alice", "x5", 10, "late");
+  x.target_min_ts = msg("g", 10, "a", NULL).server_ts + 1;
+  cr_assert_eq(put_one(&ops, &x).status, CHAT_ERR_DENIED);
+  /* An admin's delete has no sender guard. */
+  chat_msg_in del = entry("g", 26, "alice", "d1", 11, NULL);
+  del.target_sender = NULL;
+  cr_assert_eq(put_one(&ops, &del).status, CHAT_OK);
+  cr_assert(one_msg(&ops, "g", 11).deleted);
+  /* A deleted target is gone for new entries ... */
+  x = entry("g", 27, "bob", "b-edit", 11, "back?");
+  cr_assert_eq(put_one(&ops, &x).status, CHAT_ERR_NOT_FOUND);
+  x = entry("g", 28, "alice", "d2", 11, NULL);
+  x.target_sender = NULL;
+  cr_assert_eq(put_one(&ops, &x).status, CHAT_ERR_NOT_FOUND);
+  /* ... but a retry of what was stored is its duplicate, whatever
+   * happened to the target and whatever the guards say now. */
+  chat_msg_in retry = entry("g", 40, "alice", "d1", 11, NULL);
+  retry.target_sender = "someone-else";
+  r = put_one(&ops, &retry);
+  cr_assert_eq(r.status, CHAT_OK);
+  cr_assert(r.duplicate);
+  cr_assert_eq(r.message_id, 26);
+  retry = entry("g", 41, "alice", "e1", 10, "fixed");
+  retry.target_min_ts = INT64_MAX;
+  r = put_one(&ops, &retry);
+  cr_assert(r.duplicate);
+  cr_assert_eq(r.message_id, 23);
+  /* The refused entries took no client_msg_id: x2 may be used again. */
+  x = entry("g", 50, "alice", "x2", 10, "now for my own");
+  r = put_one(&ops, &x);
+  cr_assert_eq(r.status, CHAT_OK);
+  cr_assert_not(r.duplicate);
+  close_ops(&ops);
+}
+
+/* One refused entry does not fail its batch. */
+Test(sqlite, a_refused_entry_leaves_the_rest_of_the_batch) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  put(&ops, "g", 10, "alice", "m1");
+  chat_msg_in b[3] = {msg("g", 20, "bob", "b1"),
+                      entry("g", 21, "bob", "bad", 10, "not mine"),
+                      entry("g", 22, "alice", "e1", 10, "mine")};
+  chat_append_result r[3];
+  cr_assert_eq(ops.append(ops.self, b, 3, r, NULL), CHAT_OK);
+  cr_assert_eq(r[0].status, CHAT_OK);
+  cr_assert_eq(r[0].message_id, 20);
+  cr_assert_eq(r[1].status, CHAT_ERR_DENIED);
+  cr_assert_eq(r[2].status, CHAT_OK);
+  cr_assert_eq(r[2].message_id, 22);
+  msg_cap mc = {0};
+  cr_assert_eq(ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 10, on_msg,
+                            &mc, NULL),
+               CHAT_OK);
+  cr_assert_eq(mc.n, 3, "m1, b1 and the edit");
+  uint64_t max = 0;
+  cr_assert_eq(ops.max_message_id(ops.self, &max, NULL), CHAT_OK);
+  cr_assert_eq(max, 22);
+  close_ops(&ops);
+}
+
+Test(sqlite, entries_are_checked_for_shape) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  put(&ops, "g", 10, "alice", "m1");
+  chat_append_result r;
+  chat_msg_in m = entry("g", 20, "alice", "e", 10, "x");
+  m.has_target_id = false; /* an edit without a target */
+  cr_assert_eq(ops.append(ops.self, &m, 1, &r, NULL), CHAT_ERR_INVAL);
+  m = msg("g", 21, "alice", "t");
+  m.has_target_id = true; /* a text message with one */
+  m.target_id = 10;
+  cr_assert_eq(ops.append(ops.self, &m, 1, &r, NULL), CHAT_ERR_INVAL);
+  m = msg("g", 22, "alice", "k");
+  m.sender_kind = (chat_sender_kind)7;
+  cr_assert_eq(ops.append(ops.self, &m, 1, &r, NULL), CHAT_ERR_INVAL);
+  close_ops(&ops);
+}
+
+Test(sqlite, sender_kind_is_stored_and_read_back) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  chat_msg_in m = msg("g", 10, "weather", "w1");
+  m.sender_kind = CHAT_SENDER_BOT;
+  put_one(&ops, &m);
+  put(&ops, "g", 11, "alice", "a1");
+  cr_assert_eq(one_msg(&ops, "g", 10).sender_kind, CHAT_SENDER_BOT);
+  cr_assert_eq(one_msg(&ops, "g", 11).sender_kind, CHAT_SENDER_USER);
+  close_ops(&ops);
+}
+
+/* ---- admins ---- */
+
+static chat_err change(chat_storage_ops *ops, const char *conv,
+                       chat_member_op op, const char *actor,
+                       const char *user, bool need_admin, bool protect,
+                       uint64_t id, chat_member_change_result *res,
+                       conv_cap *cap) {
+  chat_member_change ch = {.conversation_id = conv,
+                           .op = op,
+                           .actor_id = actor,
+                           .user_id = user,
+                           .now_ms = (int64_t)id * 10,
+                           .actor_must_be_admin = need_admin,
+                           .protect_creator = protect,
+                           .max_members = 4,
+                           .message_id = id,
+                           .server_ts = 2000000 + (int64_t)id,
+                           .body = {"changed", 7},
+                           .promote_message_id = id + 1,
+                           .promote_suffix = {" is now an admin", 16}};
+  chat_member_change_result dummy;
+  return ops->member_change(ops->self, &ch, res ? res : &dummy,
+                            cap ? on_conv : NULL, cap, NULL);
+}
+
+static bool has_admin(const conv_view *v, const char *user) {
+  for (size_t i = 0; i < v->n_admins; i++)
+    if (strcmp(v->admins[i], user) == 0)
+      return true;
+  return false;
+}
+
+Test(sqlite, the_creator_is_a_groups_first_admin) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert_eq(v.n_admins, 1);
+  cr_assert_str_eq(v.admins[0], "alice");
+  bool existed;
+  cr_assert_eq(create(&ops, "d", CHAT_CONVERSATION_DIRECT, "alice", ab, 2, 1,
+                      &existed, NULL),
+               CHAT_OK);
+  cr_assert_eq(get(&ops, "d", "alice").n_admins, 0);
+  /* The chat list carries them too. */
+  conv_cap cap = {0};
+  char next[CHAT_CURSOR_BUF];
+  cr_assert_eq(ops.conversations_of(ops.self, "carol", NULL, 10, on_conv,
+                                    &cap, next, NULL),
+               CHAT_OK);
+  cr_assert_eq(cap.n, 1);
+  cr_assert_eq(cap.v[0].n_admins, 1);
+  cr_assert_str_eq(cap.v[0].admins[0], "alice");
+  close_ops(&ops);
+}
+
+Test(sqlite, member_changes_store_a_system_message_each) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  put(&ops, "g", 50, "bob", "b1");
+  chat_member_change_result res;
+  conv_cap cap = {0};
+  /* A grant by an admin: stored with its message; id 40 is raised past
+   * the conversation's last id (50). */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_GRANT, "alice", "bob",
+                      true, false, 40, &res, &cap),
+               CHAT_OK);
+  cr_assert(res.changed);
+  cr_assert_eq(res.message.message_id, 51);
+  cr_assert_not(res.promoted);
+  cr_assert_eq(cap.n, 1);
+  cr_assert(has_admin(&cap.v[0], "bob"));
+  msg_view sm = one_msg(&ops, "g", 51);
+  cr_assert_eq(sm.body_type, CHAT_BODY_SYSTEM);
+  cr_assert_str_eq(sm.sender, "alice");
+  cr_assert_str_eq(sm.body, "changed");
+  cr_assert_not(sm.has_cmid);
+  /* Granting again changes nothing and stores nothing. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_GRANT, "alice", "bob",
+                      true, false, 60, &res, NULL),
+               CHAT_OK);
+  cr_assert_not(res.changed);
+  msg_cap mc = {0};
+  ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 51, 10, on_msg, &mc, NULL);
+  cr_assert_eq(mc.n, 0);
+  /* Add dave (any member may add), then a non-admin's guarded change is
+   * refused. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADD, "carol", "dave", false,
+                      false, 70, &res, NULL),
+               CHAT_OK);
+  cr_assert(res.changed);
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_REMOVE, "carol", "dave", true,
+                      true, 80, &res, NULL),
+               CHAT_ERR_DENIED);
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_GRANT, "carol", "carol",
+                      true, false, 81, &res, NULL),
+               CHAT_ERR_DENIED);
+  /* The creator is protected from others, admins included. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_REMOVE, "bob", "alice", true,
+                      true, 82, &res, NULL),
+               CHAT_ERR_DENIED);
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_REVOKE, "bob", "alice",
+                      true, true, 83, &res, NULL),
+               CHAT_ERR_DENIED);
+  /* Non-members and a full group. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_GRANT, "alice", "zoe",
+                      true, false, 84, &res, NULL),
+               CHAT_ERR_NOT_FOUND);
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADD, "alice", "erin", false,
+                      false, 85, &res, NULL),
+               CHAT_ERR_CONFLICT, "max_members is 4");
+  cr_assert_eq(change(&ops, "nope", CHAT_MEMBER_ADD, "alice", "erin", false,
+                      false, 86, &res, NULL),
+               CHAT_ERR_NOT_FOUND);
+  bool existed;
+  create(&ops, "d", CHAT_CONVERSATION_DIRECT, "alice", ab, 2, 1, &existed,
+         NULL);
+  cr_assert_eq(change(&ops, "d", CHAT_MEMBER_REMOVE, "alice", "alice", false,
+                      false, 87, &res, NULL),
+               CHAT_ERR_CONFLICT);
+  /* A refused change stored nothing. */
+  mc.n = 0;
+  ops.messages(ops.self, "g", CHAT_PAGE_AFTER, 51, 10, on_msg, &mc, NULL);
+  cr_assert_eq(mc.n, 1, "only dave's addition");
+  /* An admin removes another member. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_REMOVE, "bob", "dave", true,
+                      true, 90, &res, &cap),
+               CHAT_OK);
+  conv_view v = get(&ops, "g", NULL);
+  cr_assert_eq(v.n_members, 3);
+  close_ops(&ops);
+}
+
+Test(sqlite, a_group_keeps_an_admin) {
+  chat_storage_ops ops = open_mem();
+  bool existed;
+  /* Join order: alice, bob and dave at 500, carol later. */
+  cr_assert_eq(create(&ops, "g", CHAT_CONVERSATION_GROUP, "alice",
+                      (const char *const[]){"alice", "dave", "bob"}, 3, 500,
+                      &existed, NULL),
+               CHAT_OK);
+  chat_member_change_result res;
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADD, "alice", "carol", false,
+                      false, 100, &res, NULL),
+               CHAT_OK);
+  /* The last admin leaves: the longest-standing member (ties by id:
+   * bob before dave) becomes admin, with a second system message. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_REMOVE, "alice", "alice",
+                      false, false, 200, &res, NULL),
+               CHAT_OK);
+  cr_assert(res.promoted);
+  cr_assert_str_eq(res.promoted_user, "bob");
+  cr_assert_eq(res.promote_message.message_id, 201);
+  msg_view pm = one_msg(&ops, "g", 201);
+  cr_assert_str_eq(pm.body, "bob is now an admin");
+  cr_assert_str_eq(pm.sender, "alice", "the admin who left");
+  conv_view v = get(&ops, "g", "bob");
+  cr_assert_eq(v.n_admins, 1);
+  cr_assert_str_eq(v.admins[0], "bob");
+  /* bob steps down: dave (joined before carol) is promoted. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_REVOKE, "bob", "bob",
+                      false, false, 300, &res, NULL),
+               CHAT_OK);
+  cr_assert(res.promoted);
+  cr_assert_str_eq(res.promoted_user, "dave");
+  /* An admin who is not the last steps down without a promotion. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_GRANT, "dave", "carol",
+                      true, false, 400, &res, NULL),
+               CHAT_OK);
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_REVOKE, "dave", "dave",
+                      false, false, 500, &res, NULL),
+               CHAT_OK);
+  cr_assert_not(res.promoted);
+  /* The last member cannot step down: nobody would be left to promote. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_REMOVE, "carol", "bob", true,
+                      true, 600, &res, NULL),
+               CHAT_OK);
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_REMOVE, "carol", "dave", true,
+                      true, 700, &res, NULL),
+               CHAT_OK);
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_ADMIN_REVOKE, "carol", "carol",
+                      false, false, 800, &res, NULL),
+               CHAT_ERR_CONFLICT);
+  v = get(&ops, "g", "carol");
+  cr_assert_eq(v.n_admins, 1, "unchanged by the refusal");
+  /* ... but may leave: an empty group needs no admin. */
+  cr_assert_eq(change(&ops, "g", CHAT_MEMBER_REMOVE, "carol", "carol", false,
+                      false, 900, &res, NULL),
+               CHAT_OK);
+  cr_assert_not(res.promoted);
+  cr_assert_eq(get(&ops, "g", NULL).n_members, 0);
+  close_ops(&ops);
+}
+
+/* The older member_remove keeps the rule too (without a message). */
+Test(sqlite, member_remove_also_keeps_an_admin) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  cr_assert_eq(ops.member_remove(ops.self, "g", "alice", NULL), CHAT_OK);
+  conv_view v = get(&ops, "g", NULL);
+  cr_assert_eq(v.n_admins, 1);
+  cr_assert_str_eq(v.admins[0], "bob");
+  close_ops(&ops);
+}
+
+/* A v1 database (before section 8) migrates: groups get an admin, old
+ * messages are users' and count as "written". */
+Test(sqlite_file, migrates_a_v1_database_with_data) {
+  sqlite3 *db;
+  cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+  static const char v1[] =
+      "CREATE TABLE conversations(conversation_id TEXT PRIMARY KEY,"
+      " type INTEGER NOT NULL, name TEXT, created_by TEXT NOT NULL,"
+      " created_at INTEGER NOT NULL, direct_key TEXT UNIQUE,"
+      " last_message_id INTEGER, last_message_ts INTEGER,"
+      " last_activity INTEGER NOT NULL);"
+      "CREATE TABLE members(conversation_id TEXT NOT NULL,"
+      " user_id TEXT NOT NULL, joined_at INTEGER NOT NULL,"
+      " last_read_message_id INTEGER,"
+      " delivered_up_to INTEGER NOT NULL DEFAULT 0,"
+      " read_up_to INTEGER NOT NULL DEFAULT 0,"
+      " PRIMARY KEY(conversation_id, user_id)) WITHOUT ROWID;"
+      "CREATE INDEX members_by_user ON members(user_id);"
+      "CREATE INDEX members_by_join ON members(conversation_id, joined_at,"
+      " user_id);"
+      "CREATE TABLE messages(conversation_id TEXT NOT NULL,"
+      " message_id INTEGER NOT NULL, sender_id TEXT NOT NULL,"
+      " client_msg_id TEXT, body BLOB NOT NULL, body_type INTEGER NOT NULL,"
+      " reply_to INTEGER, server_ts INTEGER NOT NULL,"
+      " media_count INTEGER NOT NULL DEFAULT 0, delivered_at INTEGER,"
+      " read_at INTEGER, delivered_count INTEGER NOT NULL DEFAULT 0,"
+      " read_count INTEGER NOT NULL DEFAULT 0,"
+      " PRIMARY KEY(conversation_id, message_id)) WITHOUT ROWID;"
+      "CREATE UNIQUE INDEX messages_dedup ON messages(sender_id,"
+      " client_msg_id);"
+      "CREATE TABLE message_media(conversation_id TEXT NOT NULL,"
+      " message_id INTEGER NOT NULL, idx INTEGER NOT NULL,"
+      " media_id TEXT NOT NULL,"
+      " PRIMARY KEY(conversation_id, message_id, idx)) WITHOUT ROWID;"
+      "CREATE INDEX message_media_by_media ON message_media(media_id);"
+      "CREATE TABLE group_receipts(conversation_id TEXT NOT NULL,"
+      " message_id INTEGER NOT NULL, member_id TEXT NOT NULL,"
+      " state INTEGER NOT NULL, state_ts INTEGER NOT NULL,"
+      " PRIMARY KEY(conversation_id, message_id, member_id)) WITHOUT ROWID;"
+      "CREATE INDEX group_receipts_by_ts ON group_receipts(state_ts);"
+      "CREATE TABLE devices(user_id TEXT NOT NULL, device_id TEXT NOT NULL,"
+      " platform TEXT, push_token TEXT, updated_at INTEGER NOT NULL,"
+      " PRIMARY KEY(user_id, device_id)) WITHOUT ROWID;"
+      "CREATE TABLE media(media_id TEXT PRIMARY KEY, owner_id TEXT NOT NULL,"
+      " content_type TEXT, data BLOB NOT NULL, created_at INTEGER NOT NULL);"
+      "CREATE TABLE meta(max_message_id INTEGER NOT NULL);"
+      "INSERT INTO meta VALUES(7);"
+      /* g1: its creator is still there; g2: its creator left, carol is
+       * the longest-standing member; d: a direct chat. */
+      "INSERT INTO conversations VALUES('g1', 2, 'one', 'alice', 1, NULL,"
+      " 7, 7, 7);"
+      "INSERT INTO conversations VALUES('g2', 2, 'two', 'zed', 1, NULL,"
+      " NULL, NULL, 1);"
+      "INSERT INTO conversations VALUES('d', 1, NULL, 'alice', 1,"
+      " 'alice\nbob', NULL, NULL, 1);"
+      "INSERT INTO members(conversation_id, user_id, joined_at) VALUES"
+      " ('g1', 'alice', 1), ('g1', 'bob', 1), ('g2', 'dave', 5),"
+      " ('g2', 'carol', 2), ('d', 'alice', 1), ('d', 'bob', 1);"
+      "INSERT INTO messages(conversation_id, message_id, sender_id,"
+      " client_msg_id, body, body_type, server_ts) VALUES"
+      " ('g1', 7, 'bob', 'b7', 'old', 0, 7);"
+      "PRAGMA user_version = 1;";
+  cr_assert_eq(sqlite3_exec(db, v1, NULL, NULL, NULL), SQLITE_OK, "%s",
+               sqlite3_errmsg(db));
+  sqlite3_close(db);
+  chat_storage_ops ops = open_path(db_path);
+  conv_view v = get(&ops, "g1", "bob");
+  cr_assert_eq(v.n_admins, 1);
+  cr_assert_str_eq(v.admins[0], "alice");
+  cr_assert_eq(v.last_id, 7);
+  cr_assert_str_eq(v.last_body, "old");
+  v = get(&ops, "g2", NULL);
+  cr_assert_eq(v.n_admins, 1);
+  cr_assert_str_eq(v.admins[0], "carol");
+  cr_assert_eq(get(&ops, "d", NULL).n_admins, 0);
+  cr_assert_eq(one_msg(&ops, "g1", 7).sender_kind, CHAT_SENDER_USER);
+  /* bob wrote to alice in g1 before: a direct chat with him is not cold,
+   * even with a cap of 1 already used up. */
+  chat_conversation_new c = {.conversation_id = "d2",
+                             .type = CHAT_CONVERSATION_DIRECT,
+                             .created_by = "alice",
+                             .members = (const char *const[]){"alice", "x"},
+                             .n_members = 2,
+                             .now_ms = 10,
+                             .cold_direct_limit = 1,
+                             .cold_direct_since_ms = 0};
+  bool existed;
+  cr_assert_eq(ops.conversation_create(ops.self, &c, &existed, NULL, NULL,
+                                       NULL),
+               CHAT_OK);
+  c.conversation_id = "d3";
+  c.members = (const char *const[]){"alice", "y"};
+  cr_assert_eq(ops.conversation_create(ops.self, &c, &existed, NULL, NULL,
+                                       NULL),
+               CHAT_ERR_RATE_LIMITED);
+  close_ops(&ops);
+  cr_assert_eq(file_int("PRAGMA user_version"), 2);
+  cr_assert_eq(file_int("SELECT count(*) FROM writers WHERE sender_id = 'bob'"
+                        " AND conversation_id = 'g1'"),
+               1);
+}
+
+/* ---- the cap on cold direct conversations ---- */
+
+static chat_err direct(chat_storage_ops *ops, const char *id, const char *by,
+                       const char *peer, int64_t now, uint32_t limit,
+                       int64_t since, bool *existed) {
+  const char *m[] = {by, peer};
+  chat_conversation_new c = {.conversation_id = id,
+                             .type = CHAT_CONVERSATION_DIRECT,
+                             .created_by = by,
+                             .members = m,
+                             .n_members = 2,
+                             .now_ms = now,
+                             .cold_direct_limit = limit,
+                             .cold_direct_since_ms = since};
+  return ops->conversation_create(ops->self, &c, existed, NULL, NULL, NULL);
+}
+
+Test(sqlite, cold_direct_conversations_are_capped_per_window) {
+  chat_storage_ops ops = open_mem();
+  bool existed;
+  cr_assert_eq(direct(&ops, "d1", "spam", "u1", 100, 2, 50, &existed),
+               CHAT_OK);
+  cr_assert_eq(direct(&ops, "d2", "spam", "u2", 110, 2, 50, &existed),
+               CHAT_OK);
+  cr_assert_eq(direct(&ops, "d3", "spam", "u3", 120, 2, 50, &existed),
+               CHAT_ERR_RATE_LIMITED);
+  cr_assert_eq(ops.conversation_get(ops.self, "d3", NULL, NULL, NULL, NULL),
+               CHAT_ERR_NOT_FOUND, "nothing was created");
+  /* An existing pair is returned, never refused. */
+  cr_assert_eq(direct(&ops, "dx", "spam", "u1", 130, 2, 50, &existed),
+               CHAT_OK);
+  cr_assert(existed);
+  /* Someone who wrote to spam (u1 in d1) is not cold: group with u4,
+   * where u4 writes, then a direct chat with u4 is not counted. */
+  group(&ops, "g", (const char *const[]){"u4", "spam"}, 2);
+  put(&ops, "g", 10, "u4", "hello");
+  cr_assert_eq(direct(&ops, "d4", "spam", "u4", 140, 2, 50, &existed),
+               CHAT_OK);
+  cr_assert_not(existed);
+  /* A system message does not count as writing. */
+  group(&ops, "g2", (const char *const[]){"u5", "spam"}, 2);
+  chat_msg_in sys = msg("g2", 20, "u5", NULL);
+  sys.body_type = CHAT_BODY_SYSTEM;
+  put_one(&ops, &sys);
+  cr_assert_eq(direct(&ops, "d5", "spam", "u5", 150, 2, 50, &existed),
+               CHAT_ERR_RATE_LIMITED);
+  /* A new window (a new day) starts the count again; 0 is no cap. */
+  cr_assert_eq(direct(&ops, "d5", "spam", "u5", 200, 2, 150, &existed),
+               CHAT_OK);
+  cr_assert_eq(direct(&ops, "d6", "spam", "u6", 210, 0, 0, &existed),
+               CHAT_OK);
+  /* The cap is the creator's: others are not affected. */
+  cr_assert_eq(direct(&ops, "d7", "u7", "u8", 210, 1, 0, &existed), CHAT_OK);
+  close_ops(&ops);
+}
+
+/* ---- shadow bans ---- */
+
+typedef struct user_cap {
+  int n;
+  char v[8][CHAT_ID_BUF];
+} user_cap;
+
+static void on_user_cap(void *ctx, const char *user) {
+  user_cap *c = ctx;
+  cr_assert_lt(c->n, 8);
+  snprintf(c->v[c->n++], CHAT_ID_BUF, "%s", user);
+}
+
+Test(sqlite, shadow_ban_list_is_versioned) {
+  chat_storage_ops ops = open_mem();
+  uint64_t v0 = 0, v = 0;
+  user_cap uc = {0};
+  cr_assert_eq(ops.shadow_bans(ops.self, 0, &v0, on_user_cap, &uc, NULL),
+               CHAT_OK);
+  cr_assert_neq(v0, 0);
+  cr_assert_eq(uc.n, 0);
+  cr_assert_eq(ops.shadow_ban_set(ops.self, "spam", true, 1, NULL), CHAT_OK);
+  cr_assert_eq(ops.shadow_ban_set(ops.self, "spam", true, 2, NULL), CHAT_OK,
+               "idempotent");
+  cr_assert_eq(ops.shadow_ban_set(ops.self, "troll", true, 3, NULL),
+               CHAT_OK);
+  cr_assert_eq(ops.shadow_bans(ops.self, v0, &v, on_user_cap, &uc, NULL),
+               CHAT_OK);
+  cr_assert_neq(v, v0);
+  cr_assert_eq(uc.n, 2);
+  cr_assert_str_eq(uc.v[0], "spam");
+  cr_assert_str_eq(uc.v[1], "troll");
+  /* Unchanged: nothing emitted. */
+  uint64_t v2 = 0;
+  uc.n = 0;
+  cr_assert_eq(ops.shadow_bans(ops.self, v, &v2, on_user_cap, &uc, NULL),
+               CHAT_OK);
+  cr_assert_eq(v2, v);
+  cr_assert_eq(uc.n, 0);
+  /* Unbanning a user not banned changes nothing either. */
+  cr_assert_eq(ops.shadow_ban_set(ops.self, "nobody", false, 4, NULL),
+               CHAT_OK);
+  cr_assert_eq(ops.shadow_bans(ops.self, v, &v2, on_user_cap, &uc, NULL),
+               CHAT_OK);
+  cr_assert_eq(v2, v);
+  cr_assert_eq(ops.shadow_ban_set(ops.self, "spam", false, 5, NULL), CHAT_OK);
+  cr_assert_eq(ops.shadow_bans(ops.self, v, &v2, on_user_cap, &uc, NULL),
+               CHAT_OK);
+  cr_assert_eq(uc.n, 1);
+  cr_assert_str_eq(uc.v[0], "troll");
+  cr_assert_eq(ops.shadow_ban_set(ops.self, "bad id", true, 5, NULL),
+               CHAT_ERR_INVAL);
+  close_ops(&ops);
+}
+
+/* Another process (chatd ban) writes the ban into the file; a store that
+ * is open already sees the new version at its next read. */
+Test(sqlite_file, a_ban_from_another_connection_is_seen) {
+  chat_storage_ops srv = open_path(db_path);
+  uint64_t v0, v1;
+  cr_assert_eq(srv.shadow_bans(srv.self, 0, &v0, NULL, NULL, NULL), CHAT_OK);
+  chat_storage_ops tool = open_path(db_path);
+  cr_assert_eq(tool.shadow_ban_set(tool.self, "spam", true, 1, NULL),
+               CHAT_OK);
+  close_ops(&tool);
+  user_cap uc = {0};
+  cr_assert_eq(srv.shadow_bans(srv.self, v0, &v1, on_user_cap, &uc, NULL),
+               CHAT_OK);
+  cr_assert_neq(v1, v0);
+  cr_assert_eq(uc.n, 1);
+  close_ops(&srv);
+}
+
+Test(sqlite, shadow_banned_messages_are_seen_by_their_sender_only) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  put(&ops, "g", 10, "alice", "a1");
+  put(&ops, "g", 15, "bob", "b0");
+  cr_assert_eq(ops.shadow_ban_set(ops.self, "bob", true, 1, NULL), CHAT_OK);
+  cr_assert(put(&ops, "g", 20, "bob", "b1").withheld);
+  cr_assert(put(&ops, "g", 30, "bob", "b2").withheld);
+  cr_assert_not(put(&ops, "g", 35, "alice", "a2").withheld);
+  /* A withheld edit is stored, but changes nothing others read back. */
+  chat_msg_in e = entry("g", 36, "bob", "e1", 15, "edited while banned");
+  chat_append_result er = put_one(&ops, &e);
+  cr_assert_eq(er.status, CHAT_OK);
+  cr_assert(er.withheld);
+  cr_assert_str_eq(one_msg(&ops, "g", 15).body, "hi");
+  /* Others: not in history, unread or last_message; what bob sent
+   * before the ban stays. */
+  msg_cap mc = {0};
+  cr_assert_eq(ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_LATEST, 0,
+                               10, on_msg, &mc, NULL),
+               CHAT_OK);
+  cr_assert_eq(mc.n, 3);
+  cr_assert_eq(mc.v[0].id, 35);
+  cr_assert_eq(mc.v[1].id, 15);
+  cr_assert_eq(mc.v[2].id, 10);
+  /* limit counts what is emitted: the one message after 15 is 35. */
+  mc.n = 0;
+  ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_AFTER, 15, 1, on_msg,
+                  &mc, NULL);
+  cr_assert_eq(mc.n, 1);
+  cr_assert_eq(mc.v[0].id, 35);
+  mc.n = 0;
+  ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_BEFORE, 35, 10, on_msg,
+                  &mc, NULL);
+  cr_assert_eq(mc.n, 2);
+  put(&ops, "g", 37, "bob", "b-late"); /* still banned: withheld */
+  conv_view v = get(&ops, "g", "carol");
+  cr_assert_eq(v.last_id, 35);
+  cr_assert_eq(v.unread, 3, "10, 15 and 35");
+  v = get(&ops, "g", NULL);
+  cr_assert_eq(v.last_id, 35, "a view for nobody hides them too");
+  conv_cap cap = {0};
+  char next[CHAT_CURSOR_BUF];
+  ops.conversations_of(ops.self, "carol", NULL, 10, on_conv, &cap, next,
+                       NULL);
+  cr_assert_eq(cap.v[0].last_id, 35);
+  cr_assert_eq(cap.v[0].unread, 3);
+  /* The sender sees everything, as if nothing had happened. */
+  mc.n = 0;
+  ops.messages_as(ops.self, "g", "bob", CHAT_PAGE_LATEST, 0, 10, on_msg, &mc,
+                  NULL);
+  cr_assert_eq(mc.n, 7);
+  cr_assert_eq(get(&ops, "g", "bob").last_id, 37);
+  /* The raw log has everything. */
+  mc.n = 0;
+  ops.messages(ops.self, "g", CHAT_PAGE_LATEST, 0, 10, on_msg, &mc, NULL);
+  cr_assert_eq(mc.n, 7);
+  /* Reads tell the banned sender about what was delivered only. */
+  upd_cap u = {0};
+  mark(&ops, "g", "carol", CHAT_RECEIPT_READ, 37, true, &u);
+  cr_assert_eq(u.n, 2);
+  cr_assert_str_eq(u.v[0].sender, "alice");
+  cr_assert_str_eq(u.v[1].sender, "bob");
+  cr_assert_eq(u.v[1].id, 15, "not the withheld 20, 30, 36, 37");
+  /* Unbanned: what was withheld stays withheld (nobody received it live
+   * either); what comes next is delivered. */
+  ops.shadow_ban_set(ops.self, "bob", false, 2, NULL);
+  chat_msg_in m4 = msg("g", 40, "bob", "b3");
+  cr_assert_not(put_one(&ops, &m4).withheld);
+  mc.n = 0;
+  ops.messages_as(ops.self, "g", "carol", CHAT_PAGE_LATEST, 0, 10, on_msg,
+                  &mc, NULL);
+  cr_assert_eq(mc.n, 4, "40, 35, 15 and 10");
+  cr_assert_eq(mc.v[0].id, 40);
+  cr_assert_eq(mc.v[1].id, 35);
+  close_ops(&ops);
+}
+
+/* ---- receipt-aware push ---- */
+
+Test(sqlite, push_marks_say_when_a_read_passes_a_pushed_message) {
+  chat_storage_ops ops = open_mem();
+  group(&ops, "g", abc, 3);
+  uint64_t clear = 99;
+  cr_assert_eq(ops.push_read(ops.self, "g", "bob", 50, &clear, NULL),
+               CHAT_OK);
+  cr_assert_eq(clear, 0, "nothing was pushed");
+  ops.push_record(ops.self, "g", "bob", 20, NULL);
+  ops.push_record(ops.self, "g", "bob", 40, NULL);
+  cr_assert_eq(ops.push_read(ops.self, "g", "bob", 10, &clear, NULL),
+               CHAT_OK);
+  cr_assert_eq(clear, 0, "below the pushed messages");
+  cr_assert_eq(ops.push_read(ops.self, "g", "bob", 30, &clear, NULL),
+               CHAT_OK);
+  cr_assert_eq(clear, 30, "passes 20");
+  cr_assert_eq(ops.push_read(ops.self, "g", "bob", 45, &clear, NULL),
+               CHAT_OK);
+  cr_assert_eq(clear, 45, "passes 40");
+  cr_assert_eq(ops.push_read(ops.self, "g", "bob", 60, &clear, NULL),
+               CHAT_OK);
+  cr_assert_eq(clear, 0, "everything was cleared");
+  /* Per member and per conversation; non-members are ignored. */
+  ops.push_record(ops.self, "g", "carol", 70, NULL);
+  cr_assert_eq(ops.push_record(ops.self, "g", "zoe", 70, NULL), CHAT_OK);
+  ops.push_read(ops.self, "g", "bob", 80, &clear, NULL);
+  cr_assert_eq(clear, 0);
+  ops.push_read(ops.self, "g", "carol", 80, &clear, NULL);
+  cr_assert_eq(clear, 80);
+  cr_assert_eq(ops.push_record(ops.self, "g", "bob", 0, NULL),
+               CHAT_ERR_INVAL);
   close_ops(&ops);
 }

@@ -489,3 +489,80 @@ Test(token, only_the_base64url_alphabet) {
   ops.destroy(ops.self);
   chat_sodium_key_free(k);
 }
+
+/* PROTOCOL.md section 8: bot tokens say so; a person's token is the same
+ * bytes as before bots existed, so old tokens keep verifying. */
+Test(token, bot_tokens_carry_their_kind) {
+  cr_assert_geq(sodium_init(), 0);
+  unsigned char sk[crypto_sign_SECRETKEYBYTES];
+  known_key(sk);
+  chat_sodium_key *k = open_key(key_path, NULL);
+  chat_auth_ops ops = ops_of(k);
+  char tok[CHAT_SODIUM_TOKEN_BUF], old[700];
+  chat_identity id;
+  cr_assert_eq(chat_sodium_token_mint_kind(k, "weather", "bot", 0,
+                                           CHAT_SENDER_BOT, tok, sizeof tok,
+                                           NULL),
+               CHAT_OK);
+  memset(&id, 0, sizeof id);
+  id.version = CHAT_IDENTITY_V1;
+  cr_assert_eq(check(&ops, tok, NOW, &id), CHAT_OK);
+  cr_assert_eq(id.kind, CHAT_SENDER_BOT);
+  cr_assert_str_eq(id.user_id, "weather");
+  /* Its payload is the documented one. */
+  unsigned char payload[256];
+  size_t plen;
+  cr_assert_eq(sodium_base642bin(payload, sizeof payload, tok,
+                                 (size_t)(strchr(tok, '.') - tok), NULL,
+                                 &plen, NULL,
+                                 sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+               0);
+  cr_assert_eq(plen, strlen("{\"u\":\"weather\",\"d\":\"bot\",\"exp_ms\":0,"
+                            "\"k\":\"bot\"}"));
+  cr_assert_eq(memcmp(payload,
+                      "{\"u\":\"weather\",\"d\":\"bot\",\"exp_ms\":0,"
+                      "\"k\":\"bot\"}",
+                      plen),
+               0);
+  /* A user token from mint_kind is byte for byte chat_sodium_token_mint's,
+   * and one signed in the old layout verifies as a user. */
+  char a[CHAT_SODIUM_TOKEN_BUF], b[CHAT_SODIUM_TOKEN_BUF];
+  mint(k, "alice", "phone", 123, a);
+  cr_assert_eq(chat_sodium_token_mint_kind(k, "alice", "phone", 123,
+                                           CHAT_SENDER_USER, b, sizeof b,
+                                           NULL),
+               CHAT_OK);
+  cr_assert_str_eq(a, b);
+  sign_raw(sk, "{\"u\":\"alice\",\"d\":\"phone\",\"exp_ms\":0}", old);
+  id.kind = CHAT_SENDER_BOT;
+  cr_assert_eq(check(&ops, old, NOW, &id), CHAT_OK);
+  cr_assert_eq(id.kind, CHAT_SENDER_USER);
+  /* Other spellings of a kind are not ours. */
+  const char *bad[] = {
+      "{\"u\":\"alice\",\"d\":\"phone\",\"exp_ms\":0,\"k\":\"user\"}",
+      "{\"u\":\"alice\",\"d\":\"phone\",\"exp_ms\":0,\"k\":\"Bot\"}",
+      "{\"u\":\"alice\",\"d\":\"phone\",\"exp_ms\":0,\"k\":\"bot\",}",
+      "{\"u\":\"alice\",\"d\":\"phone\",\"exp_ms\":0,\"k\":\"bot\"} ",
+      "{\"u\":\"alice\",\"d\":\"phone\",\"k\":\"bot\",\"exp_ms\":0}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    sign_raw(sk, bad[i], old);
+    cr_assert_eq(check(&ops, old, NOW, &id), CHAT_ERR_AUTH, "%s", bad[i]);
+  }
+  cr_assert_eq(chat_sodium_token_mint_kind(k, "a", "b", 0,
+                                           (chat_sender_kind)9, tok,
+                                           sizeof tok, NULL),
+               CHAT_ERR_INVAL);
+  /* The longest ids still fit the buffer as a bot. */
+  char u[65];
+  memset(u, 'u', 64);
+  u[64] = 0;
+  cr_assert_eq(chat_sodium_token_mint_kind(k, u, u, INT64_MAX,
+                                           CHAT_SENDER_BOT, tok, sizeof tok,
+                                           NULL),
+               CHAT_OK);
+  cr_assert_eq(check(&ops, tok, NOW, &id), CHAT_OK);
+  cr_assert_eq(id.kind, CHAT_SENDER_BOT);
+  ops.destroy(ops.self);
+  chat_sodium_key_free(k);
+}

@@ -489,7 +489,17 @@ Test(bus, membership_changes_reach_every_gateway) {
   cr_assert_eq(dev_count(d, CHAT_FRAME_MESSAGE), 1);
   cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0,
                "bob left but still receives through gw2");
-  cr_assert_eq(dev_count(a, CHAT_FRAME_MESSAGE), 3);
+  /* Besides the three messages, alice saw both changes as system
+   * messages (section 8), in order. */
+  const char *want[] = {"hi", "bob left", "alice added dave", "hello",
+                        "welcome dave"};
+  for (size_t i = 0; i < 5; i++) {
+    const chat_frame *got = dev_expect(a, CHAT_FRAME_MESSAGE);
+    cr_assert_str_eq(got->message->body.ptr, want[i]);
+    cr_assert_eq(got->message->body_type,
+                 i == 1 || i == 2 ? CHAT_BODY_SYSTEM : CHAT_BODY_TEXT);
+  }
+  cr_assert_eq(dev_count(a, CHAT_FRAME_MESSAGE), 0);
 }
 
 /* A change the bus never carried (a lost message, or a store edited by

@@ -760,3 +760,115 @@ Test(receipts, non_member_marks_are_refused) {
   cr_assert_eq(applied(), before);
   expect_counts(conv, m1, 0, 0);
 }
+
+/* ------------------------------------------------------------------------
+ * PROTOCOL.md section 8: bots produce no read receipts; receipt-aware
+ * push. */
+
+Test(receipts, a_bots_read_marks_are_dropped) {
+  const char *m[] = {"bob", "weather"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *w = dev_open_kind(&h, "weather", "bot", CHAT_SENDER_BOT);
+  dev *w2 = dev_open_kind(&h, "weather", "bot2", CHAT_SENDER_BOT);
+  uint64_t id = post(a, g);
+  harness_tick(&h);
+  dev_drain(a);
+  dev_drain(w2);
+  mark(w, "read", g, id);
+  harness_advance(&h, 2 * FLUSH_MS);
+  cr_assert_eq(dev_count(w, CHAT_FRAME_ERROR), 0, "dropped, not refused");
+  cr_assert_eq(dev_count(a, CHAT_FRAME_RECEIPT), 0, "no read receipt");
+  cr_assert_eq(dev_count(w2, CHAT_FRAME_STATE_CHANGE), 0);
+  uint32_t d = 9, r = 9;
+  cr_assert_eq(h.inner.receipts(h.inner.self, g, id, &d, &r, NULL, NULL,
+                                NULL),
+               CHAT_OK);
+  cr_assert_eq(r, 0, "nothing stored");
+  /* A bot's delivered marks still count. */
+  mark(w, "delivered", g, id);
+  harness_advance(&h, 2 * FLUSH_MS);
+  const chat_frame *f = dev_expect(a, CHAT_FRAME_RECEIPT);
+  cr_assert_eq(f->receipt->state, CHAT_RECEIPT_DELIVERED);
+  cr_assert_str_eq(f->receipt->member_id, "weather");
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.bot_reads_dropped_total, 1);
+}
+
+Test(receipts, reading_clears_what_was_pushed_on_every_device) {
+  /* bob has two push devices and no device online. */
+  for (int i = 0; i < 2; i++) {
+    h.http_kind = CHAT_SENDER_USER;
+    chat_identity id = {.version = CHAT_IDENTITY_V1};
+    snprintf(id.user_id, sizeof id.user_id, "bob");
+    snprintf(id.device_id, sizeof id.device_id, i ? "tablet" : "phone");
+    const char *body = "{\"platform\":\"fcm\",\"push_token\":\"tok\"}";
+    chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
+                             .method = "POST",
+                             .path = "/api/v1/devices",
+                             .body = body,
+                             .body_len = strlen(body),
+                             .identity = &id};
+    chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
+    if (chat_server_http(h.srv, &req, &resp, h.now) == CHAT_PENDING) {
+      harness_settle(&h);
+      resp.status = h.http_status;
+    }
+    cr_assert_eq(resp.status, 200);
+  }
+  dev *a = dev_open(&h, "alice", "phone");
+  uint64_t m1 = post(a, conv);
+  uint64_t m2 = post(a, conv);
+  harness_settle(&h);
+  cr_assert_eq(h.n_pushes, 4, "two messages, two devices");
+  /* bob reads on his laptop (no push device): both pushed devices are
+   * told to clear. */
+  dev *b = dev_open(&h, "bob", "laptop");
+  mark(b, "read", conv, m1);
+  harness_settle(&h);
+  cr_assert_eq(h.n_clears, 2);
+  for (size_t i = 0; i < 2; i++) {
+    cr_assert_str_eq(h.clears[i].user, "bob");
+    cr_assert_str_eq(h.clears[i].conv, conv);
+    cr_assert_eq(h.clears[i].up_to, m1);
+  }
+  cr_assert(strcmp(h.clears[0].device, h.clears[1].device) != 0);
+  mark(b, "read", conv, m2);
+  harness_settle(&h);
+  cr_assert_eq(h.n_clears, 4);
+  cr_assert_eq(h.clears[3].up_to, m2);
+  /* A message bob saw live was not pushed: reading it clears nothing. */
+  uint64_t m3 = post(a, conv);
+  harness_settle(&h);
+  cr_assert_eq(h.n_pushes, 4);
+  mark(b, "read", conv, m3);
+  harness_settle(&h);
+  cr_assert_eq(h.n_clears, 4);
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.push_clears_total, 4);
+}
+
+/* alice's own read (she was never pushed) clears nothing; nor does a
+ * `delivered`. */
+Test(receipts, only_reads_of_pushed_messages_clear) {
+  cr_assert_eq(harness_http(&h, "bob", "POST", "/api/v1/devices", NULL,
+                            "{\"platform\":\"apns\",\"push_token\":\"t\"}",
+                            NULL),
+               200);
+  dev *a = dev_open(&h, "alice", "phone");
+  uint64_t m1 = post(a, conv);
+  harness_settle(&h);
+  cr_assert_eq(h.n_pushes, 1);
+  mark_once("bob", "delivered", conv, m1);
+  harness_settle(&h);
+  cr_assert_eq(h.n_clears, 0);
+  mark(a, "read", conv, m1);
+  harness_settle(&h);
+  cr_assert_eq(h.n_clears, 0);
+  mark_once("bob", "read", conv, m1);
+  harness_settle(&h);
+  cr_assert_eq(h.n_clears, 1);
+}

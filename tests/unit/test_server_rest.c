@@ -876,9 +876,10 @@ Test(rest, remove_member) {
   dev *c = dev_open(&h, "carol", "phone");
   /* bob's membership is cached by a send. */
   send_msg(b, g, "b1", "bye soon");
-  /* Removing someone else is refused, and changes nothing. */
-  expect_error("alice", "DELETE", conv_path(g, "/members/carol"), NULL, NULL,
-               403, NULL);
+  /* Removing someone else is for admins only (alice created the group),
+   * and a refusal changes nothing. */
+  expect_error("bob", "DELETE", conv_path(g, "/members/carol"), NULL, NULL,
+               403, "forbidden");
   send_msg(c, g, "c1", "still here");
   /* Removing oneself works. */
   cJSON_Delete(call("bob", "DELETE", conv_path(g, "/members/bob"), NULL, NULL,
@@ -1158,4 +1159,384 @@ Test(rest, media_size_limits) {
   cr_assert_eq(upload("alice", "application/octet-stream", big, max, id), 201,
                "exactly 10 MiB is allowed");
   free(big);
+}
+
+/* ------------------------------------------------------------------------
+ * PROTOCOL.md section 8: group admins, the cap on new direct
+ * conversations, bots and push, history under a shadow ban. */
+
+static bool has_admin(cJSON *conv, const char *user) {
+  cJSON *m = cJSON_GetObjectItemCaseSensitive(conv, "admins");
+  cr_assert(cJSON_IsArray(m), "no admins array");
+  cJSON *it;
+  cJSON_ArrayForEach(it, m) if (strcmp(it->valuestring, user) == 0) return
+      true;
+  return false;
+}
+
+static int n_admins(cJSON *conv) {
+  return cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(conv, "admins"));
+}
+
+/* The system messages of a conversation's history, oldest first, as
+ * "sender: body" lines joined by '|'. */
+static const char *system_log(const char *user, const char *conv) {
+  static char out[2048];
+  out[0] = 0;
+  cJSON *j = call(user, "GET", conv_path(conv, "/messages"), "limit=200",
+                  NULL, 200);
+  cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+  for (int i = cJSON_GetArraySize(msgs) - 1; i >= 0; i--) {
+    cJSON *m = cJSON_GetArrayItem(msgs, i);
+    cJSON *bt = cJSON_GetObjectItemCaseSensitive(m, "body_type");
+    if (!cJSON_IsString(bt) || strcmp(bt->valuestring, "system") != 0)
+      continue;
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(m, "client_msg_id"),
+                   "system messages have no client_msg_id");
+    size_t k = strlen(out);
+    snprintf(out + k, sizeof out - k, "%s%s: %s", k ? "|" : "",
+             str_of(m, "sender_id"), str_of(m, "body"));
+  }
+  cJSON_Delete(j);
+  return out;
+}
+
+Test(rest, conversations_carry_their_admins) {
+  const char *m[] = {"bob", "carol"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  cJSON *j = call("bob", "GET", conv_path(g, NULL), NULL, NULL, 200);
+  cr_assert_eq(n_admins(j), 1);
+  cr_assert(has_admin(j, "alice"), "the creator is the first admin");
+  cJSON_Delete(j);
+  const char *d = direct("alice", "bob");
+  j = call("alice", "GET", conv_path(d, NULL), NULL, NULL, 200);
+  cr_assert_eq(n_admins(j), 0, "a direct conversation has none");
+  cJSON_Delete(j);
+  j = call("carol", "GET", "/api/v1/conversations", NULL, NULL, 200);
+  cJSON *c0 = cJSON_GetArrayItem(
+      cJSON_GetObjectItemCaseSensitive(j, "conversations"), 0);
+  cr_assert(has_admin(c0, "alice"));
+  cJSON_Delete(j);
+}
+
+Test(rest, only_admins_grant_admin) {
+  const char *m[] = {"bob", "carol"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  dev *c = dev_open(&h, "carol", "phone");
+  dev_drain(c);
+  expect_error("bob", "POST", conv_path(g, "/admins"), NULL,
+               "{\"user_id\":\"bob\"}", 403, "forbidden");
+  expect_error("alice", "POST", conv_path(g, "/admins"), NULL,
+               "{\"user_id\":\"zoe\"}", 404, "not_found");
+  expect_error("alice", "POST", conv_path(g, "/admins"), NULL,
+               "{\"user\":\"bob\"}", 400, "bad_request");
+  expect_error("zoe", "POST", conv_path(g, "/admins"), NULL,
+               "{\"user_id\":\"zoe\"}", 403, "not_member");
+  expect_error("alice", "POST", conv_path("nope", "/admins"), NULL,
+               "{\"user_id\":\"bob\"}", 404, "not_found");
+  expect_error("alice", "GET", conv_path(g, "/admins"), NULL, NULL, 405,
+               "method_not_allowed");
+  const char *d = direct("alice", "bob");
+  expect_error("alice", "POST", conv_path(d, "/admins"), NULL,
+               "{\"user_id\":\"bob\"}", 409, "conflict");
+  cr_assert_eq(dev_count(c, CHAT_FRAME_MESSAGE), 0, "refusals change nothing");
+  /* An admin grants: 200 with the conversation object. */
+  cJSON *j = call("alice", "POST", conv_path(g, "/admins"), NULL,
+                  "{\"user_id\":\"bob\"}", 200);
+  cr_assert_str_eq(str_of(j, "conversation_id"), g);
+  cr_assert(has_admin(j, "bob"));
+  cr_assert(has_admin(j, "alice"));
+  cJSON_Delete(j);
+  /* The online members hear of it: a system message, then the object. */
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(c, CHAT_FRAME_MESSAGE);
+  cr_assert_eq(f->message->body_type, CHAT_BODY_SYSTEM);
+  cr_assert_str_eq(f->message->sender_id, "alice");
+  cr_assert_str_eq(f->message->body.ptr, "alice made bob an admin");
+  cr_assert_null(f->message->client_msg_id);
+  f = dev_expect(c, CHAT_FRAME_CONVERSATION);
+  cr_assert_eq(f->conversation->n_admins, 2);
+  /* Granting again is a no-op: no second message. */
+  cJSON_Delete(call("alice", "POST", conv_path(g, "/admins"), NULL,
+                    "{\"user_id\":\"bob\"}", 200));
+  harness_tick(&h);
+  cr_assert_eq(dev_count(c, CHAT_FRAME_MESSAGE), 0);
+  /* bob, now an admin, may grant too. */
+  cJSON_Delete(call("bob", "POST", conv_path(g, "/admins"), NULL,
+                    "{\"user_id\":\"carol\"}", 200));
+  cr_assert_str_eq(system_log("carol", g),
+                   "alice: alice made bob an admin|bob: bob made carol an "
+                   "admin");
+}
+
+Test(rest, removing_others_is_for_admins_and_never_the_creator) {
+  const char *m[] = {"bob", "carol", "dave"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 3));
+  cJSON_Delete(call("alice", "POST", conv_path(g, "/admins"), NULL,
+                    "{\"user_id\":\"bob\"}", 200));
+  dev *d = dev_open(&h, "dave", "phone");
+  dev *c = dev_open(&h, "carol", "phone");
+  dev_drain(d);
+  dev_drain(c);
+  /* carol is no admin; nobody but alice removes alice. */
+  expect_error("carol", "DELETE", conv_path(g, "/members/dave"), NULL, NULL,
+               403, "forbidden");
+  expect_error("bob", "DELETE", conv_path(g, "/members/alice"), NULL, NULL,
+               403, "forbidden");
+  expect_error("bob", "DELETE", conv_path(g, "/admins/alice"), NULL, NULL,
+               403, "forbidden");
+  expect_error("bob", "DELETE", conv_path(g, "/members/zoe"), NULL, NULL,
+               404, "not_found");
+  /* bob removes dave. */
+  cJSON *j = call("bob", "DELETE", conv_path(g, "/members/dave"), NULL, NULL,
+                  200);
+  cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "removed")));
+  cr_assert_str_eq(str_of(j, "user_id"), "dave");
+  cJSON_Delete(j);
+  harness_tick(&h);
+  /* dave hears of it (system message, then the object without him);
+   * carol too. */
+  const chat_frame *f = dev_expect(d, CHAT_FRAME_MESSAGE);
+  cr_assert_str_eq(f->message->body.ptr, "bob removed dave");
+  f = dev_expect(d, CHAT_FRAME_CONVERSATION);
+  for (size_t i = 0; i < f->conversation->n_members; i++)
+    cr_assert_str_neq(f->conversation->members[i], "dave");
+  dev_expect(c, CHAT_FRAME_MESSAGE);
+  dev_expect(c, CHAT_FRAME_CONVERSATION);
+  expect_error("dave", "GET", conv_path(g, "/messages"), NULL, NULL, 403,
+               "not_member");
+  /* An admin may take away another's right, but not the creator's; anyone
+   * may give up their own. */
+  cJSON_Delete(call("alice", "DELETE", conv_path(g, "/admins/bob"), NULL,
+                    NULL, 200));
+  j = call("alice", "POST", conv_path(g, "/admins"), NULL,
+           "{\"user_id\":\"carol\"}", 200);
+  cJSON_Delete(j);
+  j = call("carol", "DELETE", conv_path(g, "/admins/carol"), NULL, NULL, 200);
+  cr_assert_not(has_admin(j, "carol"));
+  cr_assert(has_admin(j, "alice"));
+  cJSON_Delete(j);
+  /* The creator removes themself. */
+  cJSON_Delete(call("alice", "DELETE", conv_path(g, "/members/alice"), NULL,
+                    NULL, 200));
+  cr_assert_str_eq(system_log("carol", g),
+                   "alice: alice made bob an admin|bob: bob removed dave|"
+                   "alice: alice removed bob as an admin|alice: alice made "
+                   "carol an admin|carol: carol is no longer an admin|"
+                   "alice: alice left|alice: bob is now an admin");
+}
+
+Test(rest, a_group_keeps_an_admin_when_the_last_one_leaves) {
+  const char *m[] = {"bob", "carol"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  /* carol joined later than bob? Both joined at creation: ties go by
+   * id, so bob is the longest-standing. */
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  cJSON_Delete(call("alice", "DELETE", conv_path(g, "/members/alice"), NULL,
+                    NULL, 200));
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(b, CHAT_FRAME_MESSAGE);
+  cr_assert_str_eq(f->message->body.ptr, "alice left");
+  f = dev_expect(b, CHAT_FRAME_MESSAGE);
+  cr_assert_str_eq(f->message->body.ptr, "bob is now an admin");
+  cr_assert_str_eq(f->message->sender_id, "alice", "the admin who left");
+  f = dev_expect(b, CHAT_FRAME_CONVERSATION);
+  cr_assert_eq(f->conversation->n_admins, 1);
+  cr_assert_str_eq(f->conversation->admins[0], "bob");
+  /* The last admin stepping down hands over too. */
+  cJSON *j = call("bob", "DELETE", conv_path(g, "/admins/bob"), NULL, NULL,
+                  200);
+  cr_assert(has_admin(j, "carol"));
+  cr_assert_eq(n_admins(j), 1);
+  cJSON_Delete(j);
+  /* ... unless nobody is left to take over. */
+  cJSON_Delete(call("carol", "DELETE", conv_path(g, "/members/bob"), NULL,
+                    NULL, 200));
+  expect_error("carol", "DELETE", conv_path(g, "/admins/carol"), NULL, NULL,
+               409, "conflict");
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.system_messages_total, 5);
+}
+
+Test(rest, adding_a_member_is_a_system_message_and_the_new_members_view) {
+  const char *m[] = {"bob"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 1));
+  dev *b = dev_open(&h, "bob", "phone");
+  dev *c = dev_open(&h, "carol", "phone");
+  send_msg(b, g, "b1", "before carol");
+  dev_drain(b);
+  dev_drain(c);
+  cJSON *j = call("bob", "POST", conv_path(g, "/members"), NULL,
+                  "{\"user_id\":\"carol\"}", 200);
+  cr_assert(has_member(j, "carol"));
+  cr_assert(has_admin(j, "alice"));
+  cJSON_Delete(j);
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(c, CHAT_FRAME_MESSAGE);
+  cr_assert_str_eq(f->message->body.ptr, "bob added carol");
+  f = dev_expect(c, CHAT_FRAME_CONVERSATION);
+  cr_assert_eq(f->conversation->unread_count, 1, "carol's own view");
+  f = dev_expect(b, CHAT_FRAME_MESSAGE);
+  cr_assert_eq(f->message->body_type, CHAT_BODY_SYSTEM);
+  dev_expect(b, CHAT_FRAME_CONVERSATION);
+  cr_assert_eq(dev_count(c, CHAT_FRAME_CONVERSATION), 0, "only once");
+}
+
+/* ---- the cap on cold direct conversations ---- */
+
+Test(rest, new_direct_conversations_with_strangers_are_capped_per_day) {
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
+                            .new_direct_per_day = 2};
+  restart(&s);
+  direct("spam", "u1");
+  direct("spam", "u2");
+  const char *out;
+  int st = harness_http(&h, "spam", "POST", "/api/v1/conversations", NULL,
+                        "{\"type\":\"direct\",\"members\":[\"u3\"]}", &out);
+  cr_assert_eq(st, 429, "%s", out);
+  cr_assert_not_null(strstr(out, "\"rate_limited\""));
+  int64_t day = INT64_C(86400000);
+  int64_t left = day - h.fe.wall_ms % day;
+  /* Retry-After: until midnight UTC. */
+  chat_identity id = {.version = CHAT_IDENTITY_V1};
+  snprintf(id.user_id, sizeof id.user_id, "spam");
+  snprintf(id.device_id, sizeof id.device_id, "d");
+  chat_http_request req = {.version = CHAT_HTTP_REQUEST_V1,
+                           .method = "POST",
+                           .path = "/api/v1/conversations",
+                           .body = "{\"type\":\"direct\",\"members\":[\"u3\"]}",
+                           .identity = &id};
+  req.body_len = strlen(req.body);
+  chat_http_response resp = {.version = CHAT_HTTP_RESPONSE_V1};
+  chat_err rc = chat_server_http(h.srv, &req, &resp, h.now);
+  if (rc == CHAT_PENDING) {
+    harness_settle(&h);
+    cr_assert(h.http_answered);
+    resp.status = h.http_status;
+    resp.retry_after_s = h.http_retry_after;
+  }
+  cr_assert_eq(resp.status, 429);
+  cr_assert_eq(resp.retry_after_s, (uint32_t)((left + 999) / 1000));
+  /* Existing pairs, groups, and people who wrote to spam are fine. */
+  cJSON_Delete(call("spam", "POST", "/api/v1/conversations", NULL,
+                    "{\"type\":\"direct\",\"members\":[\"u1\"]}", 200));
+  const char *gm[] = {"u4"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "spam", "group", gm, 1));
+  dev *u4 = dev_open(&h, "u4", "phone");
+  send_msg(u4, g, "hi", "hello spam");
+  cJSON_Delete(call("spam", "POST", "/api/v1/conversations", NULL,
+                    "{\"type\":\"direct\",\"members\":[\"u4\"]}", 201));
+  /* Others are not affected. */
+  direct("alice", "u3");
+  chat_server_stats stats = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_get_stats(h.srv, &stats);
+  cr_assert_eq(stats.direct_capped_total, 2);
+  /* The next day, the count starts again. */
+  h.fe.wall_ms += left;
+  cJSON_Delete(call("spam", "POST", "/api/v1/conversations", NULL,
+                    "{\"type\":\"direct\",\"members\":[\"u3\"]}", 201));
+}
+
+Test(rest, the_default_cap_is_50_a_day) {
+  char u[16];
+  for (int i = 0; i < 50; i++) {
+    snprintf(u, sizeof u, "u%d", i);
+    direct("spam", u);
+  }
+  expect_error("spam", "POST", "/api/v1/conversations", NULL,
+               "{\"type\":\"direct\",\"members\":[\"u50\"]}", 429,
+               "rate_limited");
+}
+
+/* ---- bots ---- */
+
+Test(rest, bots_register_no_push_devices) {
+  h.http_kind = CHAT_SENDER_BOT;
+  expect_error("weather", "POST", "/api/v1/devices", NULL,
+               "{\"platform\":\"fcm\",\"push_token\":\"t\"}", 403,
+               "forbidden");
+  h.http_kind = CHAT_SENDER_USER;
+  cJSON_Delete(call("weather", "POST", "/api/v1/devices", NULL,
+                    "{\"platform\":\"fcm\",\"push_token\":\"t\"}", 200));
+}
+
+/* ---- history under a shadow ban ---- */
+
+Test(rest, history_pages_skip_withheld_messages) {
+  const char *m[] = {"bob"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 1));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev *b = dev_open(&h, "bob", "phone");
+  send_msg(a, g, "a1", "one");
+  harness_ban(&h, "bob", true);
+  char id[16];
+  for (int i = 0; i < 5; i++) {
+    snprintf(id, sizeof id, "b%d", i);
+    send_msg(b, g, id, "hidden");
+  }
+  send_msg(a, g, "a2", "two");
+  /* alice pages two at a time: the hidden five never fill a page. */
+  cJSON *j = call("alice", "GET", conv_path(g, "/messages"), "limit=2", NULL,
+                  200);
+  cJSON *msgs = cJSON_GetObjectItemCaseSensitive(j, "messages");
+  cr_assert_eq(cJSON_GetArraySize(msgs), 2);
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(msgs, 0), "body"), "two");
+  cr_assert_str_eq(str_of(cJSON_GetArrayItem(msgs, 1), "body"), "one");
+  cr_assert(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(j, "has_more")));
+  cJSON_Delete(j);
+  j = call("alice", "GET", conv_path(g, NULL), NULL, NULL, 200);
+  cr_assert_str_eq(str_of(cJSON_GetObjectItemCaseSensitive(j, "last_message"),
+                          "body"),
+                   "two");
+  cr_assert_eq(num_of(j, "unread_count"), 0);
+  cJSON_Delete(j);
+  j = call("bob", "GET", conv_path(g, "/messages"), "limit=200", NULL, 200);
+  cr_assert_eq(
+      cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "messages")), 7);
+  cJSON_Delete(j);
+}
+
+/* A store without the section 8 methods (each may be NULL): members change
+ * through member_add/member_remove without system messages, only members
+ * remove themselves, and the admin routes answer 501. */
+Test(rest, a_store_without_member_change_keeps_the_older_rules) {
+  harness_fini(&h);
+  harness_init_basic(&h, NULL);
+  const char *m[] = {"bob", "carol"};
+  char g[65];
+  snprintf(g, sizeof g, "%s", harness_create(&h, "alice", "group", m, 2));
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  expect_error("alice", "POST", conv_path(g, "/admins"), NULL,
+               "{\"user_id\":\"bob\"}", 501, "internal");
+  expect_error("alice", "DELETE", conv_path(g, "/admins/alice"), NULL, NULL,
+               501, "internal");
+  expect_error("alice", "DELETE", conv_path(g, "/members/carol"), NULL, NULL,
+               403, "forbidden");
+  cJSON_Delete(call("alice", "POST", conv_path(g, "/members"), NULL,
+                    "{\"user_id\":\"dave\"}", 200));
+  cJSON *j = call("carol", "DELETE", conv_path(g, "/members/carol"), NULL,
+                  NULL, 200);
+  cJSON_Delete(j);
+  harness_tick(&h);
+  cr_assert_eq(dev_count(b, CHAT_FRAME_MESSAGE), 0, "no system messages");
+  cr_assert_str_eq(system_log("bob", g), "");
+  j = call("bob", "GET", conv_path(g, NULL), NULL, NULL, 200);
+  cr_assert(has_member(j, "dave"));
+  cr_assert_not(has_member(j, "carol"));
+  cJSON_Delete(j);
+  /* Nobody is shadow-banned without shadow_bans: sends go through. */
+  send_msg(b, g, "b1", "hi");
+  chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
+  chat_server_get_stats(h.srv, &st);
+  cr_assert_eq(st.shadow_banned_users, 0);
 }

@@ -733,3 +733,144 @@ Test(resume, too_many_conversations_stop_at_the_queue_budget) {
     dev_close(b);
   }
 }
+
+/* ------------------------------------------------------------------------
+ * PROTOCOL.md section 8: edits, deletes and admin changes travel through
+ * resume; withheld messages do not; paced resumes. */
+
+static void edit_or_delete(dev *d, const char *type, const char *cmid,
+                           const char *cv, uint64_t target,
+                           const char *body) {
+  dev_sendf(d,
+            "{\"type\":\"%s\",\"client_msg_id\":\"%s\","
+            "\"conversation_id\":\"%s\",\"target_id\":\"%" PRIu64 "\"%s%s%s}",
+            type, cmid, cv, target, body ? ",\"body\":\"" : "",
+            body ? body : "", body ? "\"" : "");
+  harness_tick(&h);
+  const chat_frame *f = dev_expect(d, CHAT_FRAME_ACK);
+  cr_assert_str_eq(f->ack->client_msg_id, cmid);
+}
+
+Test(resume, an_offline_device_converges_on_edits_deletes_and_admin_changes) {
+  dev *a = dev_open(&h, "alice", "phone");
+  uint64_t m1 = post(a, xyz);
+  uint64_t m2 = post(a, xyz);
+  /* bob's phone has everything up to m2, then goes away. */
+  edit_or_delete(a, "edit", "e1", xyz, m1, "msg 1 fixed");
+  edit_or_delete(a, "delete", "d1", xyz, m2, NULL);
+  char path[128];
+  snprintf(path, sizeof path, "/api/v1/conversations/%s/admins", xyz);
+  cr_assert_eq(harness_http(&h, "alice", "POST", path, NULL,
+                            "{\"user_id\":\"carol\"}", NULL),
+               200);
+  harness_settle(&h);
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  entry e[] = {{xyz, m2}};
+  resume(b, e, 1, 0);
+  harness_settle(&h);
+  /* One history frame: the edit, the delete and the system message, in
+   * log order, each as stored. */
+  const chat_frame *f = dev_expect(b, CHAT_FRAME_HISTORY);
+  const chat_history *hs = f->history;
+  cr_assert_str_eq(hs->conversation_id, xyz);
+  cr_assert(hs->complete);
+  cr_assert_eq(hs->n_messages, 3);
+  const chat_message *m = hs->messages;
+  cr_assert_eq(m[0].body_type, CHAT_BODY_EDIT);
+  cr_assert_eq(m[0].target_id, m1);
+  cr_assert_str_eq(m[0].body.ptr, "msg 1 fixed");
+  cr_assert_eq(m[1].body_type, CHAT_BODY_DELETE);
+  cr_assert_eq(m[1].target_id, m2);
+  cr_assert_eq(m[1].body.len, 0);
+  cr_assert_eq(m[2].body_type, CHAT_BODY_SYSTEM);
+  cr_assert_str_eq(m[2].body.ptr, "alice made carol an admin");
+  cr_assert_str_eq(m[2].sender_id, "alice");
+  cr_assert(m[0].message_id < m[1].message_id &&
+            m[1].message_id < m[2].message_id);
+  f = dev_expect(b, CHAT_FRAME_RESUMED);
+  cr_assert_eq(f->resumed->messages, 3);
+  /* From further back, the targets come with their current state. */
+  dev_drain(b);
+  entry e0[] = {{xyz, seen_xyz}};
+  resume(b, e0, 1, 0);
+  harness_settle(&h);
+  f = dev_expect(b, CHAT_FRAME_HISTORY);
+  hs = f->history;
+  cr_assert_eq(hs->n_messages, 5);
+  cr_assert_eq(hs->messages[0].message_id, m1);
+  cr_assert_str_eq(hs->messages[0].body.ptr, "msg 1 fixed");
+  cr_assert(hs->messages[0].has_edited_ts);
+  cr_assert_eq(hs->messages[1].message_id, m2);
+  cr_assert(hs->messages[1].deleted);
+  cr_assert_eq(hs->messages[1].body.len, 0);
+}
+
+Test(resume, withheld_messages_are_not_resumed_by_others) {
+  dev *a = dev_open(&h, "alice", "phone");
+  harness_ban(&h, "alice", true);
+  uint64_t hidden = post(a, xyz);
+  harness_ban(&h, "alice", false);
+  uint64_t shown = post(a, xyz);
+  harness_settle(&h);
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  entry e[] = {{xyz, seen_xyz}};
+  resume(b, e, 1, 0);
+  answer *an = collect(b);
+  hist *x = hist_of(an, xyz);
+  cr_assert_not_null(x);
+  cr_assert_eq(x->n, 1);
+  cr_assert_eq(x->ids[0], shown);
+  /* alice's other device gets both. */
+  dev *a2 = dev_open(&h, "alice", "laptop");
+  dev_drain(a2);
+  resume(a2, e, 1, 0);
+  an = collect(a2);
+  x = hist_of(an, xyz);
+  cr_assert_eq(x->n, 2);
+  cr_assert_eq(x->ids[0], hidden);
+}
+
+/* A paced resume's rounds before the last say since = the largest id:
+ * the server answers for the listed conversations only and does not even
+ * list the user's others. */
+Test(resume, since_the_largest_id_answers_the_listed_conversations_only) {
+  dev *a = dev_open(&h, "alice", "phone");
+  post(a, abc);
+  uint64_t n_xyz = post(a, xyz);
+  post(a, def);
+  harness_settle(&h);
+  dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(b);
+  unsigned before = h.convs_of_calls;
+  entry e[] = {{xyz, seen_xyz}};
+  resume(b, e, 1, UINT64_C(9223372036854775807));
+  answer *an = collect(b);
+  cr_assert_eq(an->n_hist, 1);
+  cr_assert_str_eq(an->hs[0].conv, xyz);
+  cr_assert_eq(an->hs[0].ids[0], n_xyz);
+  cr_assert_eq(an->n_convs, 0);
+  cr_assert_eq(an->r_convs, 1);
+  cr_assert_eq(h.convs_of_calls, before, "the user's list was not read");
+  /* The last round, with the real since, brings the rest. */
+  entry all[] = {{abc, seen_abc}, {xyz, n_xyz}, {def, seen_def}};
+  resume(b, all, 3, seen_abc);
+  an = collect(b);
+  cr_assert_eq(an->n_hist, 2);
+  cr_assert_eq(an->r_msgs, 2);
+}
+
+Test(resume, hello_carries_the_batch_hint_when_set) {
+  dev *a = dev_open(&h, "alice", "phone");
+  const chat_frame *f = dev_expect(a, CHAT_FRAME_HELLO);
+  cr_assert_not(f->hello->has_resume_batch_hint);
+  cr_assert_null(strstr(dev_last_raw(a), "resume_batch_hint"));
+  chat_server_settings s = {.version = CHAT_SERVER_SETTINGS_V1,
+                            .resume_batch_hint = 25};
+  restart(&s);
+  a = dev_open(&h, "alice", "phone");
+  f = dev_expect(a, CHAT_FRAME_HELLO);
+  cr_assert(f->hello->has_resume_batch_hint);
+  cr_assert_eq(f->hello->resume_batch_hint, 25);
+}

@@ -305,6 +305,14 @@ Test(server, settings_read_back_with_defaults_resolved) {
   cr_assert_eq(s.rest_rate_per_minute, 1200);
   cr_assert_eq(s.rest_burst, 200);
   cr_assert_eq(s.max_waiting_frames, 256);
+  /* Section 8. */
+  cr_assert_eq(s.edit_window_ms, 15 * 60 * 1000);
+  cr_assert_eq(s.bot_rate_per_minute, 600);
+  cr_assert_eq(s.new_direct_per_day, 50);
+  cr_assert_eq(s.drain_retry_after_ms, 10000);
+  cr_assert_eq(s.overload_retry_after_ms, 5000);
+  cr_assert_eq(s.resume_batch_hint, 0, "not sent by default");
+  cr_assert_eq(s.ban_poll_ms, 2000);
   cr_assert_str_eq(s.gateway_id, "gw0");
   cr_assert_not_null(s.env);
   cr_assert_eq(s.env->wall_ms(s.env->user_data), h.fe.wall_ms,
@@ -541,7 +549,7 @@ Test(server, refused_calls_leave_their_reason) {
   cr_assert(strstr(chat_server_errmsg(h.srv), "not a bus message"));
   chat_server_drain(h.srv, h.now);
   harness_pump(&h);
-  cr_assert_eq(a->close_code, 1001);
+  cr_assert_eq(a->close_code, 1012);
   chat_identity id = {CHAT_IDENTITY_V1, "bob", "phone", 0, CHAT_SENDER_USER};
   chat_session *s;
   cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),

@@ -141,24 +141,99 @@ Test(session, slow_reader_is_closed_1013) {
   chat_session *sess = a->sess;
   for (int i = 0; i < 20; i++)
     chat_session_on_frame(sess, "{\"type\":\"ping\"}", 15, h.now);
-  cr_assert(chat_session_wants(sess) & CHAT_WANT_CLOSE);
+  /* An overload close (PROTOCOL.md section 8): what was queued is dropped
+   * (the client resumes it), and goaway tells it when to come back. */
   cr_assert_eq(chat_session_close_code(sess, NULL), 1013);
+  cr_assert_eq(chat_session_wants(sess), CHAT_WANT_WRITE,
+               "goaway goes out before the close");
+  const char *json;
+  size_t len;
+  cr_assert_eq(chat_session_next_frame(sess, &json, &len), CHAT_OK);
+  cr_assert_eq(strncmp(json, "{\"type\":\"goaway\",\"reason\":\"overload\","
+                             "\"retry_after_ms\":5000}", len), 0,
+               "%.*s", (int)len, json);
+  cr_assert_eq(chat_session_next_frame(sess, &json, &len), CHAT_ERR_AGAIN);
+  cr_assert(chat_session_wants(sess) & CHAT_WANT_CLOSE);
   chat_server_stats st = {.version = CHAT_SERVER_STATS_V1};
   chat_server_get_stats(h.srv, &st);
   cr_assert_eq(st.slow_closes_total, 1);
+  cr_assert_eq(st.goaway_total, 1);
 }
 
-Test(session, drain_closes_every_session_1001_and_refuses_new) {
+Test(session, drain_sends_goaway_then_closes_1012_and_refuses_new) {
   dev *a = dev_open(&h, "alice", "phone");
   dev *b = dev_open(&h, "bob", "phone");
+  dev_drain(a);
+  dev_drain(b);
   chat_server_drain(h.srv, h.now);
   harness_pump(&h);
   cr_assert(a->closed && b->closed);
-  cr_assert_eq(a->close_code, 1001);
+  for (int i = 0; i < 2; i++) {
+    dev *d = i ? b : a;
+    cr_assert_eq(d->close_code, 1012);
+    const chat_frame *f = dev_next(d);
+    cr_assert_not_null(f, "goaway before the close");
+    cr_assert_eq(f->type, CHAT_FRAME_GOAWAY);
+    cr_assert_eq(f->goaway->reason.len, 5);
+    cr_assert_str_eq(f->goaway->reason.ptr, "drain");
+    cr_assert_eq(f->goaway->retry_after_ms, 10000, "the default spread");
+    cr_assert_null(dev_next(d), "goaway is the last frame");
+  }
   chat_identity id = {CHAT_IDENTITY_V1, "carol", "phone", 0, CHAT_SENDER_USER};
   chat_session *s;
   cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),
                CHAT_ERR_STATE);
+}
+
+Test(session, drain_spread_is_the_setting) {
+  harness_fini(&h);
+  chat_server_settings st = {.version = CHAT_SERVER_SETTINGS_V1,
+                             .drain_retry_after_ms = 2500};
+  harness_init(&h, &st);
+  dev *a = dev_open(&h, "alice", "phone");
+  dev_drain(a);
+  chat_server_drain(h.srv, h.now);
+  harness_pump(&h);
+  cr_assert_eq(dev_expect(a, CHAT_FRAME_GOAWAY)->goaway->retry_after_ms,
+               2500);
+  cr_assert_eq(a->close_code, 1012);
+}
+
+Test(session, drain_without_goaway_closes_1001) {
+  harness_fini(&h);
+  chat_server_settings st = {.version = CHAT_SERVER_SETTINGS_V1,
+                             .drain_retry_after_ms = CHAT_SERVER_NO_GOAWAY};
+  harness_init(&h, &st);
+  dev *a = dev_open(&h, "alice", "phone");
+  dev_drain(a);
+  chat_server_drain(h.srv, h.now);
+  harness_pump(&h);
+  cr_assert(a->closed);
+  cr_assert_eq(a->close_code, 1001);
+  cr_assert_eq(dev_count(a, CHAT_FRAME_GOAWAY), 0);
+}
+
+/* A drain commits and acks what was accepted before goaway goes out, so a
+ * client that honours goaway loses nothing it was acked for and resends
+ * nothing that was stored. */
+Test(session, drain_acks_pending_sends_before_goaway) {
+  const char *bob[] = {"bob"};
+  char c[65];
+  snprintf(c, sizeof c, "%s", harness_create(&h, "alice", "direct", bob, 1));
+  dev *a = dev_open(&h, "alice", "phone");
+  dev_drain(a);
+  dev_sendf(a, "{\"type\":\"send\",\"client_msg_id\":\"last\","
+               "\"conversation_id\":\"%s\",\"body\":\"x\"}", c);
+  chat_server_drain(h.srv, h.now);
+  harness_settle(&h);
+  cr_assert(a->closed);
+  cr_assert_eq(a->close_code, 1012);
+  const chat_frame *f = dev_next(a);
+  cr_assert_not_null(f);
+  cr_assert_eq(f->type, CHAT_FRAME_ACK, "the ack comes first");
+  f = dev_next(a);
+  cr_assert_not_null(f);
+  cr_assert_eq(f->type, CHAT_FRAME_GOAWAY);
 }
 
 Test(session, bad_identity_refused) {
@@ -167,6 +242,11 @@ Test(session, bad_identity_refused) {
   cr_assert_eq(chat_server_open_session(h.srv, &s, &id, NULL, h.now),
                CHAT_ERR_INVAL);
   cr_assert_null(s);
+  chat_identity k = {CHAT_IDENTITY_V1, "bot", "phone", 0,
+                     (chat_sender_kind)2};
+  cr_assert_eq(chat_server_open_session(h.srv, &s, &k, NULL, h.now),
+               CHAT_ERR_INVAL);
+  cr_assert(strstr(chat_server_errmsg(h.srv), "identity.kind"));
 }
 
 Test(session, wants_callback_fires_once_per_batch) {

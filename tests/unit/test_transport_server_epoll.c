@@ -476,14 +476,20 @@ Test(server_epoll, close_code_arrives_while_the_peer_keeps_writing) {
   eh_fini(&h);
 }
 
-Test(server_epoll, drain_closes_1001_and_refuses_new_connections) {
+/* The drain's close is 1012, after goaway (PROTOCOL.md section 8). */
+Test(server_epoll, drain_closes_1012_and_refuses_new_connections) {
   eh h;
   eh_init(&h, NULL, NULL);
   eh_conn *a = eh_ws_open(&h, "alice", "a");
   eh_conn *b = eh_ws_open(&h, "bob", "b");
   chat_epoll_drain(h.t);
-  cr_assert_eq(close_code_of(&h, a, 3000), 1001);
-  cr_assert_eq(close_code_of(&h, b, 3000), 1001);
+  eh_frame g;
+  cr_assert(eh_ws_expect_text(&h, a, "{\"type\":\"goaway\",\"reason\":"
+                                     "\"drain\",\"retry_after_ms\":10000}",
+                              &g, 3000));
+  eh_frame_free(&g);
+  cr_assert_eq(close_code_of(&h, a, 3000), 1012);
+  cr_assert_eq(close_code_of(&h, b, 3000), 1012);
   cr_assert(eh_wait_closed(&h, a, 3000));
   cr_assert(eh_wait_closed(&h, b, 3000));
   uint64_t t0 = ms_now();

@@ -22,8 +22,8 @@
 #define KEY_FILE_LEN                                                           \
   (KEY_MAGIC_LEN + crypto_sign_SEEDBYTES + crypto_sign_PUBLICKEYBYTES)
 
-/* A payload is at most {"u":"<64>","d":"<64>","exp_ms":<19>} = 172 bytes;
- * anything longer is not ours. */
+/* A payload is at most {"u":"<64>","d":"<64>","exp_ms":<19>,"k":"bot"} =
+ * 182 bytes; anything longer is not ours. */
 #define PAYLOAD_MAX 192
 #define PAYLOAD_B64_MAX                                                        \
   (sodium_base64_ENCODED_LEN(PAYLOAD_MAX,                                      \
@@ -221,9 +221,21 @@ chat_err chat_sodium_token_mint(const chat_sodium_key *key,
                                 const char *user_id, const char *device_id,
                                 int64_t expires_ms, char *out,
                                 size_t out_size, size_t *out_len) {
+  return chat_sodium_token_mint_kind(key, user_id, device_id, expires_ms,
+                                     CHAT_SENDER_USER, out, out_size,
+                                     out_len);
+}
+
+chat_err chat_sodium_token_mint_kind(const chat_sodium_key *key,
+                                     const char *user_id,
+                                     const char *device_id,
+                                     int64_t expires_ms,
+                                     chat_sender_kind kind, char *out,
+                                     size_t out_size, size_t *out_len) {
   if (out_len)
     *out_len = 0;
-  if (!key || !user_id || !device_id || !out || expires_ms < 0)
+  if (!key || !user_id || !device_id || !out || expires_ms < 0 ||
+      (kind != CHAT_SENDER_USER && kind != CHAT_SENDER_BOT))
     return CHAT_ERR_INVAL;
   if (out_size > 0)
     out[0] = 0;
@@ -231,9 +243,12 @@ chat_err chat_sodium_token_mint(const chat_sodium_key *key,
       !chat_id_valid(device_id, strlen(device_id)))
     return CHAT_ERR_INVAL;
   char payload[PAYLOAD_MAX + 1];
+  /* A person's token keeps the original layout, so tokens minted before
+   * bots existed and after are the same bytes. */
   int n = snprintf(payload, sizeof payload,
-                   "{\"u\":\"%s\",\"d\":\"%s\",\"exp_ms\":%" PRId64 "}",
-                   user_id, device_id, expires_ms);
+                   "{\"u\":\"%s\",\"d\":\"%s\",\"exp_ms\":%" PRId64 "%s}",
+                   user_id, device_id, expires_ms,
+                   kind == CHAT_SENDER_BOT ? ",\"k\":\"bot\"" : "");
   if (n < 0 || (size_t)n > PAYLOAD_MAX)
     return CHAT_ERR_INVAL; /* cannot happen with valid ids */
   size_t plen = (size_t)n;
@@ -281,6 +296,7 @@ static bool take_id(const char **p, const char *end, char *dst) {
  * signature already proved we wrote it, so anything else is a bug or a
  * leaked key, and strictness costs nothing. */
 static bool parse_payload(const char *p, size_t n, chat_identity *id) {
+  id->kind = CHAT_SENDER_USER;
   const char *end = p + n;
   if (!expect(&p, end, "{\"u\":\"") || !take_id(&p, end, id->user_id) ||
       !expect(&p, end, "\",\"d\":\"") || !take_id(&p, end, id->device_id) ||
@@ -297,6 +313,9 @@ static bool parse_payload(const char *p, size_t n, chat_identity *id) {
   size_t nd = (size_t)(p - digits);
   if (nd == 0 || (nd > 1 && digits[0] == '0'))
     return false;
+  /* A bot's token says so after the expiry; a person's ends there. */
+  if (expect(&p, end, ",\"k\":\"bot\""))
+    id->kind = CHAT_SENDER_BOT;
   if (!expect(&p, end, "}") || p != end)
     return false;
   id->expires_ms = (int64_t)v;
@@ -354,7 +373,6 @@ static chat_err verify(void *self, const char *token, size_t len,
   if (id.expires_ms != 0 && now_ms >= id.expires_ms)
     return CHAT_ERR_AUTH;
   id.version = version;
-  id.kind = CHAT_SENDER_USER;
   *out = id;
   return CHAT_OK;
 }

@@ -26,7 +26,7 @@
 #include "common/check.h"
 #include "common/arena.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define DEFAULT_BUSY_MS 5000
 /* Scratch memory above this is returned to the allocator after a call, so
  * one large page does not pin its memory for the life of the store. */
@@ -107,19 +107,89 @@ static const char schema_v1[] =
   "CREATE TABLE meta(max_message_id INTEGER NOT NULL);"
   "INSERT INTO meta VALUES(0);";
 
+/* Schema v2: PROTOCOL.md section 8. A new database is created as v1 and
+ * migrated, so this migration runs in every test.
+ * - members.is_admin (group admins); existing groups get their creator
+ *   as admin when still a member, otherwise their longest-standing member.
+ * - members.push_lo/push_hi: the lowest and highest message ids the
+ *   member was pushed about and has not read yet (0: none), for
+ *   receipt-aware push.
+ * - messages.sender_kind, target_id (edit and delete entries), edited_ts
+ *   and deleted: the state of a message that was edited or deleted.
+ * - conversations.cold: a direct conversation started with a user who had
+ *   never written to its creator, for the daily cap on those.
+ * - writers: who has written in which conversation, which answers "has
+ *   this user ever sent the creator a message" without scanning messages.
+ * - bans (shadow bans) and meta.bans_version, which every change bumps so
+ *   that polling gateways reread the list only when it changed;
+ *   messages.shadowed marks what was stored while its sender was banned
+ *   (seen by that sender only). */
+static const char migrate_1_to_2[] =
+  "ALTER TABLE members ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE members ADD COLUMN push_lo INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE members ADD COLUMN push_hi INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE messages ADD COLUMN sender_kind INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE messages ADD COLUMN target_id INTEGER;"
+  "ALTER TABLE messages ADD COLUMN edited_ts INTEGER;"
+  "ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE messages ADD COLUMN shadowed INTEGER NOT NULL DEFAULT 0;"
+  "ALTER TABLE conversations ADD COLUMN cold INTEGER NOT NULL DEFAULT 0;"
+  "CREATE INDEX messages_by_target ON messages(conversation_id, target_id)"
+  " WHERE target_id IS NOT NULL;"
+  "CREATE INDEX conversations_cold ON conversations(created_by, created_at)"
+  " WHERE cold = 1;"
+  "CREATE TABLE writers("
+  " sender_id TEXT NOT NULL,"
+  " conversation_id TEXT NOT NULL,"
+  " PRIMARY KEY(sender_id, conversation_id)) WITHOUT ROWID;"
+  "INSERT OR IGNORE INTO writers SELECT DISTINCT sender_id, conversation_id"
+  " FROM messages WHERE body_type IN (0, 1);"
+  "CREATE TABLE bans("
+  " user_id TEXT PRIMARY KEY,"
+  " created_at INTEGER NOT NULL) WITHOUT ROWID;"
+  "ALTER TABLE meta ADD COLUMN bans_version INTEGER NOT NULL DEFAULT 1;"
+  "UPDATE members SET is_admin = 1 WHERE EXISTS(SELECT 1"
+  " FROM conversations c WHERE c.conversation_id = members.conversation_id"
+  " AND c.type = 2 AND c.created_by = members.user_id);"
+  "UPDATE members SET is_admin = 1 WHERE (conversation_id, user_id) IN"
+  " (SELECT c.conversation_id, (SELECT m.user_id FROM members m"
+  " WHERE m.conversation_id = c.conversation_id"
+  " ORDER BY m.joined_at, m.user_id LIMIT 1) FROM conversations c"
+  " WHERE c.type = 2 AND NOT EXISTS(SELECT 1 FROM members a"
+  " WHERE a.conversation_id = c.conversation_id AND a.is_admin = 1));";
+
 /* Columns of every message query, in the order row_message() reads them;
  * T qualifies them ("" or a table alias and its dot). */
 #define MSG_COLS_OF(T)                                                   \
   T "conversation_id, " T "message_id, " T "sender_id, "                 \
   T "client_msg_id, " T "body, " T "body_type, " T "reply_to, "          \
-  T "server_ts, " T "media_count"
+  T "server_ts, " T "media_count, " T "sender_kind, " T "target_id, "    \
+  T "edited_ts, " T "deleted"
 #define MSG_COLS MSG_COLS_OF("")
+
+/* A message ?V may see: what was stored while its sender was
+ * shadow-banned is seen by that sender only (?V NULL: by nobody). T
+ * qualifies the columns. */
+#define VISIBLE_TO(T, V)                                                  \
+  " AND (" T "shadowed = 0 OR " T "sender_id = " V ")"
+
+/* What a chat list shows as the last message, and what counts as unread:
+ * edit and delete entries are applied to their targets, not shown. */
+#define SHOWN_TYPES " IN (0, 1, 2)"
+#define UNREAD_TYPES " IN (0, 1)"
 
 /* The message range a receipt mark newly covers, minus the member's own
  * messages: ?1 conversation, (?2, ?3] ids, ?4 member. */
 #define MARK_RANGE                                                       \
   " WHERE conversation_id = ?1 AND message_id > ?2 AND message_id <= ?3" \
   " AND sender_id <> ?4"
+
+/* The newest message of conversation C that viewer V is shown in a chat
+ * list: one backwards step on the primary key in the common case. */
+#define LAST_SHOWN(C, V)                                                  \
+  "(SELECT message_id FROM messages WHERE conversation_id = " C           \
+  " AND body_type" SHOWN_TYPES VISIBLE_TO("", V)                          \
+  " ORDER BY message_id DESC LIMIT 1)"
 
 /* The chat list: a page of ?1's conversations, most recent activity
  * first, at most ?2 (KEYSET: those after a cursor), every row complete, so
@@ -138,9 +208,13 @@ static const char schema_v1[] =
   " SELECT page.cid, page.act, c.type, c.name, me.last_read_message_id,"  \
   " (SELECT count(*) FROM messages WHERE conversation_id = page.cid"      \
   " AND message_id > coalesce(me.last_read_message_id, 0)"                \
-  " AND sender_id <> ?1),"                                                \
+  " AND sender_id <> ?1 AND body_type" UNREAD_TYPES                       \
+  " AND shadowed = 0),"                                                   \
   " (SELECT group_concat(user_id, char(0)) FROM (SELECT user_id"          \
   " FROM members WHERE conversation_id = page.cid"                        \
+  " ORDER BY joined_at, user_id)),"                                       \
+  " (SELECT group_concat(user_id, char(0)) FROM (SELECT user_id"          \
+  " FROM members WHERE conversation_id = page.cid AND is_admin = 1"       \
   " ORDER BY joined_at, user_id)),"                                       \
   " (SELECT group_concat(media_id, char(0)) FROM (SELECT media_id"        \
   " FROM message_media WHERE lm.media_count > 0"                          \
@@ -149,11 +223,12 @@ static const char schema_v1[] =
   " FROM page JOIN conversations c ON c.conversation_id = page.cid"       \
   " JOIN members me ON me.conversation_id = page.cid AND me.user_id = ?1" \
   " LEFT JOIN messages lm ON lm.conversation_id = page.cid"               \
-  " AND lm.message_id = c.last_message_id"
+  " AND lm.message_id = " LAST_SHOWN("page.cid", "?1")
 
 enum list_col {
   L_CID, L_ACTIVITY, L_TYPE, L_NAME, L_LAST_READ, L_UNREAD, L_MEMBERS,
-  L_MEDIA, L_MSG /* MSG_COLS of the last message, NULL when none */
+  L_ADMINS, L_MEDIA,
+  L_MSG /* MSG_COLS of the last message, NULL when none */
 };
 
 #define STMTS(X)                                                          \
@@ -165,21 +240,47 @@ enum list_col {
   X(ROLLBACK, "ROLLBACK")                                                 \
   X(CONV_ROW, "SELECT type, name, last_message_id FROM conversations"     \
               " WHERE conversation_id = ?1")                              \
-  X(CONV_MEMBERS, "SELECT user_id FROM members WHERE conversation_id = ?1" \
+  X(CONV_MEMBERS, "SELECT user_id, is_admin FROM members"                \
+                  " WHERE conversation_id = ?1"                           \
                   " ORDER BY joined_at, user_id")                         \
+  X(CONV_META, "SELECT type, created_by FROM conversations"               \
+               " WHERE conversation_id = ?1")                             \
   X(MEMBER_ROW, "SELECT last_read_message_id, delivered_up_to,"           \
                 " read_up_to FROM members"                                \
                 " WHERE conversation_id = ?1 AND user_id = ?2")           \
   X(UNREAD, "SELECT count(*) FROM messages WHERE conversation_id = ?1"    \
-            " AND message_id > ?2 AND sender_id <> ?3")                   \
+            " AND message_id > ?2 AND sender_id <> ?3"                    \
+            " AND body_type" UNREAD_TYPES " AND shadowed = 0")           \
+  X(LAST_SHOWN_MSG, "SELECT " MSG_COLS " FROM messages"                   \
+                    " WHERE conversation_id = ?1 AND message_id = "       \
+                    LAST_SHOWN("?1", "?2"))                               \
   X(DIRECT_FIND, "SELECT conversation_id FROM conversations"              \
                  " WHERE direct_key = ?1")                                \
   X(CONV_INSERT, "INSERT INTO conversations(conversation_id, type, name," \
-                 " created_by, created_at, direct_key, last_activity)"    \
-                 " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?5)")                   \
+                 " created_by, created_at, direct_key, last_activity,"    \
+                 " cold) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?5, ?7)")         \
+  /* Has ?1 written in a conversation ?2 is a member of? */               \
+  X(PEER_WROTE, "SELECT 1 FROM writers w JOIN members m"                  \
+                " ON m.conversation_id = w.conversation_id"               \
+                " AND m.user_id = ?2 WHERE w.sender_id = ?1 LIMIT 1")     \
+  X(COLD_COUNT, "SELECT count(*) FROM conversations WHERE created_by = ?1" \
+                " AND cold = 1 AND created_at >= ?2")                     \
+  X(WRITER_INSERT, "INSERT OR IGNORE INTO writers(sender_id,"             \
+                   " conversation_id) VALUES(?1, ?2)")                    \
   X(CONV_EXISTS, "SELECT 1 FROM conversations WHERE conversation_id = ?1") \
   X(MEMBER_INSERT, "INSERT OR IGNORE INTO members(conversation_id,"       \
-                   " user_id, joined_at) VALUES(?1, ?2, ?3)")             \
+                   " user_id, joined_at, is_admin) VALUES(?1, ?2, ?3, ?4)") \
+  X(MEMBER_ADMIN, "SELECT is_admin FROM members"                          \
+                  " WHERE conversation_id = ?1 AND user_id = ?2")         \
+  X(MEMBER_COUNT, "SELECT count(*) FROM members"                          \
+                  " WHERE conversation_id = ?1")                          \
+  X(MEMBER_SET_ADMIN, "UPDATE members SET is_admin = ?3"                  \
+                      " WHERE conversation_id = ?1 AND user_id = ?2")     \
+  X(ADMIN_ANY, "SELECT 1 FROM members WHERE conversation_id = ?1"         \
+               " AND is_admin = 1 LIMIT 1")                               \
+  /* The longest-standing member, other than ?2. */                       \
+  X(PROMOTE_PICK, "SELECT user_id FROM members WHERE conversation_id = ?1" \
+                  " AND user_id <> ?2 ORDER BY joined_at, user_id LIMIT 1") \
   X(MEMBER_DELETE, "DELETE FROM members WHERE conversation_id = ?1"       \
                    " AND user_id = ?2")                                   \
   X(CONVS_FIRST, CONV_LIST(""))                                           \
@@ -189,21 +290,40 @@ enum list_col {
                 " WHERE sender_id = ?1 AND client_msg_id = ?2")           \
   /* A repeated (sender, client_msg_id) inserts nothing; any other       \
    * conflict (a reused message id) is an error. */                       \
-  X(MSG_INSERT, "INSERT INTO messages(" MSG_COLS ")"                      \
-                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"             \
+  X(MSG_INSERT, "INSERT INTO messages(conversation_id, message_id,"       \
+                " sender_id, client_msg_id, body, body_type, reply_to,"   \
+                " server_ts, media_count, sender_kind, target_id,"        \
+                " shadowed)"                                              \
+                " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"   \
+                " ?12)"                                                   \
                 " ON CONFLICT(sender_id, client_msg_id) DO NOTHING")      \
+  X(TARGET_ROW, "SELECT sender_id, body_type, server_ts, deleted"         \
+                " FROM messages WHERE conversation_id = ?1"               \
+                " AND message_id = ?2")                                   \
+  X(TARGET_EDIT, "UPDATE messages SET body = ?3, edited_ts = ?4"          \
+                 " WHERE conversation_id = ?1 AND message_id = ?2")       \
+  X(TARGET_DELETE, "UPDATE messages SET body = x'', deleted = 1,"         \
+                   " edited_ts = NULL, media_count = 0"                   \
+                   " WHERE conversation_id = ?1 AND message_id = ?2")     \
+  X(TARGET_MEDIA_DROP, "DELETE FROM message_media"                        \
+                       " WHERE conversation_id = ?1 AND message_id = ?2") \
+  /* The bodies of the target's edit entries other than ?3. */            \
+  X(EDITS_ERASE, "UPDATE messages SET body = x''"                         \
+                 " WHERE conversation_id = ?1 AND target_id = ?2"         \
+                 " AND body_type = 3 AND message_id <> ?3"                \
+                 " AND length(body) > 0")                                 \
   X(MEDIA_REF_INSERT, "INSERT INTO message_media(conversation_id,"        \
                       " message_id, idx, media_id) VALUES(?1, ?2, ?3, ?4)") \
+  /* Edit and delete entries move the last id (marks and resume cover    \
+   * them) but not the chat list's order: ?4 is 0 for them. */            \
   X(CONV_BUMP, "UPDATE conversations SET last_message_id = ?2,"           \
                " last_message_ts = ?3,"                                   \
-               " last_activity = max(coalesce(last_activity, ?3), ?3)"    \
+               " last_activity = max(coalesce(last_activity, ?4), ?4)"    \
                " WHERE conversation_id = ?1"                              \
                " AND (last_message_id IS NULL OR last_message_id < ?2)")  \
   X(MAX_BUMP, "UPDATE meta SET max_message_id = ?1"                       \
               " WHERE max_message_id < ?1")                               \
   X(MAX_GET, "SELECT max_message_id FROM meta")                           \
-  X(MSG_ONE, "SELECT " MSG_COLS " FROM messages"                          \
-             " WHERE conversation_id = ?1 AND message_id = ?2")           \
   X(MSG_LATEST, "SELECT " MSG_COLS " FROM messages"                       \
                 " WHERE conversation_id = ?1"                             \
                 " ORDER BY message_id DESC LIMIT ?2")                     \
@@ -213,6 +333,17 @@ enum list_col {
   X(MSG_AFTER, "SELECT " MSG_COLS " FROM messages"                        \
                " WHERE conversation_id = ?1 AND message_id > ?2"          \
                " ORDER BY message_id ASC LIMIT ?3")                       \
+  X(MSGV_LATEST, "SELECT " MSG_COLS " FROM messages"                      \
+                 " WHERE conversation_id = ?1" VISIBLE_TO("", "?3")       \
+                 " ORDER BY message_id DESC LIMIT ?2")                    \
+  X(MSGV_BEFORE, "SELECT " MSG_COLS " FROM messages"                      \
+                 " WHERE conversation_id = ?1 AND message_id < ?2"        \
+                 VISIBLE_TO("", "?4")                                     \
+                 " ORDER BY message_id DESC LIMIT ?3")                    \
+  X(MSGV_AFTER, "SELECT " MSG_COLS " FROM messages"                       \
+                " WHERE conversation_id = ?1 AND message_id > ?2"         \
+                VISIBLE_TO("", "?4")                                      \
+                " ORDER BY message_id ASC LIMIT ?3")                      \
   X(MEDIA_REFS, "SELECT media_id FROM message_media"                      \
                 " WHERE conversation_id = ?1 AND message_id = ?2"         \
                 " ORDER BY idx")                                          \
@@ -240,6 +371,7 @@ enum list_col {
   X(MARK_UPDATES, "SELECT sender_id, max(message_id), delivered_count,"   \
                   " read_count, delivered_at IS NOT NULL,"                \
                   " read_at IS NOT NULL FROM messages" MARK_RANGE         \
+                  " AND shadowed = 0"                                     \
                   " GROUP BY sender_id ORDER BY sender_id")               \
   X(RECEIPT_MSG, "SELECT m.sender_id, m.delivered_count, m.read_count,"   \
                  " m.delivered_at IS NOT NULL, m.read_at IS NOT NULL,"    \
@@ -266,7 +398,23 @@ enum list_col {
                " FROM message_media r JOIN members m"                     \
                " ON m.conversation_id = r.conversation_id"                \
                " WHERE r.media_id = ?1 AND m.user_id = ?2),"              \
-               " content_type, data FROM media WHERE media_id = ?1")
+               " content_type, data FROM media WHERE media_id = ?1")      \
+  X(BAN_INSERT, "INSERT OR IGNORE INTO bans(user_id, created_at)"         \
+                " VALUES(?1, ?2)")                                        \
+  X(BAN_DELETE, "DELETE FROM bans WHERE user_id = ?1")                    \
+  X(BANNED, "SELECT 1 FROM bans WHERE user_id = ?1")                      \
+  X(BANS_BUMP, "UPDATE meta SET bans_version = bans_version + 1")         \
+  X(BANS_VERSION, "SELECT bans_version FROM meta")                        \
+  X(BANS_LIST, "SELECT user_id FROM bans ORDER BY user_id")               \
+  X(PUSH_RECORD, "UPDATE members SET"                                     \
+                 " push_lo = CASE WHEN push_lo = 0 OR push_lo > ?3"       \
+                 " THEN ?3 ELSE push_lo END,"                             \
+                 " push_hi = max(push_hi, ?3)"                            \
+                 " WHERE conversation_id = ?1 AND user_id = ?2")          \
+  X(PUSH_ROW, "SELECT push_lo, push_hi FROM members"                      \
+              " WHERE conversation_id = ?1 AND user_id = ?2")             \
+  X(PUSH_SET, "UPDATE members SET push_lo = ?3, push_hi = ?4"             \
+              " WHERE conversation_id = ?1 AND user_id = ?2")
 
 enum stmt_id {
 #define STMT_ENUM(name, sql) S_##name,
@@ -320,7 +468,8 @@ static void finish(sqlite3_stmt *st) {
 /* Bind ?1, ?2, ... from a format: 's' const char * (NULL binds NULL),
  * 't' const char *, size_t (text of that length; NULL binds NULL),
  * 'b' const void *, size_t (a blob, empty when NULL), 'i' int64_t,
- * 'u' uint64_t (at most INT64_MAX, checked by the caller). Every pointer
+ * 'u' uint64_t (at most INT64_MAX, checked by the caller), 'o' int,
+ * uint64_t (the id when the int is non-zero, else NULL). Every pointer
  * is SQLITE_STATIC: callers finish() the statement before returning. */
 static int vbind(sqlite3_stmt *st, const char *fmt, va_list ap) {
   int rc = SQLITE_OK;
@@ -352,6 +501,13 @@ static int vbind(sqlite3_stmt *st, const char *fmt, va_list ap) {
     case 'u':
       rc = sqlite3_bind_int64(st, i, (sqlite3_int64)va_arg(ap, uint64_t));
       break;
+    case 'o': { /* an optional id: int has, uint64_t value */
+      int has = va_arg(ap, int);
+      uint64_t v = va_arg(ap, uint64_t);
+      rc = has ? sqlite3_bind_int64(st, i, (sqlite3_int64)v)
+               : sqlite3_bind_null(st, i);
+      break;
+    }
     default:
       rc = SQLITE_MISUSE;
     }
@@ -544,6 +700,14 @@ static chat_err row_message_at(store *s, sqlite3_stmt *st, int at,
   m->reply_to = (uint64_t)sqlite3_column_int64(st, at + 6);
   m->server_ts = sqlite3_column_int64(st, at + 7);
   *media = sqlite3_column_int64(st, at + 8);
+  m->sender_kind = sqlite3_column_int(st, at + 9) == CHAT_SENDER_BOT
+                       ? CHAT_SENDER_BOT
+                       : CHAT_SENDER_USER;
+  m->has_target_id = sqlite3_column_type(st, at + 10) != SQLITE_NULL;
+  m->target_id = (uint64_t)sqlite3_column_int64(st, at + 10);
+  m->has_edited_ts = sqlite3_column_type(st, at + 11) != SQLITE_NULL;
+  m->edited_ts = sqlite3_column_int64(st, at + 11);
+  m->deleted = sqlite3_column_int(st, at + 12) != 0;
   return CHAT_OK;
 }
 
@@ -617,13 +781,11 @@ static chat_err load_view(store *s, const char *cid, const char *viewer,
   if (e)
     return e;
   int rc = sqlite3_step(st);
-  int64_t last = 0;
   bool has_last = false;
   if (rc == SQLITE_ROW) {
     c->type = (chat_conversation_type)sqlite3_column_int(st, 0);
     e = col_str(s, st, 1, &c->name.ptr, &c->name.len);
     has_last = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    last = sqlite3_column_int64(st, 2);
   } else {
     e = rc == SQLITE_DONE ? CHAT_ERR_NOT_FOUND : sqerr(rc);
   }
@@ -633,12 +795,16 @@ static chat_err load_view(store *s, const char *cid, const char *viewer,
 
   if ((e = query(s, S_CONV_MEMBERS, &st, "s", cid)))
     return e;
-  const char **members = NULL;
-  size_t cap = 0;
+  const char **members = NULL, **admins = NULL;
+  size_t cap = 0, cap_admins = 0;
   while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     e = push(s, (void **)&members, &c->n_members, &cap, sizeof *members);
     if (!e)
       e = col_str(s, st, 0, &members[c->n_members++], NULL);
+    if (!e && sqlite3_column_int(st, 1) &&
+        !(e = push(s, (void **)&admins, &c->n_admins, &cap_admins,
+                   sizeof *admins)))
+      admins[c->n_admins++] = members[c->n_members - 1];
   }
   if (!e && rc != SQLITE_DONE)
     e = sqerr(rc);
@@ -646,9 +812,12 @@ static chat_err load_view(store *s, const char *cid, const char *viewer,
   if (e)
     return e;
   c->members = members;
+  c->admins = admins;
 
+  /* The newest message the viewer is shown, not the log's last entry
+   * (an edit, or a shadow-banned sender's message, may be that). */
   if (has_last) {
-    if ((e = query(s, S_MSG_ONE, &st, "si", cid, last)))
+    if ((e = query(s, S_LAST_SHOWN_MSG, &st, "ss", cid, viewer)))
       return e;
     chat_message *m;
     size_t n;
@@ -746,14 +915,43 @@ static chat_err create_tx(store *s, const chat_conversation_new *c,
     if (*existed)
       return load_view(s, cid, c->created_by, view);
   }
+  /* A new direct conversation with someone who never wrote to the
+   * creator is "cold", and capped per creator (PROTOCOL.md section 8).
+   * Counted and inserted in this one transaction. */
+  bool cold = false;
+  if (c->type == CHAT_CONVERSATION_DIRECT) {
+    const char *peer = strcmp(c->members[0], c->created_by) == 0
+                           ? c->members[1]
+                           : c->members[0];
+    bool wrote;
+    int64_t v;
+    if ((e = query(s, S_PEER_WROTE, &st, "ss", peer, c->created_by)) ||
+        (e = one_int(st, &wrote, &v)))
+      return e;
+    cold = !wrote;
+    if (cold && c->cold_direct_limit > 0) {
+      bool found;
+      int64_t n = 0;
+      if ((e = query(s, S_COLD_COUNT, &st, "si", c->created_by,
+                     c->cold_direct_since_ms)) ||
+          (e = one_int(st, &found, &n)))
+        return e;
+      if (n >= (int64_t)c->cold_direct_limit)
+        return CHAT_ERR_RATE_LIMITED;
+    }
+  }
   /* A proposed id that is taken fails the primary key: CONFLICT. */
-  if ((e = query(s, S_CONV_INSERT, &st, "sitsis", cid, (int64_t)c->type,
-                 c->name.ptr, c->name.len, c->created_by, c->now_ms, key)) ||
+  if ((e = query(s, S_CONV_INSERT, &st, "sitsisi", cid, (int64_t)c->type,
+                 c->name.ptr, c->name.len, c->created_by, c->now_ms, key,
+                 (int64_t)cold)) ||
       (e = run(st)))
     return e;
+  /* A group's creator is its first admin. */
+  bool group = c->type == CHAT_CONVERSATION_GROUP;
   for (size_t i = 0; i < c->n_members; i++) {
-    if ((e = query(s, S_MEMBER_INSERT, &st, "ssi", cid, c->members[i],
-                   c->now_ms)) ||
+    int64_t admin = group && strcmp(c->members[i], c->created_by) == 0;
+    if ((e = query(s, S_MEMBER_INSERT, &st, "ssii", cid, c->members[i],
+                   c->now_ms, admin)) ||
         (e = run(st)))
       return e;
   }
@@ -807,7 +1005,8 @@ static chat_err member_add_tx(store *s, const char *cid, const char *uid,
   if (!e && !found)
     e = CHAT_ERR_NOT_FOUND;
   if (!e)
-    e = query(s, S_MEMBER_INSERT, &st, "ssi", cid, uid, now_ms);
+    e = query(s, S_MEMBER_INSERT, &st, "ssii", cid, uid, now_ms,
+              (int64_t)0);
   return e ? e : run(st);
 }
 
@@ -819,19 +1018,6 @@ static chat_err member_add(void *self, const char *conversation_id,
     return CHAT_ERR_INVAL;
   chat_err e = begin(s, true);
   return e ? e : end(s, member_add_tx(s, conversation_id, user_id, now_ms));
-}
-
-static chat_err member_remove(void *self, const char *conversation_id,
-                              const char *user_id, chat_op *op) {
-  (void)op;
-  store *s = self;
-  if (!s || !conversation_id || !user_id)
-    return CHAT_ERR_INVAL;
-  sqlite3_stmt *st;
-  chat_err e = query(s, S_MEMBER_DELETE, &st, "ss", conversation_id, user_id);
-  if (!e && !(e = run(st)) && sqlite3_changes(s->db) == 0)
-    e = CHAT_ERR_NOT_FOUND;
-  return e;
 }
 
 /* A cursor is "<last_activity>:<conversation_id>" of the last conversation
@@ -871,6 +1057,8 @@ static chat_err row_conversation(store *s, sqlite3_stmt *st,
     e = col_str(s, st, L_NAME, &c->name.ptr, &c->name.len);
   if (!e)
     e = col_list(s, st, L_MEMBERS, SIZE_MAX, &c->members, &c->n_members);
+  if (!e)
+    e = col_list(s, st, L_ADMINS, SIZE_MAX, &c->admins, &c->n_admins);
   /* The LEFT JOIN found no last message. */
   if (e || sqlite3_column_type(st, L_MSG + 1) == SQLITE_NULL)
     return e;
@@ -978,14 +1166,17 @@ typedef struct bump {
   const char *cid;
   uint64_t id;
   int64_t ts;
+  int64_t act; /* newest server_ts of a shown message (0: none) */
 } bump;
 
 static chat_err flush_bump(store *s, bump *b) {
   if (!b->cid)
     return CHAT_OK;
   sqlite3_stmt *st;
-  chat_err e = query(s, S_CONV_BUMP, &st, "sui", b->cid, b->id, b->ts);
+  chat_err e = query(s, S_CONV_BUMP, &st, "suii", b->cid, b->id, b->ts,
+                     b->act);
   b->cid = NULL;
+  b->act = 0;
   return e ? e : run(st);
 }
 
@@ -1016,41 +1207,137 @@ static chat_err commit_id(store *s, const chat_msg_in *m, const bump *b,
   return CHAT_OK;
 }
 
+/* The original of a repeated (sender, client_msg_id), if any: an earlier
+ * commit, or an earlier message of this batch (visible inside the
+ * transaction). */
+static chat_err dedup_find(store *s, const chat_msg_in *m,
+                           chat_append_result *r, bool *found) {
+  sqlite3_stmt *st;
+  *found = false;
+  chat_err e = query(s, S_DEDUP_FIND, &st, "ss", m->sender_id,
+                     m->client_msg_id);
+  if (e)
+    return e;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    *found = true;
+    r->message_id = (uint64_t)sqlite3_column_int64(st, 0);
+    r->server_ts = sqlite3_column_int64(st, 1);
+    r->duplicate = true;
+    r->status = CHAT_OK;
+    r->withheld = false; /* a duplicate is not delivered again anyway */
+  }
+  finish(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
+}
+
+/* May the edit or delete entry @p m be applied to its target? *status
+ * says no (NOT_FOUND, DENIED) in the order modules.h gives. */
+static chat_err target_check(store *s, const chat_msg_in *m,
+                             chat_err *status) {
+  sqlite3_stmt *st;
+  *status = CHAT_OK;
+  chat_err e = query(s, S_TARGET_ROW, &st, "su", m->conversation_id,
+                     m->target_id);
+  if (e)
+    return e;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    int type = sqlite3_column_int(st, 1);
+    const unsigned char *sender = sqlite3_column_text(st, 0);
+    if ((type != CHAT_BODY_TEXT && type != CHAT_BODY_MEDIA) ||
+        sqlite3_column_int(st, 3) != 0)
+      *status = CHAT_ERR_NOT_FOUND;
+    else if (m->target_sender &&
+             (!sender || strcmp((const char *)sender, m->target_sender)))
+      *status = CHAT_ERR_DENIED;
+    else if (m->target_min_ts > 0 &&
+             sqlite3_column_int64(st, 2) < m->target_min_ts)
+      *status = CHAT_ERR_DENIED;
+  } else if (rc == SQLITE_DONE) {
+    *status = CHAT_ERR_NOT_FOUND;
+  }
+  finish(st);
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? CHAT_OK : sqerr(rc);
+}
+
+/* Apply a stored edit (@p id) or delete entry to its target in place; the
+ * superseded bodies are overwritten, not flagged (PROTOCOL.md section 8:
+ * a deleted body is erased from the store). */
+static chat_err target_apply(store *s, const chat_msg_in *m, uint64_t id) {
+  sqlite3_stmt *st;
+  const char *cid = m->conversation_id;
+  chat_err e;
+  if (m->body_type == CHAT_BODY_EDIT) {
+    if ((e = query(s, S_TARGET_EDIT, &st, "subi", cid, m->target_id,
+                   m->body.ptr, m->body.len, m->server_ts)) ||
+        (e = run(st)))
+      return e;
+  } else {
+    if ((e = query(s, S_TARGET_DELETE, &st, "su", cid, m->target_id)) ||
+        (e = run(st)) ||
+        (e = query(s, S_TARGET_MEDIA_DROP, &st, "su", cid, m->target_id)) ||
+        (e = run(st)))
+      return e;
+    id = 0; /* every edit of it */
+  }
+  if ((e = query(s, S_EDITS_ERASE, &st, "suu", cid, m->target_id, id)))
+    return e;
+  return run(st);
+}
+
 static chat_err append_one(store *s, const chat_msg_in *m,
                            chat_append_result *r, bump *b) {
   sqlite3_stmt *st;
   uint64_t id;
-  chat_err e = commit_id(s, m, b, &id);
-  if (e)
+  chat_err e;
+  r->status = CHAT_OK;
+  bool targeted = m->has_target_id;
+  if (targeted) {
+    /* A retry is answered as one before the target is looked at: the
+     * target may have been deleted, or the window passed, since the
+     * original was stored. */
+    bool found = false;
+    if (m->client_msg_id && (e = dedup_find(s, m, r, &found)))
+      return e;
+    if (found)
+      return CHAT_OK;
+    chat_err status;
+    if ((e = target_check(s, m, &status)))
+      return e;
+    if (status != CHAT_OK) {
+      r->status = status;
+      r->message_id = 0;
+      r->server_ts = 0;
+      r->duplicate = false;
+      r->withheld = false;
+      return CHAT_OK;
+    }
+  }
+  if ((e = commit_id(s, m, b, &id)))
     return e;
-  if (m->has_reply_to)
-    e = query(s, S_MSG_INSERT, &st, "sussbiuii", m->conversation_id,
-              id, m->sender_id, m->client_msg_id, m->body.ptr,
-              m->body.len, (int64_t)m->body_type, m->reply_to, m->server_ts,
-              (int64_t)m->n_media_refs);
-  else
-    e = query(s, S_MSG_INSERT, &st, "sussbisii", m->conversation_id,
-              id, m->sender_id, m->client_msg_id, m->body.ptr,
-              m->body.len, (int64_t)m->body_type, (const char *)NULL,
-              m->server_ts, (int64_t)m->n_media_refs);
+  /* Stored while its sender is shadow-banned: seen by that sender only,
+   * decided here, in the commit, against the ban list as it is now. */
+  bool shadowed;
+  int64_t v;
+  if ((e = query(s, S_BANNED, &st, "s", m->sender_id)) ||
+      (e = one_int(st, &shadowed, &v)))
+    return e;
+  /* A delete entry carries no body, whatever it was given. */
+  bool del = m->body_type == CHAT_BODY_DELETE;
+  e = query(s, S_MSG_INSERT, &st, "sussbioiiioi", m->conversation_id, id,
+            m->sender_id, m->client_msg_id, del ? "" : m->body.ptr,
+            del ? (size_t)0 : m->body.len, (int64_t)m->body_type,
+            (int)m->has_reply_to, m->reply_to, m->server_ts,
+            (int64_t)m->n_media_refs, (int64_t)m->sender_kind,
+            (int)targeted, m->target_id, (int64_t)shadowed);
   if (e || (e = run(st)))
     return e;
   if (sqlite3_changes(s->db) == 0) {
-    /* The original: an earlier commit, or an earlier message of this
-     * batch (visible inside the transaction). */
-    bool found = false;
-    if ((e = query(s, S_DEDUP_FIND, &st, "ss", m->sender_id,
-                   m->client_msg_id)))
+    bool found;
+    if ((e = dedup_find(s, m, r, &found)))
       return e;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-      found = true;
-      r->message_id = (uint64_t)sqlite3_column_int64(st, 0);
-      r->server_ts = sqlite3_column_int64(st, 1);
-      r->duplicate = true;
-    }
-    finish(st);
-    return found ? CHAT_OK : rc == SQLITE_DONE ? CHAT_ERR_MODULE : sqerr(rc);
+    return found ? CHAT_OK : CHAT_ERR_MODULE;
   }
   for (size_t i = 0; i < m->n_media_refs; i++) {
     if ((e = query(s, S_MEDIA_REF_INSERT, &st, "suis", m->conversation_id,
@@ -1058,6 +1345,17 @@ static chat_err append_one(store *s, const chat_msg_in *m,
         (e = run(st)))
       return e;
   }
+  /* A withheld edit or delete changes nothing others read back; its
+   * sender's devices apply it from the entry, which they do see. */
+  if (targeted && !shadowed && (e = target_apply(s, m, id)))
+    return e;
+  /* Who has written where: the cold-direct cap's "never wrote to me". */
+  if ((m->body_type == CHAT_BODY_TEXT || m->body_type == CHAT_BODY_MEDIA) &&
+      !shadowed &&
+      ((e = query(s, S_WRITER_INSERT, &st, "ss", m->sender_id,
+                  m->conversation_id)) ||
+       (e = run(st))))
+    return e;
   if (b->cid && strcmp(b->cid, m->conversation_id) != 0 &&
       (e = flush_bump(s, b)))
     return e;
@@ -1066,16 +1364,20 @@ static chat_err append_one(store *s, const chat_msg_in *m,
     b->id = id;
     b->ts = m->server_ts;
   }
+  /* The chat list's order moves for what others are shown. */
+  if (!targeted && !shadowed && m->server_ts > b->act)
+    b->act = m->server_ts;
   r->message_id = id;
   r->server_ts = m->server_ts;
   r->duplicate = false;
+  r->withheld = shadowed;
   return CHAT_OK;
 }
 
 static chat_err append_tx(store *s, const chat_msg_in *msgs, size_t n,
                           chat_append_result *results) {
   uint64_t max_id = 0;
-  bump b = {NULL, 0, 0};
+  bump b = {NULL, 0, 0, 0};
   for (size_t i = 0; i < n; i++) {
     chat_err e = append_one(s, &msgs[i], &results[i], &b);
     if (e)
@@ -1103,6 +1405,14 @@ static chat_err append(void *self, const chat_msg_in *msgs, size_t n,
         (m->has_reply_to && !id_ok(m->reply_to)) ||
         (m->body.len && !m->body.ptr) || (m->n_media_refs && !m->media_refs))
       return CHAT_ERR_INVAL;
+    /* Edit and delete entries, and only they, name a target. */
+    bool entry = m->body_type == CHAT_BODY_EDIT ||
+                 m->body_type == CHAT_BODY_DELETE;
+    if (entry != m->has_target_id ||
+        (m->has_target_id && !id_ok(m->target_id)) ||
+        (m->sender_kind != CHAT_SENDER_USER &&
+         m->sender_kind != CHAT_SENDER_BOT))
+      return CHAT_ERR_INVAL;
     for (size_t j = 0; j < m->n_media_refs; j++)
       if (!m->media_refs[j])
         return CHAT_ERR_INVAL;
@@ -1119,11 +1429,255 @@ static chat_err append(void *self, const chat_msg_in *msgs, size_t n,
   return e ? e : end(s, append_tx(s, msgs, n, results));
 }
 
-static chat_err messages(void *self, const char *conversation_id,
-                         chat_page_dir dir, uint64_t anchor, uint32_t limit,
-                         chat_message_sink emit, void *ctx, chat_op *op) {
+/* ------------------------------------------------------------------------
+ * Members and admins (PROTOCOL.md section 8) */
+
+/* Whether (cid, uid) is a member, and an admin. */
+static chat_err member_admin(store *s, const char *cid, const char *uid,
+                             bool *member, bool *admin) {
+  sqlite3_stmt *st;
+  int64_t v = 0;
+  chat_err e = query(s, S_MEMBER_ADMIN, &st, "ss", cid, uid);
+  if (!e)
+    e = one_int(st, member, &v);
+  *admin = !e && *member && v != 0;
+  return e;
+}
+
+/* A group keeps an admin (PROTOCOL.md section 8): when it has members but
+ * none is an admin, the longest-standing one other than @p except becomes
+ * one. *promoted is that member (a scratch copy), or NULL when the group
+ * has an admin or no other member. */
+static chat_err keep_an_admin(store *s, const char *cid, const char *except,
+                              const char **promoted) {
+  sqlite3_stmt *st;
+  bool any;
+  int64_t v;
+  *promoted = NULL;
+  chat_err e = query(s, S_ADMIN_ANY, &st, "s", cid);
+  if (e || (e = one_int(st, &any, &v)) || any)
+    return e;
+  if ((e = query(s, S_PROMOTE_PICK, &st, "ss", cid, except)))
+    return e;
+  int rc = sqlite3_step(st);
+  const char *pick = NULL;
+  if (rc == SQLITE_ROW)
+    e = col_str(s, st, 0, &pick, NULL);
+  else if (rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  if (e || !pick)
+    return e;
+  if ((e = query(s, S_MEMBER_SET_ADMIN, &st, "ssi", cid, pick, (int64_t)1)) ||
+      (e = run(st)))
+    return e;
+  *promoted = pick;
+  return CHAT_OK;
+}
+
+static chat_err member_remove_tx(store *s, const char *cid, const char *uid) {
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_MEMBER_DELETE, &st, "ss", cid, uid);
+  if (e || (e = run(st)))
+    return e;
+  if (sqlite3_changes(s->db) == 0)
+    return CHAT_ERR_NOT_FOUND;
+  bool found;
+  int64_t type;
+  if ((e = query(s, S_CONV_ROW, &st, "s", cid)) ||
+      (e = one_int(st, &found, &type)))
+    return e;
+  const char *promoted;
+  return found && type == CHAT_CONVERSATION_GROUP
+             ? keep_an_admin(s, cid, uid, &promoted)
+             : CHAT_OK;
+}
+
+static chat_err member_remove(void *self, const char *conversation_id,
+                              const char *user_id, chat_op *op) {
   (void)op;
   store *s = self;
+  if (!s || !conversation_id || !user_id)
+    return CHAT_ERR_INVAL;
+  enter(s);
+  chat_err e = begin(s, true);
+  if (!e)
+    e = end(s, member_remove_tx(s, conversation_id, user_id));
+  leave(s);
+  return e;
+}
+
+/* A system message recording a member change, stored as append stores
+ * one (its id raised when it does not grow). */
+static chat_err system_message(store *s, const chat_member_change *ch,
+                               uint64_t id, const char *prefix, chat_str body,
+                               chat_append_result *r, bump *b) {
+  size_t pl = prefix ? strlen(prefix) : 0;
+  char *text = salloc(s, pl + body.len + 1);
+  if (!text)
+    return CHAT_ERR_NOMEM;
+  if (pl)
+    memcpy(text, prefix, pl);
+  if (body.len)
+    memcpy(text + pl, body.ptr, body.len);
+  text[pl + body.len] = 0;
+  chat_msg_in m = {.message_id = id,
+                   .server_ts = ch->server_ts,
+                   .conversation_id = ch->conversation_id,
+                   .sender_id = ch->actor_id,
+                   .body = {text, pl + body.len},
+                   .body_type = CHAT_BODY_SYSTEM};
+  return append_one(s, &m, r, b);
+}
+
+static chat_err member_change_tx(store *s, const chat_member_change *ch,
+                                 chat_member_change_result *res,
+                                 chat_conversation **view) {
+  const char *cid = ch->conversation_id, *user = ch->user_id;
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_CONV_META, &st, "s", cid);
+  if (e)
+    return e;
+  int rc = sqlite3_step(st);
+  int type = 0;
+  const char *creator = NULL;
+  if (rc == SQLITE_ROW) {
+    type = sqlite3_column_int(st, 0);
+    e = col_str(s, st, 1, &creator, NULL);
+  } else {
+    e = rc == SQLITE_DONE ? CHAT_ERR_NOT_FOUND : sqerr(rc);
+  }
+  finish(st);
+  if (e)
+    return e;
+  if (type != CHAT_CONVERSATION_GROUP)
+    return CHAT_ERR_CONFLICT;
+  bool member, admin;
+  if (ch->actor_must_be_admin) {
+    if ((e = member_admin(s, cid, ch->actor_id, &member, &admin)))
+      return e;
+    if (!admin)
+      return CHAT_ERR_DENIED;
+  }
+  if (ch->protect_creator && creator && strcmp(creator, user) == 0)
+    return CHAT_ERR_DENIED;
+  if ((e = member_admin(s, cid, user, &member, &admin)))
+    return e;
+  if (!member && ch->op != CHAT_MEMBER_ADD)
+    return CHAT_ERR_NOT_FOUND;
+  bool changed = false;
+  switch (ch->op) {
+  case CHAT_MEMBER_ADD:
+    if (member)
+      break;
+    if (ch->max_members > 0) {
+      bool found;
+      int64_t n = 0;
+      if ((e = query(s, S_MEMBER_COUNT, &st, "s", cid)) ||
+          (e = one_int(st, &found, &n)))
+        return e;
+      if (n >= (int64_t)ch->max_members)
+        return CHAT_ERR_CONFLICT;
+    }
+    e = query(s, S_MEMBER_INSERT, &st, "ssii", cid, user, ch->now_ms,
+              (int64_t)0);
+    changed = true;
+    break;
+  case CHAT_MEMBER_REMOVE:
+    e = query(s, S_MEMBER_DELETE, &st, "ss", cid, user);
+    changed = true;
+    break;
+  case CHAT_MEMBER_ADMIN_GRANT:
+  case CHAT_MEMBER_ADMIN_REVOKE: {
+    bool grant = ch->op == CHAT_MEMBER_ADMIN_GRANT;
+    if (admin == grant)
+      break;
+    e = query(s, S_MEMBER_SET_ADMIN, &st, "ssi", cid, user, (int64_t)grant);
+    changed = true;
+    break;
+  }
+  default:
+    return CHAT_ERR_INVAL;
+  }
+  if (e || (changed && (e = run(st))))
+    return e;
+  res->changed = changed;
+  if (changed) {
+    bump b = {NULL, 0, 0, 0};
+    if ((e = system_message(s, ch, ch->message_id, NULL, ch->body,
+                            &res->message, &b)))
+      return e;
+    uint64_t max_id = res->message.message_id;
+    if (ch->op == CHAT_MEMBER_REMOVE || ch->op == CHAT_MEMBER_ADMIN_REVOKE) {
+      const char *promoted;
+      if ((e = keep_an_admin(s, cid, user, &promoted)))
+        return e;
+      bool any = promoted != NULL;
+      if (!promoted && ch->op == CHAT_MEMBER_ADMIN_REVOKE) {
+        /* No admin left and nobody else to make one: the last member may
+         * not step down. */
+        int64_t v;
+        if ((e = query(s, S_ADMIN_ANY, &st, "s", cid)) ||
+            (e = one_int(st, &any, &v)))
+          return e;
+        if (!any)
+          return CHAT_ERR_CONFLICT;
+      }
+      if (promoted) {
+        res->promoted = true;
+        snprintf(res->promoted_user, sizeof res->promoted_user, "%s",
+                 promoted);
+        if ((e = system_message(s, ch, ch->promote_message_id, promoted,
+                                ch->promote_suffix, &res->promote_message,
+                                &b)))
+          return e;
+        if (res->promote_message.message_id > max_id)
+          max_id = res->promote_message.message_id;
+      }
+    }
+    if ((e = flush_bump(s, &b)) ||
+        (e = query(s, S_MAX_BUMP, &st, "u", max_id)) || (e = run(st)))
+      return e;
+  }
+  return load_view(s, cid, ch->actor_id, view);
+}
+
+static chat_err member_change(void *self, const chat_member_change *ch,
+                              chat_member_change_result *res,
+                              chat_conversation_sink emit, void *ctx,
+                              chat_op *op) {
+  (void)op;
+  store *s = self;
+  if (!s || !ch || !res || !ch->conversation_id || !ch->actor_id ||
+      !ch->user_id || ch->op < CHAT_MEMBER_ADD ||
+      ch->op > CHAT_MEMBER_ADMIN_REVOKE || !id_ok(ch->message_id) ||
+      !id_ok(ch->promote_message_id) || (ch->body.len && !ch->body.ptr) ||
+      (ch->promote_suffix.len && !ch->promote_suffix.ptr))
+    return CHAT_ERR_INVAL;
+  memset(res, 0, sizeof *res);
+  if (s->relaxed) {
+    if (exec_id(s, S_SYNC_FULL))
+      return CHAT_ERR_MODULE;
+    s->relaxed = false;
+  }
+  enter(s);
+  chat_conversation *view = NULL;
+  chat_err e = begin(s, true);
+  if (!e)
+    e = end(s, member_change_tx(s, ch, res, &view));
+  if (e)
+    memset(res, 0, sizeof *res);
+  else if (emit)
+    emit(ctx, view);
+  leave(s);
+  return e;
+}
+
+/* messages() and messages_as(): the same pages, the second without the
+ * messages of shadow-banned senders other than @p viewer. */
+static chat_err page(store *s, const char *conversation_id, bool as,
+                     const char *viewer, chat_page_dir dir, uint64_t anchor,
+                     uint32_t limit, chat_message_sink emit, void *ctx) {
   if (!s || !conversation_id)
     return CHAT_ERR_INVAL;
   if (limit == 0)
@@ -1135,32 +1689,56 @@ static chat_err messages(void *self, const char *conversation_id,
   if (dir == CHAT_PAGE_AFTER && !id_ok(anchor))
     return CHAT_OK; /* no id is above it */
   enter(s);
-  chat_message *page = NULL;
+  chat_message *rows = NULL;
   size_t n = 0;
   if (!(e = begin(s, false))) {
     switch (dir) {
     case CHAT_PAGE_LATEST:
-      e = query(s, S_MSG_LATEST, &st, "si", conversation_id, (int64_t)limit);
+      e = as ? query(s, S_MSGV_LATEST, &st, "sis", conversation_id,
+                     (int64_t)limit, viewer)
+             : query(s, S_MSG_LATEST, &st, "si", conversation_id,
+                     (int64_t)limit);
       break;
     case CHAT_PAGE_BEFORE:
-      e = query(s, S_MSG_BEFORE, &st, "sui", conversation_id, anchor,
-                (int64_t)limit);
+      e = as ? query(s, S_MSGV_BEFORE, &st, "suis", conversation_id, anchor,
+                     (int64_t)limit, viewer)
+             : query(s, S_MSG_BEFORE, &st, "sui", conversation_id, anchor,
+                     (int64_t)limit);
       break;
     case CHAT_PAGE_AFTER:
-      e = query(s, S_MSG_AFTER, &st, "sui", conversation_id, anchor,
-                (int64_t)limit);
+      e = as ? query(s, S_MSGV_AFTER, &st, "suis", conversation_id, anchor,
+                     (int64_t)limit, viewer)
+             : query(s, S_MSG_AFTER, &st, "sui", conversation_id, anchor,
+                     (int64_t)limit);
       break;
     default:
       e = CHAT_ERR_INVAL;
     }
     if (!e)
-      e = collect_messages(s, st, &page, &n);
+      e = collect_messages(s, st, &rows, &n);
     e = end(s, e);
   }
   for (size_t i = 0; !e && emit && i < n; i++)
-    emit(ctx, &page[i]);
+    emit(ctx, &rows[i]);
   leave(s);
   return e;
+}
+
+static chat_err messages(void *self, const char *conversation_id,
+                         chat_page_dir dir, uint64_t anchor, uint32_t limit,
+                         chat_message_sink emit, void *ctx, chat_op *op) {
+  (void)op;
+  return page(self, conversation_id, false, NULL, dir, anchor, limit, emit,
+              ctx);
+}
+
+static chat_err messages_as(void *self, const char *conversation_id,
+                            const char *viewer, chat_page_dir dir,
+                            uint64_t anchor, uint32_t limit,
+                            chat_message_sink emit, void *ctx, chat_op *op) {
+  (void)op;
+  return page(self, conversation_id, true, viewer, dir, anchor, limit, emit,
+              ctx);
 }
 
 static chat_err max_message_id(void *self, uint64_t *out, chat_op *op) {
@@ -1390,6 +1968,158 @@ static chat_err purge_receipts(void *self, int64_t before_ms, chat_op *op) {
 }
 
 /* ------------------------------------------------------------------------
+ * Shadow bans (PROTOCOL.md section 8). `chatd ban` writes them from
+ * another process; the server polls shadow_bans(), which rereads the list
+ * only when meta.bans_version moved. */
+
+static chat_err shadow_ban_set(void *self, const char *user_id, bool banned,
+                               int64_t now_ms, chat_op *op) {
+  (void)op;
+  store *s = self;
+  if (!s || !user_id || !chat_id_valid(user_id, strlen(user_id)))
+    return CHAT_ERR_INVAL;
+  sqlite3_stmt *st;
+  chat_err e = begin(s, true);
+  if (e)
+    return e;
+  e = banned ? query(s, S_BAN_INSERT, &st, "si", user_id, now_ms)
+             : query(s, S_BAN_DELETE, &st, "s", user_id);
+  if (!e && !(e = run(st)) && sqlite3_changes(s->db) > 0 &&
+      !(e = query(s, S_BANS_BUMP, &st, "")))
+    e = run(st);
+  return end(s, e);
+}
+
+static chat_err bans_tx(store *s, uint64_t known, uint64_t *version,
+                        const char ***users, size_t *n) {
+  sqlite3_stmt *st;
+  bool found;
+  int64_t v = 0;
+  chat_err e = query(s, S_BANS_VERSION, &st, "");
+  if (e || (e = one_int(st, &found, &v)))
+    return e;
+  *version = (uint64_t)v;
+  if ((uint64_t)v == known)
+    return CHAT_OK;
+  if ((e = query(s, S_BANS_LIST, &st, "")))
+    return e;
+  size_t cap = 0;
+  int rc = SQLITE_DONE;
+  while (!e && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    e = push(s, (void **)users, n, &cap, sizeof **users);
+    if (!e)
+      e = col_str(s, st, 0, &(*users)[(*n)++], NULL);
+  }
+  if (!e && rc != SQLITE_DONE)
+    e = sqerr(rc);
+  finish(st);
+  return e;
+}
+
+static chat_err shadow_bans(void *self, uint64_t known_version,
+                            uint64_t *version, chat_user_sink emit, void *ctx,
+                            chat_op *op) {
+  (void)op;
+  store *s = self;
+  if (!s || !version)
+    return CHAT_ERR_INVAL;
+  enter(s);
+  const char **users = NULL;
+  size_t n = 0;
+  chat_err e = begin(s, false);
+  if (!e)
+    e = end(s, bans_tx(s, known_version, version, &users, &n));
+  for (size_t i = 0; !e && emit && i < n; i++)
+    emit(ctx, users[i]);
+  leave(s);
+  return e;
+}
+
+/* ------------------------------------------------------------------------
+ * Receipt-aware push: per member, the lowest and highest ids pushed and
+ * not read yet (push_lo, push_hi; 0 when none). Like marks, these commit
+ * without an fsync of their own (see mark()). */
+
+static bool relax(store *s) {
+  return s->full && !exec_id(s, S_SYNC_NORMAL);
+}
+
+static void unrelax(store *s, bool relaxed) {
+  if (relaxed)
+    s->relaxed = exec_id(s, S_SYNC_FULL) != CHAT_OK;
+}
+
+static chat_err push_record(void *self, const char *conversation_id,
+                            const char *user_id, uint64_t message_id,
+                            chat_op *op) {
+  (void)op;
+  store *s = self;
+  if (!s || !conversation_id || !user_id || !id_ok(message_id) ||
+      message_id == 0)
+    return CHAT_ERR_INVAL;
+  bool relaxed = relax(s);
+  sqlite3_stmt *st;
+  chat_err e = begin(s, true);
+  if (!e) {
+    e = query(s, S_PUSH_RECORD, &st, "ssu", conversation_id, user_id,
+              message_id);
+    e = end(s, e ? e : run(st));
+  }
+  unrelax(s, relaxed);
+  return e;
+}
+
+static chat_err push_read_tx(store *s, const char *cid, const char *uid,
+                             uint64_t read, uint64_t *clear) {
+  sqlite3_stmt *st;
+  chat_err e = query(s, S_PUSH_ROW, &st, "ss", cid, uid);
+  if (e)
+    return e;
+  int rc = sqlite3_step(st);
+  int64_t lo = 0, hi = 0;
+  if (rc == SQLITE_ROW) {
+    lo = sqlite3_column_int64(st, 0);
+    hi = sqlite3_column_int64(st, 1);
+  }
+  finish(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sqerr(rc);
+  if (lo <= 0 || read < (uint64_t)lo)
+    return CHAT_OK;
+  *clear = read;
+  /* What is left uncleared lies above the mark (if anything does). */
+  if (read >= (uint64_t)hi)
+    lo = hi = 0;
+  else
+    lo = (int64_t)read + 1;
+  if ((e = query(s, S_PUSH_SET, &st, "ssii", cid, uid, lo, hi)))
+    return e;
+  return run(st);
+}
+
+static chat_err push_read(void *self, const char *conversation_id,
+                          const char *user_id, uint64_t read_up_to,
+                          uint64_t *clear_up_to, chat_op *op) {
+  (void)op;
+  store *s = self;
+  if (clear_up_to)
+    *clear_up_to = 0;
+  if (!s || !conversation_id || !user_id || !clear_up_to)
+    return CHAT_ERR_INVAL;
+  if (!id_ok(read_up_to) || read_up_to == 0)
+    return CHAT_OK;
+  bool relaxed = relax(s);
+  chat_err e = begin(s, true);
+  if (!e)
+    e = end(s, push_read_tx(s, conversation_id, user_id, read_up_to,
+                            clear_up_to));
+  unrelax(s, relaxed);
+  if (e)
+    *clear_up_to = 0;
+  return e;
+}
+
+/* ------------------------------------------------------------------------
  * Devices and media */
 
 static chat_err device_register(void *self, const char *user_id,
@@ -1541,9 +2271,11 @@ static chat_err migrate(sqlite3 *db, int64_t v) {
     e = CHAT_ERR_MODULE;
   if (!e && v == 0)
     e = exec(db, schema_v1);
-  /* Future versions: if (!e && v < 2) e = exec(db, migrate_1_to_2); */
+  if (!e && v < 2)
+    e = exec(db, migrate_1_to_2);
+  /* Future versions: if (!e && v < 3) e = exec(db, migrate_2_to_3); */
   if (!e && v < SCHEMA_VERSION)
-    e = exec(db, "PRAGMA user_version = 1");
+    e = exec(db, "PRAGMA user_version = 2");
   if (!e)
     e = exec(db, "COMMIT");
   if (e && !sqlite3_get_autocommit(db))
@@ -1575,6 +2307,11 @@ static chat_err configure(sqlite3 *db, const chat_sqlite_options *o) {
     e = exec(db, o->sync == CHAT_SQLITE_SYNC_NORMAL
                      ? "PRAGMA synchronous = NORMAL"
                      : "PRAGMA synchronous = FULL");
+  /* A deleted message's body is erased, not hidden (PROTOCOL.md section
+   * 8): SQLite then overwrites freed content with zeros instead of leaving
+   * it in free space. */
+  if (!e)
+    e = exec(db, "PRAGMA secure_delete = ON");
   return e ? e : migrate(db, v);
 }
 
@@ -1654,5 +2391,11 @@ chat_err chat_sqlite_storage_open(chat_storage_ops *out, const char *path,
   out->media_put = media_put;
   out->media_get = media_get;
   out->destroy = destroy;
+  out->member_change = member_change;
+  out->messages_as = messages_as;
+  out->shadow_ban_set = shadow_ban_set;
+  out->shadow_bans = shadow_bans;
+  out->push_record = push_record;
+  out->push_read = push_read;
   return CHAT_OK;
 }

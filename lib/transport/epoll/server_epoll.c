@@ -334,6 +334,7 @@ static const char *close_reason(uint16_t code) {
   case 1007: return "invalid UTF-8";
   case 1009: return "message too large";
   case 1011: return "internal error";
+  case 1012: return "service restart";
   case 1013: return "try again later";
   default: return "";
   }
@@ -1381,8 +1382,9 @@ void chat_epoll_drain(chat_epoll *t) {
   t->draining = true;
   t->now_ms = chat__ep_mono_ms();
   chat__ep_log(t, CHAT_LOG_INFO, "event=drain sessions=%zu", t->n_ws);
-  /* Commits and acks what is waiting, then every session wants 1001
-   * (on_session_wants moves each to its close). */
+  /* Commits and acks what is waiting, then every session gets goaway and
+   * wants 1012, or 1001 without goaway (on_session_wants moves each to
+   * its close). */
   chat_server_drain(t->srv, t->now_ms);
   flush(t);
 }
